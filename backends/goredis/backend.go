@@ -1,0 +1,152 @@
+package goredis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/tier"
+)
+
+// DefaultMaxValueBytes is the default limit on a stored value: 1 MiB, the
+// same as tier.DefaultMaxValueSize.
+const DefaultMaxValueBytes = tier.DefaultMaxValueSize
+
+// Options configures a [Backend]. New copies it. A nil *Options means the
+// defaults.
+type Options struct {
+	// MaxValueBytes is the largest value Get hands over; larger ones are
+	// refused with a *tier.ValueTooLargeError. Keep it equal to the cache's
+	// tier.Options.MaxValueBytes. Default: 1 MiB.
+	MaxValueBytes int
+}
+
+// Backend is a tier.Remote over a go-redis client. It is safe for
+// concurrent use.
+type Backend struct {
+	c   redis.UniversalClient
+	max int
+}
+
+var _ tier.Remote = (*Backend)(nil)
+
+// New returns a Backend over client, which stays the caller's to close.
+func New(client redis.UniversalClient, o *Options) (*Backend, error) {
+	if client == nil {
+		return nil, fmt.Errorf("goredis: %w: nil client", tier.ErrInvalidOptions)
+	}
+	var opts Options
+	if o != nil {
+		opts = *o
+	}
+	if opts.MaxValueBytes < 0 {
+		return nil, fmt.Errorf("goredis: %w: negative MaxValueBytes", tier.ErrInvalidOptions)
+	}
+	if opts.MaxValueBytes == 0 {
+		opts.MaxValueBytes = DefaultMaxValueBytes
+	}
+	return &Backend{c: client, max: opts.MaxValueBytes}, nil
+}
+
+// Must is like [New] but panics on an error.
+func Must(client redis.UniversalClient, o *Options) *Backend {
+	b, err := New(client, o)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// Client returns the client the Backend was created with.
+func (b *Backend) Client() redis.UniversalClient { return b.c }
+
+// Get returns the bytes under key, [tier.ErrNotFound] when there are none,
+// and a *tier.ValueTooLargeError for a value over the limit.
+func (b *Backend) Get(ctx context.Context, key string) ([]byte, error) {
+	s, err := b.c.GetRange(ctx, key, 0, int64(b.max)).Result()
+	return b.result(s, err)
+}
+
+func (b *Backend) result(s string, err error) ([]byte, error) {
+	switch {
+	case err != nil:
+		return nil, translate("get", err)
+	case s == "":
+		return nil, tier.ErrNotFound
+	case len(s) > b.max:
+		return nil, &tier.ValueTooLargeError{Size: len(s), Limit: b.max}
+	}
+	return []byte(s), nil
+}
+
+// GetMany returns the bytes of each key, nil for a missing or refused one,
+// in one pipelined round trip.
+func (b *Backend) GetMany(ctx context.Context, keys []string) ([][]byte, error) {
+	cmds := make([]*redis.StringCmd, len(keys))
+	_, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.GetRange(ctx, k, 0, int64(b.max))
+		}
+		return nil
+	})
+	out := make([][]byte, len(keys))
+	for i, cmd := range cmds {
+		v, cerr := b.result(cmd.Result())
+		switch {
+		case cerr == nil:
+			out[i] = v
+		case errors.Is(cerr, tier.ErrNotFound), errors.Is(cerr, tier.ErrValueTooLarge), errors.Is(cerr, tier.ErrCorrupt):
+		default:
+			return nil, cerr
+		}
+	}
+	if err != nil && !isWrongType(err) {
+		return nil, translate("get many", err)
+	}
+	return out, nil
+}
+
+// Set stores value under key for ttl.
+func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	return translate("set", b.c.Set(ctx, key, value, ttl).Err())
+}
+
+// Delete removes keys, one pipelined command per key.
+func (b *Backend) Delete(ctx context.Context, keys ...string) error {
+	switch len(keys) {
+	case 0:
+		return nil
+	case 1:
+		return translate("delete", b.c.Del(ctx, keys[0]).Err())
+	}
+	_, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.Del(ctx, k)
+		}
+		return nil
+	})
+	return translate("delete", err)
+}
+
+// translate wraps a go-redis error so that no backend sentinel leaks:
+// redis.Nil becomes tier.ErrNotFound and WRONGTYPE becomes tier.ErrCorrupt.
+func translate(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, redis.Nil):
+		return tier.ErrNotFound
+	case isWrongType(err):
+		return fmt.Errorf("goredis: %s: %w: %s", op, tier.ErrCorrupt, err.Error())
+	}
+	return fmt.Errorf("goredis: %s: %w", op, err)
+}
+
+func isWrongType(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "WRONGTYPE")
+}

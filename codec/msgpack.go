@@ -1,0 +1,117 @@
+package codec
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Msgpack returns the default codec, which uses
+// github.com/vmihailenco/msgpack/v5 with its default settings. Its id is 1.
+// It is safe for concurrent use.
+//
+// Marshal produces exactly the bytes of msgpack.Marshal; structs use their
+// `msgpack` tags. Unmarshal first checks the bytes with a structural validator
+// (see the package documentation), then decodes them with a pooled decoder.
+//
+// NOTE: unlike msgpack.Unmarshal, Unmarshal does not turn on the library's
+// UsePreallocateValues option: in v5.4.1 that option starts, for every map
+// element and pointer type it meets, a goroutine that never exits.
+//
+// WARNING: the validator sees the payload of an msgpack extension as opaque
+// bytes. Types registered with msgpack.RegisterExt, and types implementing
+// msgpack.Unmarshaler or msgpack.CustomDecoder, must not pass those bytes to
+// msgpack.Unmarshal themselves unless they validate them first.
+func Msgpack() Codec { return msgpackCodec{} }
+
+type msgpackCodec struct{}
+
+var _ Codec = msgpackCodec{}
+
+func (msgpackCodec) ID() byte     { return idMsgpack }
+func (msgpackCodec) Name() string { return "msgpack" }
+
+// maxPooledBuffer is the largest buffer capacity returned to a pool, so that
+// one large value does not pin its memory for the life of the process.
+const maxPooledBuffer = 64 << 10
+
+// encoderState is a pooled encoder with the buffer it writes to.
+type encoderState struct {
+	buf bytes.Buffer
+	enc *msgpack.Encoder
+}
+
+var encoderPool = sync.Pool{New: func() any {
+	s := new(encoderState)
+	s.enc = msgpack.NewEncoder(&s.buf)
+	return s
+}}
+
+func getEncoder() *encoderState {
+	s := encoderPool.Get().(*encoderState)
+	s.buf.Reset()
+	s.enc.Reset(&s.buf) // default settings, as msgpack.Marshal uses
+	return s
+}
+
+func putEncoder(s *encoderState) {
+	if s.buf.Cap() > maxPooledBuffer {
+		return
+	}
+	encoderPool.Put(s)
+}
+
+func (msgpackCodec) Marshal(v any) ([]byte, error) {
+	s := getEncoder()
+	defer putEncoder(s)
+	if err := s.enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("codec: %w", err) // "codec: msgpack: ..."
+	}
+	return bytes.Clone(s.buf.Bytes()), nil
+}
+
+// decoderState is a pooled decoder with the reader it reads from. A
+// *bytes.Reader is an io.ByteScanner, so the decoder adds no bufio.Reader.
+type decoderState struct {
+	r   bytes.Reader
+	dec *msgpack.Decoder
+}
+
+var decoderPool = sync.Pool{New: func() any {
+	s := new(decoderState)
+	s.dec = msgpack.NewDecoder(&s.r)
+	return s
+}}
+
+func (msgpackCodec) Unmarshal(data []byte, v any) (err error) {
+	if err := validateMsgpack(data); err != nil {
+		return err
+	}
+	s := decoderPool.Get().(*decoderState)
+	defer func() {
+		if r := recover(); r != nil {
+			// Do not pool a decoder left in an unknown state.
+			err = panicError("msgpack", r)
+			return
+		}
+		s.r.Reset(nil)
+		decoderPool.Put(s)
+	}()
+	s.r.Reset(data)
+	s.dec.Reset(&s.r) // also clears every option: no UsePreallocateValues
+	if err := s.dec.Decode(v); err != nil {
+		return corrupt("unmarshal", err) // "...: unmarshal: msgpack: ..."
+	}
+	return nil
+}
+
+// panicError turns a value recovered from a panic in the named library into
+// a *DecodeError.
+func panicError(lib string, r any) error {
+	if err, ok := r.(error); ok {
+		return corrupt(lib+" decoder panicked", err)
+	}
+	return corrupt(lib+" decoder panicked", fmt.Errorf("%v", r))
+}

@@ -1,0 +1,166 @@
+package codec
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// MaxDepth is the deepest nesting of msgpack arrays and maps that the
+// [Msgpack] codec accepts. It keeps the library's recursive decoder far from
+// the limits of the goroutine stack.
+const MaxDepth = 512
+
+// validateMsgpack checks that data holds exactly one well-formed msgpack
+// value whose declared lengths all fit in the bytes that follow them. It
+// walks the stream iteratively, without allocating (the stack of open
+// containers is a fixed array), in O(len(data)) time.
+//
+// Each value takes at least one byte, so a container's n elements (2n for a
+// map) must fit in the bytes that remain; the walk checks the stronger bound
+// that all values still owed by every open container fit. That bound is what
+// keeps msgpack v5.4.1 from allocating for billions of elements declared by a
+// five-byte input.
+func validateMsgpack(data []byte) error {
+	if len(data) == 0 {
+		return corrupt("msgpack: empty input", nil)
+	}
+	// open[d] counts the values still owed by the container at depth d;
+	// open[0] stands for the single top-level value.
+	var open [MaxDepth + 1]uint64
+	open[0] = 1
+	depth := 0
+	owed := uint64(1) // the sum of open[0..depth]
+	i := 0
+	for {
+		for open[depth] == 0 {
+			if depth == 0 {
+				if i != len(data) {
+					return validationError("trailing bytes after the value", i)
+				}
+				return nil
+			}
+			depth--
+		}
+		if i >= len(data) {
+			return validationError("unexpected end of input", i)
+		}
+		open[depth]--
+		owed--
+
+		start := i
+		c := data[i]
+		i++
+		var (
+			body  uint64 // bytes of payload after the header
+			items uint64 // values owed by a container that opens here
+		)
+		switch {
+		case c <= 0x7f || c >= 0xe0: // positive and negative fixint
+		case c <= 0x8f: // fixmap
+			items = 2 * uint64(c&0x0f)
+		case c <= 0x9f: // fixarray
+			items = uint64(c & 0x0f)
+		case c <= 0xbf: // fixstr
+			body = uint64(c & 0x1f)
+		default:
+			var n uint64 // bytes of the length field
+			switch c {
+			case 0xc0, 0xc2, 0xc3: // nil, false, true
+			case 0xc1:
+				return validationError("reserved byte 0xc1", start)
+			case 0xc4, 0xd9: // bin8, str8
+				n = 1
+			case 0xc5, 0xda: // bin16, str16
+				n = 2
+			case 0xc6, 0xdb: // bin32, str32
+				n = 4
+			case 0xc7: // ext8: length, type
+				n = 1
+				body = 1
+			case 0xc8: // ext16
+				n = 2
+				body = 1
+			case 0xc9: // ext32
+				n = 4
+				body = 1
+			case 0xcc, 0xd0: // uint8, int8
+				body = 1
+			case 0xcd, 0xd1: // uint16, int16
+				body = 2
+			case 0xca, 0xce, 0xd2: // float32, uint32, int32
+				body = 4
+			case 0xcb, 0xcf, 0xd3: // float64, uint64, int64
+				body = 8
+			case 0xd4: // fixext1: type, data
+				body = 1 + 1
+			case 0xd5: // fixext2
+				body = 1 + 2
+			case 0xd6: // fixext4
+				body = 1 + 4
+			case 0xd7: // fixext8
+				body = 1 + 8
+			case 0xd8: // fixext16
+				body = 1 + 16
+			case 0xdc: // array16
+				n = 2
+			case 0xdd: // array32
+				n = 4
+			case 0xde: // map16
+				n = 2
+			case 0xdf: // map32
+				n = 4
+			}
+			if n > 0 {
+				if uint64(len(data)-i) < n {
+					return validationError("truncated length", start)
+				}
+				var l uint64
+				switch n {
+				case 1:
+					l = uint64(data[i])
+				case 2:
+					l = uint64(binary.BigEndian.Uint16(data[i:]))
+				default:
+					l = uint64(binary.BigEndian.Uint32(data[i:]))
+				}
+				i += int(n)
+				switch c {
+				case 0xdc, 0xdd:
+					items = l
+				case 0xde, 0xdf:
+					items = 2 * l
+				default:
+					body += l
+				}
+			}
+		}
+
+		rest := uint64(len(data) - i)
+		if body > rest {
+			return lengthError(c, body, rest, start)
+		}
+		i += int(body)
+		if items == 0 {
+			continue
+		}
+		// Every owed value takes at least one byte.
+		if owed+items > rest {
+			return lengthError(c, items, rest, start)
+		}
+		if depth == MaxDepth {
+			return validationError(fmt.Sprintf("nesting deeper than %d", MaxDepth), start)
+		}
+		depth++
+		open[depth] = items
+		owed += items
+	}
+}
+
+func validationError(what string, offset int) error {
+	return corrupt(fmt.Sprintf("msgpack: %s at offset %d", what, offset), nil)
+}
+
+func lengthError(c byte, declared, rest uint64, offset int) error {
+	return corrupt(fmt.Sprintf("msgpack: value 0x%02x at offset %d declares %d, but %d bytes remain",
+		c, offset, declared, rest), nil)
+}

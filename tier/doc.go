@@ -1,0 +1,41 @@
+// Package tier is the two-tier read-through cache of tiercache: a [Cache]
+// keeps decoded values in process (L1, a [Local], ristretto by default) over
+// a shared remote tier (L2, a [Remote], Redis through backends/goredis), and
+// loads from the origin (the database) on a miss.
+//
+// The read path of [Cache.GetOrLoad]:
+//
+//  1. L1. A fresh hit returns the stored value: no decode, no allocation, no
+//     lock, no observer call. L1 hits are counted by the L1 itself and appear
+//     in [Cache.Stats].
+//  2. On an L1 miss the caller joins or starts the single flight for the key:
+//     one load per key in the process, however many callers miss together.
+//     The flight runs on its own goroutine, on a context that keeps the first
+//     caller's values but not its cancellation; each caller stops waiting when
+//     its own context ends.
+//  3. L2, bounded by [Options.L2Timeout] and skipped while the circuit breaker
+//     is open. A hit is decoded and put in L1. Bad bytes are a miss: the key
+//     is deleted and the observer hears [EventDecodeError].
+//  4. The origin, bounded by [Options.LoadTimeout]. [ErrNotFound] (or an error
+//     that [Options.IsNotFound] accepts) is cached as a negative entry for
+//     [Options.NegativeTTL].
+//  5. The callers get the value; then the flight writes L2 and L1 (the L2
+//     write is not on the callers' path). A value whose encoding is larger
+//     than [Options.MaxValueBytes] is returned but not cached, and reported.
+//
+// Fencing: [Cache.Delete], [Cache.Set] and [Cache.InvalidateAll] fence the
+// flights that are running, so a load that began before an invalidation
+// never installs its value in L1 afterwards, and new callers start a fresh
+// load instead of joining the old one. Every L1 entry records when the read
+// that produced it began; [Cache.InvalidateAll] makes every entry (and every
+// running load) older than the call untrusted, in O(1), without walking L1.
+//
+// Keys: any non-empty byte string up to [Options.MaxKeyBytes]. They are
+// binary-safe: CR, LF, '*', '?', '{' and '}' have no special meaning (the
+// cache never uses KEYS or SCAN patterns). In L2 a key lives under the
+// prefix "tc:<len(namespace)>:<namespace>:", so two different (namespace,
+// key) pairs can never produce the same Redis key.
+//
+// Package tier imports neither OpenTelemetry nor go-redis; [Observer] and
+// [Remote] are the seams those packages plug into.
+package tier

@@ -1,0 +1,148 @@
+package tier
+
+import "sync"
+
+// call is one load in flight for one key (or one key of a batch load).
+type call[V any] struct {
+	done chan struct{} // closed once val, err and panicked are set
+
+	// Written by the flight before done is closed; read-only after.
+	val      V
+	err      error
+	panicked *PanicError
+	// expires is when a completed call stops answering late joiners (unix
+	// nanos); zero for a failed load, which late joiners never share.
+	expires int64
+
+	fenced bool // guarded by flights.mu: an invalidation overtook this load
+}
+
+// flights is the per-process single flight table. Unlike x/sync's
+// singleflight, a completed call stays in the table until its value is
+// visible in L1 (ristretto applies Sets asynchronously), so a caller that
+// arrives in between gets the result instead of loading again; and an
+// invalidation fences the calls it overtakes.
+type flights[V any] struct {
+	mu     sync.Mutex
+	m      map[string]*call[V] // guarded by mu
+	closed bool                // guarded by mu
+	wg     sync.WaitGroup      // counts flight goroutines; Add only under mu while !closed
+}
+
+// usable reports whether a caller arriving at now may join c: c is still
+// running, or it completed with a value that is still fresh.
+func (c *call[V]) usable(now int64) bool {
+	select {
+	case <-c.done:
+		return now < c.expires
+	default:
+		return true
+	}
+}
+
+// join returns the call for key and whether the caller must run it (and
+// then call wg.Done). It returns nil once the table is closed.
+func (f *flights[V]) join(key string, now int64) (c *call[V], leader bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, false
+	}
+	if c, ok := f.m[key]; ok && c.usable(now) {
+		return c, false
+	}
+	if f.m == nil {
+		f.m = make(map[string]*call[V])
+	}
+	c = &call[V]{done: make(chan struct{})}
+	f.m[key] = c
+	f.wg.Add(1)
+	return c, true
+}
+
+// joinMany is join for several keys under one lock. leaders[i] reports
+// whether calls[i] is the caller's to run; wg counts one goroutine for the
+// whole batch when any key needs it.
+func (f *flights[V]) joinMany(keys []string, now int64) (calls []*call[V], leaders []bool, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, nil, false
+	}
+	if f.m == nil {
+		f.m = make(map[string]*call[V])
+	}
+	calls = make([]*call[V], len(keys))
+	leaders = make([]bool, len(keys))
+	any := false
+	for i, k := range keys {
+		if c, ok := f.m[k]; ok && c.usable(now) {
+			calls[i] = c
+			continue
+		}
+		c := &call[V]{done: make(chan struct{})}
+		f.m[k] = c
+		calls[i], leaders[i], any = c, true, true
+	}
+	if any {
+		f.wg.Add(1)
+	}
+	return calls, leaders, true
+}
+
+// forget removes c from the table if it is still the call for key.
+func (f *flights[V]) forget(key string, c *call[V]) {
+	f.mu.Lock()
+	if f.m[key] == c {
+		delete(f.m, key)
+	}
+	f.mu.Unlock()
+}
+
+// fence marks the call for key as overtaken by an invalidation and removes
+// it, so it installs nothing and new callers start afresh.
+func (f *flights[V]) fence(key string) {
+	f.mu.Lock()
+	if c, ok := f.m[key]; ok {
+		c.fenced = true
+		delete(f.m, key)
+	}
+	f.mu.Unlock()
+}
+
+// fenceAll fences every call.
+func (f *flights[V]) fenceAll() {
+	f.mu.Lock()
+	for k, c := range f.m {
+		c.fenced = true
+		delete(f.m, k)
+	}
+	f.mu.Unlock()
+}
+
+// install runs fn (which must not block) unless c was fenced, atomically
+// with respect to fence, and reports whether it ran.
+func (f *flights[V]) install(c *call[V], fn func()) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c.fenced {
+		return false
+	}
+	fn()
+	return true
+}
+
+// isFenced reports whether c was fenced.
+func (f *flights[V]) isFenced(c *call[V]) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return c.fenced
+}
+
+// close stops new flights and waits for the running ones to return.
+func (f *flights[V]) close() {
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
+	f.wg.Wait()
+}

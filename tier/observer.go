@@ -1,0 +1,172 @@
+package tier
+
+import (
+	"context"
+	"time"
+)
+
+// Tier names where a value came from.
+type Tier uint8
+
+// The tiers.
+const (
+	TierL1 Tier = iota + 1
+	TierL2
+	TierOrigin
+)
+
+// String returns "l1", "l2" or "origin".
+func (t Tier) String() string {
+	switch t {
+	case TierL1:
+		return "l1"
+	case TierL2:
+		return "l2"
+	case TierOrigin:
+		return "origin"
+	}
+	return "unknown"
+}
+
+// Op names an operation that leaves L1, as given to [Observer.Begin].
+type Op uint8
+
+// The operations.
+const (
+	OpL2Get Op = iota + 1
+	OpLoad
+	OpL2Set
+	OpL2Delete
+)
+
+// String returns the operation's name ("l2.get", "load", "l2.set", "l2.delete").
+func (o Op) String() string {
+	switch o {
+	case OpL2Get:
+		return "l2.get"
+	case OpLoad:
+		return "load"
+	case OpL2Set:
+		return "l2.set"
+	case OpL2Delete:
+		return "l2.delete"
+	}
+	return "unknown"
+}
+
+// EventKind says what an [Event] reports.
+type EventKind uint8
+
+// The event kinds.
+const (
+	// EventMiss: a read missed L1.
+	EventMiss EventKind = iota + 1
+	// EventFallback: a read skipped or lost L2 and went on to the origin;
+	// Reason says why.
+	EventFallback
+	// EventBreaker: the L2 circuit breaker changed state (From, To).
+	EventBreaker
+	// EventDecodeError: bytes in L2 did not decode; the key was deleted.
+	EventDecodeError
+	// EventValueRefused: a value was not cached because it is too large.
+	EventValueRefused
+	// EventNegativeHit: a cached "not found" answered a read.
+	EventNegativeHit
+	// EventL1Dropped: L1 stopped being trusted as a whole (InvalidateAll,
+	// or a consistency signal); Reason says why.
+	EventL1Dropped
+)
+
+// String returns the kind's name in snake case.
+func (k EventKind) String() string {
+	switch k {
+	case EventMiss:
+		return "miss"
+	case EventFallback:
+		return "fallback"
+	case EventBreaker:
+		return "breaker"
+	case EventDecodeError:
+		return "decode_error"
+	case EventValueRefused:
+		return "value_refused"
+	case EventNegativeHit:
+		return "negative_hit"
+	case EventL1Dropped:
+		return "l1_dropped"
+	}
+	return "unknown"
+}
+
+// Fallback reasons, as found in [Event.Reason].
+const (
+	ReasonBreakerOpen = "breaker_open"
+	ReasonL2Error     = "l2_error"
+	ReasonL2Timeout   = "l2_timeout"
+)
+
+// Call describes an operation given to [Observer.Begin] and [Observer.End].
+type Call struct {
+	Cache string // Options.Name
+	Op    Op
+	// Key is the user's key, or its keyed hash unless Options.ObserveRawKeys.
+	Key string
+}
+
+// Result is how an operation ended.
+type Result struct {
+	// Hit is true for an L2 get that found a usable value, or a load that
+	// found the key.
+	Hit bool
+	// Err is the failure, nil on success. A miss is not an error.
+	Err      error
+	Duration time.Duration
+}
+
+// Event is something that happened, given to [Observer.Event].
+type Event struct {
+	Cache  string
+	Kind   EventKind
+	Key    string // as in Call.Key; empty for cache-wide events
+	Tier   Tier
+	Reason string
+	Err    error
+	From   BreakerState // EventBreaker only
+	To     BreakerState // EventBreaker only
+}
+
+// Observer receives what the cache does beyond L1 hits (those are counted,
+// not reported one by one; see [Cache.Stats]). Implementations must be safe
+// for concurrent use, must be fast, and must not call back into the cache.
+// The otel package implements it with spans and metrics.
+type Observer interface {
+	// Begin is called when an operation starts; the context it returns is
+	// the one the operation runs on and the one given to End.
+	Begin(ctx context.Context, c Call) context.Context
+	// End is called once for each Begin.
+	End(ctx context.Context, c Call, r Result)
+	// Event reports something that happened during a call on ctx.
+	Event(ctx context.Context, e Event)
+}
+
+// StatsObserver is implemented by an [Observer] that wants to read the
+// cache's counters (for example to export them as observable metrics). New
+// calls Attach once with the cache's name and a function that returns a
+// fresh snapshot; the function is safe to call at any time.
+type StatsObserver interface {
+	Attach(cache string, stats func() Stats)
+}
+
+// NoopObserver is an [Observer] that does nothing. The zero value is ready.
+type NoopObserver struct{}
+
+// Begin returns ctx.
+func (NoopObserver) Begin(ctx context.Context, _ Call) context.Context { return ctx }
+
+// End does nothing.
+func (NoopObserver) End(context.Context, Call, Result) {}
+
+// Event does nothing.
+func (NoopObserver) Event(context.Context, Event) {}
+
+var _ Observer = NoopObserver{}

@@ -1,0 +1,194 @@
+package tier
+
+import (
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tiercache/tiercache/codec"
+)
+
+// Defaults of [Options].
+const (
+	DefaultTTL          = 10 * time.Minute
+	DefaultNegativeTTL  = 30 * time.Second
+	DefaultJitter       = 0.1
+	DefaultMaxKeyBytes  = 1024
+	DefaultMaxValueSize = 1 << 20
+	DefaultLoadTimeout  = 10 * time.Second
+	DefaultL2Timeout    = 100 * time.Millisecond
+	DefaultL1MaxCost    = 64 << 20
+	DefaultBreakerFails = 5
+	DefaultBreakerWait  = 5 * time.Second
+)
+
+// Clock tells the time. Tests inject a fake one.
+type Clock interface {
+	Now() time.Time
+}
+
+// Options configures a [Cache]. New copies it; later changes have no
+// effect. A nil *Options means all defaults (an L1-only cache named
+// "default").
+type Options[V any] struct {
+	// Name names the cache in telemetry. Default: "default".
+	Name string
+	// Namespace prefixes every L2 key and must be unique among the caches
+	// sharing a Redis. It may not contain control characters, '{' or '}'.
+	// Default: Name.
+	Namespace string
+
+	// L1 is the in-process tier. The cache owns it and closes it in Close.
+	// Default: a backends/ristretto cache bounded by L1MaxCost.
+	L1 Local[V]
+	// L1MaxCost bounds the default L1, in bytes. Default: 64 MiB.
+	L1MaxCost int64
+	// Cost returns the L1 cost of a value in bytes; encodedSize is the size
+	// of its encoding. Default: encodedSize + len(key) + 128.
+	Cost func(key string, value V, encodedSize int) int64
+	// L2 is the shared tier. Nil means L1 only.
+	L2 Remote
+	// Codec encodes values for L2 (and measures them for MaxValueBytes and
+	// the default Cost). Default: codec.Msgpack().
+	Codec codec.Codec
+	// Schema is written into every L2 value; bump it when V changes shape,
+	// and values written with another schema become misses.
+	Schema uint32
+	// CompressAbove compresses L2 payloads larger than this many bytes.
+	// Default: 0, never.
+	CompressAbove int
+
+	// TTL is how long a value stays fresh in L2. Default: 10 minutes.
+	TTL time.Duration
+	// L1TTL is how long a value stays fresh in L1; at most TTL. Default: TTL.
+	L1TTL time.Duration
+	// NegativeTTL is how long a "not found" is cached. Default: 30 seconds.
+	NegativeTTL time.Duration
+	// Jitter shortens each TTL by a random fraction in [0, Jitter) so keys
+	// loaded together do not expire together. Default: 0.1; NoJitter
+	// turns it off.
+	Jitter   float64
+	NoJitter bool
+	// IsNotFound reports whether a loader error means "not found" (for
+	// example errors.Is(err, sql.ErrNoRows)); such errors are cached as
+	// negative entries. A loader may also return ErrNotFound.
+	IsNotFound func(error) bool
+
+	// MaxKeyBytes refuses longer keys with ErrInvalidKey. Default: 1024.
+	MaxKeyBytes int
+	// MaxValueBytes refuses to cache values whose encoding is larger.
+	// Default: 1 MiB.
+	MaxValueBytes int
+
+	// LoadTimeout bounds one origin load. Default: 10 seconds.
+	LoadTimeout time.Duration
+	// L2Timeout bounds every L2 call. Default: 100 ms.
+	L2Timeout time.Duration
+	// BreakerFailures is how many consecutive L2 failures open the circuit
+	// breaker. Default: 5.
+	BreakerFailures int
+	// BreakerCooldown is how long the breaker stays open before it lets one
+	// probe through. Default: 5 seconds.
+	BreakerCooldown time.Duration
+
+	// Observer receives everything beyond L1 hits. Default: NoopObserver.
+	Observer Observer
+	// ObserveRawKeys gives the observer raw keys. By default it gets a
+	// keyed hash (HMAC-SHA256, 16 hex digits), because keys may hold
+	// personal data such as emails.
+	ObserveRawKeys bool
+	// KeyHashSecret keys that hash; use the same secret on every instance
+	// to correlate keys across them. Default: random per cache.
+	KeyHashSecret []byte
+	// Clock tells the time. Default: the system clock.
+	Clock Clock
+}
+
+// withDefaults validates o and returns a copy with the defaults filled in.
+func (o *Options[V]) withDefaults() (Options[V], error) {
+	var c Options[V]
+	if o != nil {
+		c = *o
+	}
+	bad := func(format string, a ...any) (Options[V], error) {
+		return c, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, a...)...)
+	}
+	if c.Name == "" {
+		c.Name = "default"
+	}
+	if c.Namespace == "" {
+		c.Namespace = c.Name
+	}
+	if strings.ContainsAny(c.Namespace, "{}") || strings.ContainsFunc(c.Namespace, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return bad("namespace %q contains a control character, '{' or '}'", c.Namespace)
+	}
+	if c.Codec == nil {
+		c.Codec = codec.Msgpack()
+	}
+	durations := []struct {
+		name string
+		d    *time.Duration
+		def  time.Duration
+	}{
+		{"TTL", &c.TTL, DefaultTTL},
+		{"L1TTL", &c.L1TTL, 0},
+		{"NegativeTTL", &c.NegativeTTL, DefaultNegativeTTL},
+		{"LoadTimeout", &c.LoadTimeout, DefaultLoadTimeout},
+		{"L2Timeout", &c.L2Timeout, DefaultL2Timeout},
+		{"BreakerCooldown", &c.BreakerCooldown, DefaultBreakerWait},
+	}
+	for _, d := range durations {
+		if *d.d < 0 {
+			return bad("%s is negative", d.name)
+		}
+		if *d.d == 0 {
+			*d.d = d.def
+		}
+	}
+	if c.L1TTL == 0 || c.L1TTL > c.TTL {
+		c.L1TTL = c.TTL
+	}
+	switch {
+	case c.Jitter < 0 || c.Jitter >= 1:
+		return bad("Jitter %v is outside [0, 1)", c.Jitter)
+	case c.NoJitter:
+		c.Jitter = 0
+	case c.Jitter == 0:
+		c.Jitter = DefaultJitter
+	}
+	ints := []struct {
+		name string
+		n    *int
+		def  int
+	}{
+		{"MaxKeyBytes", &c.MaxKeyBytes, DefaultMaxKeyBytes},
+		{"MaxValueBytes", &c.MaxValueBytes, DefaultMaxValueSize},
+		{"BreakerFailures", &c.BreakerFailures, DefaultBreakerFails},
+		{"CompressAbove", &c.CompressAbove, 0},
+	}
+	for _, n := range ints {
+		if *n.n < 0 {
+			return bad("%s is negative", n.name)
+		}
+		if *n.n == 0 {
+			*n.n = n.def
+		}
+	}
+	if c.L1MaxCost < 0 {
+		return bad("L1MaxCost is negative")
+	}
+	if c.L1MaxCost == 0 {
+		c.L1MaxCost = DefaultL1MaxCost
+	}
+	if c.Observer == nil {
+		c.Observer = NoopObserver{}
+	}
+	if len(c.KeyHashSecret) == 0 {
+		c.KeyHashSecret = make([]byte, 32)
+		_, _ = rand.Read(c.KeyHashSecret) // crypto/rand.Read never fails (Go 1.24+).
+	} else {
+		c.KeyHashSecret = append([]byte(nil), c.KeyHashSecret...)
+	}
+	return c, nil
+}

@@ -1,0 +1,56 @@
+package tier
+
+import "sync/atomic"
+
+// Stats is a snapshot of a cache's counters since it was created.
+// Requests = L1Hits + Misses.
+type Stats struct {
+	// L1Hits counts reads answered from L1 (including cached "not found"s);
+	// zero when the Local does not implement [LocalStats].
+	L1Hits uint64
+	// Misses counts reads that missed L1 (the entry was absent, expired or
+	// no longer trusted).
+	Misses uint64
+	// L2Hits counts L1 misses answered from L2.
+	L2Hits uint64
+	// NegativeHits counts reads answered by a cached "not found", in any tier.
+	NegativeHits uint64
+	// Loads counts calls of the origin loader; LoadErrors those that failed
+	// (a "not found" is not a failure).
+	Loads      uint64
+	LoadErrors uint64
+	// Fallbacks counts reads that skipped or lost L2 and went to the origin.
+	Fallbacks uint64
+	// L2Errors counts failed L2 calls (timeouts included).
+	L2Errors uint64
+	// DecodeErrors counts values in L2 that did not decode (and were deleted).
+	DecodeErrors uint64
+	// Refused counts values not cached because they were too large.
+	Refused uint64
+	// Breaker is the L2 circuit breaker's state now; BreakerOpens counts how
+	// many times it opened.
+	Breaker      BreakerState
+	BreakerOpens uint64
+	// L1Cost is the sum of the costs stored in L1 (bytes); L1SetsDropped and
+	// L1SetsRejected count L1 writes lost to a full buffer or refused by the
+	// admission policy, and L1Evicted entries evicted for room.
+	L1Cost         int64
+	L1SetsDropped  uint64
+	L1SetsRejected uint64
+	L1Evicted      uint64
+}
+
+// counters are the cache's own counters. Each is written only on paths that
+// leave L1, so plain atomics are cheap enough.
+type counters struct {
+	l1Unserved   atomic.Uint64 // L1 Gets that found an entry but did not serve it
+	misses       atomic.Uint64
+	l2Hits       atomic.Uint64
+	negativeHits atomic.Uint64
+	loads        atomic.Uint64
+	loadErrors   atomic.Uint64
+	fallbacks    atomic.Uint64
+	l2Errors     atomic.Uint64
+	decodeErrors atomic.Uint64
+	refused      atomic.Uint64
+}
