@@ -11,7 +11,7 @@ func TestMain(m *testing.M) {
 		// The baseline benchmarks call msgpack.Unmarshal, which turns on
 		// UsePreallocateValues and so starts a never-ending goroutine per
 		// decoded map element type. Our codec does not (see
-		// TestMsgpack_Unmarshal_startsNoGoroutine, which runs before them).
+		// TestMsgpack_Unmarshal_StartsNoGoroutine, which runs before them).
 		goleak.IgnoreAnyFunction("github.com/vmihailenco/msgpack/v5.cachedValue.func1"),
 	)
 }

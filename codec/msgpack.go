@@ -2,7 +2,9 @@ package codec
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -72,10 +74,10 @@ func (msgpackCodec) Marshal(v any) ([]byte, error) {
 	return bytes.Clone(s.buf.Bytes()), nil
 }
 
-// decoderState is a pooled decoder with the reader it reads from. A
-// *bytes.Reader is an io.ByteScanner, so the decoder adds no bufio.Reader.
+// decoderState is a pooled decoder with the reader it reads from. The
+// reader is an io.ByteScanner, so the decoder adds no bufio.Reader.
 type decoderState struct {
-	r   bytes.Reader
+	r   guardedReader
 	dec *msgpack.Decoder
 }
 
@@ -86,23 +88,90 @@ var decoderPool = sync.Pool{New: func() any {
 }}
 
 func (msgpackCodec) Unmarshal(data []byte, v any) (err error) {
-	if err := validateMsgpack(data); err != nil {
+	s := decoderPool.Get().(*decoderState)
+	stops, err := validateMsgpack(data, s.r.stops[:0])
+	if err != nil {
+		s.r.reset(nil, stops[:0])
+		decoderPool.Put(s)
 		return err
 	}
-	s := decoderPool.Get().(*decoderState)
 	defer func() {
 		if r := recover(); r != nil {
 			// Do not pool a decoder left in an unknown state.
 			err = panicError("msgpack", r)
 			return
 		}
-		s.r.Reset(nil)
+		s.r.reset(nil, stops[:0])
 		decoderPool.Put(s)
 	}()
-	s.r.Reset(data)
+	s.r.reset(data, stops)
 	s.dec.Reset(&s.r) // also clears every option: no UsePreallocateValues
 	if err := s.dec.Decode(v); err != nil {
 		return corrupt("unmarshal", err) // "...: unmarshal: msgpack: ..."
+	}
+	return nil
+}
+
+// guardedReader reads data like a bytes.Reader, except that ReadByte fails
+// at the offsets in stops: the starts of extension payloads that
+// msgpack's DecodeMapLen would otherwise read as a map (see
+// validateMsgpack). The library reads a value's first byte with ReadByte
+// and an extension payload with Read, so only the misreading is refused.
+type guardedReader struct {
+	data  []byte
+	pos   int
+	stops []int // ascending
+	next  int   // stops[:next] are all below pos, as far as ReadByte knows
+}
+
+func (r *guardedReader) reset(data []byte, stops []int) {
+	if cap(stops) > maxPooledBuffer/8 {
+		stops = nil // do not pin a large slice in the pool
+	}
+	*r = guardedReader{data: data, stops: stops}
+}
+
+// errExtAsMap is what the decoder gets when it tries to read an extension
+// payload as a map.
+var errExtAsMap = errors.New("msgpack: extension payload read as a map")
+
+// Read implements io.Reader.
+func (r *guardedReader) Read(p []byte) (int, error) {
+	if r.pos >= len(r.data) {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	n := copy(p, r.data[r.pos:])
+	r.pos += n
+	return n, nil
+}
+
+// ReadByte implements io.ByteReader.
+func (r *guardedReader) ReadByte() (byte, error) {
+	for r.next < len(r.stops) && r.stops[r.next] < r.pos {
+		r.next++
+	}
+	if r.next < len(r.stops) && r.stops[r.next] == r.pos {
+		return 0, fmt.Errorf("%w at offset %d", errExtAsMap, r.pos)
+	}
+	if r.pos >= len(r.data) {
+		return 0, io.EOF
+	}
+	c := r.data[r.pos]
+	r.pos++
+	return c, nil
+}
+
+// UnreadByte implements io.ByteScanner.
+func (r *guardedReader) UnreadByte() error {
+	if r.pos <= 0 {
+		return errors.New("codec: UnreadByte at the start of the input")
+	}
+	r.pos--
+	for r.next > 0 && r.stops[r.next-1] >= r.pos {
+		r.next--
 	}
 	return nil
 }

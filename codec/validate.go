@@ -20,9 +20,23 @@ const MaxDepth = 512
 // that all values still owed by every open container fit. That bound is what
 // keeps msgpack v5.4.1 from allocating for billions of elements declared by a
 // five-byte input.
-func validateMsgpack(data []byte) error {
+//
+// The walk is only sound if the decoder reads the stream the way the walk
+// does. msgpack v5.4.1 departs from it in one place: where the Go type is a
+// map and the stream holds an extension, Decoder.DecodeMapLen skips the
+// extension's header and reads a map header from the first byte of its
+// payload, ignoring the declared payload length. Time values are extensions
+// and about one in thirteen of them has a payload that starts with a map
+// code, so such payloads cannot simply be refused. Instead, validateMsgpack
+// appends to stops the offset of every extension payload that starts with
+// a map code or nil, and the decoder's reader ([guardedReader]) refuses to
+// read a value header there: the library's ordinary paths read a payload as
+// a block, never one code at a time. An empty payload followed by a map or
+// nil cannot be guarded that way (its first "payload byte" is the next value),
+// so it is refused here.
+func validateMsgpack(data []byte, stops []int) ([]int, error) {
 	if len(data) == 0 {
-		return corrupt("msgpack: empty input", nil)
+		return stops, corrupt("msgpack: empty input", nil)
 	}
 	// open[d] counts the values still owed by the container at depth d;
 	// open[0] stands for the single top-level value.
@@ -35,14 +49,14 @@ func validateMsgpack(data []byte) error {
 		for open[depth] == 0 {
 			if depth == 0 {
 				if i != len(data) {
-					return validationError("trailing bytes after the value", i)
+					return stops, validationError("trailing bytes after the value", i)
 				}
-				return nil
+				return stops, nil
 			}
 			depth--
 		}
 		if i >= len(data) {
-			return validationError("unexpected end of input", i)
+			return stops, validationError("unexpected end of input", i)
 		}
 		open[depth]--
 		owed--
@@ -51,8 +65,9 @@ func validateMsgpack(data []byte) error {
 		c := data[i]
 		i++
 		var (
-			body  uint64 // bytes of payload after the header
+			body  uint64 // bytes after the header (for an extension: type and payload)
 			items uint64 // values owed by a container that opens here
+			ext   bool   // an extension: body is its type byte and payload
 		)
 		switch {
 		case c <= 0x7f || c >= 0xe0: // positive and negative fixint
@@ -67,7 +82,7 @@ func validateMsgpack(data []byte) error {
 			switch c {
 			case 0xc0, 0xc2, 0xc3: // nil, false, true
 			case 0xc1:
-				return validationError("reserved byte 0xc1", start)
+				return stops, validationError("reserved byte 0xc1", start)
 			case 0xc4, 0xd9: // bin8, str8
 				n = 1
 			case 0xc5, 0xda: // bin16, str16
@@ -75,12 +90,15 @@ func validateMsgpack(data []byte) error {
 			case 0xc6, 0xdb: // bin32, str32
 				n = 4
 			case 0xc7: // ext8: length, type
+				ext = true
 				n = 1
 				body = 1
 			case 0xc8: // ext16
+				ext = true
 				n = 2
 				body = 1
 			case 0xc9: // ext32
+				ext = true
 				n = 4
 				body = 1
 			case 0xcc, 0xd0: // uint8, int8
@@ -92,14 +110,19 @@ func validateMsgpack(data []byte) error {
 			case 0xcb, 0xcf, 0xd3: // float64, uint64, int64
 				body = 8
 			case 0xd4: // fixext1: type, data
+				ext = true
 				body = 1 + 1
 			case 0xd5: // fixext2
+				ext = true
 				body = 1 + 2
 			case 0xd6: // fixext4
+				ext = true
 				body = 1 + 4
 			case 0xd7: // fixext8
+				ext = true
 				body = 1 + 8
 			case 0xd8: // fixext16
+				ext = true
 				body = 1 + 16
 			case 0xdc: // array16
 				n = 2
@@ -112,7 +135,7 @@ func validateMsgpack(data []byte) error {
 			}
 			if n > 0 {
 				if uint64(len(data)-i) < n {
-					return validationError("truncated length", start)
+					return stops, validationError("truncated length", start)
 				}
 				var l uint64
 				switch n {
@@ -137,7 +160,17 @@ func validateMsgpack(data []byte) error {
 
 		rest := uint64(len(data) - i)
 		if body > rest {
-			return lengthError(c, body, rest, start)
+			return stops, lengthError(c, body, rest, start)
+		}
+		if ext {
+			// body >= 1 here: the type byte. The payload starts after it.
+			q := i + 1
+			if q < len(data) && mapOrNil(data[q]) {
+				if body == 1 {
+					return stops, validationError("empty extension followed by a map or nil", start)
+				}
+				stops = append(stops, q)
+			}
 		}
 		i += int(body)
 		if items == 0 {
@@ -145,15 +178,21 @@ func validateMsgpack(data []byte) error {
 		}
 		// Every owed value takes at least one byte.
 		if owed+items > rest {
-			return lengthError(c, items, rest, start)
+			return stops, lengthError(c, items, rest, start)
 		}
 		if depth == MaxDepth {
-			return validationError(fmt.Sprintf("nesting deeper than %d", MaxDepth), start)
+			return stops, validationError(fmt.Sprintf("nesting deeper than %d", MaxDepth), start)
 		}
 		depth++
 		open[depth] = items
 		owed += items
 	}
+}
+
+// mapOrNil reports whether c starts a map or is nil: the codes after which
+// DecodeMapLen goes on decoding.
+func mapOrNil(c byte) bool {
+	return c&0xf0 == 0x80 || c == 0xde || c == 0xdf || c == 0xc0
 }
 
 func validationError(what string, offset int) error {

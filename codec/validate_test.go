@@ -61,12 +61,12 @@ func TestValidateMsgpack(t *testing.T) {
 		{name: "nested array32 huge", data: []byte{0x91, 0xdd, 0xff, 0xff, 0xff, 0xff}, wantMsg: "msgpack: value 0xdd at offset 1 declares 4294967295, but 0 bytes remain"},
 		// Each of the 10 elements fits alone, but not all that are owed.
 		{name: "owed by outer containers", data: []byte{0x92, 0x9a, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, wantMsg: "msgpack: value 0x9a at offset 1 declares 10, but 10 bytes remain"},
-		{name: "too deep", data: nested(MaxDepth + 1), wantMsg: "msgpack: nesting deeper than 512 at offset 511"},
+		{name: "too deep", data: nested(MaxDepth + 1), wantMsg: "msgpack: nesting deeper than 512 at offset 512"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			err := validateMsgpack(tt.data)
+			_, err := validateMsgpack(tt.data, nil)
 			if tt.wantMsg == "" {
 				require.NoError(t, err)
 				return
@@ -83,8 +83,11 @@ func TestValidateMsgpack_Allocs(t *testing.T) {
 	require.NoError(t, err)
 	deep := nested(MaxDepth)
 	allocs := testing.AllocsPerRun(100, func() {
-		if validateMsgpack(data) != nil || validateMsgpack(deep) != nil {
-			panic("invalid")
+		if _, err := validateMsgpack(data, nil); err != nil {
+			panic(err)
+		}
+		if _, err := validateMsgpack(deep, nil); err != nil {
+			panic(err)
 		}
 	})
 	require.Zero(t, allocs)

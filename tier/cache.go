@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/tiercache/tiercache/backends/ristretto"
-	"github.com/tiercache/tiercache/codec"
 )
 
 // LoadFunc loads the value of key from the origin. It returns ErrNotFound
@@ -32,14 +30,20 @@ type Cache[V any] struct {
 	l1      Local[V]
 	l1stats LocalStats // nil when l1 does not count
 	l2      Remote     // nil: L1 only
+	leaser  Leaser     // l2 as a Leaser, or nil
+	tagger  TagStore   // l2 as a TagStore, or nil
+	pub     Publisher  // nil without an Invalidator
 	obs     Observer
 	noObs   bool
 	clock   Clock // nil: time.Now
 	prefix  string
+	tagPfx  string
 
-	br  breaker
-	fl  flights[V]
-	ctr counters
+	br   breaker
+	fl   flights[V]
+	ctr  counters
+	tags tagTimes
+	out  outbox
 
 	// trustFloor: entries whose read began before it (Created < trustFloor)
 	// are not served. Raising it drops L1 as a whole in O(1).
@@ -48,6 +52,7 @@ type Cache[V any] struct {
 	stop      context.Context // cancelled by Close
 	cancel    context.CancelFunc
 	closeOnce sync.Once
+	bg        sync.WaitGroup // the replayer
 }
 
 // New returns a Cache configured by o (nil means defaults).
@@ -65,8 +70,16 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 		c.l1 = l1
 	}
 	c.l1stats, _ = c.l1.(LocalStats)
+	c.leaser, _ = c.l2.(Leaser)
+	c.tagger, _ = c.l2.(TagStore)
 	_, c.noObs = c.obs.(NoopObserver)
-	c.prefix = "tc:" + strconv.Itoa(len(opts.Namespace)) + ":" + opts.Namespace + ":"
+	ns := "tc:" + strconv.Itoa(len(opts.Namespace)) + ":" + opts.Namespace
+	c.prefix = ns + ":"
+	c.tagPfx = ns + "#t:" // disjoint from prefix: the byte after the namespace differs
+	c.tags.horizon = int64(max(opts.TTL, opts.NegativeTTL))
+	c.tags.skew = int64(opts.MaxClockSkew)
+	c.out.limit = opts.MaxPendingInvalidations
+	c.out.kick = make(chan struct{}, 1)
 	c.br = breaker{
 		threshold: int32(opts.BreakerFailures),
 		cooldown:  opts.BreakerCooldown,
@@ -76,6 +89,18 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 		},
 	}
 	c.stop, c.cancel = context.WithCancel(context.Background())
+	if opts.Invalidator != nil {
+		pub, err := opts.Invalidator.Register(opts.Namespace, sink[V]{c})
+		if err != nil {
+			c.l1.Close()
+			return nil, fmt.Errorf("tier: register with invalidator: %w", err)
+		}
+		c.pub = pub
+	}
+	if c.l2 != nil || c.pub != nil {
+		c.bg.Add(1)
+		go c.replay()
+	}
 	if so, ok := c.obs.(StatsObserver); ok {
 		so.Attach(opts.Name, c.Stats)
 	}
@@ -97,6 +122,9 @@ func (c *Cache[V]) Name() string { return c.o.Name }
 // Key returns the full L2 key under which key is stored.
 func (c *Cache[V]) Key(key string) string { return c.prefix + key }
 
+// TagKey returns the full L2 key under which tag's invalidation time is kept.
+func (c *Cache[V]) TagKey(tag string) string { return c.tagPfx + tag }
+
 func (c *Cache[V]) now() int64 {
 	if c.clock == nil {
 		return time.Now().UnixNano()
@@ -106,7 +134,7 @@ func (c *Cache[V]) now() int64 {
 
 // fresh reports whether e may be served now.
 func (c *Cache[V]) fresh(e *Entry[V]) bool {
-	return c.now() < e.Fresh && e.Created >= c.trustFloor.Load()
+	return c.now() < e.Fresh && e.Created >= c.trustFloor.Load() && (len(e.Tags) == 0 || c.tags.valid(e.Tags, e.Created))
 }
 
 // GetOrLoad returns the value of key from L1, else L2, else load (once per
@@ -129,7 +157,27 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load LoadFunc[V]) 
 		}
 		c.ctr.l1Unserved.Add(1)
 	}
-	return c.miss(ctx, key, load)
+	return c.miss(ctx, key, nil, load)
+}
+
+// GetOrLoadTagged is [Cache.GetOrLoad] for a value that depends on the
+// entities named by tags (for example "expert:42" for a list of that
+// expert's appointments): [Cache.InvalidateTags] with any of them, on any
+// instance, makes the value a miss everywhere. A key must always be used
+// with the same tags.
+func (c *Cache[V]) GetOrLoadTagged(ctx context.Context, key string, tags []string, load LoadFunc[V]) (V, error) {
+	if e, ok := c.l1.Get(key); ok {
+		if c.fresh(e) {
+			if !e.Negative {
+				return e.Value, nil
+			}
+			c.ctr.negativeHits.Add(1)
+			var zero V
+			return zero, ErrNotFound
+		}
+		c.ctr.l1Unserved.Add(1)
+	}
+	return c.miss(ctx, key, tags, load)
 }
 
 // Get returns the value of key from L1, else L2, without loading it. It
@@ -161,180 +209,6 @@ func (c *Cache[V]) checkKey(key string) error {
 	return nil
 }
 
-// miss is the slow path of GetOrLoad: join or start the flight, then wait.
-func (c *Cache[V]) miss(ctx context.Context, key string, load LoadFunc[V]) (V, error) {
-	var zero V
-	if err := c.checkKey(key); err != nil {
-		return zero, err
-	}
-	cl, leader := c.fl.join(key, c.now())
-	if cl == nil {
-		return zero, ErrClosed
-	}
-	c.ctr.misses.Add(1)
-	if !c.noObs {
-		c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventMiss, Key: c.obsKey(key), Tier: TierL1})
-	}
-	if leader {
-		go c.run(ctx, key, cl, load)
-	}
-	select {
-	case <-cl.done:
-	case <-ctx.Done():
-		return zero, fmt.Errorf("tier: get %q: %w", key, context.Cause(ctx))
-	}
-	if cl.panicked != nil {
-		panic(cl.panicked)
-	}
-	return cl.val, cl.err
-}
-
-// run is the flight for one key. It runs on its own goroutine and owns one
-// count of c.fl.wg.
-func (c *Cache[V]) run(ctx context.Context, key string, cl *call[V], load LoadFunc[V]) {
-	defer c.fl.wg.Done()
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.o.LoadTimeout)
-	stop := context.AfterFunc(c.stop, cancel)
-	defer func() {
-		stop()
-		cancel()
-	}()
-	start := c.now()
-
-	completed := false
-	complete := func() {
-		completed = true
-		close(cl.done)
-	}
-	defer func() {
-		if !completed { // the loader called runtime.Goexit
-			cl.err = fmt.Errorf("tier: load %q: %w", key, ErrLoaderGoexit)
-			complete()
-		}
-		c.fl.forget(key, cl)
-	}()
-
-	if e, ok := c.fromL2(fctx, key, start); ok {
-		if e.Negative {
-			c.ctr.negativeHits.Add(1)
-			cl.err = ErrNotFound
-		} else {
-			cl.val = e.Value
-		}
-		cl.expires = e.Fresh
-		complete()
-		c.installL1(cl, key, e, c.cost(key, e.Value, 0))
-		return
-	}
-	if load == nil {
-		cl.err = ErrNotFound
-		complete()
-		return
-	}
-
-	v, err := c.callLoader(fctx, key, cl, load)
-	switch {
-	case cl.panicked != nil:
-		complete()
-	case err == nil:
-		cl.val = v
-		cl.expires = c.shareUntil(false)
-		complete()
-		c.store(fctx, cl, key, v, false, start)
-	case c.isNotFound(err):
-		if !errors.Is(err, ErrNotFound) {
-			err = &notFoundError{err: err}
-		}
-		cl.err = err
-		cl.expires = c.shareUntil(true)
-		complete()
-		c.store(fctx, cl, key, v, true, start)
-	default:
-		cl.err = fmt.Errorf("tier: load %q: %w", key, err)
-		complete()
-	}
-}
-
-// shareUntil is how long a completed load may answer late joiners: the
-// shortest L1 life its entry can get.
-func (c *Cache[V]) shareUntil(negative bool) int64 {
-	ttl := c.o.L1TTL
-	if negative {
-		ttl = min(ttl, c.o.NegativeTTL)
-	}
-	return c.now() + int64(float64(ttl)*(1-c.o.Jitter))
-}
-
-func (c *Cache[V]) isNotFound(err error) bool {
-	return errors.Is(err, ErrNotFound) || (c.o.IsNotFound != nil && c.o.IsNotFound(err))
-}
-
-// callLoader calls load, turning a panic into cl.panicked. A runtime.Goexit
-// in load unwinds through here to run's deferred handler.
-func (c *Cache[V]) callLoader(ctx context.Context, key string, cl *call[V], load LoadFunc[V]) (v V, err error) {
-	call := Call{Cache: c.o.Name, Op: OpLoad, Key: c.obsKey(key)}
-	ctx = c.obs.Begin(ctx, call)
-	t0 := time.Now()
-	c.ctr.loads.Add(1)
-	defer func() {
-		if r := recover(); r != nil {
-			cl.panicked = newPanicError(r)
-			err = cl.panicked
-		}
-		if err != nil && !c.isNotFound(err) {
-			c.ctr.loadErrors.Add(1)
-			c.obs.End(ctx, call, Result{Err: err, Duration: time.Since(t0)})
-			return
-		}
-		c.obs.End(ctx, call, Result{Hit: err == nil, Duration: time.Since(t0)})
-	}()
-	return load(ctx, key)
-}
-
-// store encodes a loaded value (or a "not found"), refuses it if too large,
-// and writes L2 then L1 unless an invalidation fenced the flight meanwhile.
-func (c *Cache[V]) store(ctx context.Context, cl *call[V], key string, v V, negative bool, start int64) {
-	now := c.now()
-	ttl := c.o.TTL
-	if negative {
-		ttl = c.o.NegativeTTL
-	}
-	ttl = c.jitter(ttl)
-	h := codec.Header{Codec: c.o.Codec.ID(), Schema: c.o.Schema, Created: now, SoftExpiry: now + int64(ttl), Deadline: now + int64(ttl)}
-	if negative {
-		h.Flags |= codec.FlagNegative
-	}
-	enc, err := codec.Encode(c.o.Codec, h, v, c.o.CompressAbove)
-	if err == nil && len(enc) > c.o.MaxValueBytes {
-		err = &ValueTooLargeError{Size: len(enc), Limit: c.o.MaxValueBytes}
-	}
-	if err != nil {
-		c.ctr.refused.Add(1)
-		c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventValueRefused, Key: c.obsKey(key), Err: err})
-		return
-	}
-	if c.l2 != nil && !c.fl.isFenced(cl) && c.br.allow() {
-		_ = c.l2Set(ctx, key, enc, ttl) // counted and reported by l2Set; the value is still returned and kept in L1.
-	}
-	l1ttl := min(ttl, c.jitter(c.o.L1TTL))
-	e := &Entry[V]{Value: v, Negative: negative, Created: start, Fresh: now + int64(l1ttl), Deadline: now + int64(l1ttl)}
-	c.installL1(cl, key, e, c.cost(key, v, len(enc)))
-}
-
-// installL1 puts e in L1 unless cl was fenced, then waits until the write is
-// visible so that the flight can leave the table.
-func (c *Cache[V]) installL1(cl *call[V], key string, e *Entry[V], cost int64) {
-	ttl := time.Duration(e.Deadline - c.now())
-	if ttl <= 0 {
-		return
-	}
-	accepted := false
-	c.fl.install(cl, func() { accepted = c.l1.Set(key, e, cost, ttl) })
-	if accepted {
-		c.l1.Wait()
-	}
-}
-
 func (c *Cache[V]) cost(key string, v V, encoded int) int64 {
 	if c.o.Cost != nil {
 		return c.o.Cost(key, v, encoded)
@@ -349,226 +223,31 @@ func (c *Cache[V]) jitter(d time.Duration) time.Duration {
 	return d - time.Duration(rand.Float64()*c.o.Jitter*float64(d))
 }
 
-// fromL2 reads key from L2 and decodes it. Any failure is a miss; L2
-// failures count against the breaker and are reported as fallbacks.
-func (c *Cache[V]) fromL2(ctx context.Context, key string, start int64) (*Entry[V], bool) {
-	if c.l2 == nil {
-		return nil, false
-	}
-	if !c.br.allow() {
-		c.fallback(ctx, key, ReasonBreakerOpen, nil)
-		return nil, false
-	}
-	call := Call{Cache: c.o.Name, Op: OpL2Get, Key: c.obsKey(key)}
-	octx := c.obs.Begin(ctx, call)
-	t0 := time.Now()
-	l2ctx, cancel := context.WithTimeout(octx, c.o.L2Timeout)
-	b, err := c.l2.Get(l2ctx, c.prefix+key)
-	cancel()
-	var e *Entry[V]
-	if err == nil {
-		e, err = c.decode(b, start)
-	}
-	res := Result{Hit: err == nil, Duration: time.Since(t0)}
-	switch {
-	case err == nil:
-		c.br.success()
-		c.ctr.l2Hits.Add(1)
-	case errors.Is(err, ErrNotFound):
-		c.br.success()
-		err = nil
-	case errors.Is(err, codec.ErrCorrupt), errors.Is(err, ErrCorrupt), errors.Is(err, ErrValueTooLarge):
-		c.br.success()
-		c.ctr.decodeErrors.Add(1)
-		c.obs.Event(octx, Event{Cache: c.o.Name, Kind: EventDecodeError, Key: call.Key, Tier: TierL2, Err: err})
-		c.l2Delete(octx, c.prefix+key)
-	case ctx.Err() != nil && c.stop.Err() != nil: // closing: not Redis's fault
-		res.Err = err
-	default:
-		c.l2Failed(err)
-		res.Err = err
-		reason := ReasonL2Error
-		if errors.Is(err, context.DeadlineExceeded) {
-			reason = ReasonL2Timeout
-		}
-		c.fallback(octx, key, reason, err)
-	}
-	c.obs.End(octx, call, res)
-	return e, res.Hit
-}
-
-func (c *Cache[V]) l2Failed(error) {
-	c.ctr.l2Errors.Add(1)
-	c.br.failure()
-}
-
-func (c *Cache[V]) fallback(ctx context.Context, key, reason string, err error) {
-	c.ctr.fallbacks.Add(1)
-	c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventFallback, Key: c.obsKey(key), Tier: TierL2, Reason: reason, Err: err})
-}
-
-// decode turns L2 bytes into an L1 entry. An entry past its soft expiry is
-// a miss.
-func (c *Cache[V]) decode(b []byte, start int64) (*Entry[V], error) {
-	var v V
-	h, err := codec.Decode(c.o.Codec, b, c.o.Schema, c.o.MaxValueBytes, &v)
-	if err != nil {
-		return nil, err
-	}
-	now := c.now()
-	if h.SoftExpiry <= now {
-		return nil, ErrNotFound
-	}
-	fresh := min(h.SoftExpiry, now+int64(c.jitter(c.o.L1TTL)))
-	return &Entry[V]{
-		Value:    v,
-		Negative: h.Flags&codec.FlagNegative != 0,
-		Created:  start,
-		Fresh:    fresh,
-		Deadline: max(fresh, min(h.Deadline, now+int64(c.o.L1TTL))),
-	}, nil
-}
-
-func (c *Cache[V]) l2Set(ctx context.Context, key string, enc []byte, ttl time.Duration) error {
-	call := Call{Cache: c.o.Name, Op: OpL2Set, Key: c.obsKey(key)}
-	ctx = c.obs.Begin(ctx, call)
-	t0 := time.Now()
-	l2ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
-	err := c.l2.Set(l2ctx, c.prefix+key, enc, ttl)
-	cancel()
-	if err != nil {
-		c.l2Failed(err)
-	} else {
-		c.br.success()
-	}
-	c.obs.End(ctx, call, Result{Err: err, Duration: time.Since(t0)})
-	return err
-}
-
-func (c *Cache[V]) l2Delete(ctx context.Context, fullKeys ...string) error {
-	call := Call{Cache: c.o.Name, Op: OpL2Delete}
-	if len(fullKeys) == 1 {
-		call.Key = c.obsKey(fullKeys[0][len(c.prefix):])
-	}
-	ctx = c.obs.Begin(ctx, call)
-	t0 := time.Now()
-	l2ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
-	err := c.l2.Delete(l2ctx, fullKeys...)
-	cancel()
-	if err != nil {
-		c.l2Failed(err)
-	} else {
-		c.br.success()
-	}
-	c.obs.End(ctx, call, Result{Err: err, Duration: time.Since(t0)})
-	return err
-}
-
-// Set stores v under key in L1 and L2 for ttl (0 means Options.TTL), and
-// fences the loads of key that are running. A value too large to cache is
-// refused with a [*ValueTooLargeError], and the old value of key is dropped
-// from both tiers so it is not served after the call. An L2 failure returns
-// an error matching [ErrL2]; L1 is updated anyway.
-func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) error {
-	if err := c.checkKey(key); err != nil {
-		return err
-	}
-	if c.isClosed() {
-		return ErrClosed
-	}
-	if ttl <= 0 {
-		ttl = c.o.TTL
-	}
-	ttl = c.jitter(ttl)
-	now := c.now()
-	h := codec.Header{Codec: c.o.Codec.ID(), Schema: c.o.Schema, Created: now, SoftExpiry: now + int64(ttl), Deadline: now + int64(ttl)}
-	enc, err := codec.Encode(c.o.Codec, h, v, c.o.CompressAbove)
-	if err == nil && len(enc) > c.o.MaxValueBytes {
-		err = &ValueTooLargeError{Size: len(enc), Limit: c.o.MaxValueBytes}
-	}
-	if err != nil {
-		c.ctr.refused.Add(1)
-		c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventValueRefused, Key: c.obsKey(key), Err: err})
-		derr := c.Delete(ctx, key)
-		return errors.Join(fmt.Errorf("tier: set %q: %w", key, err), derr)
-	}
-	c.fl.fence(key)
-	l1ttl := min(ttl, c.jitter(c.o.L1TTL))
-	if c.l1.Set(key, &Entry[V]{Value: v, Created: now, Fresh: now + int64(l1ttl), Deadline: now + int64(l1ttl)}, c.cost(key, v, len(enc)), l1ttl) {
-		c.l1.Wait()
-	}
-	if c.l2 == nil {
-		return nil
-	}
-	if !c.br.allow() {
-		return fmt.Errorf("tier: set %q: %w (circuit breaker open)", key, ErrL2)
-	}
-	if err := c.l2Set(ctx, key, enc, ttl); err != nil {
-		return fmt.Errorf("tier: set %q: %w: %w", key, ErrL2, err)
-	}
-	return nil
-}
-
-// Delete removes keys from L1 and L2 and fences the loads of those keys that
-// are running, so none of them installs a value read before the call. Call
-// it after the origin has changed. An L2 failure returns an error matching
-// [ErrL2]; L1 is cleared anyway.
-func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
-	if c.isClosed() {
-		return ErrClosed
-	}
-	full := make([]string, 0, len(keys))
-	for _, k := range keys {
-		if err := c.checkKey(k); err != nil {
-			return err
-		}
-		full = append(full, c.prefix+k)
-	}
-	for _, k := range keys {
-		c.fl.fence(k)
-		c.l1.Delete(k)
-	}
-	if c.l2 == nil || len(full) == 0 {
-		return nil
-	}
-	if !c.br.allow() {
-		return fmt.Errorf("tier: delete: %w (circuit breaker open)", ErrL2)
-	}
-	if err := c.l2Delete(ctx, full...); err != nil {
-		return fmt.Errorf("tier: delete: %w: %w", ErrL2, err)
-	}
-	return nil
-}
-
-// dropL1 stops trusting every L1 entry whose read began before now, and
-// fences the running loads. It costs O(1): entries are replaced lazily.
-func (c *Cache[V]) dropL1(ctx context.Context, reason string) {
-	c.fl.fenceAll()
-	c.trustFloor.Store(c.now() + 1)
-	c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventL1Dropped, Tier: TierL1, Reason: reason})
-}
-
 // DropLocal makes this instance's L1 forget every entry (in O(1), without
 // walking it) and fences the running loads. L2 and other instances are not
 // touched.
 func (c *Cache[V]) DropLocal(ctx context.Context) {
-	c.dropL1(ctx, "drop_local")
+	sink[V]{c}.Untrust(c.now()+1, "drop_local")
 }
 
 // Stats returns a snapshot of the cache's counters.
 func (c *Cache[V]) Stats() Stats {
 	s := Stats{
-		Misses:       c.ctr.misses.Load(),
-		L2Hits:       c.ctr.l2Hits.Load(),
-		NegativeHits: c.ctr.negativeHits.Load(),
-		Loads:        c.ctr.loads.Load(),
-		LoadErrors:   c.ctr.loadErrors.Load(),
-		Fallbacks:    c.ctr.fallbacks.Load(),
-		L2Errors:     c.ctr.l2Errors.Load(),
-		DecodeErrors: c.ctr.decodeErrors.Load(),
-		Refused:      c.ctr.refused.Load(),
-		Breaker:      BreakerState(c.br.state.Load()),
-		BreakerOpens: c.br.opens.Load(),
+		Misses:               c.ctr.misses.Load(),
+		L2Hits:               c.ctr.l2Hits.Load(),
+		NegativeHits:         c.ctr.negativeHits.Load(),
+		Loads:                c.ctr.loads.Load(),
+		LoadErrors:           c.ctr.loadErrors.Load(),
+		Fallbacks:            c.ctr.fallbacks.Load(),
+		L2Errors:             c.ctr.l2Errors.Load(),
+		DecodeErrors:         c.ctr.decodeErrors.Load(),
+		Refused:              c.ctr.refused.Load(),
+		LeaseWaits:           c.ctr.leaseWaits.Load(),
+		LeaseLost:            c.ctr.leaseLost.Load(),
+		PendingInvalidations: c.out.len(),
+		Replayed:             c.ctr.replayed.Load(),
+		Breaker:              BreakerState(c.br.state.Load()),
+		BreakerOpens:         c.br.opens.Load(),
 	}
 	if ls := c.l1stats; ls != nil {
 		if h, u := ls.Hits(), c.ctr.l1Unserved.Load(); h > u {
@@ -587,13 +266,19 @@ func (c *Cache[V]) isClosed() bool {
 }
 
 // Close stops the cache: running loads are cancelled, Close waits for the
-// cache's goroutines to exit, then closes L1. Later calls return ErrClosed.
-// Close is idempotent and always returns nil. It does not close the Redis
-// client behind L2, which belongs to the caller.
+// cache's goroutines to exit, unregisters from the invalidator, then closes
+// L1. Later calls return ErrClosed. Close is idempotent and always returns
+// nil. It does not close the Redis client behind L2, which belongs to the
+// caller. Invalidations still waiting for replay are dropped (and counted
+// in Stats.PendingInvalidations).
 func (c *Cache[V]) Close() error {
 	c.closeOnce.Do(func() {
 		c.cancel()
 		c.fl.close()
+		c.bg.Wait()
+		if c.pub != nil {
+			c.pub.Unregister()
+		}
 		c.l1.Close()
 	})
 	return nil
@@ -601,7 +286,7 @@ func (c *Cache[V]) Close() error {
 
 // obsKey is the key as the observer may see it.
 func (c *Cache[V]) obsKey(key string) string {
-	if c.noObs || c.o.ObserveRawKeys {
+	if c.noObs || c.o.ObserveRawKeys || key == "" {
 		return key
 	}
 	m := hmac.New(sha256.New, c.o.KeyHashSecret)

@@ -366,7 +366,9 @@ func TestCache_Stats_AddUp(t *testing.T) {
 	}
 	s := c.Stats()
 	require.EqualValues(t, 100, s.L1Hits+s.Misses)
-	require.EqualValues(t, 10, s.Misses)
+	// A call that arrives while a finished load's value is still on its way
+	// into L1 misses L1 but shares that load: misses >= loads.
+	require.GreaterOrEqual(t, s.Misses, uint64(10))
 	require.EqualValues(t, 10, s.Loads)
 }
 

@@ -12,6 +12,8 @@ type Entry[V any] struct {
 	Value V
 	// Negative marks a cached "not found".
 	Negative bool
+	// Tags are the tags the value depends on (GetOrLoadTagged).
+	Tags []string
 	// Created is when the read that produced the value began (unix nanos):
 	// invalidations after that instant make the entry untrusted.
 	Created int64

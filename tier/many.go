@@ -19,6 +19,10 @@ type BatchLoadFunc[V any] func(ctx context.Context, keys []string) (map[string]V
 // for, not loaded twice). The map holds the keys that have a value; keys
 // without one are absent. Duplicate keys are answered once.
 //
+// NOTE: the batch path takes no L2 leases, so with an L2 that fences
+// writes with leases (backends/goredis) the values it loads go to L1 only;
+// values other calls put in L2 are still read from it.
+//
 // NOTE: values may be shared with other callers: do not mutate them. A
 // panicking batch loader makes every caller waiting on one of its keys
 // panic with a [*PanicError].
@@ -169,7 +173,7 @@ func (c *Cache[V]) runMany(ctx context.Context, keys []string, calls []*call[V],
 			}
 			cl.expires = c.shareUntil(!found)
 			complete(i)
-			c.store(fctx, cl, keys[i], v, !found, start)
+			c.store(fctx, cl, req{key: keys[i]}, v, !found, start, "")
 		}
 	}
 }
@@ -219,12 +223,7 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) [
 	cancel()
 	if err != nil {
 		if c.stop.Err() == nil {
-			c.l2Failed(err)
-			reason := ReasonL2Error
-			if errors.Is(err, context.DeadlineExceeded) {
-				reason = ReasonL2Timeout
-			}
-			c.fallback(octx, "", reason, err)
+			c.l2Failed(octx, "", err)
 		}
 		c.obs.End(octx, call, Result{Err: err, Duration: time.Since(t0)})
 		return entries
@@ -236,7 +235,10 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) [
 		if b == nil || i >= len(entries) {
 			continue
 		}
-		e, derr := c.decode(b, start)
+		if isLease(b) {
+			continue // another instance is loading it; this batch loads it too
+		}
+		e, _, derr := c.decode(b, start)
 		switch {
 		case derr == nil:
 			entries[i] = e

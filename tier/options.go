@@ -21,6 +21,9 @@ const (
 	DefaultL1MaxCost    = 64 << 20
 	DefaultBreakerFails = 5
 	DefaultBreakerWait  = 5 * time.Second
+	DefaultLeaseWait    = 500 * time.Millisecond
+	DefaultMaxClockSkew = 100 * time.Millisecond
+	DefaultMaxPending   = 10000
 )
 
 // Clock tells the time. Tests inject a fake one.
@@ -92,6 +95,23 @@ type Options[V any] struct {
 	// probe through. Default: 5 seconds.
 	BreakerCooldown time.Duration
 
+	// Invalidator carries this cache's invalidations to the other
+	// instances and theirs to this one (package invalidate). Nil means
+	// none: other instances' L1 copies then live until their L1TTL.
+	Invalidator Invalidator
+	// LeaseWait bounds how long a miss waits for another instance that
+	// holds the key's lease (is loading it) before loading itself. Only
+	// with a [Leaser] L2. Default: 500 ms.
+	LeaseWait time.Duration
+	// MaxClockSkew is the clock difference allowed between instances when
+	// comparing a tag's invalidation time with a value's creation time.
+	// Default: 100 ms.
+	MaxClockSkew time.Duration
+	// MaxPendingInvalidations bounds the keys and tags kept for replay
+	// while L2 or the invalidator cannot be reached; past it the cache drops
+	// its own L1 and reports EventL1Dropped. Default: 10000.
+	MaxPendingInvalidations int
+
 	// Observer receives everything beyond L1 hits. Default: NoopObserver.
 	Observer Observer
 	// ObserveRawKeys gives the observer raw keys. By default it gets a
@@ -137,6 +157,8 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 		{"LoadTimeout", &c.LoadTimeout, DefaultLoadTimeout},
 		{"L2Timeout", &c.L2Timeout, DefaultL2Timeout},
 		{"BreakerCooldown", &c.BreakerCooldown, DefaultBreakerWait},
+		{"LeaseWait", &c.LeaseWait, DefaultLeaseWait},
+		{"MaxClockSkew", &c.MaxClockSkew, DefaultMaxClockSkew},
 	}
 	for _, d := range durations {
 		if *d.d < 0 {
@@ -166,6 +188,7 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 		{"MaxValueBytes", &c.MaxValueBytes, DefaultMaxValueSize},
 		{"BreakerFailures", &c.BreakerFailures, DefaultBreakerFails},
 		{"CompressAbove", &c.CompressAbove, 0},
+		{"MaxPendingInvalidations", &c.MaxPendingInvalidations, DefaultMaxPending},
 	}
 	for _, n := range ints {
 		if *n.n < 0 {

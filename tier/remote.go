@@ -25,3 +25,40 @@ type Remote interface {
 	// Delete removes keys; missing keys are not an error.
 	Delete(ctx context.Context, keys ...string) error
 }
+
+// LeasePrefix starts every lease marker a [Leaser] stores under a key. A
+// [Remote.Get] may return such a marker: the cache recognises it and never
+// decodes it.
+const LeasePrefix = "\x00tiercache-lease:"
+
+// Leaser is implemented by a [Remote] that can fence writes with leases, in
+// the manner of memcache leases (Nishtala et al., NSDI 2013): the instance
+// that misses stores a lease marker under the key, loads, and writes its
+// value only if its marker is still there. A Delete or Set in between
+// removes the marker, so a load that read the origin before the
+// invalidation can never write its old value afterwards, and the other
+// instances that see the marker wait for the value instead of loading too.
+type Leaser interface {
+	// Lease stores the marker lease under key for ttl if key holds nothing
+	// (or, when replace is true, anything but another lease) and returns
+	// nil; otherwise it returns what key holds (a value or another lease),
+	// refusing a value over the size limit as Get does. It is one round
+	// trip.
+	Lease(ctx context.Context, key, lease string, ttl time.Duration, replace bool) ([]byte, error)
+	// SetLeased stores value under key for ttl only if key still holds
+	// exactly the marker lease, and reports whether it did. It is one round
+	// trip.
+	SetLeased(ctx context.Context, key, lease string, value []byte, ttl time.Duration) (bool, error)
+}
+
+// TagStore is implemented by a [Remote] that keeps, per tag, the last time
+// it was invalidated, so that every instance (including one that starts
+// later) can tell a tagged L2 value from before an invalidation.
+type TagStore interface {
+	// GetTagged is Get plus the invalidation time of each tag key (unix
+	// nanos, 0 when never), in one round trip.
+	GetTagged(ctx context.Context, key string, tagKeys []string) ([]byte, []int64, error)
+	// TouchTags records at as the invalidation time of each tag key (keeping
+	// a later one), for ttl.
+	TouchTags(ctx context.Context, tagKeys []string, at int64, ttl time.Duration) error
+}

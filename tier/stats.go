@@ -27,6 +27,16 @@ type Stats struct {
 	DecodeErrors uint64
 	// Refused counts values not cached because they were too large.
 	Refused uint64
+	// LeaseWaits counts misses that waited for another instance's load
+	// (its lease in L2); LeaseLost counts loads whose lease an invalidation
+	// removed, so their value was not written to either tier.
+	LeaseWaits uint64
+	LeaseLost  uint64
+	// PendingInvalidations is how many keys and tags wait for replay
+	// because L2 or the invalidator could not be reached; Replayed counts
+	// those that were replayed later.
+	PendingInvalidations int
+	Replayed             uint64
 	// Breaker is the L2 circuit breaker's state now; BreakerOpens counts how
 	// many times it opened.
 	Breaker      BreakerState
@@ -53,4 +63,7 @@ type counters struct {
 	l2Errors     atomic.Uint64
 	decodeErrors atomic.Uint64
 	refused      atomic.Uint64
+	leaseWaits   atomic.Uint64
+	leaseLost    atomic.Uint64
+	replayed     atomic.Uint64
 }

@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"strconv"
-	"syscall"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,12 +188,43 @@ func TestServer_Pause(t *testing.T) {
 
 func TestServer_Cleanup(t *testing.T) {
 	t.Parallel()
-	var pid int
+	var p *process
 	t.Run("paused", func(t *testing.T) {
 		s := Start(t)
-		pid = s.proc.cmd.Process.Pid
+		p = s.proc
 		s.Pause()
 	})
 	// The subtest's cleanup has resumed, killed and reaped the process.
-	require.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH)
+	require.True(t, p.exited())
+	require.ErrorIs(t, p.cmd.Process.Signal(os.Kill), os.ErrProcessDone)
+}
+
+func TestServer_Restart_portTaken(t *testing.T) {
+	t.Parallel()
+	s := Start(t)
+	s.Kill()
+
+	// Hold the port until redis-server has failed to bind it once.
+	ln, err := net.Listen("tcp", s.Addr())
+	require.NoError(t, err)
+	// The log is the only signal of the failed attempt, so poll it.
+	released, stop := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { close(stop); <-released })
+	go func() {
+		defer close(released)
+		defer ln.Close()
+		ticker := time.NewTicker(time.Millisecond)
+		defer ticker.Stop()
+		for !strings.Contains(s.readLog(0), addrInUseLine) {
+			select {
+			case <-ticker.C:
+			case <-stop:
+				return
+			}
+		}
+	}()
+
+	s.Restart()
+	<-released
+	require.NoError(t, s.Client(t).Ping(t.Context()).Err())
 }

@@ -1,0 +1,194 @@
+package tier
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Invalidator carries invalidations between the instances that share an L2
+// (package invalidate implements it over Redis pub/sub). A cache registers
+// with it once, in New.
+type Invalidator interface {
+	// Register attaches the cache whose L2 keys live under namespace. The
+	// invalidator calls sink for what other instances invalidate, and for
+	// what it can no longer vouch for (lost messages, a dead subscription).
+	// The Publisher it returns sends this cache's invalidations.
+	Register(namespace string, sink Sink) (Publisher, error)
+}
+
+// Publisher sends one cache's invalidations to the other instances.
+type Publisher interface {
+	// Publish tells the other instances to drop keys (the user's keys, not
+	// the full L2 keys) and tags from their L1. L2 has already been updated
+	// by the cache. A returned error means the message may not have gone
+	// out; the cache keeps the invalidation and replays it.
+	Publish(ctx context.Context, keys, tags []string) error
+	// Unregister detaches the cache; it is called once, from Close.
+	Unregister()
+}
+
+// Sink is how an [Invalidator] acts on a cache's L1. Its methods are safe
+// for concurrent use, do not block, and do not touch L2.
+type Sink interface {
+	// DropKeys removes keys from L1 and fences their running loads.
+	DropKeys(keys []string)
+	// DropTags makes the entries tagged with any of tags whose read began
+	// before at (unix nanos) misses.
+	DropTags(tags []string, at int64)
+	// Untrust makes every L1 entry whose read began before (unix nanos) a
+	// miss, and fences the running loads that began before it. reason is
+	// reported to the observer ([EventL1Dropped]).
+	Untrust(before int64, reason string)
+}
+
+// sink is the cache's [Sink]: the cache under another name, so that the
+// Sink methods do not appear on Cache.
+type sink[V any] struct{ c *Cache[V] }
+
+func (s sink[V]) DropKeys(keys []string) {
+	for _, k := range keys {
+		s.c.fl.fence(k)
+		s.c.l1.Delete(k)
+	}
+}
+
+func (s sink[V]) DropTags(tags []string, at int64) {
+	s.c.tags.touch(tags, at)
+}
+
+func (s sink[V]) Untrust(before int64, reason string) {
+	c := s.c
+	for {
+		cur := c.trustFloor.Load()
+		if before <= cur {
+			return
+		}
+		if c.trustFloor.CompareAndSwap(cur, before) {
+			break
+		}
+	}
+	c.fl.fenceAll()
+	c.obs.Event(context.Background(), Event{Cache: c.o.Name, Kind: EventL1Dropped, Tier: TierL1, Reason: reason})
+}
+
+// tagTimes remembers, per tag, the last time it was invalidated (unix
+// nanos). Reads are lock-free (sync.Map); it forgets tags older than the
+// longest life of an entry, so it does not grow without bound.
+type tagTimes struct {
+	m       sync.Map // string -> int64
+	mu      sync.Mutex
+	stores  int   // guarded by mu: stores since the last prune
+	horizon int64 // entries older than this many nanos are gone anyway
+	skew    int64 // clock skew allowed between instances, in nanos
+}
+
+// touch records at for tags (keeping the latest time per tag).
+func (t *tagTimes) touch(tags []string, at int64) {
+	for _, tag := range tags {
+		for {
+			old, loaded := t.m.LoadOrStore(tag, at)
+			if !loaded || old.(int64) >= at || t.m.CompareAndSwap(tag, old, at) {
+				break
+			}
+		}
+	}
+	t.mu.Lock()
+	t.stores += len(tags)
+	prune := t.stores >= 1024
+	if prune {
+		t.stores = 0
+	}
+	t.mu.Unlock()
+	if prune {
+		cutoff := at - t.horizon - t.skew
+		t.m.Range(func(k, v any) bool {
+			if v.(int64) < cutoff {
+				t.m.CompareAndDelete(k, v)
+			}
+			return true
+		})
+	}
+}
+
+// valid reports whether a value of tags that was read at created is newer
+// than every invalidation of those tags.
+func (t *tagTimes) valid(tags []string, created int64) bool {
+	for _, tag := range tags {
+		if at, ok := t.m.Load(tag); ok && created <= at.(int64)+t.skew {
+			return false
+		}
+	}
+	return true
+}
+
+// outbox keeps the invalidations that could not reach Redis, de-duplicated
+// and bounded, until they can be replayed.
+type outbox struct {
+	mu    sync.Mutex
+	keys  map[string]struct{} // guarded by mu
+	tags  map[string]struct{} // guarded by mu
+	limit int
+	kick  chan struct{} // wakes the replayer
+}
+
+// add queues keys and tags; it reports false (and queues nothing) when
+// the outbox would exceed its bound.
+func (o *outbox) add(keys, tags []string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.keys == nil {
+		o.keys, o.tags = map[string]struct{}{}, map[string]struct{}{}
+	}
+	n := len(o.keys) + len(o.tags)
+	for _, k := range keys {
+		if _, ok := o.keys[k]; !ok {
+			n++
+		}
+	}
+	for _, t := range tags {
+		if _, ok := o.tags[t]; !ok {
+			n++
+		}
+	}
+	if n > o.limit {
+		return false
+	}
+	for _, k := range keys {
+		o.keys[k] = struct{}{}
+	}
+	for _, t := range tags {
+		o.tags[t] = struct{}{}
+	}
+	select {
+	case o.kick <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take removes and returns everything queued.
+func (o *outbox) take() (keys, tags []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for k := range o.keys {
+		keys = append(keys, k)
+	}
+	for t := range o.tags {
+		tags = append(tags, t)
+	}
+	clear(o.keys)
+	clear(o.tags)
+	return keys, tags
+}
+
+// len returns how many keys and tags are queued.
+func (o *outbox) len() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.keys) + len(o.tags)
+}
+
+// replayInterval is how often the replayer retries while the outbox is not
+// empty.
+const replayInterval = 100 * time.Millisecond

@@ -1,0 +1,292 @@
+package tier
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/tiercache/tiercache/codec"
+)
+
+// errStaleTag reports an L2 value older than an invalidation of one of its
+// tags; it is a miss, and the value may be replaced.
+var errStaleTag = errors.New("tier: value older than a tag invalidation")
+
+// Lease waiting: the first re-read after leaseBackoffMin, doubling up to
+// leaseBackoffMax, until Options.LeaseWait.
+const (
+	leaseBackoffMin = time.Millisecond
+	leaseBackoffMax = 20 * time.Millisecond
+)
+
+func isLease(b []byte) bool { return bytes.HasPrefix(b, []byte(LeasePrefix)) }
+
+func newLease() string {
+	return LeasePrefix + strconv.FormatUint(rand.Uint64(), 36) + strconv.FormatUint(rand.Uint64(), 36)
+}
+
+// readL2 looks key up in L2. It returns the entry on a hit. On a miss with a
+// Leaser L2 and wantLease, it takes the key's lease (one more round trip)
+// and returns it, or, if another instance holds it, waits up to LeaseWait
+// for that instance's value. Any failure is a miss without a lease; L2
+// failures count against the breaker and are reported as fallbacks.
+func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease bool) (*Entry[V], string) {
+	if c.l2 == nil {
+		return nil, ""
+	}
+	if !c.br.allow() {
+		c.fallback(ctx, r.key, ReasonBreakerOpen, nil)
+		return nil, ""
+	}
+	full := c.prefix + r.key
+	b, ok := c.l2Get(ctx, r)
+	if !ok {
+		return nil, ""
+	}
+	replace := false
+	if b != nil && !isLease(b) {
+		e, err := c.decodeChecked(ctx, r, b, start)
+		if err == nil {
+			return e, ""
+		}
+		replace = true // expired, older than a tag, or corrupt (and deleted)
+	}
+	if c.leaser == nil || !wantLease {
+		return nil, ""
+	}
+	deadline := time.Now().Add(c.o.LeaseWait)
+	backoff := leaseBackoffMin
+	waited := false
+	for {
+		if b == nil || replace {
+			lease := newLease()
+			cur, err := c.l2Lease(ctx, full, lease, replace)
+			if err != nil {
+				return nil, ""
+			}
+			if cur == nil {
+				return nil, lease
+			}
+			b, replace = cur, false
+			if !isLease(b) {
+				e, err := c.decodeChecked(ctx, r, b, start)
+				if err == nil {
+					return e, ""
+				}
+				replace = true
+				if time.Now().After(deadline) {
+					return nil, ""
+				}
+				continue
+			}
+		}
+		// Another instance holds the lease: it is loading the key.
+		if !waited {
+			waited = true
+			c.ctr.leaseWaits.Add(1)
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			return nil, "" // load without a lease; L2 is not written
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ""
+		case <-t.C:
+		}
+		backoff = min(2*backoff, leaseBackoffMax)
+		if b, ok = c.l2Get(ctx, r); !ok {
+			return nil, ""
+		}
+		if b != nil && !isLease(b) {
+			e, err := c.decodeChecked(ctx, r, b, start)
+			if err == nil {
+				return e, ""
+			}
+			replace = true
+		}
+	}
+}
+
+// l2Get reads the bytes of r's key (and its tags' invalidation times, which
+// it records locally). ok is false when L2 failed; b is nil for a miss or a
+// value refused and deleted.
+func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, ok bool) {
+	call := Call{Cache: c.o.Name, Op: OpL2Get, Key: c.obsKey(r.key)}
+	octx := c.obs.Begin(ctx, call)
+	t0 := time.Now()
+	l2ctx, cancel := context.WithTimeout(octx, c.o.L2Timeout)
+	var err error
+	if len(r.tags) > 0 && c.tagger != nil {
+		tagKeys := make([]string, len(r.tags))
+		for i, t := range r.tags {
+			tagKeys[i] = c.tagPfx + t
+		}
+		var at []int64
+		b, at, err = c.tagger.GetTagged(l2ctx, c.prefix+r.key, tagKeys)
+		for i, t := range at {
+			if t > 0 && i < len(r.tags) {
+				c.tags.touch(r.tags[i:i+1], t)
+			}
+		}
+	} else {
+		b, err = c.l2.Get(l2ctx, c.prefix+r.key)
+	}
+	cancel()
+	res := Result{Duration: time.Since(t0)}
+	switch {
+	case err == nil:
+		c.br.success()
+		res.Hit = !isLease(b)
+		ok = true
+	case errors.Is(err, ErrNotFound):
+		c.br.success()
+		b, ok = nil, true
+	case errors.Is(err, ErrCorrupt), errors.Is(err, ErrValueTooLarge):
+		c.br.success()
+		c.corrupt(octx, r.key, err)
+		b, ok = nil, true
+	case c.stop.Err() != nil: // closing: not Redis's fault
+		res.Err = err
+	default:
+		c.l2Failed(octx, r.key, err)
+		res.Err = err
+	}
+	c.obs.End(octx, call, res)
+	return b, ok
+}
+
+// decodeChecked decodes b as read at start and checks it against the
+// invalidation times of r's tags; a corrupt value is reported and deleted.
+func (c *Cache[V]) decodeChecked(ctx context.Context, r req, b []byte, start int64) (*Entry[V], error) {
+	e, h, err := c.decode(b, start)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotFound):
+		return nil, err
+	default:
+		c.corrupt(ctx, r.key, err)
+		return nil, err
+	}
+	if len(r.tags) > 0 && !c.tags.valid(r.tags, h.Created) {
+		return nil, errStaleTag
+	}
+	e.Tags = r.tags
+	c.ctr.l2Hits.Add(1)
+	return e, nil
+}
+
+// corrupt reports bad bytes under key and deletes them.
+func (c *Cache[V]) corrupt(ctx context.Context, key string, err error) {
+	c.ctr.decodeErrors.Add(1)
+	c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventDecodeError, Key: c.obsKey(key), Tier: TierL2, Err: err})
+	_ = c.l2Delete(ctx, c.prefix+key) // a failure is counted by l2Delete; the next miss retries.
+}
+
+// decode turns L2 bytes into an L1 entry read at start. A value past its
+// soft expiry is ErrNotFound.
+func (c *Cache[V]) decode(b []byte, start int64) (*Entry[V], codec.Header, error) {
+	var v V
+	h, err := codec.Decode(c.o.Codec, b, c.o.Schema, c.o.MaxValueBytes, &v)
+	if err != nil {
+		return nil, h, err
+	}
+	now := c.now()
+	if h.SoftExpiry <= now {
+		return nil, h, ErrNotFound
+	}
+	fresh := min(h.SoftExpiry, now+int64(c.jitter(c.o.L1TTL)))
+	return &Entry[V]{
+		Value:    v,
+		Negative: h.Flags&codec.FlagNegative != 0,
+		Created:  start,
+		Fresh:    fresh,
+		Deadline: max(fresh, min(h.Deadline, now+int64(c.o.L1TTL))),
+	}, h, nil
+}
+
+func (c *Cache[V]) l2Failed(ctx context.Context, key string, err error) {
+	c.ctr.l2Errors.Add(1)
+	c.br.failure()
+	reason := ReasonL2Error
+	if errors.Is(err, context.DeadlineExceeded) {
+		reason = ReasonL2Timeout
+	}
+	c.fallback(ctx, key, reason, err)
+}
+
+func (c *Cache[V]) fallback(ctx context.Context, key, reason string, err error) {
+	c.ctr.fallbacks.Add(1)
+	c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventFallback, Key: c.obsKey(key), Tier: TierL2, Reason: reason, Err: err})
+}
+
+// l2Op runs one L2 write-side operation with the timeout, the observer and
+// the breaker's accounting.
+func (c *Cache[V]) l2Op(ctx context.Context, op Op, key string, f func(ctx context.Context) error) error {
+	call := Call{Cache: c.o.Name, Op: op, Key: c.obsKey(key)}
+	ctx = c.obs.Begin(ctx, call)
+	t0 := time.Now()
+	l2ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
+	err := f(l2ctx)
+	cancel()
+	if isL2Failure(err) {
+		c.ctr.l2Errors.Add(1)
+		c.br.failure()
+	} else {
+		c.br.success()
+	}
+	c.obs.End(ctx, call, Result{Err: err, Duration: time.Since(t0)})
+	return err
+}
+
+// isL2Failure reports whether err means L2 did not answer properly (as
+// opposed to answering "missing" or "bad bytes").
+func isL2Failure(err error) bool {
+	return err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrValueTooLarge)
+}
+
+func (c *Cache[V]) l2Set(ctx context.Context, key string, enc []byte, ttl time.Duration) error {
+	return c.l2Op(ctx, OpL2Set, key, func(ctx context.Context) error {
+		return c.l2.Set(ctx, c.prefix+key, enc, ttl)
+	})
+}
+
+func (c *Cache[V]) l2SetLeased(ctx context.Context, key, lease string, enc []byte, ttl time.Duration) (ok bool, err error) {
+	err = c.l2Op(ctx, OpL2Set, key, func(ctx context.Context) error {
+		ok, err = c.leaser.SetLeased(ctx, c.prefix+key, lease, enc, ttl)
+		return err
+	})
+	return ok, err
+}
+
+// l2Lease takes the lease of full (a full key) or returns what it holds.
+func (c *Cache[V]) l2Lease(ctx context.Context, full, lease string, replace bool) (cur []byte, err error) {
+	key := full[len(c.prefix):]
+	err = c.l2Op(ctx, OpL2Get, key, func(ctx context.Context) error {
+		cur, err = c.leaser.Lease(ctx, full, lease, c.o.LoadTimeout+c.o.L2Timeout, replace)
+		return err
+	})
+	switch {
+	case err == nil:
+		return cur, nil
+	case errors.Is(err, ErrCorrupt), errors.Is(err, ErrValueTooLarge):
+		// Bad bytes: they were counted; replace them under a lease.
+		c.corrupt(ctx, key, err)
+		return nil, err
+	}
+	return nil, err
+}
+
+func (c *Cache[V]) l2Delete(ctx context.Context, fullKeys ...string) error {
+	key := ""
+	if len(fullKeys) == 1 {
+		key = fullKeys[0][len(c.prefix):]
+	}
+	return c.l2Op(ctx, OpL2Delete, key, func(ctx context.Context) error {
+		return c.l2.Delete(ctx, fullKeys...)
+	})
+}

@@ -1,0 +1,188 @@
+package tier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Set stores v under key in L1 and L2 for ttl (0 means Options.TTL), fences
+// the loads of key that are running, and tells the other instances to drop
+// their copies. A value too large to cache is refused with a
+// [*ValueTooLargeError], and the old value of key is invalidated so it is
+// not served after the call. An L2 or invalidator failure returns an error
+// matching [ErrL2]; L1 is updated anyway and the invalidation is replayed
+// when L2 answers again.
+func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) error {
+	if err := c.checkKey(key); err != nil {
+		return err
+	}
+	if c.isClosed() {
+		return ErrClosed
+	}
+	if ttl <= 0 {
+		ttl = c.o.TTL
+	}
+	ttl = c.jitter(ttl)
+	now := c.now()
+	enc, err := c.encode(v, false, now, ttl)
+	if err != nil {
+		c.ctr.refused.Add(1)
+		c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventValueRefused, Key: c.obsKey(key), Err: err})
+		return errors.Join(fmt.Errorf("tier: set %q: %w", key, err), c.Delete(ctx, key))
+	}
+	c.fl.fence(key)
+	l1ttl := min(ttl, c.jitter(c.o.L1TTL))
+	if c.l1.Set(key, &Entry[V]{Value: v, Created: now, Fresh: now + int64(l1ttl), Deadline: now + int64(l1ttl)}, c.cost(key, v, len(enc)), l1ttl) {
+		c.l1.Wait()
+	}
+	if c.l2 == nil && c.pub == nil {
+		return nil
+	}
+	var l2err error
+	if c.l2 != nil {
+		if !c.br.allow() {
+			l2err = errBreakerOpen
+		} else {
+			l2err = c.l2Set(ctx, key, enc, ttl)
+		}
+	}
+	if l2err == nil && c.pub != nil {
+		l2err = c.publish(ctx, []string{key}, nil)
+	}
+	if l2err != nil {
+		// The other instances must still hear of it: replay as a Delete.
+		return c.queue(ctx, "set", []string{key}, nil, l2err)
+	}
+	return nil
+}
+
+var errBreakerOpen = errors.New("circuit breaker open")
+
+// Delete removes keys from L1 and L2, fences the loads of those keys that
+// are running (here, and through the L2 lease, on every instance), and tells
+// the other instances to drop their copies. Call it after the origin
+// changed. An L2 or invalidator failure returns an error matching [ErrL2];
+// L1 is cleared anyway, and the invalidation is kept (bounded by
+// Options.MaxPendingInvalidations) and replayed when L2 answers again.
+func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
+	if c.isClosed() {
+		return ErrClosed
+	}
+	for _, k := range keys {
+		if err := c.checkKey(k); err != nil {
+			return err
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	sink[V]{c}.DropKeys(keys)
+	if err := c.invalidate(ctx, keys, nil, true); err != nil {
+		return c.queue(ctx, "delete", keys, nil, err)
+	}
+	return nil
+}
+
+// InvalidateTags makes every value cached with any of tags (see
+// [Cache.GetOrLoadTagged]) whose read began before the call a miss, on
+// every instance. It keeps one invalidation time per tag, not a set of keys
+// per tag, so it costs the same however many values carry the tag. Errors
+// are as for [Cache.Delete].
+func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
+	if c.isClosed() {
+		return ErrClosed
+	}
+	if len(tags) == 0 {
+		return nil
+	}
+	c.tags.touch(tags, c.now())
+	if err := c.invalidate(ctx, nil, tags, true); err != nil {
+		return c.queue(ctx, "invalidate tags", nil, tags, err)
+	}
+	return nil
+}
+
+// invalidate does the remote part of an invalidation: L2 DEL of the keys
+// (which also removes their leases), the tags' times in L2, then one
+// message to the other instances. useBreaker is false for replays, which
+// are the probes that find L2 back.
+func (c *Cache[V]) invalidate(ctx context.Context, keys, tags []string, useBreaker bool) error {
+	if c.l2 != nil {
+		if useBreaker && !c.br.allow() {
+			return errBreakerOpen
+		}
+		if len(keys) > 0 {
+			full := make([]string, len(keys))
+			for i, k := range keys {
+				full[i] = c.prefix + k
+			}
+			if err := c.l2Delete(ctx, full...); err != nil {
+				return err
+			}
+		}
+		if len(tags) > 0 && c.tagger != nil {
+			tagKeys := make([]string, len(tags))
+			for i, t := range tags {
+				tagKeys[i] = c.tagPfx + t
+			}
+			at := c.now()
+			err := c.l2Op(ctx, OpL2Set, "", func(ctx context.Context) error {
+				return c.tagger.TouchTags(ctx, tagKeys, at, time.Duration(c.tags.horizon+c.tags.skew))
+			})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if c.pub != nil {
+		return c.publish(ctx, keys, tags)
+	}
+	return nil
+}
+
+func (c *Cache[V]) publish(ctx context.Context, keys, tags []string) error {
+	ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
+	defer cancel()
+	return c.pub.Publish(ctx, keys, tags)
+}
+
+// queue keeps a failed invalidation for replay and returns the error the
+// caller gets. When the outbox is full, this instance drops its own L1 (it
+// can no longer tell which of its copies are stale) and says so.
+func (c *Cache[V]) queue(ctx context.Context, op string, keys, tags []string, err error) error {
+	if c.out.add(keys, tags) {
+		return fmt.Errorf("tier: %s: %w: %w (kept for replay)", op, ErrL2, err)
+	}
+	sink[V]{c}.Untrust(c.now()+1, "invalidation_overflow")
+	return fmt.Errorf("tier: %s: %w: %w (replay queue full: L1 dropped)", op, ErrL2, err)
+}
+
+// replay retries the queued invalidations until Close. It runs on its own
+// goroutine, counted by c.bg.
+func (c *Cache[V]) replay() {
+	defer c.bg.Done()
+	t := time.NewTicker(replayInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop.Done():
+			return
+		case <-t.C:
+		case <-c.out.kick:
+			continue // wait for the next tick: the failure that queued it is fresh
+		}
+		if c.out.len() == 0 {
+			continue
+		}
+		keys, tags := c.out.take()
+		if err := c.invalidate(c.stop, keys, tags, false); err != nil {
+			if !c.out.add(keys, tags) {
+				sink[V]{c}.Untrust(c.now()+1, "invalidation_overflow")
+			}
+			continue
+		}
+		c.ctr.replayed.Add(uint64(len(keys) + len(tags)))
+	}
+}
