@@ -58,10 +58,7 @@ func (c *Cache[V]) flightContext(ctx context.Context) (context.Context, func()) 
 // count of c.fl.wg.
 func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]) {
 	defer c.fl.wg.Done()
-	fctx, cancel := c.flightContext(ctx)
-	defer cancel()
 	start := c.now()
-
 	completed := false
 	complete := func() {
 		completed = true
@@ -75,6 +72,30 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 		c.fl.forget(r.key, cl)
 	}()
 
+	// Re-check L1: a caller that missed L1 just before the previous flight
+	// for this key made its value visible and left the table gets here.
+	// The Get is counted as unserved: the caller was counted as a miss.
+	e, ok := c.l1.Get(r.key)
+	if ok {
+		c.ctr.l1Unserved.Add(1)
+		if !c.fresh(e) {
+			e = nil
+		}
+	} else {
+		e = nil
+	}
+	if e != nil {
+		if e.Negative {
+			cl.err = ErrNotFound
+		} else {
+			cl.val = e.Value
+		}
+		cl.expires = e.Fresh
+		complete()
+		return
+	}
+	fctx, cancel := c.flightContext(ctx)
+	defer cancel()
 	e, lease := c.readL2(fctx, r, start, load != nil)
 	if e != nil {
 		if e.Negative {
