@@ -41,8 +41,13 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 		c.fallback(ctx, r.key, ReasonBreakerOpen, nil)
 		return nil, ""
 	}
+	// One L2 budget for the whole read (GET, then the lease): a caller never
+	// waits on Redis longer than L2Timeout, plus LeaseWait only while
+	// another instance is known to be loading the key.
+	budget, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
+	defer cancel()
 	full := c.prefix + r.key
-	b, ok := c.l2Get(ctx, r)
+	b, ok := c.l2Get(budget, r)
 	if !ok {
 		return nil, ""
 	}
@@ -57,13 +62,13 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 	if c.leaser == nil || !wantLease {
 		return nil, ""
 	}
-	deadline := time.Now().Add(c.o.LeaseWait)
+	var deadline time.Time
 	backoff := leaseBackoffMin
-	waited := false
+	leaseCtx := budget // after a wait, each L2 call gets its own L2Timeout
 	for {
 		if b == nil || replace {
 			lease := newLease()
-			cur, err := c.l2Lease(ctx, full, lease, replace)
+			cur, err := c.l2Lease(leaseCtx, full, lease, replace)
 			if err != nil {
 				return nil, ""
 			}
@@ -76,16 +81,17 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 				if err == nil {
 					return e, ""
 				}
-				replace = true
-				if time.Now().After(deadline) {
-					return nil, ""
+				// A value appeared but cannot be used: replace it, once.
+				if deadline.IsZero() {
+					replace = true
+					continue
 				}
-				continue
+				return nil, ""
 			}
 		}
 		// Another instance holds the lease: it is loading the key.
-		if !waited {
-			waited = true
+		if deadline.IsZero() {
+			deadline = time.Now().Add(c.o.LeaseWait)
 			c.ctr.leaseWaits.Add(1)
 		}
 		if time.Now().Add(backoff).After(deadline) {
@@ -99,7 +105,9 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 		case <-t.C:
 		}
 		backoff = min(2*backoff, leaseBackoffMax)
-		if b, ok = c.l2Get(ctx, r); !ok {
+		leaseCtx = ctx
+		b, ok = c.l2GetWithin(ctx, r)
+		if !ok {
 			return nil, ""
 		}
 		if b != nil && !isLease(b) {
@@ -112,14 +120,21 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 	}
 }
 
+// l2GetWithin is l2Get with a fresh L2Timeout.
+func (c *Cache[V]) l2GetWithin(ctx context.Context, r req) ([]byte, bool) {
+	ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
+	defer cancel()
+	return c.l2Get(ctx, r)
+}
+
 // l2Get reads the bytes of r's key (and its tags' invalidation times, which
-// it records locally). ok is false when L2 failed; b is nil for a miss or a
-// value refused and deleted.
+// it records locally), within ctx's deadline. ok is false when L2 failed; b
+// is nil for a miss or a value refused and deleted.
 func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, ok bool) {
 	call := Call{Cache: c.o.Name, Op: OpL2Get, Key: c.obsKey(r.key)}
 	octx := c.obs.Begin(ctx, call)
 	t0 := time.Now()
-	l2ctx, cancel := context.WithTimeout(octx, c.o.L2Timeout)
+	l2ctx := octx
 	var err error
 	if len(r.tags) > 0 && c.tagger != nil {
 		tagKeys := make([]string, len(r.tags))
@@ -136,7 +151,6 @@ func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, ok bool) {
 	} else {
 		b, err = c.l2.Get(l2ctx, c.prefix+r.key)
 	}
-	cancel()
 	res := Result{Duration: time.Since(t0)}
 	switch {
 	case err == nil:
@@ -224,8 +238,8 @@ func (c *Cache[V]) fallback(ctx context.Context, key, reason string, err error) 
 	c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventFallback, Key: c.obsKey(key), Tier: TierL2, Reason: reason, Err: err})
 }
 
-// l2Op runs one L2 write-side operation with the timeout, the observer and
-// the breaker's accounting.
+// l2Op runs one L2 operation with the observer and the breaker's
+// accounting, within L2Timeout (and ctx's own deadline, if sooner).
 func (c *Cache[V]) l2Op(ctx context.Context, op Op, key string, f func(ctx context.Context) error) error {
 	call := Call{Cache: c.o.Name, Op: op, Key: c.obsKey(key)}
 	ctx = c.obs.Begin(ctx, call)

@@ -1,0 +1,111 @@
+package goredis
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/tier"
+)
+
+var (
+	_ tier.Leaser   = (*Backend)(nil)
+	_ tier.TagStore = (*Backend)(nil)
+)
+
+// leaseScript takes a lease: KEYS[1] the key; ARGV: lease marker, ttl ms,
+// max bytes, replace ("1"/"0"), lease prefix. It returns nil when it stored
+// the marker, else what the key holds (at most max+1 bytes of it).
+var leaseScript = redis.NewScript(`
+local v = redis.call('GETRANGE', KEYS[1], 0, tonumber(ARGV[3]))
+if v == '' or (ARGV[4] == '1' and string.sub(v, 1, string.len(ARGV[5])) ~= ARGV[5]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return false
+end
+return v
+`)
+
+// setLeasedScript writes a value only if the key still holds exactly the
+// lease marker: KEYS[1] the key; ARGV: marker, value, ttl ms.
+var setLeasedScript = redis.NewScript(`
+if redis.call('GETRANGE', KEYS[1], 0, string.len(ARGV[1])) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+`)
+
+// touchTagScript keeps the later of two invalidation times: KEYS[1] the tag
+// key; ARGV: time (unix nanos), ttl ms.
+// It is sent as EVAL (not EVALSHA) because it runs inside a pipeline, where
+// go-redis cannot fall back from NOSCRIPT; tag invalidations are rare.
+const touchTagScript = `
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if tonumber(ARGV[1]) > cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+`
+
+func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
+
+// Lease implements tier.Leaser in one round trip (a Lua script).
+func (b *Backend) Lease(ctx context.Context, key, lease string, ttl time.Duration, replace bool) ([]byte, error) {
+	rep := "0"
+	if replace {
+		rep = "1"
+	}
+	s, err := leaseScript.Run(ctx, b.c, []string{key}, lease, ms(ttl), b.max, rep, tier.LeasePrefix).Text()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	return b.result(s, err)
+}
+
+// SetLeased implements tier.Leaser in one round trip (a Lua script).
+func (b *Backend) SetLeased(ctx context.Context, key, lease string, value []byte, ttl time.Duration) (bool, error) {
+	n, err := setLeasedScript.Run(ctx, b.c, []string{key}, lease, value, ms(ttl)).Int()
+	if err != nil {
+		return false, translate("set leased", err)
+	}
+	return n == 1, nil
+}
+
+// GetTagged implements tier.TagStore: the key and its tags' times in one
+// pipelined round trip (one command per key, so it works on a Cluster).
+func (b *Backend) GetTagged(ctx context.Context, key string, tagKeys []string) ([]byte, []int64, error) {
+	var get *redis.StringCmd
+	tags := make([]*redis.StringCmd, len(tagKeys))
+	_, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.GetRange(ctx, key, 0, int64(b.max))
+		for i, k := range tagKeys {
+			tags[i] = p.Get(ctx, k)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
+		return nil, nil, translate("get tagged", err)
+	}
+	at := make([]int64, len(tagKeys))
+	for i, cmd := range tags {
+		if s, err := cmd.Result(); err == nil {
+			at[i], _ = strconv.ParseInt(s, 10, 64) // garbage under a tag key reads as "never"
+		}
+	}
+	v, err := b.result(get.Result())
+	return v, at, err
+}
+
+// TouchTags implements tier.TagStore, one script call per tag, pipelined.
+func (b *Backend) TouchTags(ctx context.Context, tagKeys []string, at int64, ttl time.Duration) error {
+	_, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range tagKeys {
+			p.Eval(ctx, touchTagScript, []string{k}, at, ms(ttl))
+		}
+		return nil
+	})
+	return translate("touch tags", err)
+}

@@ -1,0 +1,300 @@
+package tier_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/backends/goredis"
+	"github.com/tiercache/tiercache/codec"
+	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/tier"
+)
+
+// instance is one application instance: its own Redis client and cache.
+func instance[V any](t *testing.T, srv *redistest.Server, o tier.Options[V]) (*tier.Cache[V], *redis.Client) {
+	t.Helper()
+	rdb := srv.Client(t)
+	if o.Namespace == "" {
+		o.Namespace = "t-" + strings.ReplaceAll(t.Name(), "/", "-")
+	}
+	o.L2 = goredis.Must(rdb, &goredis.Options{MaxValueBytes: o.MaxValueBytes})
+	return newCache(t, &o), rdb
+}
+
+func TestCache_L2_SharedBetweenInstances(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a, _ := instance(t, srv, tier.Options[*profile]{})
+	b, _ := instance(t, srv, tier.Options[*profile]{})
+	var loads atomic.Int64
+	load := counted(&loads, func(_ context.Context, key string) (*profile, error) {
+		return &profile{ID: 1, Name: key, Tags: []string{"x"}}, nil
+	})
+	v, err := a.GetOrLoad(t.Context(), "user:1", load)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { // A writes L2 after answering its callers
+		w, err := b.Get(t.Context(), "user:1")
+		return err == nil && w.Name == v.Name
+	}, 5*time.Second, 5*time.Millisecond)
+	require.EqualValues(t, 1, loads.Load())
+	require.EqualValues(t, 1, b.Stats().L2Hits)
+
+	// A negative entry is shared too.
+	_, err = a.GetOrLoad(t.Context(), "user:404", func(context.Context, string) (*profile, error) { return nil, tier.ErrNotFound })
+	require.ErrorIs(t, err, tier.ErrNotFound)
+	require.Eventually(t, func() bool {
+		_, err := b.GetOrLoad(t.Context(), "user:404", func(context.Context, string) (*profile, error) {
+			return &profile{}, nil // must not be called once the negative entry is in L2
+		})
+		return errors.Is(err, tier.ErrNotFound)
+	}, 5*time.Second, 5*time.Millisecond)
+}
+
+func TestCache_L2_BadBytesAreAMiss(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rec := &recorder{}
+	c, rdb := instance(t, srv, tier.Options[*profile]{Observer: rec, Schema: 3})
+	valid := func(schema uint32, payload []byte) []byte {
+		h := codec.Header{Codec: codec.Msgpack().ID(), Schema: schema, Created: time.Now().UnixNano(), SoftExpiry: time.Now().Add(time.Hour).UnixNano(), Deadline: time.Now().Add(time.Hour).UnixNano()}
+		b, err := codec.Encode(codec.Msgpack(), h, nil, 0)
+		require.NoError(t, err)
+		return append(b[:codec.HeaderSize], payload...)
+	}
+	tests := []struct {
+		name  string
+		plant func(key string) error
+	}{
+		{name: "garbage", plant: func(k string) error { return rdb.Set(t.Context(), k, "\x00\x01garbage\xff", time.Hour).Err() }},
+		{name: "msgpack array32 bomb", plant: func(k string) error { return rdb.Set(t.Context(), k, "\xdd\xff\xff\xff\xff", time.Hour).Err() }},
+		{name: "bomb inside a valid envelope", plant: func(k string) error {
+			return rdb.Set(t.Context(), k, valid(3, []byte{0x8a, 0xa4, 't', 'a', 'g', 's', 0xdd, 0xff, 0xff, 0xff, 0xff}), time.Hour).Err()
+		}},
+		{name: "truncated", plant: func(k string) error { return rdb.Set(t.Context(), k, valid(3, nil)[:20], time.Hour).Err() }},
+		{name: "older schema", plant: func(k string) error {
+			return rdb.Set(t.Context(), k, valid(2, []byte{0x80}), time.Hour).Err()
+		}},
+		{name: "foreign JSON", plant: func(k string) error { return rdb.Set(t.Context(), k, `{"id":1}`, time.Hour).Err() }},
+		{name: "wrong Redis type", plant: func(k string) error { return rdb.RPush(t.Context(), k, "a").Err() }},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key := fmt.Sprintf("user:%d", i)
+			require.NoError(t, tt.plant(c.Key(key)))
+			before := rec.count(tier.EventDecodeError)
+			v, err := c.GetOrLoad(t.Context(), key, func(context.Context, string) (*profile, error) {
+				return &profile{ID: int64(i)}, nil
+			})
+			require.NoError(t, err)
+			require.EqualValues(t, i, v.ID, "the origin answered")
+			require.Equal(t, before+1, rec.count(tier.EventDecodeError), "the observer heard a decode error")
+			// The bad bytes are gone: replaced by the loaded value.
+			require.Eventually(t, func() bool {
+				b, err := rdb.Get(t.Context(), c.Key(key)).Bytes()
+				if err != nil {
+					return false
+				}
+				var p profile
+				_, err = codec.Decode(codec.Msgpack(), b, 3, 0, &p)
+				return err == nil && p.ID == int64(i)
+			}, 5*time.Second, 5*time.Millisecond)
+		})
+	}
+	require.EqualValues(t, len(tests), c.Stats().DecodeErrors)
+}
+
+func TestCache_L2_OversizedValueRefusedBeforeReading(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rec := &recorder{}
+	c, rdb := instance(t, srv, tier.Options[string]{Observer: rec, MaxValueBytes: 1024})
+	require.NoError(t, rdb.Set(t.Context(), c.Key("big"), strings.Repeat("x", 1<<20), time.Hour).Err())
+	v, err := c.GetOrLoad(t.Context(), "big", func(context.Context, string) (string, error) { return "small", nil })
+	require.NoError(t, err)
+	require.Equal(t, "small", v)
+	var tooLarge *tier.ValueTooLargeError
+	found := false
+	for _, e := range rec.all() {
+		if e.Kind == tier.EventDecodeError && errors.As(e.Err, &tooLarge) {
+			found = true
+			require.Equal(t, 1025, tooLarge.Size, "GETRANGE read at most limit+1 bytes")
+		}
+	}
+	require.True(t, found)
+}
+
+func TestCache_L2_Stampede_TwoInstances(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a, _ := instance(t, srv, tier.Options[int]{LeaseWait: 5 * time.Second, L2Timeout: time.Second})
+	b, _ := instance(t, srv, tier.Options[int]{LeaseWait: 5 * time.Second, L2Timeout: time.Second})
+	var loads atomic.Int64
+	load := counted(&loads, func(context.Context, string) (int, error) {
+		time.Sleep(50 * time.Millisecond) // a slow query, so the callers really overlap
+		return 42, nil
+	})
+	var wg sync.WaitGroup
+	errs := make(chan error, 2000)
+	for _, c := range []*tier.Cache[int]{a, b} {
+		for range 1000 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				v, err := c.GetOrLoad(t.Context(), "hot", load)
+				if err == nil && v != 42 {
+					err = fmt.Errorf("got %d", v)
+				}
+				if err != nil {
+					errs <- err
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.EqualValues(t, 1, loads.Load(), "one origin load across both instances")
+	require.EqualValues(t, 1, a.Stats().LeaseWaits+b.Stats().LeaseWaits, "the other instance waited for the lease")
+}
+
+// TestCache_L2_FencedLoad is the deterministic race of a load that read v1,
+// an update to v2 with its Delete, then the load finishing: neither tier
+// may end up holding v1.
+func TestCache_L2_FencedLoad(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a, rdb := instance(t, srv, tier.Options[string]{})
+	b, _ := instance(t, srv, tier.Options[string]{})
+	for i := range 100 {
+		key := fmt.Sprintf("k%d", i)
+		var db atomic.Value
+		db.Store("v1")
+		read := func(context.Context, string) (string, error) { return db.Load().(string), nil }
+		inLoad, release := make(chan struct{}), make(chan struct{})
+		got := make(chan string, 1)
+		go func() {
+			v, _ := a.GetOrLoad(context.Background(), key, func(ctx context.Context, k string) (string, error) {
+				v, err := read(ctx, k)
+				close(inLoad)
+				<-release
+				return v, err
+			})
+			got <- v
+		}()
+		<-inLoad
+		db.Store("v2")
+		require.NoError(t, b.Delete(t.Context(), key)) // the writer is another instance
+		close(release)
+		require.Equal(t, "v1", <-got)
+		// Wait until A's flight has finished its writes.
+		require.Eventually(t, func() bool { return a.Stats().LeaseLost == uint64(i+1) }, 5*time.Second, time.Millisecond)
+		n, err := rdb.Exists(t.Context(), a.Key(key)).Result()
+		require.NoError(t, err)
+		require.Zero(t, n, "L2 does not hold v1")
+		for _, c := range []*tier.Cache[string]{a, b} {
+			v, err := c.GetOrLoad(t.Context(), key, read)
+			require.NoError(t, err)
+			require.Equal(t, "v2", v)
+		}
+	}
+}
+
+func TestCache_L2_Tags(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a, _ := instance(t, srv, tier.Options[[]string]{MaxClockSkew: time.Millisecond})
+	b, _ := instance(t, srv, tier.Options[[]string]{MaxClockSkew: time.Millisecond})
+	var list atomic.Value
+	list.Store([]string{"09:00"})
+	load := func(context.Context, string) ([]string, error) { return list.Load().([]string), nil }
+	tags := []string{"expert:42"}
+	v, err := a.GetOrLoadTagged(t.Context(), "expert:42:day:2026-11-26", tags, load)
+	require.NoError(t, err)
+	require.Equal(t, []string{"09:00"}, v)
+	require.Eventually(t, func() bool { _, err := b.Get(t.Context(), "expert:42:day:2026-11-26"); return err == nil }, 5*time.Second, time.Millisecond)
+
+	time.Sleep(5 * time.Millisecond) // let the clock pass the value's creation plus the allowed skew
+	list.Store([]string{"09:00", "10:00"})
+	require.NoError(t, a.InvalidateTags(t.Context(), "expert:42"))
+	// A third instance, which never heard the invalidation, reads the tag's
+	// time from L2 with the value and does not serve the old list.
+	c, _ := instance(t, srv, tier.Options[[]string]{MaxClockSkew: time.Millisecond})
+	v, err = c.GetOrLoadTagged(t.Context(), "expert:42:day:2026-11-26", tags, load)
+	require.NoError(t, err)
+	require.Equal(t, []string{"09:00", "10:00"}, v)
+	v, err = a.GetOrLoadTagged(t.Context(), "expert:42:day:2026-11-26", tags, load)
+	require.NoError(t, err)
+	require.Equal(t, []string{"09:00", "10:00"}, v, "the invalidating instance's own L1 dropped it")
+}
+
+// TestCache_L2_RedisKilled: Redis dies in the middle of 10k reads and comes
+// back empty. Callers see no error, none waits past the L2 timeout (plus
+// the origin's time), the breaker opens, then closes and L2 fills again.
+func TestCache_L2_RedisKilled(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	const l2Timeout = 50 * time.Millisecond
+	rec := &recorder{}
+	c, rdb := instance(t, srv, tier.Options[int]{
+		Observer: rec, L2Timeout: l2Timeout, BreakerFailures: 3, BreakerCooldown: 200 * time.Millisecond,
+		L1TTL: time.Millisecond, TTL: time.Minute, // L1 expires at once: every read goes to L2
+	})
+	load := func(_ context.Context, key string) (int, error) { return len(key), nil }
+	var maxWait time.Duration
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var errCount atomic.Int64
+	const calls = 10000
+	work := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				t0 := time.Now()
+				v, err := c.GetOrLoad(t.Context(), fmt.Sprintf("key:%d", i%500), load)
+				d := time.Since(t0)
+				if err != nil || v != len(fmt.Sprintf("key:%d", i%500)) {
+					errCount.Add(1)
+				}
+				mu.Lock()
+				maxWait = max(maxWait, d)
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range calls {
+		if i == calls/3 {
+			srv.Kill()
+		}
+		if i == 2*calls/3 {
+			srv.Restart()
+		}
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	require.Zero(t, errCount.Load(), "no caller saw an error")
+	require.GreaterOrEqual(t, c.Stats().BreakerOpens, uint64(1), "the breaker opened")
+	// Every call waits at most the L2 budget for the read plus the lease
+	// (each within L2Timeout) and the origin; allow for the race detector.
+	require.Less(t, maxWait, 2*l2Timeout+250*time.Millisecond)
+
+	require.Eventually(t, func() bool {
+		_, _ = c.GetOrLoad(t.Context(), "after", load)
+		return c.Stats().Breaker == tier.BreakerClosed && rdb.Exists(t.Context(), c.Key("after")).Val() == 1
+	}, 10*time.Second, 20*time.Millisecond, "the breaker closed and L2 fills again")
+	require.Positive(t, rec.count(tier.EventFallback))
+	t.Logf("origin loads during the run: %d of %d calls; fallbacks %d", c.Stats().Loads, calls, c.Stats().Fallbacks)
+}
