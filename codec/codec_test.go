@@ -119,7 +119,7 @@ func TestEncode_Negative(t *testing.T) {
 func TestEncode_Incompressible(t *testing.T) {
 	t.Parallel()
 	rnd := rand.New(rand.NewPCG(1, 2))
-	noise := make([]byte, 4096)
+	noise := make([]byte, 100_000) // beyond maxPooledBuffer once compressed
 	for i := range noise {
 		noise[i] = byte(rnd.Uint32())
 	}

@@ -29,9 +29,10 @@ var deflaterPool = sync.Pool{New: func() any {
 func deflate(payload []byte, prefix int) (out []byte, ok bool) {
 	s := deflaterPool.Get().(*deflaterState)
 	defer func() {
-		if s.buf.Cap() <= maxPooledBuffer {
-			deflaterPool.Put(s)
+		if s.buf.Cap() > maxPooledBuffer {
+			s.buf = bytes.Buffer{} // keep the costly writer, not the large buffer
 		}
+		deflaterPool.Put(s)
 	}()
 	s.buf.Reset()
 	s.w.Reset(&s.buf)

@@ -37,6 +37,19 @@
 // [Msgpack] codec therefore runs an allocation-free structural validator over
 // the bytes before handing them to the library: every declared length must fit
 // in the bytes that remain, containers may nest at most [MaxDepth] deep, and
-// the input must hold exactly one value. Panics from the library are recovered
-// and returned as errors.
+// the input must hold exactly one value.
+//
+// The validator is only as good as its agreement with the decoder on where
+// each value starts, and v5.4.1 disagrees in one place: where the Go type
+// is a map and the stream holds an extension (a time, say), it skips the
+// extension's header and reads a map from its payload, ignoring the declared
+// length. A ten-byte, well-formed time value can so declare a map of four
+// billion entries. The codec's reader refuses that one read (see
+// TestMsgpack_Unmarshal_ExtReadAsMap); legitimate times decode as before.
+//
+// Panics from the library (it has some, for example on nil for a struct
+// type with a DecodeMsgpack method) are recovered and returned as errors.
+// Decoding still allocates in proportion to its input, by a factor as large
+// as the size of the element type: an array of n nils decodes into n zero
+// structs.
 package codec

@@ -37,8 +37,8 @@ const (
 	knownFlags = FlagNegative | FlagCompressed
 )
 
-// Header is the decoded envelope header. The zero value, with a Codec set,
-// describes a fresh value of schema 0 that never expires.
+// Header is the decoded envelope header. The times are Unix nanoseconds, as
+// from time.Time.UnixNano.
 type Header struct {
 	// Flags holds FlagNegative and FlagCompressed.
 	Flags Flags

@@ -103,13 +103,41 @@ func TestDecode_BadInput(t *testing.T) {
 	}
 }
 
-func TestDecode_MaxBytesExact(t *testing.T) {
+func TestDecode_MaxBytes(t *testing.T) {
 	t.Parallel()
-	data := mustEncode(t, Msgpack(), Header{}, make([]byte, 10_000), 1)
-	_, err := Decode(Msgpack(), data, 0, 10_005, new([]byte)) // bin16: 3 + 10000 bytes
-	require.NoError(t, err)
-	_, err = Decode(Msgpack(), data, 0, 10_002, new([]byte))
-	require.ErrorIs(t, err, ErrTooLarge)
+	const size = 10_003 // bin16 header and 10,000 bytes
+	tests := []struct {
+		name          string
+		compressAbove int
+		maxBytes      int
+		wantErr       bool
+	}{
+		{"plain,limit=size", 0, size, false},
+		{"plain,limit=size-1", 0, size - 1, true},
+		{"compressed,limit=size", 1, size, false},
+		{"compressed,limit=size-1", 1, size - 1, true},
+		{"compressed,limit=1", 1, 1, true},
+		{"compressed,limit=default", 1, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			data := mustEncode(t, Msgpack(), Header{}, make([]byte, 10_000), tt.compressAbove)
+			h, _, err := Parse(data)
+			require.NoError(t, err)
+			require.Equal(t, tt.compressAbove > 0, h.Flags&FlagCompressed != 0)
+
+			var got []byte
+			_, err = Decode(Msgpack(), data, 0, tt.maxBytes, &got)
+			if tt.wantErr {
+				require.ErrorIs(t, err, ErrTooLarge)
+				require.ErrorIs(t, err, ErrCorrupt)
+				return
+			}
+			require.NoError(t, err)
+			require.Len(t, got, 10_000)
+		})
+	}
 }
 
 func TestDecode_HeaderOnMismatch(t *testing.T) {

@@ -27,7 +27,7 @@ func TestValidateMsgpack_Stops(t *testing.T) {
 		b, err := msgpack.Marshal(tm)
 		require.NoError(t, err)
 		require.True(t, mapOrNil(b[2]), "payload of %v starts with % x", tm, b[2])
-		stops, err := validateMsgpack(b, nil)
+		stops, err := validateBytes(b)
 		require.NoError(t, err)
 		require.Equal(t, []int{2}, stops)
 	}
@@ -50,7 +50,7 @@ func TestValidateMsgpack_Stops(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			stops, err := validateMsgpack(tt.data, nil)
+			stops, err := validateBytes(tt.data)
 			if tt.wantMsg != "" {
 				require.EqualError(t, err, "codec: corrupt value: "+tt.wantMsg)
 				return
@@ -134,7 +134,7 @@ func TestMsgpack_Unmarshal_ExtReadAsMap(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := validateMsgpack(tt.data, nil)
+			_, err := validateBytes(tt.data)
 			require.NoError(t, err, "the structure is valid msgpack")
 
 			var rawErr error

@@ -92,7 +92,7 @@ func FuzzValidate(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		stops, err := validateMsgpack(data, nil)
+		stops, err := validateBytes(data)
 
 		// msgpack's own Skip walks the stream the way the validator does.
 		r := bytes.NewReader(data)

@@ -14,7 +14,8 @@ import (
 // github.com/vmihailenco/msgpack/v5 with its default settings. Its id is 1.
 // It is safe for concurrent use.
 //
-// Marshal produces exactly the bytes of msgpack.Marshal; structs use their
+// Marshal produces exactly the bytes of msgpack.Marshal (neither sorts map
+// keys, so maps of several keys encode in random order); structs use their
 // `msgpack` tags. Unmarshal first checks the bytes with a structural validator
 // (see the package documentation), then decodes them with a pooled decoder.
 //
@@ -24,8 +25,12 @@ import (
 //
 // WARNING: the validator sees the payload of an msgpack extension as opaque
 // bytes. Types registered with msgpack.RegisterExt, and types implementing
-// msgpack.Unmarshaler or msgpack.CustomDecoder, must not pass those bytes to
-// msgpack.Unmarshal themselves unless they validate them first.
+// msgpack.Unmarshaler or msgpack.CustomDecoder, must not pass the bytes they
+// get to msgpack.Unmarshal (use this codec instead). A decoder registered
+// with msgpack.RegisterExtDecoder that reads its payload value by value
+// through the *msgpack.Decoder fails when the payload starts with a map or
+// nil: the codec cannot tell that read from the library misreading an
+// extension as a map.
 func Msgpack() Codec { return msgpackCodec{} }
 
 type msgpackCodec struct{}
@@ -60,7 +65,7 @@ func getEncoder() *encoderState {
 
 func putEncoder(s *encoderState) {
 	if s.buf.Cap() > maxPooledBuffer {
-		return
+		s.buf = bytes.Buffer{} // s.enc writes to &s.buf, which stays valid
 	}
 	encoderPool.Put(s)
 }
@@ -77,6 +82,7 @@ func (msgpackCodec) Marshal(v any) ([]byte, error) {
 // decoderState is a pooled decoder with the reader it reads from. The
 // reader is an io.ByteScanner, so the decoder adds no bufio.Reader.
 type decoderState struct {
+	v   validator
 	r   guardedReader
 	dec *msgpack.Decoder
 }
@@ -89,10 +95,8 @@ var decoderPool = sync.Pool{New: func() any {
 
 func (msgpackCodec) Unmarshal(data []byte, v any) (err error) {
 	s := decoderPool.Get().(*decoderState)
-	stops, err := validateMsgpack(data, s.r.stops[:0])
-	if err != nil {
-		s.r.reset(nil, stops[:0])
-		decoderPool.Put(s)
+	if err := s.v.validate(data); err != nil {
+		s.release()
 		return err
 	}
 	defer func() {
@@ -101,10 +105,9 @@ func (msgpackCodec) Unmarshal(data []byte, v any) (err error) {
 			err = panicError("msgpack", r)
 			return
 		}
-		s.r.reset(nil, stops[:0])
-		decoderPool.Put(s)
+		s.release()
 	}()
-	s.r.reset(data, stops)
+	s.r.reset(data, s.v.stops)
 	s.dec.Reset(&s.r) // also clears every option: no UsePreallocateValues
 	if err := s.dec.Decode(v); err != nil {
 		return corrupt("unmarshal", err) // "...: unmarshal: msgpack: ..."
@@ -112,10 +115,20 @@ func (msgpackCodec) Unmarshal(data []byte, v any) (err error) {
 	return nil
 }
 
+// release drops the references to the caller's data and returns s to the
+// pool.
+func (s *decoderState) release() {
+	s.r.reset(nil, nil)
+	if cap(s.v.stops) > maxPooledBuffer/8 {
+		s.v.stops = nil // do not pin a large slice in the pool
+	}
+	decoderPool.Put(s)
+}
+
 // guardedReader reads data like a bytes.Reader, except that ReadByte fails
 // at the offsets in stops: the starts of extension payloads that
 // msgpack's DecodeMapLen would otherwise read as a map (see
-// validateMsgpack). The library reads a value's first byte with ReadByte
+// validator.validate). The library reads a value's first byte with ReadByte
 // and an extension payload with Read, so only the misreading is refused.
 type guardedReader struct {
 	data  []byte
@@ -125,9 +138,6 @@ type guardedReader struct {
 }
 
 func (r *guardedReader) reset(data []byte, stops []int) {
-	if cap(stops) > maxPooledBuffer/8 {
-		stops = nil // do not pin a large slice in the pool
-	}
 	*r = guardedReader{data: data, stops: stops}
 }
 

@@ -10,10 +10,23 @@ import (
 // the limits of the goroutine stack.
 const MaxDepth = 512
 
-// validateMsgpack checks that data holds exactly one well-formed msgpack
+// validator holds the state of validate. Its zero value is ready to use;
+// the msgpack codec keeps one in each pooled decoder.
+type validator struct {
+	// open[d] is how many values the container at depth d still owed when
+	// the one at depth d+1 opened. Only entries below the current depth are
+	// read, and each is written before, so the array is never cleared.
+	open [MaxDepth]uint64
+	// stops holds the offsets of the extension payloads that the decoder
+	// must not read as a map, in ascending order.
+	stops []int
+}
+
+// validate checks that data holds exactly one well-formed msgpack
 // value whose declared lengths all fit in the bytes that follow them. It
 // walks the stream iteratively, without allocating (the stack of open
-// containers is a fixed array), in O(len(data)) time.
+// containers is a fixed array in v, which need not be zeroed), in
+// O(len(data)) time.
 //
 // Each value takes at least one byte, so a container's n elements (2n for a
 // map) must fit in the bytes that remain; the walk checks the stronger bound
@@ -27,38 +40,39 @@ const MaxDepth = 512
 // extension's header and reads a map header from the first byte of its
 // payload, ignoring the declared payload length. Time values are extensions
 // and about one in thirteen of them has a payload that starts with a map
-// code, so such payloads cannot simply be refused. Instead, validateMsgpack
-// appends to stops the offset of every extension payload that starts with
+// code, so such payloads cannot simply be refused. Instead, validate
+// records in v.stops the offset of every extension payload that starts with
 // a map code or nil, and the decoder's reader ([guardedReader]) refuses to
 // read a value header there: the library's ordinary paths read a payload as
 // a block, never one code at a time. An empty payload followed by a map or
 // nil cannot be guarded that way (its first "payload byte" is the next value),
 // so it is refused here.
-func validateMsgpack(data []byte, stops []int) ([]int, error) {
+func (v *validator) validate(data []byte) error {
+	v.stops = v.stops[:0]
 	if len(data) == 0 {
-		return stops, corrupt("msgpack: empty input", nil)
+		return corrupt("msgpack: empty input", nil)
 	}
-	// open[d] counts the values still owed by the container at depth d;
-	// open[0] stands for the single top-level value.
-	var open [MaxDepth + 1]uint64
-	open[0] = 1
-	depth := 0
-	owed := uint64(1) // the sum of open[0..depth]
-	i := 0
+	var (
+		depth = 0         // open containers
+		cur   = uint64(1) // values the innermost container still owes; at depth 0, the one value
+		owed  = uint64(1) // values all open containers still owe
+		i     = 0
+	)
 	for {
-		for open[depth] == 0 {
+		for cur == 0 {
 			if depth == 0 {
 				if i != len(data) {
-					return stops, validationError("trailing bytes after the value", i)
+					return validationError("trailing bytes after the value", i)
 				}
-				return stops, nil
+				return nil
 			}
 			depth--
+			cur = v.open[depth]
 		}
 		if i >= len(data) {
-			return stops, validationError("unexpected end of input", i)
+			return validationError("unexpected end of input", i)
 		}
-		open[depth]--
+		cur--
 		owed--
 
 		start := i
@@ -71,6 +85,7 @@ func validateMsgpack(data []byte, stops []int) ([]int, error) {
 		)
 		switch {
 		case c <= 0x7f || c >= 0xe0: // positive and negative fixint
+			continue
 		case c <= 0x8f: // fixmap
 			items = 2 * uint64(c&0x0f)
 		case c <= 0x9f: // fixarray
@@ -78,29 +93,24 @@ func validateMsgpack(data []byte, stops []int) ([]int, error) {
 		case c <= 0xbf: // fixstr
 			body = uint64(c & 0x1f)
 		default:
-			var n uint64 // bytes of the length field
+			var n int // bytes of the length field
 			switch c {
 			case 0xc0, 0xc2, 0xc3: // nil, false, true
+				continue
 			case 0xc1:
-				return stops, validationError("reserved byte 0xc1", start)
+				return validationError("reserved byte 0xc1", start)
 			case 0xc4, 0xd9: // bin8, str8
 				n = 1
 			case 0xc5, 0xda: // bin16, str16
 				n = 2
 			case 0xc6, 0xdb: // bin32, str32
 				n = 4
-			case 0xc7: // ext8: length, type
-				ext = true
-				n = 1
-				body = 1
+			case 0xc7: // ext8: length, type, payload
+				n, body, ext = 1, 1, true
 			case 0xc8: // ext16
-				ext = true
-				n = 2
-				body = 1
+				n, body, ext = 2, 1, true
 			case 0xc9: // ext32
-				ext = true
-				n = 4
-				body = 1
+				n, body, ext = 4, 1, true
 			case 0xcc, 0xd0: // uint8, int8
 				body = 1
 			case 0xcd, 0xd1: // uint16, int16
@@ -109,21 +119,16 @@ func validateMsgpack(data []byte, stops []int) ([]int, error) {
 				body = 4
 			case 0xcb, 0xcf, 0xd3: // float64, uint64, int64
 				body = 8
-			case 0xd4: // fixext1: type, data
-				ext = true
-				body = 1 + 1
+			case 0xd4: // fixext1: type, payload
+				body, ext = 1+1, true
 			case 0xd5: // fixext2
-				ext = true
-				body = 1 + 2
+				body, ext = 1+2, true
 			case 0xd6: // fixext4
-				ext = true
-				body = 1 + 4
+				body, ext = 1+4, true
 			case 0xd7: // fixext8
-				ext = true
-				body = 1 + 8
+				body, ext = 1+8, true
 			case 0xd8: // fixext16
-				ext = true
-				body = 1 + 16
+				body, ext = 1+16, true
 			case 0xdc: // array16
 				n = 2
 			case 0xdd: // array32
@@ -134,8 +139,8 @@ func validateMsgpack(data []byte, stops []int) ([]int, error) {
 				n = 4
 			}
 			if n > 0 {
-				if uint64(len(data)-i) < n {
-					return stops, validationError("truncated length", start)
+				if len(data)-i < n {
+					return validationError("truncated length", start)
 				}
 				var l uint64
 				switch n {
@@ -146,7 +151,7 @@ func validateMsgpack(data []byte, stops []int) ([]int, error) {
 				default:
 					l = uint64(binary.BigEndian.Uint32(data[i:]))
 				}
-				i += int(n)
+				i += n
 				switch c {
 				case 0xdc, 0xdd:
 					items = l
@@ -160,16 +165,15 @@ func validateMsgpack(data []byte, stops []int) ([]int, error) {
 
 		rest := uint64(len(data) - i)
 		if body > rest {
-			return stops, lengthError(c, body, rest, start)
+			return lengthError(c, body, rest, start)
 		}
 		if ext {
-			// body >= 1 here: the type byte. The payload starts after it.
-			q := i + 1
-			if q < len(data) && mapOrNil(data[q]) {
+			// body >= 1: the type byte. The payload starts after it.
+			if q := i + 1; q < len(data) && mapOrNil(data[q]) {
 				if body == 1 {
-					return stops, validationError("empty extension followed by a map or nil", start)
+					return validationError("empty extension followed by a map or nil", start)
 				}
-				stops = append(stops, q)
+				v.stops = append(v.stops, q)
 			}
 		}
 		i += int(body)
@@ -178,13 +182,14 @@ func validateMsgpack(data []byte, stops []int) ([]int, error) {
 		}
 		// Every owed value takes at least one byte.
 		if owed+items > rest {
-			return stops, lengthError(c, items, rest, start)
+			return lengthError(c, items, rest, start)
 		}
 		if depth == MaxDepth {
-			return stops, validationError(fmt.Sprintf("nesting deeper than %d", MaxDepth), start)
+			return validationError(fmt.Sprintf("nesting deeper than %d", MaxDepth), start)
 		}
+		v.open[depth] = cur
 		depth++
-		open[depth] = items
+		cur = items
 		owed += items
 	}
 }

@@ -9,6 +9,13 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
+// validateBytes runs a fresh validator over data.
+func validateBytes(data []byte) ([]int, error) {
+	var v validator
+	err := v.validate(data)
+	return v.stops, err
+}
+
 func nested(depth int) []byte {
 	b := bytes.Repeat([]byte{0x91}, depth) // fixarray of one element
 	return append(b, 0xc0)
@@ -66,7 +73,7 @@ func TestValidateMsgpack(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := validateMsgpack(tt.data, nil)
+			_, err := validateBytes(tt.data)
 			if tt.wantMsg == "" {
 				require.NoError(t, err)
 				return
@@ -82,11 +89,12 @@ func TestValidateMsgpack_Allocs(t *testing.T) {
 	data, err := msgpack.Marshal([]Profile{testProfile(), testProfile()})
 	require.NoError(t, err)
 	deep := nested(MaxDepth)
+	v := new(validator)
 	allocs := testing.AllocsPerRun(100, func() {
-		if _, err := validateMsgpack(data, nil); err != nil {
+		if err := v.validate(data); err != nil {
 			panic(err)
 		}
-		if _, err := validateMsgpack(deep, nil); err != nil {
+		if err := v.validate(deep); err != nil {
 			panic(err)
 		}
 	})

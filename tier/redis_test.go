@@ -174,8 +174,10 @@ func TestCache_L2_Stampede_TwoInstances(t *testing.T) {
 func TestCache_L2_FencedLoad(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	a, rdb := instance(t, srv, tier.Options[string]{})
-	b, _ := instance(t, srv, tier.Options[string]{})
+	// Generous L2 timeouts: this test is about the fence, not about a slow
+	// Redis (a lease not taken in time is a different, documented path).
+	a, rdb := instance(t, srv, tier.Options[string]{L2Timeout: 5 * time.Second})
+	b, _ := instance(t, srv, tier.Options[string]{L2Timeout: 5 * time.Second})
 	for i := range 100 {
 		key := fmt.Sprintf("k%d", i)
 		var db atomic.Value
