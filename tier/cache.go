@@ -48,6 +48,9 @@ type Cache[V any] struct {
 	// trustFloor: entries whose read began before it (Created < trustFloor)
 	// are not served. Raising it drops L1 as a whole in O(1).
 	trustFloor atomic.Int64
+	// maxAge, when not zero, also makes entries whose read began more than
+	// maxAge nanos ago misses (set while the invalidator is down).
+	maxAge atomic.Int64
 
 	stop      context.Context // cancelled by Close
 	cancel    context.CancelFunc
@@ -134,7 +137,14 @@ func (c *Cache[V]) now() int64 {
 
 // fresh reports whether e may be served now.
 func (c *Cache[V]) fresh(e *Entry[V]) bool {
-	return c.now() < e.Fresh && e.Created >= c.trustFloor.Load() && (len(e.Tags) == 0 || c.tags.valid(e.Tags, e.Created))
+	now := c.now()
+	if now >= e.Fresh || e.Created < c.trustFloor.Load() {
+		return false
+	}
+	if ma := c.maxAge.Load(); ma != 0 && now-e.Created > ma {
+		return false
+	}
+	return len(e.Tags) == 0 || c.tags.valid(e.Tags, e.Created)
 }
 
 // GetOrLoad returns the value of key from L1, else L2, else load (once per

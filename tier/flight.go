@@ -14,7 +14,8 @@ type call[V any] struct {
 	// nanos); zero for a failed load, which late joiners never share.
 	expires int64
 
-	fenced bool // guarded by flights.mu: an invalidation overtook this load
+	fenced  bool  // guarded by flights.mu: an invalidation overtook this load
+	started int64 // unix nanos: when the call joined the table; immutable
 }
 
 // flights is the per-process single flight table. Unlike x/sync's
@@ -54,7 +55,7 @@ func (f *flights[V]) join(key string, now int64) (c *call[V], leader bool) {
 	if f.m == nil {
 		f.m = make(map[string]*call[V])
 	}
-	c = &call[V]{done: make(chan struct{})}
+	c = &call[V]{done: make(chan struct{}), started: now}
 	f.m[key] = c
 	f.wg.Add(1)
 	return c, true
@@ -80,7 +81,7 @@ func (f *flights[V]) joinMany(keys []string, now int64) (calls []*call[V], leade
 			calls[i] = c
 			continue
 		}
-		c := &call[V]{done: make(chan struct{})}
+		c := &call[V]{done: make(chan struct{}), started: now}
 		f.m[k] = c
 		calls[i], leaders[i], any = c, true, true
 	}
@@ -110,12 +111,14 @@ func (f *flights[V]) fence(key string) {
 	f.mu.Unlock()
 }
 
-// fenceAll fences every call.
-func (f *flights[V]) fenceAll() {
+// fenceBefore fences every call that joined the table before ts.
+func (f *flights[V]) fenceBefore(ts int64) {
 	f.mu.Lock()
 	for k, c := range f.m {
-		c.fenced = true
-		delete(f.m, k)
+		if c.started < ts {
+			c.fenced = true
+			delete(f.m, k)
+		}
 	}
 	f.mu.Unlock()
 }

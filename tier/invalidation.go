@@ -40,6 +40,12 @@ type Sink interface {
 	// miss, and fences the running loads that began before it. reason is
 	// reported to the observer ([EventL1Dropped]).
 	Untrust(before int64, reason string)
+	// LimitAge makes every L1 entry whose read began more than maxAge ago a
+	// miss, checked at each read, until it is called again; 0 lifts the
+	// limit. The invalidator sets it while it cannot vouch for L1 (the
+	// subscription is down or silent), so the bound holds however late its
+	// own goroutines run. reason is reported when a limit is set.
+	LimitAge(maxAge time.Duration, reason string)
 }
 
 // sink is the cache's [Sink]: the cache under another name, so that the
@@ -68,8 +74,17 @@ func (s sink[V]) Untrust(before int64, reason string) {
 			break
 		}
 	}
-	c.fl.fenceAll()
+	c.fl.fenceBefore(before)
 	c.obs.Event(context.Background(), Event{Cache: c.o.Name, Kind: EventL1Dropped, Tier: TierL1, Reason: reason})
+}
+
+func (s sink[V]) LimitAge(maxAge time.Duration, reason string) {
+	c := s.c
+	old := c.maxAge.Swap(int64(maxAge))
+	if maxAge > 0 && old == 0 {
+		c.fl.fenceBefore(c.now() - int64(maxAge))
+		c.obs.Event(context.Background(), Event{Cache: c.o.Name, Kind: EventL1Dropped, Tier: TierL1, Reason: reason})
+	}
 }
 
 // tagTimes remembers, per tag, the last time it was invalidated (unix

@@ -1,0 +1,415 @@
+package invalidate_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/backends/goredis"
+	"github.com/tiercache/tiercache/internal/faultproxy"
+	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/invalidate"
+	"github.com/tiercache/tiercache/tier"
+)
+
+const (
+	heartbeat = 50 * time.Millisecond
+	deadAfter = 3 * heartbeat
+)
+
+// node is one application instance: a bus and a cache, each on its own
+// connection (optionally through a proxy), as separate processes would be.
+type node struct {
+	cache *tier.Cache[string]
+	bus   *invalidate.Bus
+	rec   *drops
+}
+
+// drops records the L1 drops a cache hears of.
+type drops struct {
+	tier.NoopObserver
+	mu      sync.Mutex
+	reasons []string
+}
+
+func (d *drops) Event(_ context.Context, e tier.Event) {
+	if e.Kind == tier.EventL1Dropped {
+		d.mu.Lock()
+		d.reasons = append(d.reasons, e.Reason)
+		d.mu.Unlock()
+	}
+}
+
+func (d *drops) count(reason string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, r := range d.reasons {
+		if r == reason {
+			n++
+		}
+	}
+	return n
+}
+
+type nodeOpts struct {
+	busAddr, cacheAddr string // default: the server
+	l2Timeout          time.Duration
+}
+
+func newNode(t *testing.T, srv *redistest.Server, ns string, no nodeOpts) *node {
+	t.Helper()
+	client := func(addr string) *redis.Client {
+		o := srv.Options()
+		if addr != "" {
+			o.Addr = addr
+		}
+		o.MaxRetries = -1
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+		c := redis.NewClient(o)
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	bus := invalidate.Must(client(no.busAddr), &invalidate.Options{Heartbeat: heartbeat})
+	rec := &drops{}
+	l2Timeout := no.l2Timeout
+	if l2Timeout == 0 {
+		l2Timeout = time.Second
+	}
+	c, err := tier.New(&tier.Options[string]{
+		Namespace: ns, L2: goredis.Must(client(no.cacheAddr), nil), Invalidator: bus, Observer: rec,
+		L2Timeout: l2Timeout, BreakerCooldown: 50 * time.Millisecond, TTL: time.Hour,
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- bus.Run(ctx) }()
+	t.Cleanup(func() {
+		require.NoError(t, c.Close())
+		cancel()
+		require.NoError(t, <-done)
+	})
+	// Wait until the subscription is confirmed (its confirmation drops L1).
+	require.Eventually(t, func() bool { return rec.count("subscribed") > 0 }, 5*time.Second, time.Millisecond)
+	return &node{cache: c, bus: bus, rec: rec}
+}
+
+func nsFor(t *testing.T) string { return "inv-" + strings.ReplaceAll(t.Name(), "/", "-") }
+
+// store is the origin: a versioned value per key.
+type store struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func (s *store) write(k string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]int{}
+	}
+	s.m[k]++
+	return s.m[k]
+}
+
+func (s *store) load(_ context.Context, k string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return fmt.Sprint(s.m[k]), nil
+}
+
+func TestBus_DeleteReachesOtherInstances(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ns := nsFor(t)
+	a, b := newNode(t, srv, ns, nodeOpts{}), newNode(t, srv, ns, nodeOpts{})
+	db := &store{}
+	db.write("user:1")
+	for _, n := range []*node{a, b} {
+		v, err := n.cache.GetOrLoad(t.Context(), "user:1", db.load)
+		require.NoError(t, err)
+		require.Equal(t, "1", v)
+	}
+	db.write("user:1")
+	require.NoError(t, a.cache.Delete(t.Context(), "user:1"))
+	require.Eventually(t, func() bool {
+		_, ok := b.cache.GetIfPresent("user:1")
+		return !ok
+	}, 2*time.Second, 100*time.Microsecond, "B dropped its copy")
+	v, err := b.cache.GetOrLoad(t.Context(), "user:1", db.load)
+	require.NoError(t, err)
+	require.Equal(t, "2", v)
+	require.Zero(t, a.bus.Stats().Received, "A ignores its own messages")
+	require.EqualValues(t, 1, b.bus.Stats().Received)
+	require.Zero(t, b.bus.Stats().Gaps)
+}
+
+func TestBus_TagsReachOtherInstances(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ns := nsFor(t)
+	a, b := newNode(t, srv, ns, nodeOpts{}), newNode(t, srv, ns, nodeOpts{})
+	db := &store{}
+	db.write("list")
+	tags := []string{"expert:42"}
+	v, err := b.cache.GetOrLoadTagged(t.Context(), "list", tags, db.load)
+	require.NoError(t, err)
+	require.Equal(t, "1", v)
+	time.Sleep(150 * time.Millisecond) // past the value's creation plus the default clock-skew allowance
+	db.write("list")
+	require.NoError(t, a.cache.InvalidateTags(t.Context(), "expert:42"))
+	require.Eventually(t, func() bool {
+		v, err := b.cache.GetOrLoadTagged(t.Context(), "list", tags, db.load)
+		return err == nil && v == "2"
+	}, 2*time.Second, time.Millisecond)
+}
+
+func TestBus_BatchesConcurrentInvalidations(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ns := nsFor(t)
+	a, b := newNode(t, srv, ns, nodeOpts{}), newNode(t, srv, ns, nodeOpts{})
+	var wg sync.WaitGroup
+	for i := range 500 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			require.NoError(t, a.cache.Delete(context.Background(), fmt.Sprintf("k%d", i)))
+		}()
+	}
+	wg.Wait()
+	require.Eventually(t, func() bool { return b.bus.Stats().KeysDropped == 500 }, 2*time.Second, time.Millisecond)
+	require.Less(t, a.bus.Stats().Sent, uint64(500), "several invalidations share a message")
+	require.Zero(t, b.bus.Stats().Gaps)
+	t.Logf("500 deletes went out in %d messages", a.bus.Stats().Sent)
+}
+
+func TestBus_SubscriberKilled(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ns := nsFor(t)
+	a, b := newNode(t, srv, ns, nodeOpts{}), newNode(t, srv, ns, nodeOpts{})
+	admin := srv.Client(t)
+	db := &store{}
+	db.write("k")
+	_, err := b.cache.GetOrLoad(t.Context(), "k", db.load)
+	require.NoError(t, err)
+
+	// Kill every subscriber connection for 2 s (kill again whenever one
+	// comes back), while A writes.
+	end := time.Now().Add(2 * time.Second)
+	for time.Now().Before(end) {
+		require.NoError(t, admin.Do(t.Context(), "CLIENT", "KILL", "TYPE", "pubsub").Err())
+		db.write("k")
+		require.NoError(t, a.cache.Delete(t.Context(), "k"))
+		time.Sleep(20 * time.Millisecond)
+	}
+	want := fmt.Sprint(db.m["k"])
+	// Once the subscription is back, B never serves a value older than the
+	// last write.
+	require.Eventually(t, func() bool {
+		v, err := b.cache.GetOrLoad(t.Context(), "k", db.load)
+		return err == nil && v == want
+	}, 2*time.Second, time.Millisecond)
+	require.Positive(t, b.bus.Stats().Reconnects)
+	require.Greater(t, b.rec.count("subscribed"), 1, "each resubscription dropped L1")
+}
+
+func TestBus_SubscriberBlackholed(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ns := nsFor(t)
+	proxy := faultproxy.New(t, srv.Addr())
+	a := newNode(t, srv, ns, nodeOpts{})
+	b := newNode(t, srv, ns, nodeOpts{busAddr: proxy.Addr()}) // only B's bus goes through the proxy
+	db := &store{}
+	db.write("k")
+	v, err := b.cache.GetOrLoad(t.Context(), "k", db.load)
+	require.NoError(t, err)
+	require.Equal(t, "1", v)
+
+	proxy.Blackhole() // no reset: a silently dead subscription
+	cut := time.Now()
+	db.write("k")
+	require.NoError(t, a.cache.Delete(t.Context(), "k")) // B cannot hear this
+	// B stops trusting its old copy within DeadAfter plus StaleBound (both
+	// 3 heartbeats here) and reads L2, which Delete updated.
+	require.Eventually(t, func() bool {
+		v, err := b.cache.GetOrLoad(t.Context(), "k", db.load)
+		return err == nil && v == "2"
+	}, 2*time.Second, time.Millisecond)
+	detected := time.Since(cut)
+	require.Less(t, detected, deadAfter+deadAfter+500*time.Millisecond)
+	require.Positive(t, b.rec.count("bus_down"))
+	t.Logf("stale copy dropped %v after the blackhole (bound %v)", detected.Round(time.Millisecond), 2*deadAfter)
+
+	// Keep it blackholed for a while: nothing older than the bound is served.
+	for range 20 {
+		db.write("k")
+		require.NoError(t, a.cache.Delete(t.Context(), "k"))
+		want := fmt.Sprint(db.m["k"])
+		time.Sleep(2 * deadAfter)
+		before := b.cache.Stats()
+		v, err := b.cache.GetOrLoad(t.Context(), "k", db.load)
+		require.NoError(t, err)
+		require.Equal(t, want, v, "before %+v\nafter %+v", before, b.cache.Stats())
+	}
+	proxy.Heal()
+	require.Eventually(t, func() bool { return b.rec.count("subscribed") > 1 }, 5*time.Second, time.Millisecond, "B resubscribed")
+}
+
+func TestBus_RedisRestartedEmpty(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ns := nsFor(t)
+	a, b := newNode(t, srv, ns, nodeOpts{l2Timeout: 100 * time.Millisecond}), newNode(t, srv, ns, nodeOpts{l2Timeout: 100 * time.Millisecond})
+	db := &store{}
+	for _, n := range []*node{a, b} {
+		_, err := n.cache.GetOrLoad(t.Context(), "k", db.load)
+		require.NoError(t, err)
+	}
+	before := []int{a.rec.count("subscribed"), b.rec.count("subscribed")}
+	srv.Kill()
+	srv.Restart()
+	require.Eventually(t, func() bool {
+		return a.rec.count("subscribed") > before[0] && b.rec.count("subscribed") > before[1]
+	}, 10*time.Second, time.Millisecond, "every instance dropped L1")
+	for _, n := range []*node{a, b} {
+		_, ok := n.cache.GetIfPresent("k")
+		require.False(t, ok)
+	}
+}
+
+func TestBus_CutWriterReplays(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ns := nsFor(t)
+	proxy := faultproxy.New(t, srv.Addr())
+	a := newNode(t, srv, ns, nodeOpts{busAddr: proxy.Addr(), cacheAddr: proxy.Addr(), l2Timeout: 100 * time.Millisecond})
+	b, c := newNode(t, srv, ns, nodeOpts{}), newNode(t, srv, ns, nodeOpts{})
+	db := &store{}
+	keys := make([]string, 100)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%d", i)
+		db.write(keys[i])
+		for _, n := range []*node{b, c} {
+			_, err := n.cache.GetOrLoad(t.Context(), keys[i], db.load)
+			require.NoError(t, err)
+		}
+	}
+	proxy.Cut()
+	for _, k := range keys {
+		db.write(k)
+		err := a.cache.Delete(t.Context(), k)
+		require.ErrorIs(t, err, tier.ErrL2, "the caller learns the invalidation did not go out")
+	}
+	require.Equal(t, 100, a.cache.Stats().PendingInvalidations)
+	proxy.Heal()
+	healed := time.Now()
+	require.Eventually(t, func() bool {
+		for _, n := range []*node{b, c} {
+			for _, k := range keys {
+				v, err := n.cache.GetOrLoad(t.Context(), k, db.load)
+				if err != nil || v != "2" {
+					return false
+				}
+			}
+		}
+		return true
+	}, 2*time.Second, 5*time.Millisecond, "the other instances converge within 2 s of the heal")
+	t.Logf("converged %v after the heal; replayed %d", time.Since(healed).Round(time.Millisecond), a.cache.Stats().Replayed)
+	require.Zero(t, a.cache.Stats().PendingInvalidations)
+}
+
+// TestBus_RandomWorkloadChecker runs reads and writes on 3 instances against
+// a versioned store and checks the recorded history: no read may return a
+// version older than one whose write (and Delete) completed more than
+// 100 ms before the read began.
+func TestBus_RandomWorkloadChecker(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ns := nsFor(t)
+	nodes := []*node{newNode(t, srv, ns, nodeOpts{}), newNode(t, srv, ns, nodeOpts{}), newNode(t, srv, ns, nodeOpts{})}
+	const keys = 20
+	type write struct {
+		version int
+		done    time.Time
+	}
+	var mu sync.Mutex
+	versions := make([]int, keys)
+	writes := make([][]write, keys) // committed writes per key, in order
+	type read struct {
+		key     int
+		version int
+		began   time.Time
+	}
+	var reads []read
+	load := func(_ context.Context, k string) (string, error) {
+		var i int
+		fmt.Sscanf(k, "k%d", &i)
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Sprint(versions[i]), nil
+	}
+	var wg sync.WaitGroup
+	var ops atomic.Int64
+	deadline := time.Now().Add(3 * time.Second)
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := nodes[w%3]
+			for i := 0; time.Now().Before(deadline); i++ {
+				k := (i*7 + w*13) % keys
+				key := fmt.Sprintf("k%d", k)
+				if (i+w)%10 == 0 { // 10% writes
+					mu.Lock()
+					versions[k]++
+					v := versions[k]
+					mu.Unlock()
+					if err := n.cache.Delete(context.Background(), key); err != nil {
+						t.Errorf("delete: %v", err)
+						return
+					}
+					mu.Lock()
+					writes[k] = append(writes[k], write{version: v, done: time.Now()})
+					mu.Unlock()
+				} else {
+					began := time.Now()
+					s, err := n.cache.GetOrLoad(context.Background(), key, load)
+					if err != nil {
+						t.Errorf("read: %v", err)
+						return
+					}
+					var v int
+					fmt.Sscan(s, &v)
+					mu.Lock()
+					reads = append(reads, read{key: k, version: v, began: began})
+					mu.Unlock()
+				}
+				ops.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	stale := 0
+	for _, r := range reads {
+		ws := writes[r.key]
+		i := sort.Search(len(ws), func(i int) bool { return !ws[i].done.Before(r.began.Add(-100 * time.Millisecond)) })
+		// ws[:i] completed more than 100 ms before the read began.
+		if i > 0 && r.version < ws[i-1].version {
+			stale++
+		}
+	}
+	t.Logf("%d ops, %d reads checked, %d stale", ops.Load(), len(reads), stale)
+	require.NotEmpty(t, reads)
+	require.Zero(t, stale)
+}
