@@ -33,8 +33,8 @@ func instance[V any](t *testing.T, srv *redistest.Server, o tier.Options[V]) (*t
 func TestCache_L2_SharedBetweenInstances(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	a, _ := instance(t, srv, tier.Options[*profile]{})
-	b, _ := instance(t, srv, tier.Options[*profile]{})
+	a, _ := instance(t, srv, tier.Options[*profile]{L2Timeout: 5 * time.Second})
+	b, _ := instance(t, srv, tier.Options[*profile]{L2Timeout: 5 * time.Second})
 	var loads atomic.Int64
 	load := counted(&loads, func(_ context.Context, key string) (*profile, error) {
 		return &profile{ID: 1, Name: key, Tags: []string{"x"}}, nil
@@ -63,7 +63,7 @@ func TestCache_L2_BadBytesAreAMiss(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	rec := &recorder{}
-	c, rdb := instance(t, srv, tier.Options[*profile]{Observer: rec, Schema: 3})
+	c, rdb := instance(t, srv, tier.Options[*profile]{Observer: rec, Schema: 3, L2Timeout: 5 * time.Second})
 	valid := func(schema uint32, payload []byte) []byte {
 		h := codec.Header{Codec: codec.Msgpack().ID(), Schema: schema, Created: time.Now().UnixNano(), SoftExpiry: time.Now().Add(time.Hour).UnixNano(), Deadline: time.Now().Add(time.Hour).UnixNano()}
 		b, err := codec.Encode(codec.Msgpack(), h, nil, 0)
@@ -165,7 +165,11 @@ func TestCache_L2_Stampede_TwoInstances(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.EqualValues(t, 1, loads.Load(), "one origin load across both instances")
-	require.EqualValues(t, 1, a.Stats().LeaseWaits+b.Stats().LeaseWaits, "the other instance waited for the lease")
+	// The other instance either waited on the lease or (when it came late)
+	// found the value in L2.
+	sa, sb := a.Stats(), b.Stats()
+	require.Positive(t, sa.LeaseWaits+sb.LeaseWaits+sa.L2Hits+sb.L2Hits)
+	t.Logf("lease waits %d, L2 hits %d", sa.LeaseWaits+sb.LeaseWaits, sa.L2Hits+sb.L2Hits)
 }
 
 // TestCache_L2_FencedLoad is the deterministic race of a load that read v1,
@@ -215,8 +219,8 @@ func TestCache_L2_FencedLoad(t *testing.T) {
 func TestCache_L2_Tags(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	a, _ := instance(t, srv, tier.Options[[]string]{MaxClockSkew: time.Millisecond})
-	b, _ := instance(t, srv, tier.Options[[]string]{MaxClockSkew: time.Millisecond})
+	a, _ := instance(t, srv, tier.Options[[]string]{MaxClockSkew: time.Millisecond, L2Timeout: 5 * time.Second})
+	b, _ := instance(t, srv, tier.Options[[]string]{MaxClockSkew: time.Millisecond, L2Timeout: 5 * time.Second})
 	var list atomic.Value
 	list.Store([]string{"09:00"})
 	load := func(context.Context, string) ([]string, error) { return list.Load().([]string), nil }
@@ -231,7 +235,7 @@ func TestCache_L2_Tags(t *testing.T) {
 	require.NoError(t, a.InvalidateTags(t.Context(), "expert:42"))
 	// A third instance, which never heard the invalidation, reads the tag's
 	// time from L2 with the value and does not serve the old list.
-	c, _ := instance(t, srv, tier.Options[[]string]{MaxClockSkew: time.Millisecond})
+	c, _ := instance(t, srv, tier.Options[[]string]{MaxClockSkew: time.Millisecond, L2Timeout: 5 * time.Second})
 	v, err = c.GetOrLoadTagged(t.Context(), "expert:42:day:2026-11-26", tags, load)
 	require.NoError(t, err)
 	require.Equal(t, []string{"09:00", "10:00"}, v)
@@ -289,9 +293,12 @@ func TestCache_L2_RedisKilled(t *testing.T) {
 	wg.Wait()
 	require.Zero(t, errCount.Load(), "no caller saw an error")
 	require.GreaterOrEqual(t, c.Stats().BreakerOpens, uint64(1), "the breaker opened")
-	// Every call waits at most the L2 budget for the read plus the lease
-	// (each within L2Timeout) and the origin; allow for the race detector.
-	require.Less(t, maxWait, 2*l2Timeout+250*time.Millisecond)
+	// A caller waits at most one L2 budget (GET and lease share it) plus
+	// the origin (instant here); the rest is scheduling under -race on 2
+	// cores. A go-redis default (3 retries, seconds of dial timeout) would
+	// blow far past this.
+	require.Less(t, maxWait, l2Timeout+400*time.Millisecond)
+	t.Logf("slowest call: %v", maxWait)
 
 	require.Eventually(t, func() bool {
 		_, _ = c.GetOrLoad(t.Context(), "after", load)
