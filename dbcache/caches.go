@@ -28,6 +28,8 @@ type CacheOptions struct {
 	TTL, L1TTL, NegativeTTL time.Duration
 	// L1MaxCost bounds each cache's L1 (in bytes). Default: tier's.
 	L1MaxCost int64
+	// L2Timeout bounds every L2 call. Default: tier's (100 ms).
+	L2Timeout time.Duration
 	// Observer receives every cache's events. Default: none.
 	Observer tier.Observer
 }
@@ -84,32 +86,41 @@ func newCache[V any](o *CacheOptions, name string) (*tier.Cache[V], error) {
 		L1TTL:       o.L1TTL,
 		NegativeTTL: o.NegativeTTL,
 		L1MaxCost:   o.L1MaxCost,
+		L2Timeout:   o.L2Timeout,
 		Observer:    o.Observer,
 	})
 }
 
-// each calls f for every cache that is set, as a [Cache], with its L2 key
-// prefix and its stats.
+// each calls f for every cache that is set, with its L2 key prefix (see
+// [Caches.KeyPrefixes]), its stats and its Close.
 func (c *Caches) each(f func(prefix string, s tier.Stats, close func() error)) {
 	if c.Profiles != nil {
-		f(c.Profiles.Key(""), c.Profiles.Stats(), c.Profiles.Close)
+		f(commonPrefix(c.Profiles.Key(""), c.Profiles.TagKey("")), c.Profiles.Stats(), c.Profiles.Close)
 	}
 	if c.Experts != nil {
-		f(c.Experts.Key(""), c.Experts.Stats(), c.Experts.Close)
+		f(commonPrefix(c.Experts.Key(""), c.Experts.TagKey("")), c.Experts.Stats(), c.Experts.Close)
 	}
 	if c.ExpertLists != nil {
-		f(c.ExpertLists.Key(""), c.ExpertLists.Stats(), c.ExpertLists.Close)
+		f(commonPrefix(c.ExpertLists.Key(""), c.ExpertLists.TagKey("")), c.ExpertLists.Stats(), c.ExpertLists.Close)
 	}
 	if c.Appointments != nil {
-		f(c.Appointments.Key(""), c.Appointments.Stats(), c.Appointments.Close)
+		f(commonPrefix(c.Appointments.Key(""), c.Appointments.TagKey("")), c.Appointments.Stats(), c.Appointments.Close)
 	}
 	if c.AppointmentLists != nil {
-		f(c.AppointmentLists.Key(""), c.AppointmentLists.Stats(), c.AppointmentLists.Close)
+		f(commonPrefix(c.AppointmentLists.Key(""), c.AppointmentLists.TagKey("")), c.AppointmentLists.Stats(), c.AppointmentLists.Close)
 	}
 }
 
-// Stats returns the sum of the caches' counters (Breaker is the worst
-// state among them; L1Cost the total).
+func commonPrefix(a, b string) string {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return a[:n]
+}
+
+// Stats returns the sum of the caches' counters (Breaker is open if any
+// cache's breaker is, else half-open if any is; L1Cost is the total).
 func (c *Caches) Stats() tier.Stats {
 	var sum tier.Stats
 	c.each(func(_ string, s tier.Stats, _ func() error) {
@@ -117,13 +128,21 @@ func (c *Caches) Stats() tier.Stats {
 		sum.Misses += s.Misses
 		sum.L2Hits += s.L2Hits
 		sum.NegativeHits += s.NegativeHits
+		sum.StaleServed += s.StaleServed
+		sum.Refreshes += s.Refreshes
 		sum.Loads += s.Loads
 		sum.LoadErrors += s.LoadErrors
 		sum.Fallbacks += s.Fallbacks
 		sum.L2Errors += s.L2Errors
 		sum.DecodeErrors += s.DecodeErrors
 		sum.Refused += s.Refused
-		sum.Breaker = max(sum.Breaker, s.Breaker)
+		sum.LeaseWaits += s.LeaseWaits
+		sum.LeaseLost += s.LeaseLost
+		sum.PendingInvalidations += s.PendingInvalidations
+		sum.Replayed += s.Replayed
+		if s.Breaker == tier.BreakerOpen || sum.Breaker == tier.BreakerClosed {
+			sum.Breaker = s.Breaker
+		}
 		sum.BreakerOpens += s.BreakerOpens
 		sum.L1Cost += s.L1Cost
 		sum.L1SetsDropped += s.L1SetsDropped
@@ -133,8 +152,10 @@ func (c *Caches) Stats() tier.Stats {
 	return sum
 }
 
-// KeyPrefixes returns the L2 key prefix of each cache: every key a cache
-// writes to L2 starts with its prefix (for cleaning up after a run).
+// KeyPrefixes returns, for each cache, the prefix of every key it writes to
+// L2 (values, leases and tag times alike): what to SCAN for to remove a
+// cache's keys after a run. No key of a cache with another namespace
+// starts with it.
 func (c *Caches) KeyPrefixes() []string {
 	var out []string
 	c.each(func(prefix string, _ tier.Stats, _ func() error) { out = append(out, prefix) })

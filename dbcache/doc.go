@@ -31,10 +31,14 @@
 //
 // The rest of the package is the domain this library was built for, and a
 // worked example of the above: [Profile], [Expert] and [Appointment], the
-// [Repository] interface that reads and writes them, and [Cached], which
-// wraps any Repository with tier caches. Two implementations of Repository
+// [Repository] interface that reads and writes them, [CachedRepository],
+// which wraps any Repository with tier caches ([Caches]), [Counted], which
+// counts the queries that reach the database, and [GenerateSeed], which
+// makes a data set of any size. Two implementations of Repository
 // live in subpackages, so that a program that only wraps its own queries
-// links neither database driver: [github.com/tiercache/tiercache/dbcache/pgstore]
+// links neither database driver (the design put them in dbcache itself; a
+// subpackage keeps pgx and modernc.org/sqlite, the larger, out of the
+// binaries that do not use them): [github.com/tiercache/tiercache/dbcache/pgstore]
 // (PostgreSQL through pgx/v5) and
 // [github.com/tiercache/tiercache/dbcache/sqlitestore] (SQLite through the
 // pure-Go modernc.org/sqlite, the demo's default).

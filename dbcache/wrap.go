@@ -13,9 +13,10 @@ import (
 // together.
 //
 // The query's "no rows" error ([WithNotFound]; default sql.ErrNoRows) is
-// cached as a negative entry for c's NegativeTTL. The callers of the load
-// that met it get the query's error itself; later reads answered by the
-// negative entry get the sentinel given to [WithNotFound]. Other errors are
+// cached as a negative entry for c's NegativeTTL. The callers that share
+// the load that met it get the query's error itself; later reads answered
+// by the negative entry (from L1, or from L2 on another instance) get the
+// sentinel given to [WithNotFound]. Other errors are
 // returned as [tier.Cache.GetOrLoad] returns them: they match the query's
 // error with errors.Is.
 //
@@ -32,6 +33,9 @@ func Wrap[K, V any](c *tier.Cache[V], key func(K) string, query func(context.Con
 // tags(arg) names (for example "expert:42" or "expert:42:day:2025-06-01"):
 // after c.InvalidateTags with one of them, the cached value is a miss on
 // every instance, whatever its key. tags may be nil.
+//
+// NOTE: a key must always come with the same tags: every arg that key maps
+// to one key must get the same tags(arg).
 func WrapTagged[K, V any](c *tier.Cache[V], key func(K) string, tags func(K) []string, query func(context.Context, K) (V, error), opts ...Option) func(context.Context, K) (V, error) {
 	return wrap(c, key, tags, query, newConfig(opts))
 }
@@ -65,7 +69,7 @@ func wrap[K, V any](c *tier.Cache[V], key func(K) string, tags func(K) []string,
 			err error
 		)
 		if tags != nil {
-			v, err = getOrLoadTagged(ctx, c, key(arg), tags(arg), load)
+			v, err = c.GetOrLoadTagged(ctx, key(arg), tags(arg), load)
 		} else {
 			v, err = c.GetOrLoad(ctx, key(arg), load)
 		}

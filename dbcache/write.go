@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/tiercache/tiercache/tier"
 )
 
 // Cache is the part of a *tier.Cache[V] that a write needs, whatever its V.
@@ -11,8 +13,9 @@ type Cache interface {
 	// Delete removes keys from the cache (and, through the cache's
 	// invalidator, from the other instances' L1).
 	Delete(ctx context.Context, keys ...string) error
-	// TODO(shim): add InvalidateTags(ctx, tags ...string) error once
-	// tier.Cache has it; until then Invalidate type-asserts for it.
+	// InvalidateTags makes the values cached with any of tags misses (on
+	// every instance, through the cache's invalidator).
+	InvalidateTags(ctx context.Context, tags ...string) error
 }
 
 // Invalidation names what a write changed in one cache: the keys whose
@@ -45,7 +48,7 @@ func Invalidate(ctx context.Context, invs ...Invalidation) error {
 			}
 		}
 		if len(inv.Tags) > 0 {
-			if err := invalidateTags(ctx, inv.Cache, inv.Tags); err != nil {
+			if err := inv.Cache.InvalidateTags(ctx, inv.Tags...); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -74,3 +77,5 @@ func WrapWrite[K, R any](write func(context.Context, K) (R, error), touched func
 		return r, Invalidate(ctx, touched(arg, r)...)
 	}
 }
+
+var _ Cache = (*tier.Cache[int])(nil)

@@ -44,6 +44,7 @@ type Cache[V any] struct {
 	ctr  counters
 	tags tagTimes
 	out  outbox
+	sem  chan struct{} // MaxConcurrentLoads slots; nil: unbounded
 
 	// trustFloor: entries whose read began before it (Created < trustFloor)
 	// are not served. Raising it drops L1 as a whole in O(1).
@@ -83,6 +84,9 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 	c.tags.skew = int64(opts.MaxClockSkew)
 	c.out.limit = opts.MaxPendingInvalidations
 	c.out.kick = make(chan struct{}, 1)
+	if opts.MaxConcurrentLoads > 0 {
+		c.sem = make(chan struct{}, opts.MaxConcurrentLoads)
+	}
 	c.br = breaker{
 		threshold: int32(opts.BreakerFailures),
 		cooldown:  opts.BreakerCooldown,
@@ -135,10 +139,10 @@ func (c *Cache[V]) now() int64 {
 	return c.clock.Now().UnixNano()
 }
 
-// fresh reports whether e may be served now.
-func (c *Cache[V]) fresh(e *Entry[V]) bool {
-	now := c.now()
-	if now >= e.Fresh || e.Created < c.trustFloor.Load() {
+// trusted reports whether nothing this cache heard of (a drop of L1, a
+// tag invalidation, an age limit while the invalidator is down) rules e out.
+func (c *Cache[V]) trusted(e *Entry[V], now int64) bool {
+	if e.Created < c.trustFloor.Load() {
 		return false
 	}
 	if ma := c.maxAge.Load(); ma != 0 && now-e.Created > ma {
@@ -147,27 +151,36 @@ func (c *Cache[V]) fresh(e *Entry[V]) bool {
 	return len(e.Tags) == 0 || c.tags.valid(e.Tags, e.Created)
 }
 
+// fresh reports whether e may be served now.
+func (c *Cache[V]) fresh(e *Entry[V]) bool {
+	now := c.now()
+	return now < e.Fresh && c.trusted(e, now)
+}
+
+// staleOf returns e if it may stand in for a failed or slow load
+// (Options.FailSafe), else nil.
+func (c *Cache[V]) staleOf(e *Entry[V], now int64) *Entry[V] {
+	if c.o.FailSafe == 0 || now >= e.Deadline || !c.trusted(e, now) {
+		return nil
+	}
+	return e
+}
+
 // GetOrLoad returns the value of key from L1, else L2, else load (once per
 // key in the process, however many callers miss together), and caches it.
 // It returns an error matching [ErrNotFound] when the key has no value.
+//
+// With Options.FailSafe, a value past its fresh life is kept and returned
+// (reported as stale) when load fails, or after Options.SoftTimeout when it
+// is slow. With Options.RefreshAhead, a hit late in the entry's life starts
+// one background refresh.
 //
 // NOTE: the value may be shared with other callers: do not mutate it. If the
 // loader panics, every caller waiting on it panics with a [*PanicError]; if
 // it calls runtime.Goexit, they get [ErrLoaderGoexit]. Either way nothing is
 // cached and the next call loads afresh.
 func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load LoadFunc[V]) (V, error) {
-	if e, ok := c.l1.Get(key); ok {
-		if c.fresh(e) {
-			if !e.Negative {
-				return e.Value, nil
-			}
-			c.ctr.negativeHits.Add(1)
-			var zero V
-			return zero, ErrNotFound
-		}
-		c.ctr.l1Unserved.Add(1)
-	}
-	return c.miss(ctx, key, nil, load)
+	return c.get(ctx, key, nil, load)
 }
 
 // GetOrLoadTagged is [Cache.GetOrLoad] for a value that depends on the
@@ -176,18 +189,33 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load LoadFunc[V]) 
 // instance, makes the value a miss everywhere. A key must always be used
 // with the same tags.
 func (c *Cache[V]) GetOrLoadTagged(ctx context.Context, key string, tags []string, load LoadFunc[V]) (V, error) {
-	if e, ok := c.l1.Get(key); ok {
-		if c.fresh(e) {
-			if !e.Negative {
-				return e.Value, nil
-			}
-			c.ctr.negativeHits.Add(1)
-			var zero V
-			return zero, ErrNotFound
-		}
-		c.ctr.l1Unserved.Add(1)
+	return c.get(ctx, key, tags, load)
+}
+
+// get is the read path. Its L1-hit part is kept small: one L1 Get, one
+// clock read, two atomic loads, no allocation, no lock.
+func (c *Cache[V]) get(ctx context.Context, key string, tags []string, load LoadFunc[V]) (V, error) {
+	e, ok := c.l1.Get(key)
+	if !ok {
+		return c.miss(ctx, req{key: key, tags: tags}, load, nil)
 	}
-	return c.miss(ctx, key, tags, load)
+	now := c.now()
+	if now >= e.Fresh || !c.trusted(e, now) {
+		c.ctr.l1Unserved.Add(1)
+		return c.miss(ctx, req{key: key, tags: tags}, load, c.staleOf(e, now))
+	}
+	if e.RefreshAt != 0 && now >= e.RefreshAt && load != nil {
+		c.refreshAhead(ctx, req{key: key, tags: tags}, load, e)
+	}
+	if e.Stale {
+		c.ctr.staleServed.Add(1)
+	}
+	if !e.Negative {
+		return e.Value, nil
+	}
+	c.ctr.negativeHits.Add(1)
+	var zero V
+	return zero, ErrNotFound
 }
 
 // Get returns the value of key from L1, else L2, without loading it. It
@@ -256,6 +284,8 @@ func (c *Cache[V]) Stats() Stats {
 		LeaseLost:            c.ctr.leaseLost.Load(),
 		PendingInvalidations: c.out.len(),
 		Replayed:             c.ctr.replayed.Load(),
+		StaleServed:          c.ctr.staleServed.Load(),
+		Refreshes:            c.ctr.refreshes.Load(),
 		Breaker:              BreakerState(c.br.state.Load()),
 		BreakerOpens:         c.br.opens.Load(),
 	}

@@ -10,6 +10,7 @@ type call[V any] struct {
 	val      V
 	err      error
 	panicked *PanicError
+	stale    bool // val is a stale value standing in for a failed load
 	// expires is when a completed call stops answering late joiners (unix
 	// nanos); zero for a failed load, which late joiners never share.
 	expires int64
@@ -44,12 +45,28 @@ func (c *call[V]) usable(now int64) bool {
 // join returns the call for key and whether the caller must run it (and
 // then call wg.Done). It returns nil once the table is closed.
 func (f *flights[V]) join(key string, now int64) (c *call[V], leader bool) {
+	return f.joinIf(key, now, func(c *call[V]) bool { return c.usable(now) })
+}
+
+// joinRunning is join for a refresh: a completed call does not count.
+func (f *flights[V]) joinRunning(key string, now int64) (c *call[V], leader bool) {
+	return f.joinIf(key, now, func(c *call[V]) bool {
+		select {
+		case <-c.done:
+			return false
+		default:
+			return true
+		}
+	})
+}
+
+func (f *flights[V]) joinIf(key string, now int64, keep func(*call[V]) bool) (c *call[V], leader bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return nil, false
 	}
-	if c, ok := f.m[key]; ok && c.usable(now) {
+	if c, ok := f.m[key]; ok && keep(c) {
 		return c, false
 	}
 	if f.m == nil {

@@ -15,6 +15,10 @@ import (
 // tags; it is a miss, and the value may be replaced.
 var errStaleTag = errors.New("tier: value older than a tag invalidation")
 
+// errExpired reports an L2 value past its fresh life but not past its
+// fail-safe deadline: a miss, but one that may stand in for a failed load.
+var errExpired = errors.New("tier: value past its fresh life")
+
 // Lease waiting: the first re-read after leaseBackoffMin, doubling up to
 // leaseBackoffMax, until Options.LeaseWait.
 const (
@@ -33,13 +37,25 @@ func newLease() string {
 // and returns it, or, if another instance holds it, waits up to LeaseWait
 // for that instance's value. Any failure is a miss without a lease; L2
 // failures count against the breaker and are reported as fallbacks.
-func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease bool) (*Entry[V], string) {
+func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease bool) (hit, stale *Entry[V], lease string) {
 	if c.l2 == nil {
-		return nil, ""
+		return nil, nil, ""
 	}
 	if !c.br.allow() {
 		c.fallback(ctx, r.key, ReasonBreakerOpen, nil)
-		return nil, ""
+		return nil, nil, ""
+	}
+	// use decodes b: a hit, or a value to replace (expired, older than a
+	// tag or than the entry a refresh started from, or corrupt and deleted).
+	use := func(b []byte) *Entry[V] {
+		e, err := c.decodeChecked(ctx, r, b, start)
+		switch {
+		case err == nil && (!r.refresh || e.Fresh > r.minFresh):
+			return e
+		case errors.Is(err, errExpired) && e != nil:
+			stale = e
+		}
+		return nil
 	}
 	// One L2 budget for the whole read (GET, then the lease): a caller never
 	// waits on Redis longer than L2Timeout, plus LeaseWait only while
@@ -49,18 +65,17 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 	full := c.prefix + r.key
 	b, ok := c.l2Get(budget, r)
 	if !ok {
-		return nil, ""
+		return nil, nil, ""
 	}
 	replace := false
 	if b != nil && !isLease(b) {
-		e, err := c.decodeChecked(ctx, r, b, start)
-		if err == nil {
-			return e, ""
+		if e := use(b); e != nil {
+			return e, nil, ""
 		}
-		replace = true // expired, older than a tag, or corrupt (and deleted)
+		replace = true
 	}
 	if c.leaser == nil || !wantLease {
-		return nil, ""
+		return nil, stale, ""
 	}
 	var deadline time.Time
 	backoff := leaseBackoffMin
@@ -70,23 +85,22 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 			lease := newLease()
 			cur, err := c.l2Lease(leaseCtx, full, lease, replace)
 			if err != nil {
-				return nil, ""
+				return nil, stale, ""
 			}
 			if cur == nil {
-				return nil, lease
+				return nil, stale, lease
 			}
 			b, replace = cur, false
 			if !isLease(b) {
-				e, err := c.decodeChecked(ctx, r, b, start)
-				if err == nil {
-					return e, ""
+				if e := use(b); e != nil {
+					return e, nil, ""
 				}
 				// A value appeared but cannot be used: replace it, once.
 				if deadline.IsZero() {
 					replace = true
 					continue
 				}
-				return nil, ""
+				return nil, stale, ""
 			}
 		}
 		// Another instance holds the lease: it is loading the key.
@@ -95,25 +109,24 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 			c.ctr.leaseWaits.Add(1)
 		}
 		if time.Now().Add(backoff).After(deadline) {
-			return nil, "" // load without a lease; L2 is not written
+			return nil, stale, "" // load without a lease; L2 is not written
 		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, ""
+			return nil, stale, ""
 		case <-t.C:
 		}
 		backoff = min(2*backoff, leaseBackoffMax)
 		leaseCtx = ctx
 		b, ok = c.l2GetWithin(ctx, r)
 		if !ok {
-			return nil, ""
+			return nil, stale, ""
 		}
 		if b != nil && !isLease(b) {
-			e, err := c.decodeChecked(ctx, r, b, start)
-			if err == nil {
-				return e, ""
+			if e := use(b); e != nil {
+				return e, nil, ""
 			}
 			replace = true
 		}
@@ -179,7 +192,7 @@ func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, ok bool) {
 func (c *Cache[V]) decodeChecked(ctx context.Context, r req, b []byte, start int64) (*Entry[V], error) {
 	e, h, err := c.decode(b, start)
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, errExpired):
 	case errors.Is(err, ErrNotFound):
 		return nil, err
 	default:
@@ -190,8 +203,10 @@ func (c *Cache[V]) decodeChecked(ctx context.Context, r req, b []byte, start int
 		return nil, errStaleTag
 	}
 	e.Tags = r.tags
-	c.ctr.l2Hits.Add(1)
-	return e, nil
+	if err == nil {
+		c.ctr.l2Hits.Add(1)
+	}
+	return e, err
 }
 
 // corrupt reports bad bytes under key and deletes them.
@@ -210,17 +225,17 @@ func (c *Cache[V]) decode(b []byte, start int64) (*Entry[V], codec.Header, error
 		return nil, h, err
 	}
 	now := c.now()
+	negative := h.Flags&codec.FlagNegative != 0
 	if h.SoftExpiry <= now {
+		if now < h.Deadline && c.o.FailSafe > 0 {
+			return &Entry[V]{Value: v, Negative: negative, Created: start, Fresh: h.SoftExpiry, Deadline: h.Deadline}, h, errExpired
+		}
 		return nil, h, ErrNotFound
 	}
-	fresh := min(h.SoftExpiry, now+int64(c.jitter(c.o.L1TTL)))
-	return &Entry[V]{
-		Value:    v,
-		Negative: h.Flags&codec.FlagNegative != 0,
-		Created:  start,
-		Fresh:    fresh,
-		Deadline: max(fresh, min(h.Deadline, now+int64(c.o.L1TTL))),
-	}, h, nil
+	ttl := time.Duration(min(h.SoftExpiry-now, int64(c.jitter(c.o.L1TTL))))
+	e := c.newEntry(v, negative, nil, start, now, ttl)
+	e.Deadline = min(e.Deadline, max(e.Fresh, h.Deadline))
+	return e, h, nil
 }
 
 func (c *Cache[V]) l2Failed(ctx context.Context, key string, err error) {

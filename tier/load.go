@@ -13,34 +13,80 @@ import (
 type req struct {
 	key  string
 	tags []string
+	// refresh marks a background refresh-ahead: it skips the L1 re-check
+	// and takes L2 values only if they are newer than minFresh.
+	refresh  bool
+	minFresh int64
 }
 
-// miss is the slow path of GetOrLoad: join or start the flight, then wait.
-func (c *Cache[V]) miss(ctx context.Context, key string, tags []string, load LoadFunc[V]) (V, error) {
+// miss is the slow path of a read: join or start the flight, then wait.
+// stale, if not nil, is an L1 value that may stand in for a failed or slow
+// load.
+func (c *Cache[V]) miss(ctx context.Context, r req, load LoadFunc[V], stale *Entry[V]) (V, error) {
 	var zero V
-	if err := c.checkKey(key); err != nil {
+	if err := c.checkKey(r.key); err != nil {
 		return zero, err
 	}
-	cl, leader := c.fl.join(key, c.now())
+	cl, leader := c.fl.join(r.key, c.now())
 	if cl == nil {
 		return zero, ErrClosed
 	}
 	c.ctr.misses.Add(1)
 	if !c.noObs {
-		c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventMiss, Key: c.obsKey(key), Tier: TierL1})
+		c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventMiss, Key: c.obsKey(r.key), Tier: TierL1})
 	}
 	if leader {
-		go c.run(ctx, req{key: key, tags: tags}, cl, load)
+		go c.run(ctx, r, cl, load, stale)
+	}
+	var soft <-chan time.Time
+	if stale != nil && c.o.SoftTimeout > 0 {
+		t := time.NewTimer(c.o.SoftTimeout)
+		defer t.Stop()
+		soft = t.C
 	}
 	select {
 	case <-cl.done:
+	case <-soft:
+		return c.serveStale(ctx, r.key, stale, ReasonSoftTimeout, nil)
 	case <-ctx.Done():
-		return zero, fmt.Errorf("tier: get %q: %w", key, context.Cause(ctx))
+		return zero, fmt.Errorf("tier: get %q: %w", r.key, context.Cause(ctx))
 	}
 	if cl.panicked != nil {
 		panic(cl.panicked)
 	}
+	if cl.stale {
+		c.ctr.staleServed.Add(1)
+	}
+	if cl.err != nil && stale != nil && !errors.Is(cl.err, ErrNotFound) && c.now() < stale.Deadline {
+		return c.serveStale(ctx, r.key, stale, ReasonOriginError, cl.err)
+	}
 	return cl.val, cl.err
+}
+
+// serveStale answers a read with a stale value and reports it.
+func (c *Cache[V]) serveStale(ctx context.Context, key string, e *Entry[V], reason string, err error) (V, error) {
+	c.ctr.staleServed.Add(1)
+	c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventStaleServed, Key: c.obsKey(key), Tier: TierL1, Reason: reason, Err: err})
+	if e.Negative {
+		var zero V
+		return zero, ErrNotFound
+	}
+	return e.Value, nil
+}
+
+// refreshAhead starts one background refresh of r's key from e (at most one
+// per entry, and none while a flight for the key runs).
+func (c *Cache[V]) refreshAhead(ctx context.Context, r req, load LoadFunc[V], e *Entry[V]) {
+	if !e.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	cl, leader := c.fl.joinRunning(r.key, c.now())
+	if !leader {
+		return // a load of the key is already running
+	}
+	c.ctr.refreshes.Add(1)
+	r.refresh, r.minFresh = true, e.Fresh
+	go c.run(ctx, r, cl, load, e)
 }
 
 // flightContext returns the context a flight runs on: the caller's values,
@@ -55,8 +101,9 @@ func (c *Cache[V]) flightContext(ctx context.Context) (context.Context, func()) 
 }
 
 // run is the flight for one key. It runs on its own goroutine and owns one
-// count of c.fl.wg.
-func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]) {
+// count of c.fl.wg. stale, if not nil, is a value that may stand in for a
+// failed load (from L1; run may also find one in L2).
+func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V], stale *Entry[V]) {
 	defer c.fl.wg.Done()
 	start := c.now()
 	completed := false
@@ -72,31 +119,28 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 		c.fl.forget(r.key, cl)
 	}()
 
-	// Re-check L1: a caller that missed L1 just before the previous flight
-	// for this key made its value visible and left the table gets here.
-	// The Get is counted as unserved: the caller was counted as a miss.
-	e, ok := c.l1.Get(r.key)
-	if ok {
-		c.ctr.l1Unserved.Add(1)
-		if !c.fresh(e) {
-			e = nil
+	if !r.refresh {
+		// Re-check L1: a caller that missed L1 just before the previous
+		// flight for this key made its value visible and left the table
+		// gets here. The Get is counted as unserved: the caller was
+		// counted as a miss.
+		if e, ok := c.l1.Get(r.key); ok {
+			c.ctr.l1Unserved.Add(1)
+			if c.fresh(e) {
+				if e.Negative {
+					cl.err = ErrNotFound
+				} else {
+					cl.val = e.Value
+				}
+				cl.expires = e.Fresh
+				complete()
+				return
+			}
 		}
-	} else {
-		e = nil
-	}
-	if e != nil {
-		if e.Negative {
-			cl.err = ErrNotFound
-		} else {
-			cl.val = e.Value
-		}
-		cl.expires = e.Fresh
-		complete()
-		return
 	}
 	fctx, cancel := c.flightContext(ctx)
 	defer cancel()
-	e, lease := c.readL2(fctx, r, start, load != nil)
+	e, l2stale, lease := c.readL2(fctx, r, start, load != nil)
 	if e != nil {
 		if e.Negative {
 			c.ctr.negativeHits.Add(1)
@@ -108,6 +152,9 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 		complete()
 		c.installL1(cl, r.key, e, c.cost(r.key, e.Value, 0))
 		return
+	}
+	if stale == nil {
+		stale = l2stale
 	}
 	if load == nil {
 		cl.err = ErrNotFound
@@ -132,6 +179,25 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 		cl.expires = c.shareUntil(true)
 		complete()
 		c.store(fctx, cl, r, v, true, start, lease)
+	case r.refresh:
+		// A failed refresh-ahead changes nothing: the entry it started from
+		// is still fresh. Callers that joined it fall back on their own.
+		cl.err = fmt.Errorf("tier: refresh %q: %w", r.key, err)
+		complete()
+	case stale != nil && c.now() < stale.Deadline:
+		// Fail-safe: the last value stands in for the error, and is re-armed
+		// for FailSafeThrottle so the origin sees one attempt per key per
+		// window.
+		now := c.now()
+		cl.val, cl.err, cl.stale = stale.Value, nil, true
+		if stale.Negative {
+			cl.err = ErrNotFound
+		}
+		cl.expires = min(now+int64(c.o.FailSafeThrottle), stale.Deadline)
+		complete()
+		c.obs.Event(fctx, Event{Cache: c.o.Name, Kind: EventStaleServed, Key: c.obsKey(r.key), Tier: TierL1, Reason: ReasonOriginError, Err: err})
+		re := &Entry[V]{Value: stale.Value, Negative: stale.Negative, Tags: stale.Tags, Created: stale.Created, Fresh: cl.expires, Deadline: stale.Deadline, Stale: true}
+		c.installL1(cl, r.key, re, c.cost(r.key, stale.Value, 0))
 	default:
 		cl.err = fmt.Errorf("tier: load %q: %w", r.key, err)
 		complete()
@@ -153,8 +219,18 @@ func (c *Cache[V]) isNotFound(err error) bool {
 }
 
 // callLoader calls load, turning a panic into cl.panicked. A runtime.Goexit
-// in load unwinds through here to run's deferred handler.
+// in load unwinds through here to run's deferred handler. With
+// MaxConcurrentLoads, it first waits for a slot (within ctx).
 func (c *Cache[V]) callLoader(ctx context.Context, key string, cl *call[V], load LoadFunc[V]) (v V, err error) {
+	if c.sem != nil {
+		select {
+		case c.sem <- struct{}{}:
+			defer func() { <-c.sem }()
+		case <-ctx.Done():
+			c.ctr.loadErrors.Add(1)
+			return v, fmt.Errorf("waiting for a load slot (MaxConcurrentLoads %d): %w", c.o.MaxConcurrentLoads, context.Cause(ctx))
+		}
+	}
 	call := Call{Cache: c.o.Name, Op: OpLoad, Key: c.obsKey(key)}
 	ctx = c.obs.Begin(ctx, call)
 	t0 := time.Now()
@@ -175,10 +251,10 @@ func (c *Cache[V]) callLoader(ctx context.Context, key string, cl *call[V], load
 }
 
 // encode builds the L2 envelope of a value read (or loaded) at created,
-// fresh for ttl, and refuses it if it is too large.
+// fresh for ttl and kept FailSafe longer, and refuses it if it is too large.
 func (c *Cache[V]) encode(v V, negative bool, created int64, ttl time.Duration) ([]byte, error) {
 	now := c.now()
-	h := codec.Header{Codec: c.o.Codec.ID(), Schema: c.o.Schema, Created: created, SoftExpiry: now + int64(ttl), Deadline: now + int64(ttl)}
+	h := codec.Header{Codec: c.o.Codec.ID(), Schema: c.o.Schema, Created: created, SoftExpiry: now + int64(ttl), Deadline: now + int64(ttl+c.o.FailSafe)}
 	if negative {
 		h.Flags |= codec.FlagNegative
 	}
@@ -187,6 +263,15 @@ func (c *Cache[V]) encode(v V, negative bool, created int64, ttl time.Duration) 
 		err = &ValueTooLargeError{Size: len(enc), Limit: c.o.MaxValueBytes}
 	}
 	return enc, err
+}
+
+// newEntry returns the L1 entry of a value read at start, fresh for ttl.
+func (c *Cache[V]) newEntry(v V, negative bool, tags []string, start, now int64, ttl time.Duration) *Entry[V] {
+	e := &Entry[V]{Value: v, Negative: negative, Tags: tags, Created: start, Fresh: now + int64(ttl), Deadline: now + int64(ttl+c.o.FailSafe)}
+	if c.o.RefreshAhead > 0 && !negative {
+		e.RefreshAt = now + int64(float64(ttl)*c.o.RefreshAhead)
+	}
+	return e
 }
 
 // store encodes a loaded value (or a "not found"), refuses it if too large,
@@ -207,20 +292,18 @@ func (c *Cache[V]) store(ctx context.Context, cl *call[V], r req, v V, negative 
 	if c.l2 != nil && !c.fl.isFenced(cl) {
 		switch {
 		case lease != "":
-			if ok, err := c.l2SetLeased(ctx, r.key, lease, enc, ttl); err == nil && !ok {
+			if ok, err := c.l2SetLeased(ctx, r.key, lease, enc, ttl+c.o.FailSafe); err == nil && !ok {
 				c.ctr.leaseLost.Add(1)
 				return // an invalidation removed our lease: the value may be stale
 			}
 		case c.leaser == nil && c.br.allow():
-			_ = c.l2Set(ctx, r.key, enc, ttl) // counted and reported by l2Set; L1 still gets the value.
+			_ = c.l2Set(ctx, r.key, enc, ttl+c.o.FailSafe) // counted and reported by l2Set; L1 still gets the value.
 		}
 		// With a Leaser but no lease (another instance's load outlived
 		// LeaseWait, or L2 failed), nothing is written to L2: without a
 		// lease the write could not be fenced.
 	}
-	now := c.now()
-	l1ttl := min(ttl, c.jitter(c.o.L1TTL))
-	e := &Entry[V]{Value: v, Negative: negative, Tags: r.tags, Created: start, Fresh: now + int64(l1ttl), Deadline: now + int64(l1ttl)}
+	e := c.newEntry(v, negative, r.tags, start, c.now(), min(ttl, c.jitter(c.o.L1TTL)))
 	c.installL1(cl, r.key, e, c.cost(r.key, v, len(enc)))
 }
 

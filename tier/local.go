@@ -1,6 +1,9 @@
 package tier
 
-import "time"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Entry is what L1 stores for one key: the decoded value and its times.
 // An Entry is immutable once stored; it is shared by every reader.
@@ -20,8 +23,17 @@ type Entry[V any] struct {
 	// Fresh is the end of the entry's fresh life (unix nanos).
 	Fresh int64
 	// Deadline is when the entry must no longer be served at all (unix
-	// nanos); Deadline >= Fresh. Between Fresh and Deadline it is stale.
+	// nanos); Deadline >= Fresh. Between Fresh and Deadline it is stale,
+	// served only when the origin fails or is slow (Options.FailSafe).
 	Deadline int64
+	// RefreshAt, when not zero, is when a hit starts a background refresh
+	// (Options.RefreshAhead).
+	RefreshAt int64
+	// Stale marks an entry re-armed after an origin failure: its value is
+	// past its fresh life and each hit is counted as a stale serve.
+	Stale bool
+
+	refreshing atomic.Bool // a background refresh was started from this entry
 }
 
 // Local is the in-process tier (L1). Implementations must be safe for

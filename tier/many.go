@@ -45,6 +45,9 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, load BatchL
 		}
 		if e, ok := c.l1.Get(k); ok {
 			if c.fresh(e) {
+				if e.Stale {
+					c.ctr.staleServed.Add(1)
+				}
 				if e.Negative {
 					c.ctr.negativeHits.Add(1)
 				} else {
@@ -243,7 +246,7 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) [
 		case derr == nil:
 			entries[i] = e
 			hits++
-		case errors.Is(derr, ErrNotFound):
+		case errors.Is(derr, ErrNotFound), errors.Is(derr, errExpired):
 		default:
 			c.ctr.decodeErrors.Add(1)
 			c.obs.Event(octx, Event{Cache: c.o.Name, Kind: EventDecodeError, Key: c.obsKey(keys[i]), Tier: TierL2, Err: derr})

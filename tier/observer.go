@@ -75,6 +75,10 @@ const (
 	// EventL1Dropped: L1 stopped being trusted as a whole (InvalidateAll,
 	// or a consistency signal); Reason says why.
 	EventL1Dropped
+	// EventStaleServed: a stale value answered a read because the origin
+	// failed or was slow (Reason: "origin_error", "soft_timeout"); Err is
+	// the origin's error, if any.
+	EventStaleServed
 )
 
 // String returns the kind's name in snake case.
@@ -94,6 +98,8 @@ func (k EventKind) String() string {
 		return "negative_hit"
 	case EventL1Dropped:
 		return "l1_dropped"
+	case EventStaleServed:
+		return "stale_served"
 	}
 	return "unknown"
 }
@@ -103,6 +109,9 @@ const (
 	ReasonBreakerOpen = "breaker_open"
 	ReasonL2Error     = "l2_error"
 	ReasonL2Timeout   = "l2_timeout"
+	// Stale-serve reasons.
+	ReasonOriginError = "origin_error"
+	ReasonSoftTimeout = "soft_timeout"
 )
 
 // Call describes an operation given to [Observer.Begin] and [Observer.End].

@@ -78,6 +78,30 @@ type Options[V any] struct {
 	// negative entries. A loader may also return ErrNotFound.
 	IsNotFound func(error) bool
 
+	// FailSafe keeps a value this long past its fresh life, to be served
+	// (and reported as stale) when the origin fails or is slow, instead of
+	// an error. Default: 0, off.
+	FailSafe time.Duration
+	// FailSafeThrottle is how long a stale value served after an origin
+	// failure is served again without asking the origin (one attempt per
+	// key per throttle window). Default: 1 second (with FailSafe).
+	FailSafeThrottle time.Duration
+	// SoftTimeout: a caller that has a stale value at hand waits at most
+	// this long for a load, then gets the stale value while the load goes on
+	// in the background and updates the tiers when it ends. LoadTimeout
+	// stays the hard timeout. Default: 0, wait for the load.
+	SoftTimeout time.Duration
+	// RefreshAhead, in (0, 1), starts one background refresh per key when a
+	// hit finds the entry past this fraction of its fresh life, so hot keys
+	// never make a caller wait for the origin. Default: 0, off.
+	RefreshAhead float64
+	// MaxConcurrentLoads bounds the origin loads this cache runs at once
+	// (single flight already makes it one per key); loads beyond it wait
+	// for a slot, and callers with a stale value get it after SoftTimeout.
+	// It keeps the database's extra load proportional to distinct keys even
+	// while L2 is down. Default: 0, unbounded.
+	MaxConcurrentLoads int
+
 	// MaxKeyBytes refuses longer keys with ErrInvalidKey. Default: 1024.
 	MaxKeyBytes int
 	// MaxValueBytes refuses to cache values whose encoding is larger.
@@ -159,6 +183,9 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 		{"BreakerCooldown", &c.BreakerCooldown, DefaultBreakerWait},
 		{"LeaseWait", &c.LeaseWait, DefaultLeaseWait},
 		{"MaxClockSkew", &c.MaxClockSkew, DefaultMaxClockSkew},
+		{"FailSafe", &c.FailSafe, 0},
+		{"FailSafeThrottle", &c.FailSafeThrottle, time.Second},
+		{"SoftTimeout", &c.SoftTimeout, 0},
 	}
 	for _, d := range durations {
 		if *d.d < 0 {
@@ -170,6 +197,9 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 	}
 	if c.L1TTL == 0 || c.L1TTL > c.TTL {
 		c.L1TTL = c.TTL
+	}
+	if c.RefreshAhead < 0 || c.RefreshAhead >= 1 {
+		return bad("RefreshAhead %v is outside [0, 1)", c.RefreshAhead)
 	}
 	switch {
 	case c.Jitter < 0 || c.Jitter >= 1:
@@ -189,6 +219,7 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 		{"BreakerFailures", &c.BreakerFailures, DefaultBreakerFails},
 		{"CompressAbove", &c.CompressAbove, 0},
 		{"MaxPendingInvalidations", &c.MaxPendingInvalidations, DefaultMaxPending},
+		{"MaxConcurrentLoads", &c.MaxConcurrentLoads, 0},
 	}
 	for _, n := range ints {
 		if *n.n < 0 {

@@ -15,6 +15,11 @@ type Stats struct {
 	L2Hits uint64
 	// NegativeHits counts reads answered by a cached "not found", in any tier.
 	NegativeHits uint64
+	// StaleServed counts reads answered with a stale value because the
+	// origin failed or was slow (Options.FailSafe); Refreshes counts
+	// background refreshes started by Options.RefreshAhead.
+	StaleServed uint64
+	Refreshes   uint64
 	// Loads counts calls of the origin loader; LoadErrors those that failed
 	// (a "not found" is not a failure).
 	Loads      uint64
@@ -66,4 +71,6 @@ type counters struct {
 	leaseWaits   atomic.Uint64
 	leaseLost    atomic.Uint64
 	replayed     atomic.Uint64
+	staleServed  atomic.Uint64
+	refreshes    atomic.Uint64
 }

@@ -33,8 +33,8 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 		return errors.Join(fmt.Errorf("tier: set %q: %w", key, err), c.Delete(ctx, key))
 	}
 	c.fl.fence(key)
-	l1ttl := min(ttl, c.jitter(c.o.L1TTL))
-	if c.l1.Set(key, &Entry[V]{Value: v, Created: now, Fresh: now + int64(l1ttl), Deadline: now + int64(l1ttl)}, c.cost(key, v, len(enc)), l1ttl) {
+	e := c.newEntry(v, false, nil, now, now, min(ttl, c.jitter(c.o.L1TTL)))
+	if c.l1.Set(key, e, c.cost(key, v, len(enc)), time.Duration(e.Deadline-now)) {
 		c.l1.Wait()
 	}
 	if c.l2 == nil && c.pub == nil {
@@ -45,7 +45,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 		if !c.br.allow() {
 			l2err = errBreakerOpen
 		} else {
-			l2err = c.l2Set(ctx, key, enc, ttl)
+			l2err = c.l2Set(ctx, key, enc, ttl+c.o.FailSafe)
 		}
 	}
 	if l2err == nil && c.pub != nil {

@@ -1,83 +1,125 @@
-// Command demo runs tiercache in front of a slow in-memory origin and prints
-// what each tier answered. It uses Redis at REDIS_ADDR (default
-// 127.0.0.1:6379) when it answers, and runs L1-only when it does not.
+// Command demo runs tiercache in front of a booking database: it seeds
+// profiles, experts and appointments, drives a mix of Zipf-distributed reads
+// and some writes through two cache instances (as two application
+// instances would run), prints a progress line while it runs and a table of
+// what each tier answered at the end.
+//
+// With no configuration it uses SQLite in a temporary folder and Redis at
+// 127.0.0.1:6379 if it answers (L1-only if not). Run it with -h for the
+// flags and environment variables. The work is done by package
+// github.com/tiercache/tiercache/dbcache/demo.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
-	"math/rand/v2"
+	"io"
 	"os"
+	"os/signal"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/tiercache/tiercache/backends/goredis"
-	"github.com/tiercache/tiercache/tier"
+	"github.com/tiercache/tiercache/dbcache/demo"
 )
 
-type profile struct {
-	ID   int    `msgpack:"id"`
-	Name string `msgpack:"name"`
-}
+const defaultRedisAddr = "127.0.0.1:6379"
 
 func main() {
-	dur := flag.Duration("duration", 3*time.Second, "how long to drive reads")
-	keys := flag.Int("keys", 10000, "distinct keys (Zipf-distributed reads)")
-	flag.Parse()
-	if err := run(*dur, *keys); err != nil {
+	// go-redis logs dial failures itself; the demo reports Redis's state
+	// in one line of its own.
+	redis.SetLogger(nopLogger{})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dur time.Duration, nkeys int) error {
-	ctx := context.Background()
-	addr := os.Getenv("REDIS_ADDR")
-	if addr == "" {
-		addr = "127.0.0.1:6379"
-	}
-	opts := &tier.Options[*profile]{Name: "demo", Namespace: fmt.Sprintf("demo-%d", os.Getpid()), TTL: time.Minute}
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
-	pctx, cancel := context.WithTimeout(ctx, time.Second)
-	err := rdb.Ping(pctx).Err()
-	cancel()
-	if err != nil {
-		fmt.Printf("Redis at %s is not reachable (%v): running L1-only.\n", addr, err)
-	} else {
-		fmt.Printf("Redis at %s: running L1 + L2.\n", addr)
-		opts.L2 = goredis.Must(rdb, nil)
-	}
-	c, err := tier.New(opts)
+// run parses args and the environment (getenv) and runs the demo, writing
+// to stdout; flag errors and -h go to stderr.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parse(args, getenv, stderr)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	load := func(ctx context.Context, key string) (*profile, error) {
-		time.Sleep(200 * time.Microsecond) // a database query
-		return &profile{Name: key}, nil
-	}
-	zipf := rand.NewZipf(rand.New(rand.NewPCG(1, 2)), 1.1, 1, uint64(nkeys-1))
-	end := time.Now().Add(dur)
-	n := 0
-	for time.Now().Before(end) {
-		if _, err := c.GetOrLoad(ctx, fmt.Sprintf("user:%d", zipf.Uint64()), load); err != nil {
-			return err
-		}
-		n++
-	}
-	s := c.Stats()
-	fmt.Printf("requests %d  L1 hits %d  L2 hits %d  origin loads %d  fallbacks %d\n", n, s.L1Hits, s.L2Hits, s.Loads, s.Fallbacks)
-	if opts.L2 != nil {
-		var keys []string
-		for k := range nkeys {
-			keys = append(keys, c.Key(fmt.Sprintf("user:%d", k)))
-		}
-		for i := 0; i < len(keys); i += 1000 {
-			rdb.Del(ctx, keys[i:min(i+1000, len(keys))]...)
+	cfg.Out = stdout
+	if f, ok := stdout.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			cfg.Terminal = true
 		}
 	}
-	return nil
+	rep, err := demo.Run(ctx, cfg)
+	if errors.Is(err, context.Canceled) && rep != nil {
+		return nil // interrupted: the table was printed
+	}
+	return err
 }
+
+func parse(args []string, getenv func(string) string, stderr io.Writer) (demo.Config, error) {
+	var cfg demo.Config
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: go run ./cmd/demo [flags]
+
+Seeds a booking database (profiles, experts, appointments), then drives a
+mix of reads (ids drawn from a Zipf distribution, so a few are hot) and
+some writes (bookings, cancellations, profile updates) through two cache
+instances, each with its own Redis client and invalidation bus, as two
+application instances would.
+It prints a progress line every second and, at the end, a table: requests,
+L1 and L2 hit rates, database queries made against what they would be
+without the cache, fallbacks, stale reads, and read latency p50/p99. It
+removes what it created (the SQLite folder or PostgreSQL schema, and its
+keys in Redis, found with SCAN on its own namespace).
+
+Environment:
+  DATABASE_URL  PostgreSQL URL (the demo works in a schema of its own and
+                drops it at the end); unset: SQLite in a temporary folder
+  REDIS_ADDR    Redis host:port or redis:// URL (default 127.0.0.1:6379);
+                if it does not answer, the demo says so and runs L1-only
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to run the mix")
+	fs.IntVar(&cfg.Workers, "workers", 8, "goroutines issuing operations")
+	fs.Float64Var(&cfg.ReadRatio, "read-ratio", 0.98, "share of operations that are reads, in [0, 1]; the writes are\n50% bookings, 20% cancellations, 30% profile updates")
+	fs.Float64Var(&cfg.Zipf, "zipf", 1.1, "Zipf exponent (> 1) of the ids read and written; larger is more skewed")
+	fs.IntVar(&cfg.Seed.Profiles, "seed-profiles", 5000, "profiles to seed")
+	fs.IntVar(&cfg.Seed.Experts, "seed-experts", 2000, "experts to seed (each is also a profile)")
+	fs.IntVar(&cfg.Seed.Appointments, "seed-appointments", 30000, "appointments to seed")
+	fs.IntVar(&cfg.Seed.Days, "seed-days", 14, "days, from today, that the appointments cover")
+	fs.DurationVar(&cfg.TTL, "ttl", 5*time.Minute, "how long a value stays in Redis (L2)")
+	fs.DurationVar(&cfg.L1TTL, "l1-ttl", time.Minute, "how long a value stays in process (L1)")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL URL; overrides $DATABASE_URL; empty: SQLite")
+	redisAddr := getenv("REDIS_ADDR")
+	if redisAddr == "" {
+		redisAddr = defaultRedisAddr
+	}
+	fs.StringVar(&cfg.RedisAddr, "redis", redisAddr, "Redis address; overrides $REDIS_ADDR; empty: no Redis (L1-only)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return cfg, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if cfg.ReadRatio == 1 {
+		cfg.NoWrites = true
+	}
+	return cfg, nil
+}
+
+// nopLogger discards go-redis's log lines.
+type nopLogger struct{}
+
+func (nopLogger) Printf(context.Context, string, ...any) {}
