@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -57,6 +58,7 @@ type Cache[V any] struct {
 	cancel    context.CancelFunc
 	closeOnce sync.Once
 	bg        sync.WaitGroup // the replayer
+	hmacs     sync.Pool      // keyed HMAC-SHA256 hashers for obsKey
 }
 
 // New returns a Cache configured by o (nil means defaults).
@@ -95,6 +97,7 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 			c.obs.Event(context.Background(), Event{Cache: opts.Name, Kind: EventBreaker, Tier: TierL2, From: from, To: to})
 		},
 	}
+	c.hmacs.New = func() any { return hmac.New(sha256.New, c.o.KeyHashSecret) }
 	c.stop, c.cancel = context.WithCancel(context.Background())
 	if opts.Invalidator != nil {
 		pub, err := opts.Invalidator.Register(opts.Namespace, sink[V]{c})
@@ -271,23 +274,25 @@ func (c *Cache[V]) DropLocal(ctx context.Context) {
 // Stats returns a snapshot of the cache's counters.
 func (c *Cache[V]) Stats() Stats {
 	s := Stats{
-		Misses:               c.ctr.misses.Load(),
-		L2Hits:               c.ctr.l2Hits.Load(),
-		NegativeHits:         c.ctr.negativeHits.Load(),
-		Loads:                c.ctr.loads.Load(),
-		LoadErrors:           c.ctr.loadErrors.Load(),
-		Fallbacks:            c.ctr.fallbacks.Load(),
-		L2Errors:             c.ctr.l2Errors.Load(),
-		DecodeErrors:         c.ctr.decodeErrors.Load(),
-		Refused:              c.ctr.refused.Load(),
-		LeaseWaits:           c.ctr.leaseWaits.Load(),
-		LeaseLost:            c.ctr.leaseLost.Load(),
-		PendingInvalidations: c.out.len(),
-		Replayed:             c.ctr.replayed.Load(),
-		StaleServed:          c.ctr.staleServed.Load(),
-		Refreshes:            c.ctr.refreshes.Load(),
-		Breaker:              BreakerState(c.br.state.Load()),
-		BreakerOpens:         c.br.opens.Load(),
+		Misses:                c.ctr.misses.Load(),
+		L2Hits:                c.ctr.l2Hits.Load(),
+		NegativeHits:          c.ctr.negativeHits.Load(),
+		Loads:                 c.ctr.loads.Load(),
+		LoadErrors:            c.ctr.loadErrors.Load(),
+		Fallbacks:             c.ctr.fallbacks.Load(),
+		L2Errors:              c.ctr.l2Errors.Load(),
+		DecodeErrors:          c.ctr.decodeErrors.Load(),
+		Refused:               c.ctr.refused.Load(),
+		LeaseWaits:            c.ctr.leaseWaits.Load(),
+		LeaseLost:             c.ctr.leaseLost.Load(),
+		PendingInvalidations:  c.out.len(),
+		Replayed:              c.ctr.replayed.Load(),
+		StaleServed:           c.ctr.staleServed.Load(),
+		InvalidationsSent:     c.ctr.invSent.Load(),
+		InvalidationsReceived: c.ctr.invReceived.Load(),
+		Refreshes:             c.ctr.refreshes.Load(),
+		Breaker:               BreakerState(c.br.state.Load()),
+		BreakerOpens:          c.br.opens.Load(),
 	}
 	if ls := c.l1stats; ls != nil {
 		if h, u := ls.Hits(), c.ctr.l1Unserved.Load(); h > u {
@@ -324,13 +329,22 @@ func (c *Cache[V]) Close() error {
 	return nil
 }
 
-// obsKey is the key as the observer may see it.
+// call describes an operation on key for the observer.
+func (c *Cache[V]) call(op Op, key string) Call {
+	return Call{Cache: c.o.Name, Op: op, Key: c.obsKey(key), KeyHashed: key != "" && !c.o.ObserveRawKeys}
+}
+
+// obsKey is the key as the observer may see it: a keyed hash (HMAC-SHA256,
+// 16 hex digits) unless Options.ObserveRawKeys.
 func (c *Cache[V]) obsKey(key string) string {
 	if c.noObs || c.o.ObserveRawKeys || key == "" {
 		return key
 	}
-	m := hmac.New(sha256.New, c.o.KeyHashSecret)
+	m := c.hmacs.Get().(hash.Hash)
+	m.Reset() // back to the keyed state
 	m.Write([]byte(key))
 	var sum [sha256.Size]byte
-	return hex.EncodeToString(m.Sum(sum[:0])[:8])
+	out := hex.EncodeToString(m.Sum(sum[:0])[:8])
+	c.hmacs.Put(m)
+	return out
 }

@@ -34,7 +34,8 @@ type Sink interface {
 	// DropKeys removes keys from L1 and fences their running loads.
 	DropKeys(keys []string)
 	// DropTags makes the entries tagged with any of tags whose read began
-	// before at (unix nanos) misses.
+	// before the call misses. at is the sender's time of the invalidation
+	// (unix nanos, the sender's clock), for information.
 	DropTags(tags []string, at int64)
 	// Untrust makes every L1 entry whose read began before (unix nanos) a
 	// miss, and fences the running loads that began before it. reason is
@@ -53,14 +54,20 @@ type Sink interface {
 type sink[V any] struct{ c *Cache[V] }
 
 func (s sink[V]) DropKeys(keys []string) {
+	s.c.ctr.invReceived.Add(uint64(len(keys)))
 	for _, k := range keys {
 		s.c.fl.fence(k)
 		s.c.l1.Delete(k)
 	}
 }
 
-func (s sink[V]) DropTags(tags []string, at int64) {
-	s.c.tags.touch(tags, at)
+// DropTags records the tags as invalidated at this instance's own time of
+// hearing it (not the sender's at): every L1 entry read before that
+// instant is dropped, one read after it saw the origin after the write, and
+// no clock skew between instances enters the comparison.
+func (s sink[V]) DropTags(tags []string, _ int64) {
+	s.c.ctr.invReceived.Add(uint64(len(tags)))
+	s.c.tags.touch(tags, s.c.now())
 }
 
 func (s sink[V]) Untrust(before int64, reason string) {
@@ -87,9 +94,10 @@ func (s sink[V]) LimitAge(maxAge time.Duration, reason string) {
 	}
 }
 
-// tagTimes remembers, per tag, the last time it was invalidated (unix
-// nanos). Reads are lock-free (sync.Map); it forgets tags older than the
-// longest life of an entry, so it does not grow without bound.
+// tagTimes remembers, per tag, the last time this instance learned it was
+// invalidated (unix nanos, this instance's clock). Reads are lock-free
+// (sync.Map); it forgets tags older than the longest life of an entry, so it
+// does not grow without bound.
 type tagTimes struct {
 	m       sync.Map // string -> int64
 	mu      sync.Mutex
@@ -126,11 +134,17 @@ func (t *tagTimes) touch(tags []string, at int64) {
 	}
 }
 
-// valid reports whether a value of tags that was read at created is newer
-// than every invalidation of those tags.
+// valid reports whether a value of tags that this instance read at created
+// (its own clock) is newer than every invalidation of those tags it knows.
 func (t *tagTimes) valid(tags []string, created int64) bool {
+	return t.validWithin(tags, created, 0)
+}
+
+// validWithin is valid for a value created on another instance's clock,
+// allowing skew between the clocks.
+func (t *tagTimes) validWithin(tags []string, created, skew int64) bool {
 	for _, tag := range tags {
-		if at, ok := t.m.Load(tag); ok && created <= at.(int64)+t.skew {
+		if at, ok := t.m.Load(tag); ok && created <= at.(int64)+skew {
 			return false
 		}
 	}

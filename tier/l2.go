@@ -47,8 +47,8 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 	}
 	// use decodes b: a hit, or a value to replace (expired, older than a
 	// tag or than the entry a refresh started from, or corrupt and deleted).
-	use := func(b []byte) *Entry[V] {
-		e, err := c.decodeChecked(ctx, r, b, start)
+	use := func(b []byte, tagAt []int64) *Entry[V] {
+		e, err := c.decodeChecked(ctx, r, b, start, tagAt)
 		switch {
 		case err == nil && (!r.refresh || e.Fresh > r.minFresh):
 			return e
@@ -63,13 +63,13 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 	budget, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
 	full := c.prefix + r.key
-	b, ok := c.l2Get(budget, r)
+	b, tagAt, ok := c.l2Get(budget, r)
 	if !ok {
 		return nil, nil, ""
 	}
 	replace := false
 	if b != nil && !isLease(b) {
-		if e := use(b); e != nil {
+		if e := use(b, tagAt); e != nil {
 			return e, nil, ""
 		}
 		replace = true
@@ -92,7 +92,7 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 			}
 			b, replace = cur, false
 			if !isLease(b) {
-				if e := use(b); e != nil {
+				if e := use(b, nil); e != nil {
 					return e, nil, ""
 				}
 				// A value appeared but cannot be used: replace it, once.
@@ -120,12 +120,12 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 		}
 		backoff = min(2*backoff, leaseBackoffMax)
 		leaseCtx = ctx
-		b, ok = c.l2GetWithin(ctx, r)
+		b, tagAt, ok = c.l2GetWithin(ctx, r)
 		if !ok {
 			return nil, stale, ""
 		}
 		if b != nil && !isLease(b) {
-			if e := use(b); e != nil {
+			if e := use(b, tagAt); e != nil {
 				return e, nil, ""
 			}
 			replace = true
@@ -134,17 +134,17 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 }
 
 // l2GetWithin is l2Get with a fresh L2Timeout.
-func (c *Cache[V]) l2GetWithin(ctx context.Context, r req) ([]byte, bool) {
+func (c *Cache[V]) l2GetWithin(ctx context.Context, r req) ([]byte, []int64, bool) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
 	return c.l2Get(ctx, r)
 }
 
-// l2Get reads the bytes of r's key (and its tags' invalidation times, which
-// it records locally), within ctx's deadline. ok is false when L2 failed; b
+// l2Get reads the bytes of r's key (and, with a TagStore, its tags'
+// invalidation times), within ctx's deadline. ok is false when L2 failed; b
 // is nil for a miss or a value refused and deleted.
-func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, ok bool) {
-	call := Call{Cache: c.o.Name, Op: OpL2Get, Key: c.obsKey(r.key)}
+func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, tagAt []int64, ok bool) {
+	call := c.call(OpL2Get, r.key)
 	octx := c.obs.Begin(ctx, call)
 	t0 := time.Now()
 	l2ctx := octx
@@ -154,13 +154,7 @@ func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, ok bool) {
 		for i, t := range r.tags {
 			tagKeys[i] = c.tagPfx + t
 		}
-		var at []int64
-		b, at, err = c.tagger.GetTagged(l2ctx, c.prefix+r.key, tagKeys)
-		for i, t := range at {
-			if t > 0 && i < len(r.tags) {
-				c.tags.touch(r.tags[i:i+1], t)
-			}
-		}
+		b, tagAt, err = c.tagger.GetTagged(l2ctx, c.prefix+r.key, tagKeys)
 	} else {
 		b, err = c.l2.Get(l2ctx, c.prefix+r.key)
 	}
@@ -184,12 +178,15 @@ func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, ok bool) {
 		res.Err = err
 	}
 	c.obs.End(octx, call, res)
-	return b, ok
+	return b, tagAt, ok
 }
 
 // decodeChecked decodes b as read at start and checks it against the
-// invalidation times of r's tags; a corrupt value is reported and deleted.
-func (c *Cache[V]) decodeChecked(ctx context.Context, r req, b []byte, start int64) (*Entry[V], error) {
+// invalidation times of r's tags: those read from L2 with it (tagAt, the
+// invalidators' clocks) and those this instance heard of; the value's
+// creation time is the writer's clock, so both allow MaxClockSkew. A
+// corrupt value is reported and deleted.
+func (c *Cache[V]) decodeChecked(ctx context.Context, r req, b []byte, start int64, tagAt []int64) (*Entry[V], error) {
 	e, h, err := c.decode(b, start)
 	switch {
 	case err == nil, errors.Is(err, errExpired):
@@ -199,8 +196,16 @@ func (c *Cache[V]) decodeChecked(ctx context.Context, r req, b []byte, start int
 		c.corrupt(ctx, r.key, err)
 		return nil, err
 	}
-	if len(r.tags) > 0 && !c.tags.valid(r.tags, h.Created) {
-		return nil, errStaleTag
+	if len(r.tags) > 0 {
+		skew := int64(c.o.MaxClockSkew)
+		for _, at := range tagAt {
+			if at > 0 && h.Created <= at+skew {
+				return nil, errStaleTag
+			}
+		}
+		if !c.tags.validWithin(r.tags, h.Created, skew) {
+			return nil, errStaleTag
+		}
 	}
 	e.Tags = r.tags
 	if err == nil {
@@ -256,7 +261,7 @@ func (c *Cache[V]) fallback(ctx context.Context, key, reason string, err error) 
 // l2Op runs one L2 operation with the observer and the breaker's
 // accounting, within L2Timeout (and ctx's own deadline, if sooner).
 func (c *Cache[V]) l2Op(ctx context.Context, op Op, key string, f func(ctx context.Context) error) error {
-	call := Call{Cache: c.o.Name, Op: op, Key: c.obsKey(key)}
+	call := c.call(op, key)
 	ctx = c.obs.Begin(ctx, call)
 	t0 := time.Now()
 	l2ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
@@ -295,7 +300,7 @@ func (c *Cache[V]) l2SetLeased(ctx context.Context, key, lease string, enc []byt
 // l2Lease takes the lease of full (a full key) or returns what it holds.
 func (c *Cache[V]) l2Lease(ctx context.Context, full, lease string, replace bool) (cur []byte, err error) {
 	key := full[len(c.prefix):]
-	err = c.l2Op(ctx, OpL2Get, key, func(ctx context.Context) error {
+	err = c.l2Op(ctx, OpL2Lease, key, func(ctx context.Context) error {
 		cur, err = c.leaser.Lease(ctx, full, lease, c.o.LoadTimeout+c.o.L2Timeout, replace)
 		return err
 	})

@@ -231,7 +231,7 @@ func (c *Cache[V]) callLoader(ctx context.Context, key string, cl *call[V], load
 			return v, fmt.Errorf("waiting for a load slot (MaxConcurrentLoads %d): %w", c.o.MaxConcurrentLoads, context.Cause(ctx))
 		}
 	}
-	call := Call{Cache: c.o.Name, Op: OpLoad, Key: c.obsKey(key)}
+	call := c.call(OpLoad, key)
 	ctx = c.obs.Begin(ctx, call)
 	t0 := time.Now()
 	c.ctr.loads.Add(1)

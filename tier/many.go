@@ -182,9 +182,9 @@ func (c *Cache[V]) runMany(ctx context.Context, keys []string, calls []*call[V],
 }
 
 func (c *Cache[V]) callBatchLoader(ctx context.Context, keys []string, load BatchLoadFunc[V]) (vals map[string]V, err error, panicked *PanicError) {
-	call := Call{Cache: c.o.Name, Op: OpLoad}
+	call := c.call(OpLoad, "")
 	if len(keys) == 1 {
-		call.Key = c.obsKey(keys[0])
+		call = c.call(OpLoad, keys[0])
 	}
 	ctx = c.obs.Begin(ctx, call)
 	t0 := time.Now()
@@ -218,7 +218,7 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) [
 	for i, k := range keys {
 		full[i] = c.prefix + k
 	}
-	call := Call{Cache: c.o.Name, Op: OpL2Get}
+	call := c.call(OpL2Get, "")
 	octx := c.obs.Begin(ctx, call)
 	t0 := time.Now()
 	l2ctx, cancel := context.WithTimeout(octx, c.o.L2Timeout)

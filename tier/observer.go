@@ -37,9 +37,12 @@ const (
 	OpLoad
 	OpL2Set
 	OpL2Delete
+	// OpL2Lease takes a key's lease in L2 (one round trip after a miss).
+	OpL2Lease
 )
 
-// String returns the operation's name ("l2.get", "load", "l2.set", "l2.delete").
+// String returns the operation's name ("l2.get", "load", "l2.set",
+// "l2.delete", "l2.lease").
 func (o Op) String() string {
 	switch o {
 	case OpL2Get:
@@ -50,6 +53,8 @@ func (o Op) String() string {
 		return "l2.set"
 	case OpL2Delete:
 		return "l2.delete"
+	case OpL2Lease:
+		return "l2.lease"
 	}
 	return "unknown"
 }
@@ -120,6 +125,8 @@ type Call struct {
 	Op    Op
 	// Key is the user's key, or its keyed hash unless Options.ObserveRawKeys.
 	Key string
+	// KeyHashed reports whether Key is the keyed hash (the default).
+	KeyHashed bool
 }
 
 // Result is how an operation ended.

@@ -22,7 +22,7 @@ const (
 	DefaultBreakerFails = 5
 	DefaultBreakerWait  = 5 * time.Second
 	DefaultLeaseWait    = 500 * time.Millisecond
-	DefaultMaxClockSkew = 100 * time.Millisecond
+	DefaultMaxClockSkew = 10 * time.Millisecond
 	DefaultMaxPending   = 10000
 )
 
@@ -128,8 +128,11 @@ type Options[V any] struct {
 	// with a [Leaser] L2. Default: 500 ms.
 	LeaseWait time.Duration
 	// MaxClockSkew is the clock difference allowed between instances when
-	// comparing a tag's invalidation time with a value's creation time.
-	// Default: 100 ms.
+	// an L2 value's creation time (the writer's clock) is compared with a
+	// tag's invalidation time (the invalidator's clock): values created up
+	// to this long after the invalidation are treated as older. L1 entries
+	// are compared on this instance's own clock and need no allowance.
+	// Default: 10 ms.
 	MaxClockSkew time.Duration
 	// MaxPendingInvalidations bounds the keys and tags kept for replay
 	// while L2 or the invalidator cannot be reached; past it the cache drops

@@ -42,6 +42,10 @@ type Stats struct {
 	// those that were replayed later.
 	PendingInvalidations int
 	Replayed             uint64
+	// InvalidationsSent counts keys and tags this cache published to the
+	// other instances; InvalidationsReceived those it dropped on their word.
+	InvalidationsSent     uint64
+	InvalidationsReceived uint64
 	// Breaker is the L2 circuit breaker's state now; BreakerOpens counts how
 	// many times it opened.
 	Breaker      BreakerState
@@ -72,5 +76,7 @@ type counters struct {
 	leaseLost    atomic.Uint64
 	replayed     atomic.Uint64
 	staleServed  atomic.Uint64
+	invSent      atomic.Uint64
+	invReceived  atomic.Uint64
 	refreshes    atomic.Uint64
 }

@@ -145,7 +145,11 @@ func (c *Cache[V]) invalidate(ctx context.Context, keys, tags []string, useBreak
 func (c *Cache[V]) publish(ctx context.Context, keys, tags []string) error {
 	ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
-	return c.pub.Publish(ctx, keys, tags)
+	if err := c.pub.Publish(ctx, keys, tags); err != nil {
+		return err
+	}
+	c.ctr.invSent.Add(uint64(len(keys) + len(tags)))
+	return nil
 }
 
 // queue keeps a failed invalidation for replay and returns the error the
