@@ -413,3 +413,42 @@ func TestBus_RandomWorkloadChecker(t *testing.T) {
 	require.NotEmpty(t, reads)
 	require.Zero(t, stale)
 }
+
+func TestBus_InvalidateAllClearsTheNamespace(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ns := nsFor(t)
+	a, b := newNode(t, srv, ns, nodeOpts{}), newNode(t, srv, ns, nodeOpts{})
+	rdb := srv.Client(t)
+	db := &store{}
+	keys := []string{"k1", "k2", "k3"}
+	for _, k := range keys {
+		db.write(k)
+		for _, n := range []*node{a, b} {
+			_, err := n.cache.GetOrLoad(t.Context(), k, db.load)
+			require.NoError(t, err)
+		}
+	}
+	oldKey := a.cache.Key("k1")
+	require.Eventually(t, func() bool { return rdb.Exists(t.Context(), oldKey).Val() == 1 }, 2*time.Second, time.Millisecond)
+	for _, k := range keys {
+		db.write(k)
+	}
+	require.NoError(t, a.cache.InvalidateAll(t.Context()))
+	require.NotEqual(t, oldKey, a.cache.Key("k1"), "the namespace moved to its next epoch")
+	for _, n := range []*node{a, b} {
+		require.Eventually(t, func() bool {
+			for _, k := range keys {
+				v, err := n.cache.GetOrLoad(t.Context(), k, db.load)
+				if err != nil || v != "2" {
+					return false
+				}
+			}
+			return true
+		}, 2*time.Second, time.Millisecond, "every instance reads the new values")
+	}
+	// A new instance starts in the new epoch.
+	c := newNode(t, srv, ns, nodeOpts{})
+	require.Equal(t, a.cache.Key("k1"), c.cache.Key("k1"))
+	require.EqualValues(t, 1, rdb.Exists(t.Context(), oldKey).Val(), "no DEL, no KEYS: the old keys just expire")
+}

@@ -37,8 +37,17 @@ type Cache[V any] struct {
 	obs     Observer
 	noObs   bool
 	clock   Clock // nil: time.Now
-	prefix  string
+	epocher Epocher    // l2 as an Epocher, or nil
+	base    string     // "tc:<len>:<namespace>:" (keys add "<epoch>:")
 	tagPfx  string
+	epochK  string     // the L2 key of the namespace's epoch
+
+	// pfx is the L2 key prefix for the current epoch; epochKnown is false
+	// until the epoch has been read from L2 (L2 is not used before).
+	pfx        atomic.Pointer[string]
+	epoch      atomic.Int64
+	epochKnown atomic.Bool
+	epochStale atomic.Bool // re-read the epoch soon (a clear may have been missed)
 
 	br   breaker
 	fl   flights[V]
@@ -78,10 +87,14 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 	c.l1stats, _ = c.l1.(LocalStats)
 	c.leaser, _ = c.l2.(Leaser)
 	c.tagger, _ = c.l2.(TagStore)
+	c.epocher, _ = c.l2.(Epocher)
 	_, c.noObs = c.obs.(NoopObserver)
 	ns := "tc:" + strconv.Itoa(len(opts.Namespace)) + ":" + opts.Namespace
-	c.prefix = ns + ":"
-	c.tagPfx = ns + "#t:" // disjoint from prefix: the byte after the namespace differs
+	c.base = ns + ":"
+	c.tagPfx = ns + "#t:" // disjoint from keys: the byte after the namespace differs
+	c.epochK = ns + "#epoch"
+	c.setEpoch(0)
+	c.epochKnown.Store(c.epocher == nil)
 	c.tags.horizon = int64(max(opts.TTL, opts.NegativeTTL))
 	c.tags.skew = int64(opts.MaxClockSkew)
 	c.out.limit = opts.MaxPendingInvalidations
@@ -107,6 +120,9 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 		}
 		c.pub = pub
 	}
+	if c.epocher != nil {
+		c.readEpoch(c.stop) // a failure leaves L2 unused until the replayer reads it
+	}
 	if c.l2 != nil || c.pub != nil {
 		c.bg.Add(1)
 		go c.replay()
@@ -129,8 +145,40 @@ func Must[V any](o *Options[V]) *Cache[V] {
 // Name returns Options.Name.
 func (c *Cache[V]) Name() string { return c.o.Name }
 
-// Key returns the full L2 key under which key is stored.
-func (c *Cache[V]) Key(key string) string { return c.prefix + key }
+// Key returns the full L2 key under which key is stored now:
+// "tc:<len(namespace)>:<namespace>:<epoch>:<key>".
+func (c *Cache[V]) Key(key string) string { return *c.pfx.Load() + key }
+
+// setEpoch moves to epoch n (never back).
+func (c *Cache[V]) setEpoch(n int64) bool {
+	for {
+		cur := c.epoch.Load()
+		if n < cur || (n == cur && c.pfx.Load() != nil) {
+			return false
+		}
+		if c.epoch.CompareAndSwap(cur, n) {
+			p := c.base + strconv.FormatInt(n, 10) + ":"
+			c.pfx.Store(&p)
+			return n != cur
+		}
+	}
+}
+
+// readEpoch reads the namespace's epoch from L2. Moving to a newer one
+// drops L1: the namespace was cleared.
+func (c *Cache[V]) readEpoch(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
+	defer cancel()
+	n, err := c.epocher.Epoch(ctx, c.epochK)
+	if err != nil {
+		return
+	}
+	c.epochStale.Store(false)
+	if c.setEpoch(n) && c.epochKnown.Load() {
+		sink[V]{c}.Untrust(c.now()+1, "namespace_cleared")
+	}
+	c.epochKnown.Store(true)
+}
 
 // TagKey returns the full L2 key under which tag's invalidation time is kept.
 func (c *Cache[V]) TagKey(tag string) string { return c.tagPfx + tag }

@@ -33,8 +33,25 @@
 // Keys: any non-empty byte string up to [Options.MaxKeyBytes]. They are
 // binary-safe: CR, LF, '*', '?', '{' and '}' have no special meaning (the
 // cache never uses KEYS or SCAN patterns). In L2 a key lives under the
-// prefix "tc:<len(namespace)>:<namespace>:", so two different (namespace,
-// key) pairs can never produce the same Redis key.
+// prefix "tc:<len(namespace)>:<namespace>:<epoch>:", so two different
+// (namespace, key) pairs can never produce the same Redis key (the length
+// fixes where the namespace ends), and [Cache.InvalidateAll] clears a
+// namespace by moving it to the next epoch. Tag times live under
+// "tc:<len>:<namespace>#t:<tag>" and the epoch under "…#epoch": the byte
+// after the namespace tells them apart from value keys.
+//
+// Consistency across instances: [Cache.Delete], [Cache.Set],
+// [Cache.InvalidateTags] and [Cache.InvalidateAll] update L2 first (DEL also
+// removes the key's lease, so a load that read the origin before the write
+// can never write its value afterwards: the memcache-lease fence), then
+// tell the other instances through [Options.Invalidator] (package
+// invalidate). What could not reach Redis is kept and replayed. While the
+// invalidator cannot vouch for L1 (subscription down or silent), L1 serves
+// only entries younger than its bound.
+//
+// Failure: every L2 call is bounded by [Options.L2Timeout]; L2 failures
+// count against a circuit breaker, and while it is open reads skip L2. With
+// [Options.FailSafe] a stale value stands in for a failing or slow origin.
 //
 // Package tier imports neither OpenTelemetry nor go-redis; [Observer] and
 // [Remote] are the seams those packages plug into.

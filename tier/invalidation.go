@@ -2,6 +2,7 @@ package tier
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -67,6 +68,14 @@ func (s sink[V]) DropKeys(keys []string) {
 // no clock skew between instances enters the comparison.
 func (s sink[V]) DropTags(tags []string, _ int64) {
 	s.c.ctr.invReceived.Add(uint64(len(tags)))
+	if i := slices.Index(tags, epochTag); i >= 0 {
+		// Another instance cleared the namespace: L2 is not used until the
+		// replayer has read the new epoch (within replayInterval), so no
+		// key of the old epoch is read meanwhile.
+		s.c.epochKnown.Store(false)
+		s.Untrust(s.c.now()+1, "namespace_cleared")
+		tags = slices.Delete(slices.Clone(tags), i, i+1)
+	}
 	s.c.tags.touch(tags, s.c.now())
 }
 
@@ -82,6 +91,9 @@ func (s sink[V]) Untrust(before int64, reason string) {
 		}
 	}
 	c.fl.fenceBefore(before)
+	if reason == "subscribed" || reason == "sequence_gap" {
+		c.epochStale.Store(true) // a clear may have been among what was missed
+	}
 	c.obs.Event(context.Background(), Event{Cache: c.o.Name, Kind: EventL1Dropped, Tier: TierL1, Reason: reason})
 }
 

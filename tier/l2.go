@@ -45,6 +45,10 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 		c.fallback(ctx, r.key, ReasonBreakerOpen, nil)
 		return nil, nil, ""
 	}
+	if !c.epochKnown.Load() {
+		c.fallback(ctx, r.key, ReasonEpochUnknown, nil)
+		return nil, nil, ""
+	}
 	// use decodes b: a hit, or a value to replace (expired, older than a
 	// tag or than the entry a refresh started from, or corrupt and deleted).
 	use := func(b []byte, tagAt []int64) *Entry[V] {
@@ -62,7 +66,6 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 	// another instance is known to be loading the key.
 	budget, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
-	full := c.prefix + r.key
 	b, tagAt, ok := c.l2Get(budget, r)
 	if !ok {
 		return nil, nil, ""
@@ -83,7 +86,7 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 	for {
 		if b == nil || replace {
 			lease := newLease()
-			cur, err := c.l2Lease(leaseCtx, full, lease, replace)
+			cur, err := c.l2Lease(leaseCtx, r.key, lease, replace)
 			if err != nil {
 				return nil, stale, ""
 			}
@@ -154,9 +157,9 @@ func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, tagAt []int64, o
 		for i, t := range r.tags {
 			tagKeys[i] = c.tagPfx + t
 		}
-		b, tagAt, err = c.tagger.GetTagged(l2ctx, c.prefix+r.key, tagKeys)
+		b, tagAt, err = c.tagger.GetTagged(l2ctx, c.Key(r.key), tagKeys)
 	} else {
-		b, err = c.l2.Get(l2ctx, c.prefix+r.key)
+		b, err = c.l2.Get(l2ctx, c.Key(r.key))
 	}
 	res := Result{Duration: time.Since(t0)}
 	switch {
@@ -218,7 +221,7 @@ func (c *Cache[V]) decodeChecked(ctx context.Context, r req, b []byte, start int
 func (c *Cache[V]) corrupt(ctx context.Context, key string, err error) {
 	c.ctr.decodeErrors.Add(1)
 	c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventDecodeError, Key: c.obsKey(key), Tier: TierL2, Err: err})
-	_ = c.l2Delete(ctx, c.prefix+key) // a failure is counted by l2Delete; the next miss retries.
+	_ = c.l2Delete(ctx, key) // a failure is counted by l2Delete; the next miss retries.
 }
 
 // decode turns L2 bytes into an L1 entry read at start. A value past its
@@ -285,21 +288,21 @@ func isL2Failure(err error) bool {
 
 func (c *Cache[V]) l2Set(ctx context.Context, key string, enc []byte, ttl time.Duration) error {
 	return c.l2Op(ctx, OpL2Set, key, func(ctx context.Context) error {
-		return c.l2.Set(ctx, c.prefix+key, enc, ttl)
+		return c.l2.Set(ctx, c.Key(key), enc, ttl)
 	})
 }
 
 func (c *Cache[V]) l2SetLeased(ctx context.Context, key, lease string, enc []byte, ttl time.Duration) (ok bool, err error) {
 	err = c.l2Op(ctx, OpL2Set, key, func(ctx context.Context) error {
-		ok, err = c.leaser.SetLeased(ctx, c.prefix+key, lease, enc, ttl)
+		ok, err = c.leaser.SetLeased(ctx, c.Key(key), lease, enc, ttl)
 		return err
 	})
 	return ok, err
 }
 
-// l2Lease takes the lease of full (a full key) or returns what it holds.
-func (c *Cache[V]) l2Lease(ctx context.Context, full, lease string, replace bool) (cur []byte, err error) {
-	key := full[len(c.prefix):]
+// l2Lease takes the lease of key or returns what it holds.
+func (c *Cache[V]) l2Lease(ctx context.Context, key, lease string, replace bool) (cur []byte, err error) {
+	full := c.Key(key)
 	err = c.l2Op(ctx, OpL2Lease, key, func(ctx context.Context) error {
 		cur, err = c.leaser.Lease(ctx, full, lease, c.o.LoadTimeout+c.o.L2Timeout, replace)
 		return err
@@ -315,12 +318,18 @@ func (c *Cache[V]) l2Lease(ctx context.Context, full, lease string, replace bool
 	return nil, err
 }
 
-func (c *Cache[V]) l2Delete(ctx context.Context, fullKeys ...string) error {
+// l2Delete deletes keys (the user's keys) from L2.
+func (c *Cache[V]) l2Delete(ctx context.Context, keys ...string) error {
 	key := ""
-	if len(fullKeys) == 1 {
-		key = fullKeys[0][len(c.prefix):]
+	if len(keys) == 1 {
+		key = keys[0]
+	}
+	pfx := *c.pfx.Load()
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = pfx + k
 	}
 	return c.l2Op(ctx, OpL2Delete, key, func(ctx context.Context) error {
-		return c.l2.Delete(ctx, fullKeys...)
+		return c.l2.Delete(ctx, full...)
 	})
 }

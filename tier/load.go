@@ -289,7 +289,7 @@ func (c *Cache[V]) store(ctx context.Context, cl *call[V], r req, v V, negative 
 		c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventValueRefused, Key: c.obsKey(r.key), Err: err})
 		return
 	}
-	if c.l2 != nil && !c.fl.isFenced(cl) {
+	if c.l2 != nil && c.epochKnown.Load() && !c.fl.isFenced(cl) {
 		switch {
 		case lease != "":
 			if ok, err := c.l2SetLeased(ctx, r.key, lease, enc, ttl+c.o.FailSafe); err == nil && !ok {

@@ -214,9 +214,14 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) [
 		c.fallback(ctx, "", ReasonBreakerOpen, nil)
 		return entries
 	}
+	if !c.epochKnown.Load() {
+		c.fallback(ctx, "", ReasonEpochUnknown, nil)
+		return entries
+	}
+	pfx := *c.pfx.Load()
 	full := make([]string, len(keys))
 	for i, k := range keys {
-		full[i] = c.prefix + k
+		full[i] = pfx + k
 	}
 	call := c.call(OpL2Get, "")
 	octx := c.obs.Begin(ctx, call)
@@ -250,7 +255,7 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) [
 		default:
 			c.ctr.decodeErrors.Add(1)
 			c.obs.Event(octx, Event{Cache: c.o.Name, Kind: EventDecodeError, Key: c.obsKey(keys[i]), Tier: TierL2, Err: derr})
-			corrupt = append(corrupt, full[i])
+			corrupt = append(corrupt, keys[i])
 		}
 	}
 	c.ctr.l2Hits.Add(uint64(hits))

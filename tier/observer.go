@@ -114,6 +114,9 @@ const (
 	ReasonBreakerOpen = "breaker_open"
 	ReasonL2Error     = "l2_error"
 	ReasonL2Timeout   = "l2_timeout"
+	// ReasonEpochUnknown: the namespace's epoch could not be read from L2
+	// yet, so L2 keys cannot be named.
+	ReasonEpochUnknown = "epoch_unknown"
 	// Stale-serve reasons.
 	ReasonOriginError = "origin_error"
 	ReasonSoftTimeout = "soft_timeout"

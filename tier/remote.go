@@ -62,3 +62,14 @@ type TagStore interface {
 	// a later one), for ttl.
 	TouchTags(ctx context.Context, tagKeys []string, at int64, ttl time.Duration) error
 }
+
+// Epocher is implemented by a [Remote] that keeps a counter per namespace,
+// so a whole namespace can be cleared without FLUSHALL or KEYS: every key
+// carries the namespace's epoch, and clearing moves to the next epoch (the
+// old keys are never read again and expire with their TTL).
+type Epocher interface {
+	// Epoch returns the counter under key (0 when it does not exist).
+	Epoch(ctx context.Context, key string) (int64, error)
+	// NextEpoch increments the counter under key and returns its new value.
+	NextEpoch(ctx context.Context, key string) (int64, error)
+}

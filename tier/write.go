@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -42,9 +43,12 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 	}
 	var l2err error
 	if c.l2 != nil {
-		if !c.br.allow() {
+		switch {
+		case !c.br.allow():
 			l2err = errBreakerOpen
-		} else {
+		case !c.epochKnown.Load():
+			l2err = errEpochUnknown
+		default:
 			l2err = c.l2Set(ctx, key, enc, ttl+c.o.FailSafe)
 		}
 	}
@@ -58,7 +62,35 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 	return nil
 }
 
-var errBreakerOpen = errors.New("circuit breaker open")
+var (
+	errBreakerOpen  = errors.New("circuit breaker open")
+	errEpochUnknown = errors.New("namespace epoch not read from L2 yet")
+	errNoEpoch      = errors.New("L2 cannot clear a namespace (it does not implement tier.Epocher)")
+)
+
+// epochTag is the reserved tag that carries "the namespace was cleared"
+// through the outbox and to the other instances.
+const epochTag = "\x00tiercache:epoch"
+
+// InvalidateAll clears the whole namespace, on every instance: this
+// instance's L1 at once (in O(1)), L2 by moving the namespace to its next
+// epoch (no FLUSHALL, no KEYS: old keys are never read again and expire
+// with their TTL), and the other instances' L1 through the invalidator
+// (they also re-read the epoch whenever they resubscribe, and every few
+// seconds). Errors are as for [Cache.Delete].
+func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
+	if c.isClosed() {
+		return ErrClosed
+	}
+	sink[V]{c}.Untrust(c.now()+1, "invalidate_all")
+	if c.l2 == nil && c.pub == nil {
+		return nil
+	}
+	if err := c.invalidate(ctx, nil, []string{epochTag}, true); err != nil {
+		return c.queue(ctx, "invalidate all", nil, []string{epochTag}, err)
+	}
+	return nil
+}
 
 // Delete removes keys from L1 and L2, fences the loads of those keys that
 // are running (here, and through the L2 lease, on every instance), and tells
@@ -97,6 +129,9 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 	if len(tags) == 0 {
 		return nil
 	}
+	if slices.Contains(tags, epochTag) {
+		return fmt.Errorf("%w: reserved tag", ErrInvalidKey)
+	}
 	c.tags.touch(tags, c.now())
 	if err := c.invalidate(ctx, nil, tags, true); err != nil {
 		return c.queue(ctx, "invalidate tags", nil, tags, err)
@@ -109,22 +144,39 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 // message to the other instances. useBreaker is false for replays, which
 // are the probes that find L2 back.
 func (c *Cache[V]) invalidate(ctx context.Context, keys, tags []string, useBreaker bool) error {
+	clearAll := slices.Contains(tags, epochTag)
 	if c.l2 != nil {
 		if useBreaker && !c.br.allow() {
 			return errBreakerOpen
 		}
-		if len(keys) > 0 {
-			full := make([]string, len(keys))
-			for i, k := range keys {
-				full[i] = c.prefix + k
+		if !c.epochKnown.Load() {
+			return errEpochUnknown
+		}
+		if clearAll {
+			// The namespace moves to the next epoch: every key before it is
+			// gone at once (and expires with its TTL); no DEL is needed.
+			if c.epocher == nil {
+				return errNoEpoch
 			}
-			if err := c.l2Delete(ctx, full...); err != nil {
+			var n int64
+			err := c.l2Op(ctx, OpL2Set, "", func(ctx context.Context) (err error) {
+				n, err = c.epocher.NextEpoch(ctx, c.epochK)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			c.setEpoch(n)
+			keys = nil
+		}
+		if len(keys) > 0 {
+			if err := c.l2Delete(ctx, keys...); err != nil {
 				return err
 			}
 		}
-		if len(tags) > 0 && c.tagger != nil {
-			tagKeys := make([]string, len(tags))
-			for i, t := range tags {
+		if tt := slices.DeleteFunc(slices.Clone(tags), func(t string) bool { return t == epochTag }); len(tt) > 0 && c.tagger != nil {
+			tagKeys := make([]string, len(tt))
+			for i, t := range tt {
 				tagKeys[i] = c.tagPfx + t
 			}
 			at := c.now()
@@ -163,12 +215,18 @@ func (c *Cache[V]) queue(ctx context.Context, op string, keys, tags []string, er
 	return fmt.Errorf("tier: %s: %w: %w (replay queue full: L1 dropped)", op, ErrL2, err)
 }
 
-// replay retries the queued invalidations until Close. It runs on its own
+// epochRefresh is how often the namespace's epoch is re-read from L2, in
+// case a clear was missed.
+const epochRefresh = 5 * time.Second
+
+// replay retries the queued invalidations until Close, and keeps the
+// namespace's epoch current. It runs on its own
 // goroutine, counted by c.bg.
 func (c *Cache[V]) replay() {
 	defer c.bg.Done()
 	t := time.NewTicker(replayInterval)
 	defer t.Stop()
+	lastEpoch := time.Now()
 	for {
 		select {
 		case <-c.stop.Done():
@@ -176,6 +234,12 @@ func (c *Cache[V]) replay() {
 		case <-t.C:
 		case <-c.out.kick:
 			continue // wait for the next tick: the failure that queued it is fresh
+		}
+		if c.epocher != nil {
+			if now := time.Now(); !c.epochKnown.Load() || c.epochStale.Load() || now.Sub(lastEpoch) >= epochRefresh {
+				lastEpoch = now
+				c.readEpoch(c.stop)
+			}
 		}
 		if c.out.len() == 0 {
 			continue

@@ -109,3 +109,23 @@ func (b *Backend) TouchTags(ctx context.Context, tagKeys []string, at int64, ttl
 	})
 	return translate("touch tags", err)
 }
+
+var _ tier.Epocher = (*Backend)(nil)
+
+// Epoch implements tier.Epocher: the counter under key, 0 if absent.
+func (b *Backend) Epoch(ctx context.Context, key string) (int64, error) {
+	n, err := b.c.Get(ctx, key).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, translate("epoch", err)
+	}
+	return n, nil
+}
+
+// NextEpoch implements tier.Epocher with INCR.
+func (b *Backend) NextEpoch(ctx context.Context, key string) (int64, error) {
+	n, err := b.c.Incr(ctx, key).Result()
+	return n, translate("next epoch", err)
+}

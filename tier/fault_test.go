@@ -1,0 +1,952 @@
+package tier_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/backends/goredis"
+	"github.com/tiercache/tiercache/internal/faultproxy"
+	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/tier"
+)
+
+// The fault suite: real redis-server processes killed, paused or proxied
+// while the cache is under load. Every test starts its own server.
+//
+// The heavier variants (100k short-deadline reads, 1M keys through L1) run
+// with TIERCACHE_SOAK=1:
+//
+//	TIERCACHE_SOAK=1 go test -race -run 'TestCache_Fault' ./tier
+//
+// The default run executes a smaller version of each.
+
+// slack is what -race on a loaded 2-core machine may add to a bound the
+// cache promises. It is scheduling, not Redis: every bound below is the
+// promised figure plus slack, and the measured figure is logged.
+const slack = 400 * time.Millisecond
+
+// soak reports whether the heavy variants run (TIERCACHE_SOAK=1).
+func soak() bool { return os.Getenv("TIERCACHE_SOAK") == "1" }
+
+// sized returns n, or soakN under TIERCACHE_SOAK=1.
+func sized(n, soakN int) int {
+	if soak() {
+		return soakN
+	}
+	return n
+}
+
+// latencies collects call durations from many goroutines.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) {
+	l.mu.Lock()
+	l.d = append(l.d, d)
+	l.mu.Unlock()
+}
+
+// summary returns the median, the 99th percentile (nearest rank), the
+// maximum and the count.
+func (l *latencies) summary() (p50, p99, maxD time.Duration, n int) {
+	l.mu.Lock()
+	d := slices.Clone(l.d)
+	l.mu.Unlock()
+	if len(d) == 0 {
+		return 0, 0, 0, 0
+	}
+	slices.Sort(d)
+	rank := func(q float64) time.Duration { return d[min(len(d)-1, int(q*float64(len(d))))] }
+	return rank(0.5), rank(0.99), d[len(d)-1], len(d)
+}
+
+// l2Client returns a go-redis client for addr (the server, or a faultproxy
+// in front of it). Its socket timeouts are generous (5 s) so that they are
+// never the bound a test measures: the cache's L2Timeout is. ctxDeadlines
+// sets ContextTimeoutEnabled; without it go-redis v9 does not apply a
+// context's deadline to socket reads and writes.
+func l2Client(t *testing.T, srv *redistest.Server, addr string, ctxDeadlines bool) *redis.Client {
+	t.Helper()
+	o := srv.Options()
+	o.Addr = addr
+	o.ReadTimeout, o.WriteTimeout = 5*time.Second, 5*time.Second
+	o.ContextTimeoutEnabled = ctxDeadlines
+	c := redis.NewClient(o)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// clientConfigs are the go-redis configurations the timing tests run
+// under: one that applies context deadlines to the socket, and the
+// defaults (which README's example gets).
+var clientConfigs = []struct {
+	name         string
+	ctxDeadlines bool
+}{
+	{name: "ContextTimeoutEnabled", ctxDeadlines: true},
+	{name: "go-redis defaults", ctxDeadlines: false},
+}
+
+// over returns a cache whose L2 is rdb, closed at the end of the test.
+func over[V any](t *testing.T, rdb *redis.Client, o tier.Options[V]) *tier.Cache[V] {
+	t.Helper()
+	if o.Namespace == "" {
+		o.Namespace = "f-" + strings.ReplaceAll(t.Name(), "/", "-")
+	}
+	o.L2 = goredis.Must(rdb, &goredis.Options{MaxValueBytes: o.MaxValueBytes})
+	return newCache(t, &o)
+}
+
+// reasons counts the fallback reasons an observer heard.
+func reasons(rec *recorder) map[string]int {
+	m := map[string]int{}
+	for _, e := range rec.all() {
+		if e.Kind == tier.EventFallback {
+			m[e.Reason]++
+		}
+	}
+	return m
+}
+
+// l2Recovers waits until the breaker is closed and a value loaded after
+// the fault reached Redis again. Keys are new each time: a key already in
+// L1 would not be written to L2 again.
+func l2Recovers(t *testing.T, c *tier.Cache[string], rdb *redis.Client) {
+	t.Helper()
+	var keys []string
+	load := func(_ context.Context, key string) (string, error) { return "v:" + key, nil }
+	require.Eventually(t, func() bool {
+		key := fmt.Sprintf("recovered:%d", len(keys))
+		keys = append(keys, key)
+		if _, err := c.GetOrLoad(context.Background(), key, load); err != nil {
+			return false
+		}
+		full := make([]string, len(keys))
+		for i, k := range keys {
+			full[i] = c.Key(k)
+		}
+		// The L2 write follows the callers' answer: look for any of them.
+		n, err := rdb.Exists(context.Background(), full...).Result()
+		return err == nil && n > 0 && c.Stats().Breaker == tier.BreakerClosed
+	}, 15*time.Second, 20*time.Millisecond, "the breaker closed and L2 is written again")
+}
+
+// TestCache_Fault_RedisKilledUnderLoad: Redis is SIGKILLed during a 10k-call
+// load and restarted empty 5 s later. With a healthy origin no caller sees
+// an error, hot keys keep being served from L1, and no call waits past the
+// L2 timeout.
+func TestCache_Fault_RedisKilledUnderLoad(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	const (
+		l2Timeout = 100 * time.Millisecond
+		calls     = 10000
+		hotKeys   = 200
+		killAt    = 1500 * time.Millisecond
+		outage    = 5 * time.Second
+		tick      = 10 * time.Millisecond
+		perTick   = 13 // 1300 calls/s: the 10k calls span about 7.7 s
+	)
+	// go-redis defaults (the README's setup): a killed server refuses
+	// connections at once, which needs no context deadline on the socket.
+	c, rdb := instance(t, srv, tier.Options[string]{
+		L2Timeout: l2Timeout, BreakerCooldown: 250 * time.Millisecond,
+		TTL: 10 * time.Minute, NoJitter: true, // hot keys stay in L1 for the whole test
+	})
+	const (
+		before = iota
+		during
+		after
+	)
+	var phase atomic.Int32
+	var loads [3]atomic.Int64
+	var hotLoadsDuring atomic.Int64
+	load := func(_ context.Context, key string) (string, error) {
+		p := phase.Load()
+		loads[p].Add(1)
+		if p == during && strings.HasPrefix(key, "hot:") {
+			hotLoadsDuring.Add(1)
+		}
+		return "v:" + key, nil
+	}
+	key := func(i int) string {
+		if i%5 == 0 {
+			return fmt.Sprintf("cold:%d", i) // a new key: a miss in both tiers
+		}
+		return fmt.Sprintf("hot:%d", i%hotKeys)
+	}
+	for i := range hotKeys {
+		_, err := c.GetOrLoad(t.Context(), fmt.Sprintf("hot:%d", i), load)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { // the flights' L1 writes follow their answers
+		for i := range hotKeys {
+			if _, ok := c.GetIfPresent(fmt.Sprintf("hot:%d", i)); !ok {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, time.Millisecond)
+	loads[before].Store(0)
+
+	var lat, latDuring latencies
+	var errCount atomic.Int64
+	var firstErr atomic.Value
+	var callsDuring atomic.Int64
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				p := phase.Load()
+				t0 := time.Now()
+				v, err := c.GetOrLoad(context.Background(), key(i), load)
+				d := time.Since(t0)
+				lat.add(d)
+				if p == during {
+					latDuring.add(d)
+					callsDuring.Add(1)
+				}
+				if err == nil && v != "v:"+key(i) {
+					err = fmt.Errorf("key %q: got %q", key(i), v)
+				}
+				if err != nil {
+					errCount.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	var killed, restarted time.Time
+	ticker := time.NewTicker(tick)
+	for i := 0; i < calls; {
+		<-ticker.C
+		now := time.Now()
+		if killed.IsZero() && now.Sub(start) >= killAt {
+			phase.Store(during)
+			srv.Kill()
+			killed = time.Now()
+		}
+		if !killed.IsZero() && restarted.IsZero() && now.Sub(killed) >= outage {
+			srv.Restart()
+			restarted = time.Now()
+			phase.Store(after)
+		}
+		for j := 0; j < perTick && i < calls; j++ {
+			work <- i
+			i++
+		}
+	}
+	ticker.Stop()
+	close(work)
+	wg.Wait()
+	require.False(t, restarted.IsZero(), "the load outlasted the outage")
+
+	_, p99, maxWait, n := lat.summary()
+	_, p99During, maxDuring, _ := latDuring.summary()
+	s := c.Stats()
+	t.Logf("%d calls in %v; Redis down %v (killed at %v) during %d of them", n, time.Since(start).Round(time.Millisecond),
+		restarted.Sub(killed).Round(time.Millisecond), killed.Sub(start).Round(time.Millisecond), callsDuring.Load())
+	t.Logf("origin loads: %d before, %d during the outage (%d of them hot keys), %d after; L1 hits %d, L2 hits %d, fallbacks %d, breaker opens %d",
+		loads[before].Load(), loads[during].Load(), hotLoadsDuring.Load(), loads[after].Load(), s.L1Hits, s.L2Hits, s.Fallbacks, s.BreakerOpens)
+	t.Logf("latency: p99 %v, max %v (during the outage: p99 %v, max %v); bound %v", p99, maxWait, p99During, maxDuring, l2Timeout+slack)
+
+	require.Zero(t, errCount.Load(), "no caller saw an error; first: %v", firstErr.Load())
+	require.Zero(t, hotLoadsDuring.Load(), "L1 kept serving the hot keys")
+	require.Positive(t, loads[during].Load(), "the cold keys went to the origin")
+	require.LessOrEqual(t, loads[during].Load(), callsDuring.Load()/5+1, "at most one origin load per cold key")
+	require.Less(t, maxWait, l2Timeout+slack, "no call waited past the L2 timeout")
+	require.Positive(t, s.BreakerOpens, "the breaker opened")
+	l2Recovers(t, c, rdb)
+}
+
+// TestCache_Fault_L2Latency: 500 ms of latency on every chunk between the
+// cache and Redis (a round trip takes 1 s). The promise: p99 of GetOrLoad
+// within L2Timeout plus the origin's time, no errors, and the breaker opens
+// on the timeouts.
+func TestCache_Fault_L2Latency(t *testing.T) {
+	t.Parallel()
+	for _, cc := range clientConfigs {
+		t.Run(cc.name, func(t *testing.T) {
+			t.Parallel()
+			const (
+				l2Timeout  = 100 * time.Millisecond
+				originTime = 10 * time.Millisecond
+				latency    = 500 * time.Millisecond
+				workers    = 32
+				perWorker  = 100
+				runFor     = 3 * time.Second
+			)
+			srv := redistest.Start(t)
+			p := faultproxy.New(t, srv.Addr())
+			rdb := l2Client(t, srv, p.Addr(), cc.ctxDeadlines)
+			rec := &recorder{}
+			c := over(t, rdb, tier.Options[string]{
+				Observer: rec, L2Timeout: l2Timeout, BreakerCooldown: 500 * time.Millisecond, TTL: time.Minute,
+			})
+			load := func(_ context.Context, key string) (string, error) {
+				time.Sleep(originTime) // the database's time
+				return "v:" + key, nil
+			}
+			// Open the pool's connections before the latency starts.
+			var wg sync.WaitGroup
+			warmErrs := make(chan error, workers)
+			for w := range workers {
+				wg.Go(func() {
+					_, err := c.GetOrLoad(t.Context(), fmt.Sprintf("warm:%d", w), load)
+					warmErrs <- err
+				})
+			}
+			wg.Wait()
+			for range workers {
+				require.NoError(t, <-warmErrs)
+			}
+			p.SetLatency(latency)
+
+			var lat latencies
+			var errCount atomic.Int64
+			var firstErr atomic.Value
+			deadline := time.Now().Add(runFor)
+			for w := range workers {
+				wg.Go(func() {
+					for i := 0; i < perWorker && time.Now().Before(deadline); i++ {
+						key := fmt.Sprintf("k:%d:%d", w, i) // a miss in both tiers
+						t0 := time.Now()
+						v, err := c.GetOrLoad(context.Background(), key, load)
+						lat.add(time.Since(t0))
+						if err == nil && v != "v:"+key {
+							err = fmt.Errorf("key %q: got %q", key, v)
+						}
+						if err != nil {
+							errCount.Add(1)
+							firstErr.CompareAndSwap(nil, err)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			p50, p99, maxD, n := lat.summary()
+			s := c.Stats()
+			bound := l2Timeout + originTime + slack/2
+			t.Logf("%d calls: p50 %v, p99 %v, max %v (bound on p99 %v); L2 errors %d, breaker opens %d, fallbacks %v",
+				n, p50, p99, maxD, bound, s.L2Errors, s.BreakerOpens, reasons(rec))
+			require.Zero(t, errCount.Load(), "first error: %v", firstErr.Load())
+			require.LessOrEqual(t, p99, bound, "p99 within L2Timeout + origin time")
+			require.Positive(t, s.BreakerOpens, "the breaker opened on timeouts")
+			require.Positive(t, reasons(rec)[tier.ReasonL2Timeout], "the fallbacks were reported as L2 timeouts")
+
+			p.SetLatency(0)
+			l2Recovers(t, c, rdb)
+		})
+	}
+}
+
+// TestCache_Fault_OriginFails: the origin fails for a while under load.
+// With FailSafe, keys that have a stale value are served it with no error,
+// from this instance's L1 or, for an instance that never read them, from
+// L2; keys without one fail fast; and the origin sees at most one attempt
+// per key per FailSafeThrottle window.
+func TestCache_Fault_OriginFails(t *testing.T) {
+	t.Parallel()
+	const (
+		ttl       = 300 * time.Millisecond
+		throttle  = 200 * time.Millisecond
+		l2Timeout = 100 * time.Millisecond
+		failFor   = 1500 * time.Millisecond
+		warmKeys  = 20
+		coldKeys  = 10
+	)
+	srv := redistest.Start(t)
+	opts := tier.Options[string]{
+		TTL: ttl, NoJitter: true, FailSafe: time.Minute, FailSafeThrottle: throttle, L2Timeout: l2Timeout,
+		// Longer than the fail-fast bound, so that a wait on a lease cannot
+		// hide in the slack.
+		LeaseWait: time.Second,
+		Namespace: "failing",
+	}
+	a, _ := instance(t, srv, opts)
+
+	var failing atomic.Bool
+	var mu sync.Mutex
+	attempts := map[string][]time.Time{} // origin attempts while failing, per key
+	load := func(_ context.Context, key string) (string, error) {
+		if failing.Load() {
+			mu.Lock()
+			attempts[key] = append(attempts[key], time.Now())
+			mu.Unlock()
+			return "", errDB
+		}
+		return "v:" + key, nil
+	}
+	warm := func(i int) string { return fmt.Sprintf("warm:%d", i) }
+	for i := range warmKeys {
+		_, err := a.GetOrLoad(t.Context(), warm(i), load)
+		require.NoError(t, err)
+	}
+	failing.Store(true)
+	require.Eventually(t, func() bool { // every warm value is past its fresh life
+		for i := range warmKeys {
+			if _, ok := a.GetIfPresent(warm(i)); ok {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 5*time.Millisecond)
+
+	var warmLat, coldLat latencies
+	var warmErrs, coldOK atomic.Int64
+	var firstErr atomic.Value
+	stop := time.Now().Add(failFor)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for time.Now().Before(stop) {
+				if rand.IntN(5) == 0 {
+					key := fmt.Sprintf("cold:%d", rand.IntN(coldKeys))
+					t0 := time.Now()
+					_, err := a.GetOrLoad(context.Background(), key, load)
+					coldLat.add(time.Since(t0))
+					if !errors.Is(err, errDB) {
+						coldOK.Add(1)
+					}
+					continue
+				}
+				key := warm(rand.IntN(warmKeys))
+				t0 := time.Now()
+				v, err := a.GetOrLoad(context.Background(), key, load)
+				warmLat.add(time.Since(t0))
+				if err == nil && v != "v:"+key {
+					err = fmt.Errorf("key %q: got %q", key, v)
+				}
+				if err != nil {
+					warmErrs.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+				}
+				time.Sleep(time.Millisecond) // pacing: a load generator, not a synchronisation
+			}
+		})
+	}
+	wg.Wait()
+
+	// An instance that never read the keys (it started during the outage)
+	// has only L2's copy, kept for the fail-safe window.
+	b, _ := instance(t, srv, opts)
+	var lateErrs []error
+	for i := range warmKeys {
+		t0 := time.Now()
+		v, err := b.GetOrLoad(t.Context(), warm(i), load)
+		warmLat.add(time.Since(t0))
+		if err == nil && v != "v:"+warm(i) {
+			err = fmt.Errorf("got %q", v)
+		}
+		if err != nil {
+			lateErrs = append(lateErrs, fmt.Errorf("%s: %w", warm(i), err))
+		}
+	}
+
+	mu.Lock()
+	var warmAttempts, coldAttempts int
+	minGap := time.Duration(1<<63 - 1)
+	var tooClose []string
+	for k, ts := range attempts {
+		if strings.HasPrefix(k, "cold:") {
+			coldAttempts += len(ts)
+			continue
+		}
+		warmAttempts += len(ts)
+		for i := 1; i < len(ts); i++ {
+			gap := ts[i].Sub(ts[i-1])
+			minGap = min(minGap, gap)
+			// Attempts on a and b are throttled separately.
+			if gap < throttle-time.Millisecond && len(ts) > 0 {
+				tooClose = append(tooClose, fmt.Sprintf("%s: %v", k, gap))
+			}
+		}
+	}
+	mu.Unlock()
+	_, warmP99, warmMax, warmN := warmLat.summary()
+	_, coldP99, coldMax, coldN := coldLat.summary()
+	t.Logf("warm keys: %d calls, %d errors, p99 %v, max %v; origin attempts %d over %v (%d keys, throttle %v: at most %d), smallest gap %v",
+		warmN, warmErrs.Load()+int64(len(lateErrs)), warmP99, warmMax, warmAttempts, failFor, warmKeys, throttle,
+		warmKeys*(int(failFor/throttle)+1)+warmKeys, minGap)
+	t.Logf("cold keys: %d calls, p99 %v, max %v; origin attempts %d (%d keys; failures are not throttled)", coldN, coldP99, coldMax, coldAttempts, coldKeys)
+	t.Logf("a: %+v", a.Stats())
+	require.Zero(t, warmErrs.Load(), "a stale value stood in for every failure; first: %v", firstErr.Load())
+	require.Empty(t, lateErrs, "an instance that never read the keys was served L2's stale copies")
+	require.Zero(t, coldOK.Load(), "keys without a stale value fail")
+	require.Less(t, coldMax, l2Timeout+slack, "and fail fast")
+	require.Less(t, warmMax, l2Timeout+slack, "a stale value is served as fast as the failure comes")
+	require.Empty(t, tooClose, "at most one origin attempt per key per throttle window")
+
+	// The origin heals: the keys are refreshed once their throttle window
+	// ends.
+	failing.Store(false)
+	require.Eventually(t, func() bool {
+		_, err := a.GetOrLoad(context.Background(), warm(0), load)
+		_, fresh := a.GetIfPresent(warm(0))
+		return err == nil && fresh
+	}, 5*time.Second, 10*time.Millisecond)
+}
+
+// TestCache_Fault_RedisPaused: Redis is stopped (SIGSTOP) for 3 s under
+// load, then resumed. Connections stay open and nothing answers. No caller
+// sees an error or waits past the L2 timeout; the breaker opens, then
+// closes and L2 is written again.
+func TestCache_Fault_RedisPaused(t *testing.T) {
+	t.Parallel()
+	for _, cc := range clientConfigs {
+		t.Run(cc.name, func(t *testing.T) {
+			t.Parallel()
+			const (
+				l2Timeout = 100 * time.Millisecond
+				pauseFor  = 3 * time.Second
+				tick      = 10 * time.Millisecond
+				perTick   = 10
+			)
+			srv := redistest.Start(t)
+			rdb := l2Client(t, srv, srv.Addr(), cc.ctxDeadlines)
+			c := over(t, rdb, tier.Options[string]{
+				L2Timeout: l2Timeout, BreakerFailures: 3, BreakerCooldown: 250 * time.Millisecond,
+				L1TTL: time.Millisecond, TTL: time.Minute, // L1 expires at once: every read goes to L2
+			})
+			var paused atomic.Bool
+			var loadsDuring atomic.Int64
+			load := func(_ context.Context, key string) (string, error) {
+				if paused.Load() {
+					loadsDuring.Add(1)
+				}
+				return "v:" + key, nil
+			}
+			var lat, latDuring latencies
+			var errCount atomic.Int64
+			var firstErr atomic.Value
+			work := make(chan int)
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Go(func() {
+					for i := range work {
+						key := fmt.Sprintf("k:%d", i%500)
+						p := paused.Load()
+						t0 := time.Now()
+						v, err := c.GetOrLoad(context.Background(), key, load)
+						d := time.Since(t0)
+						lat.add(d)
+						if p {
+							latDuring.add(d)
+						}
+						if err == nil && v != "v:"+key {
+							err = fmt.Errorf("key %q: got %q", key, v)
+						}
+						if err != nil {
+							errCount.Add(1)
+							firstErr.CompareAndSwap(nil, err)
+						}
+					}
+				})
+			}
+			start := time.Now()
+			var pausedAt, resumedAt time.Time
+			ticker := time.NewTicker(tick)
+			for i := 0; ; {
+				<-ticker.C
+				now := time.Now()
+				switch {
+				case pausedAt.IsZero() && now.Sub(start) >= time.Second:
+					paused.Store(true)
+					srv.Pause()
+					pausedAt = time.Now()
+				case !pausedAt.IsZero() && resumedAt.IsZero() && now.Sub(pausedAt) >= pauseFor:
+					srv.Resume()
+					resumedAt = time.Now()
+					paused.Store(false)
+				}
+				if !resumedAt.IsZero() && now.Sub(resumedAt) >= time.Second {
+					break
+				}
+				for range perTick {
+					work <- i
+					i++
+				}
+			}
+			ticker.Stop()
+			close(work)
+			wg.Wait()
+
+			_, p99, maxD, n := lat.summary()
+			_, p99During, maxDuring, nDuring := latDuring.summary()
+			s := c.Stats()
+			t.Logf("%d calls, %d during the %v pause: p99 %v, max %v (during: p99 %v, max %v; bound %v); origin loads during the pause %d; L2 errors %d, breaker opens %d",
+				n, nDuring, resumedAt.Sub(pausedAt).Round(time.Millisecond), p99, maxD, p99During, maxDuring, l2Timeout+slack, loadsDuring.Load(), s.L2Errors, s.BreakerOpens)
+			require.Zero(t, errCount.Load(), "first error: %v", firstErr.Load())
+			require.Less(t, maxD, l2Timeout+slack, "no call waited past the L2 timeout")
+			require.Positive(t, s.BreakerOpens, "the breaker opened")
+			l2Recovers(t, c, rdb)
+		})
+	}
+}
+
+// checkedL1 is a Local that keeps nothing, so that every read goes to L2,
+// and checks every value the cache installs: the value of "k:N" must be
+// "v:k:N".
+type checkedL1 struct {
+	installs atomic.Int64
+	wrong    atomic.Int64
+	example  atomic.Value
+}
+
+func (l *checkedL1) Get(string) (*tier.Entry[string], bool) { return nil, false }
+
+func (l *checkedL1) Set(key string, e *tier.Entry[string], _ int64, _ time.Duration) bool {
+	if e.Negative {
+		return false
+	}
+	l.installs.Add(1)
+	if e.Value != "v:"+key {
+		l.wrong.Add(1)
+		l.example.CompareAndSwap(nil, fmt.Sprintf("key %q installed %q", key, e.Value))
+	}
+	return false
+}
+
+func (l *checkedL1) Delete(string) {}
+func (l *checkedL1) Wait()         {}
+func (l *checkedL1) Close()        {}
+
+// TestCache_Fault_ShortDeadlinesNeverCrossKeys: many reads with 1 ms
+// deadlines under 0–5 ms of random latency per chunk, so that Redis calls
+// are cut in the middle of their replies all the time. A connection put
+// back in the pool with an unread reply would answer the next read with
+// another key's value. Errors and timeouts are fine; a value for the wrong
+// key is not, whether a caller got it or the cache kept it.
+//
+// It is not parallel: it is CPU-bound and would add scheduling noise to
+// the timing tests.
+func TestCache_Fault_ShortDeadlinesNeverCrossKeys(t *testing.T) {
+	const keys = 2000
+	total := sized(20000, 100000)
+	srv := redistest.Start(t)
+	writer := over(t, srv.Client(t), tier.Options[string]{Namespace: "cross", TTL: time.Hour, L2Timeout: 5 * time.Second})
+	for i := range keys {
+		k := fmt.Sprintf("k:%d", i)
+		require.NoError(t, writer.Set(t.Context(), k, "v:"+k, 0))
+	}
+	// The variants cut replies in two ways: the context's deadline on the
+	// socket, and a socket read timeout.
+	variants := []struct {
+		name  string
+		tweak func(*redis.Options)
+	}{
+		{name: "context deadlines", tweak: func(o *redis.Options) { o.ContextTimeoutEnabled = true }},
+		{name: "2ms read timeout", tweak: func(o *redis.Options) { o.ReadTimeout, o.WriteTimeout = 2*time.Millisecond, 2*time.Millisecond }},
+	}
+	for _, vt := range variants {
+		t.Run(vt.name, func(t *testing.T) {
+			p := faultproxy.New(t, srv.Addr())
+			p.SetJitter(5 * time.Millisecond)
+			o := srv.Options()
+			o.Addr = p.Addr()
+			vt.tweak(o)
+			rdb := redis.NewClient(o)
+			t.Cleanup(func() { _ = rdb.Close() })
+			l1 := &checkedL1{}
+			c := over(t, rdb, tier.Options[string]{
+				Namespace: "cross", L1: l1, L2Timeout: 3 * time.Millisecond,
+				BreakerFailures: 1 << 30, // keep the breaker closed: every read goes to Redis
+			})
+			var ok, failed, wrong atomic.Int64
+			var example atomic.Value
+			n := total / len(variants)
+			var next atomic.Int64
+			t0 := time.Now()
+			var wg sync.WaitGroup
+			for range 32 {
+				wg.Go(func() {
+					for next.Add(1) <= int64(n) {
+						k := fmt.Sprintf("k:%d", rand.IntN(keys))
+						ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+						v, err := c.Get(ctx, k)
+						cancel()
+						switch {
+						case err != nil:
+							failed.Add(1)
+						case v != "v:"+k:
+							wrong.Add(1)
+							example.CompareAndSwap(nil, fmt.Sprintf("key %q returned %q", k, v))
+						default:
+							ok.Add(1)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			s := c.Stats()
+			t.Logf("%d GETs in %v: %d values, %d errors or timeouts, %d wrong; the cache read %d values from L2 (%d wrong), L2 errors %d",
+				n, time.Since(t0).Round(time.Millisecond), ok.Load(), failed.Load(), wrong.Load(), l1.installs.Load(), l1.wrong.Load(), s.L2Errors)
+			require.Zero(t, wrong.Load(), "a caller got another key's value: %v", example.Load())
+			require.Zero(t, l1.wrong.Load(), "the cache read another key's value: %v", l1.example.Load())
+			// Not vacuous: replies were cut, and values did come back.
+			require.Positive(t, s.L2Errors, "some Redis calls timed out")
+			require.Positive(t, l1.installs.Load(), "some Redis calls succeeded")
+		})
+	}
+}
+
+// TestCache_Fault_HugeValueRefused: a 100 MiB value planted under the
+// cache's key, with MaxValueBytes = 1 MiB. The read refuses it after at
+// most 1 MiB + 1 byte, the origin answers, and the refusal is reported.
+//
+// It is not parallel: it measures the process's allocations.
+func TestCache_Fault_HugeValueRefused(t *testing.T) {
+	const (
+		huge  = 100 << 20
+		limit = 1 << 20
+	)
+	srv := redistest.Start(t)
+	rec := &recorder{}
+	c, rdb := instance(t, srv, tier.Options[string]{Observer: rec, MaxValueBytes: limit, L2Timeout: 5 * time.Second})
+	// SETRANGE makes Redis build the value itself: the test never holds it.
+	require.NoError(t, rdb.SetRange(t.Context(), c.Key("huge"), huge-1, "x").Err())
+	require.EqualValues(t, huge, rdb.StrLen(t.Context(), c.Key("huge")).Val())
+
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	v, err := c.GetOrLoad(t.Context(), "huge", func(context.Context, string) (string, error) { return "from the origin", nil })
+	runtime.ReadMemStats(&m1)
+	require.NoError(t, err)
+	require.Equal(t, "from the origin", v)
+	alloc := m1.TotalAlloc - m0.TotalAlloc
+	t.Logf("reading a %d MiB value with MaxValueBytes %d MiB allocated %.2f MiB (heap in use %+.2f MiB)",
+		huge>>20, limit>>20, float64(alloc)/(1<<20), (float64(m1.HeapInuse)-float64(m0.HeapInuse))/(1<<20))
+	require.Less(t, alloc, uint64(8<<20), "the value was not read into memory")
+
+	var tooLarge *tier.ValueTooLargeError
+	found := false
+	for _, e := range rec.all() {
+		if e.Kind == tier.EventDecodeError && errors.As(e.Err, &tooLarge) {
+			found = true
+			require.Equal(t, limit+1, tooLarge.Size, "GETRANGE read at most limit+1 bytes")
+		}
+	}
+	require.True(t, found, "the refusal was reported")
+	require.EqualValues(t, 1, c.Stats().DecodeErrors)
+	require.Eventually(t, func() bool { // replaced by the loaded value
+		n, err := rdb.StrLen(context.Background(), c.Key("huge")).Result()
+		return err == nil && n > 0 && n < 1024
+	}, 5*time.Second, 5*time.Millisecond)
+}
+
+// TestCache_Fault_L1BoundedUnderManyKeys: distinct keys with 1 KiB values
+// through an L1 bounded at 64 MiB. The heap in use after GC stays within
+// twice the bound plus 32 MiB, and the goroutines stay flat.
+//
+// It is not parallel: it measures the process's heap and goroutines.
+func TestCache_Fault_L1BoundedUnderManyKeys(t *testing.T) {
+	const (
+		bound   = 64 << 20
+		workers = 8
+	)
+	keys := sized(200000, 1000000)
+	runtime.GC()
+	goroutines0 := runtime.NumGoroutine()
+	c := newCache(t, &tier.Options[[]byte]{L1MaxCost: bound, TTL: time.Hour})
+	load := func(_ context.Context, key string) ([]byte, error) {
+		v := make([]byte, 1024) // its own memory: a shared value would prove nothing
+		copy(v, key)
+		return v, nil
+	}
+	var maxGoroutines atomic.Int64
+	var next atomic.Int64
+	var errCount atomic.Int64
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > int64(keys) {
+					return
+				}
+				key := fmt.Sprintf("key:%d", i)
+				v, err := c.GetOrLoad(context.Background(), key, load)
+				if err != nil || !strings.HasPrefix(string(v), key) {
+					errCount.Add(1)
+				}
+				if i%1000 == 0 {
+					n := int64(runtime.NumGoroutine())
+					for m := maxGoroutines.Load(); n > m && !maxGoroutines.CompareAndSwap(m, n); m = maxGoroutines.Load() {
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(t0)
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	s := c.Stats()
+	limit := uint64(2*bound + 32<<20)
+	t.Logf("%d keys of 1 KiB in %v: heap in use after GC %.1f MiB (limit %.0f MiB), L1 cost %.1f MiB, evicted %d, rejected %d, dropped %d; goroutines %d before, at most %d during",
+		keys, elapsed.Round(time.Millisecond), float64(m.HeapInuse)/(1<<20), float64(limit)/(1<<20), float64(s.L1Cost)/(1<<20),
+		s.L1Evicted, s.L1SetsRejected, s.L1SetsDropped, goroutines0, maxGoroutines.Load())
+	require.Zero(t, errCount.Load())
+	require.LessOrEqual(t, m.HeapInuse, limit, "L1 is bounded")
+	require.LessOrEqual(t, s.L1Cost, int64(bound))
+	// Each worker has at most one flight (a goroutine) running; ristretto
+	// runs two more.
+	require.LessOrEqual(t, maxGoroutines.Load(), int64(goroutines0+2*workers+4), "goroutines stay flat")
+	require.NoError(t, c.Close())
+	require.Eventually(t, func() bool { // ristretto's goroutines exit after Close returns
+		return runtime.NumGoroutine() <= goroutines0+1
+	}, 5*time.Second, 5*time.Millisecond, "goroutines back to %d", goroutines0)
+}
+
+// TestCache_Fault_HostileKeys: keys that mean something to a shell, a glob
+// or the RESP protocol round-trip through Redis as they are; an over-long
+// key is refused; two tenants whose namespace and key split one string
+// differently do not collide; and a SCAN over the whole server finds
+// nothing outside the caches' prefixes.
+func TestCache_Fault_HostileKeys(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	opts := tier.Options[string]{Namespace: "hostile", L2Timeout: 5 * time.Second}
+	a, rdb := instance(t, srv, opts)
+	b, _ := instance(t, srv, opts) // another instance: reads L2, not a's L1
+	var caches []*tier.Cache[string]
+	caches = append(caches, a, b)
+	echo := func(_ context.Context, key string) (string, error) { return "v:" + key, nil }
+
+	hostile := []struct{ name, key string }{
+		{"CR LF", "a\r\nb"},
+		{"LF", "line1\nline2"},
+		{"spaces", "  a key with spaces  "},
+		{"star", "*"},
+		{"question mark", "?"},
+		{"glob", "user:*?[a-z]\\"},
+		{"braces", "{}"},
+		{"hash tag", "{user}:1"},
+		{"invalid UTF-8", "\xff\xfe\xc3\x28"},
+		{"NUL", "a\x00b"},
+		{"RESP", "*1\r\n$4\r\nPING\r\n"},
+		{"lease prefix", tier.LeasePrefix + "x"},
+	}
+	for _, tt := range hostile {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := a.GetOrLoad(t.Context(), tt.key, echo)
+			require.NoError(t, err)
+			require.Equal(t, "v:"+tt.key, v)
+			require.Eventually(t, func() bool { // the L2 write follows the answer
+				v, err := b.Get(context.Background(), tt.key)
+				return err == nil && v == "v:"+tt.key
+			}, 5*time.Second, 5*time.Millisecond, "the key round-trips through Redis")
+			raw, err := rdb.Get(t.Context(), a.Key(tt.key)).Bytes()
+			require.NoError(t, err, "stored under exactly prefix+key")
+			require.NotEmpty(t, raw)
+		})
+	}
+	t.Run("deleted", func(t *testing.T) {
+		for _, tt := range hostile {
+			require.NoError(t, a.Delete(t.Context(), tt.key))
+			require.Zero(t, rdb.Exists(t.Context(), a.Key(tt.key)).Val(), tt.name)
+		}
+	})
+
+	t.Run("1 MiB key refused", func(t *testing.T) {
+		long := strings.Repeat("k", 1<<20)
+		called := false
+		never := func(context.Context, string) (string, error) { called = true; return "", nil }
+		_, err := a.GetOrLoad(t.Context(), long, never)
+		require.ErrorIs(t, err, tier.ErrInvalidKey)
+		_, err = a.GetOrLoadTagged(t.Context(), long, []string{"t"}, never)
+		require.ErrorIs(t, err, tier.ErrInvalidKey)
+		_, err = a.Get(t.Context(), long)
+		require.ErrorIs(t, err, tier.ErrInvalidKey)
+		require.ErrorIs(t, a.Set(t.Context(), long, "v", 0), tier.ErrInvalidKey)
+		require.ErrorIs(t, a.Delete(t.Context(), long), tier.ErrInvalidKey)
+		_, err = a.GetOrLoadMany(t.Context(), []string{"ok", long}, func(context.Context, []string) (map[string]string, error) {
+			called = true
+			return nil, nil
+		})
+		require.ErrorIs(t, err, tier.ErrInvalidKey)
+		require.False(t, called, "the origin was not asked")
+		require.Zero(t, rdb.Exists(t.Context(), a.Key(long)).Val())
+	})
+
+	t.Run("1 MiB key allowed", func(t *testing.T) {
+		bigOpts := tier.Options[string]{Namespace: "bigkeys", MaxKeyBytes: 2 << 20, L2Timeout: 5 * time.Second}
+		w, _ := instance(t, srv, bigOpts)
+		r, _ := instance(t, srv, bigOpts)
+		caches = append(caches, w, r)
+		long := strings.Repeat("k", 1<<20-1) + "\n"
+		require.NoError(t, w.Set(t.Context(), long, "long key", 0))
+		v, err := r.Get(t.Context(), long)
+		require.NoError(t, err)
+		require.Equal(t, "long key", v)
+		require.EqualValues(t, 1, r.Stats().L2Hits, "read from Redis")
+		require.EqualValues(t, 1, rdb.Exists(t.Context(), w.Key(long)).Val())
+	})
+
+	t.Run("tenants", func(t *testing.T) {
+		// "a" + "b:c" and "a:b" + "c" both read "a:b:c" if joined naively.
+		ta, _ := instance(t, srv, tier.Options[string]{Namespace: "a", L2Timeout: 5 * time.Second})
+		tb, _ := instance(t, srv, tier.Options[string]{Namespace: "a:b", L2Timeout: 5 * time.Second})
+		caches = append(caches, ta, tb)
+		require.NotEqual(t, ta.Key("b:c"), tb.Key("c"))
+		require.NoError(t, ta.Set(t.Context(), "b:c", "tenant a", 0))
+		require.NoError(t, tb.Set(t.Context(), "c", "tenant a:b", 0))
+		// Tags live in their own space too.
+		_, err := ta.GetOrLoadTagged(t.Context(), "tagged", []string{"b:c"}, echo)
+		require.NoError(t, err)
+		require.NoError(t, ta.InvalidateTags(t.Context(), "b:c"))
+		require.NoError(t, tb.InvalidateTags(t.Context(), "c"))
+		// Fresh instances have nothing in L1: they read what Redis holds.
+		ra, _ := instance(t, srv, tier.Options[string]{Namespace: "a", L2Timeout: 5 * time.Second})
+		rb, _ := instance(t, srv, tier.Options[string]{Namespace: "a:b", L2Timeout: 5 * time.Second})
+		caches = append(caches, ra, rb)
+		v, err := ra.Get(t.Context(), "b:c")
+		require.NoError(t, err)
+		require.Equal(t, "tenant a", v)
+		v, err = rb.Get(t.Context(), "c")
+		require.NoError(t, err)
+		require.Equal(t, "tenant a:b", v)
+	})
+
+	t.Run("SCAN", func(t *testing.T) {
+		var prefixes []string
+		for _, c := range caches {
+			prefixes = append(prefixes, c.Key(""), c.TagKey(""))
+		}
+		var all []string
+		iter := rdb.Scan(t.Context(), 0, "", 1000).Iterator()
+		for iter.Next(t.Context()) {
+			all = append(all, iter.Val())
+		}
+		require.NoError(t, iter.Err())
+		require.NotEmpty(t, all)
+		for _, k := range all {
+			inside := slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(k, p) })
+			require.True(t, inside, "key %q is outside every namespace", k)
+		}
+		t.Logf("%d keys in Redis, all under %d prefixes", len(all), len(prefixes))
+	})
+}
