@@ -36,11 +36,11 @@ type Cache[V any] struct {
 	pub     Publisher  // nil without an Invalidator
 	obs     Observer
 	noObs   bool
-	clock   Clock // nil: time.Now
-	epocher Epocher    // l2 as an Epocher, or nil
-	base    string     // "tc:<len>:<namespace>:" (keys add "<epoch>:")
+	clock   Clock   // nil: time.Now
+	epocher Epocher // l2 as an Epocher, or nil
+	base    string  // "tc:<len>:<namespace>:" (keys add "<epoch>:")
 	tagPfx  string
-	epochK  string     // the L2 key of the namespace's epoch
+	epochK  string // the L2 key of the namespace's epoch
 
 	// pfx is the L2 key prefix for the current epoch; epochKnown is false
 	// until the epoch has been read from L2 (L2 is not used before).

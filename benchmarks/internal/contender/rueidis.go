@@ -92,4 +92,3 @@ func (r *rueidisContender) Close() error {
 	r.c.Close()
 	return nil
 }
-

@@ -2,8 +2,6 @@ package contender
 
 import (
 	"context"
-	"strconv"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 
@@ -45,7 +43,7 @@ func NewTiercache(cfg Config) (Contender, error) {
 	}
 	t := &tiercacheContender{rdb: rdb, c: c, origin: cfg.Origin}
 	t.load = func(ctx context.Context, key string) (*fixture.Profile, error) {
-		return t.origin(ctx, idOf(key))
+		return t.origin(ctx, fixture.ID(key))
 	}
 	return t, nil
 }
@@ -59,13 +57,6 @@ func (t *tiercacheContender) LocalHits() uint64 { return t.c.Stats().L1Hits }
 func (t *tiercacheContender) Close() error {
 	_ = t.c.Close()
 	return t.rdb.Close()
-}
-
-// idOf parses the id at the end of a key such as "user:42"; a LoadFunc
-// gets only the key, as it would in an application.
-func idOf(key string) int64 {
-	id, _ := strconv.ParseInt(key[strings.LastIndexByte(key, ':')+1:], 10, 64)
-	return id
 }
 
 func redisOptions(cfg Config) *redis.Options {
