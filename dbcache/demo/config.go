@@ -41,6 +41,9 @@ type Config struct {
 
 	// TTL and L1TTL are the caches'. Defaults: 5 minutes and 1 minute.
 	TTL, L1TTL time.Duration
+	// L2Timeout bounds every Redis call of the caches. Default: tier's
+	// (100 ms).
+	L2Timeout time.Duration
 
 	// Out receives the progress lines and the final table. Default: none.
 	Out io.Writer

@@ -107,7 +107,7 @@ func run(ctx context.Context, cfg Config, rep *Report) (err error) {
 		}
 	}
 	for _, in := range insts {
-		co := &dbcache.CacheOptions{Namespace: namespace, Name: "demo." + in.name, TTL: cfg.TTL, L1TTL: cfg.L1TTL}
+		co := &dbcache.CacheOptions{Namespace: namespace, Name: "demo." + in.name, TTL: cfg.TTL, L1TTL: cfg.L1TTL, L2Timeout: cfg.L2Timeout}
 		if in.rdb != nil {
 			if in.bus, err = invalidate.New(in.rdb, nil); err != nil {
 				return err
