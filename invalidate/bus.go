@@ -504,7 +504,9 @@ func (b *Bus) flush(ctx context.Context, batch []*pubReq) {
 		o.reqs = append(o.reqs, q)
 	}
 	now := time.Now().UnixNano()
-	pctx, cancel := context.WithTimeout(ctx, b.o.Heartbeat)
+	// Callers wait with their own deadlines; this one only keeps a stuck
+	// connection from holding the sender forever.
+	pctx, cancel := context.WithTimeout(ctx, max(b.o.Heartbeat, time.Second))
 	defer cancel()
 	cmds := map[*reg]*redis.IntCmd{}
 	_, err := b.c.Pipelined(pctx, func(p redis.Pipeliner) error {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tiercache/tiercache/backends/ristretto"
+	"github.com/tiercache/tiercache/internal/coarsetime"
 )
 
 // LoadFunc loads the value of key from the origin. It returns ErrNotFound
@@ -78,6 +79,9 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 	}
 	c := &Cache[V]{o: opts, l1: opts.L1, l2: opts.L2, obs: opts.Observer, clock: opts.Clock}
 	if c.l1 == nil {
+		// No ristretto TTL: the cache checks Fresh and Deadline itself, and
+		// ristretto's expiry check would read the clock on every Get.
+		// Expired entries leave by eviction, within L1MaxCost.
 		l1, err := ristretto.New[*Entry[V]](&ristretto.Options{MaxCost: opts.L1MaxCost})
 		if err != nil {
 			return nil, fmt.Errorf("tier: new L1: %w", err)
@@ -119,6 +123,9 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 			return nil, fmt.Errorf("tier: register with invalidator: %w", err)
 		}
 		c.pub = pub
+	}
+	if c.clock == nil {
+		coarsetime.Acquire() // released in Close
 	}
 	if c.epocher != nil {
 		c.readEpoch(c.stop) // a failure leaves L2 unused until the replayer reads it
@@ -183,6 +190,7 @@ func (c *Cache[V]) readEpoch(ctx context.Context) {
 // TagKey returns the full L2 key under which tag's invalidation time is kept.
 func (c *Cache[V]) TagKey(tag string) string { return c.tagPfx + tag }
 
+// now is the precise time (the injected Clock's, if any).
 func (c *Cache[V]) now() int64 {
 	if c.clock == nil {
 		return time.Now().UnixNano()
@@ -190,13 +198,25 @@ func (c *Cache[V]) now() int64 {
 	return c.clock.Now().UnixNano()
 }
 
+// hitNow is the time the L1 hit path compares freshness with: one atomic
+// load instead of a clock read (time.Now costs more than the whole rest of
+// a hit on some virtual machines). It may lag by about a millisecond, so an
+// entry may be served that much past its fresh life; bounds that must hold
+// (the invalidator's age limit) use now.
+func (c *Cache[V]) hitNow() int64 {
+	if c.clock == nil {
+		return coarsetime.Now()
+	}
+	return c.clock.Now().UnixNano()
+}
+
 // trusted reports whether nothing this cache heard of (a drop of L1, a
 // tag invalidation, an age limit while the invalidator is down) rules e out.
-func (c *Cache[V]) trusted(e *Entry[V], now int64) bool {
+func (c *Cache[V]) trusted(e *Entry[V]) bool {
 	if e.Created < c.trustFloor.Load() {
 		return false
 	}
-	if ma := c.maxAge.Load(); ma != 0 && now-e.Created > ma {
+	if ma := c.maxAge.Load(); ma != 0 && c.now()-e.Created > ma {
 		return false
 	}
 	return len(e.Tags) == 0 || c.tags.valid(e.Tags, e.Created)
@@ -204,14 +224,13 @@ func (c *Cache[V]) trusted(e *Entry[V], now int64) bool {
 
 // fresh reports whether e may be served now.
 func (c *Cache[V]) fresh(e *Entry[V]) bool {
-	now := c.now()
-	return now < e.Fresh && c.trusted(e, now)
+	return c.hitNow() < e.Fresh && c.trusted(e)
 }
 
 // staleOf returns e if it may stand in for a failed or slow load
 // (Options.FailSafe), else nil.
 func (c *Cache[V]) staleOf(e *Entry[V], now int64) *Entry[V] {
-	if c.o.FailSafe == 0 || now >= e.Deadline || !c.trusted(e, now) {
+	if c.o.FailSafe == 0 || now >= e.Deadline || !c.trusted(e) {
 		return nil
 	}
 	return e
@@ -250,8 +269,8 @@ func (c *Cache[V]) get(ctx context.Context, key string, tags []string, load Load
 	if !ok {
 		return c.miss(ctx, req{key: key, tags: tags}, load, nil)
 	}
-	now := c.now()
-	if now >= e.Fresh || !c.trusted(e, now) {
+	now := c.hitNow()
+	if now >= e.Fresh || !c.trusted(e) {
 		c.ctr.l1Unserved.Add(1)
 		return c.miss(ctx, req{key: key, tags: tags}, load, c.staleOf(e, now))
 	}
@@ -369,6 +388,9 @@ func (c *Cache[V]) Close() error {
 		c.cancel()
 		c.fl.close()
 		c.bg.Wait()
+		if c.clock == nil {
+			coarsetime.Release()
+		}
 		if c.pub != nil {
 			c.pub.Unregister()
 		}

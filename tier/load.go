@@ -82,7 +82,10 @@ func (c *Cache[V]) refreshAhead(ctx context.Context, r req, load LoadFunc[V], e 
 	}
 	cl, leader := c.fl.joinRunning(r.key, c.now())
 	if !leader {
-		return // a load of the key is already running
+		// A load of the key is already running (it may be finishing): let
+		// a later hit try again if this entry is still the one in L1.
+		e.refreshing.Store(false)
+		return
 	}
 	c.ctr.refreshes.Add(1)
 	r.refresh, r.minFresh = true, e.Fresh
@@ -169,16 +172,14 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 	case err == nil:
 		cl.val = v
 		cl.expires = c.shareUntil(false)
-		complete()
-		c.store(fctx, cl, r, v, false, start, lease)
+		c.store(fctx, cl, r, v, false, start, lease, complete)
 	case c.isNotFound(err):
 		if !errors.Is(err, ErrNotFound) {
 			err = &notFoundError{err: err}
 		}
 		cl.err = err
 		cl.expires = c.shareUntil(true)
-		complete()
-		c.store(fctx, cl, r, v, true, start, lease)
+		c.store(fctx, cl, r, v, true, start, lease, complete)
 	case r.refresh:
 		// A failed refresh-ahead changes nothing: the entry it started from
 		// is still fresh. Callers that joined it fall back on their own.
@@ -274,10 +275,16 @@ func (c *Cache[V]) newEntry(v V, negative bool, tags []string, start, now int64,
 	return e
 }
 
-// store encodes a loaded value (or a "not found"), refuses it if too large,
-// and writes L2 then L1 unless an invalidation overtook the load: locally
-// (the flight was fenced) or on any instance (the L2 lease was removed).
-func (c *Cache[V]) store(ctx context.Context, cl *call[V], r req, v V, negative bool, start int64, lease string) {
+// store encodes a loaded value (or a "not found") and refuses it if too
+// large; puts it in L1 and waits until it is visible there; answers the
+// callers (complete); then writes L2 off their path. An invalidation that
+// overtook the load fences it: locally (the flight was fenced: nothing is
+// installed) or on any instance (the L2 lease was removed: the L1 copy is
+// taken back and nothing is written to L2).
+//
+// L1 comes before the answer so that a flight's work after answering is
+// bounded by one L2 call: goroutines do not pile up behind a busy L1.
+func (c *Cache[V]) store(ctx context.Context, cl *call[V], r req, v V, negative bool, start int64, lease string, complete func()) {
 	ttl := c.o.TTL
 	if negative {
 		ttl = c.o.NegativeTTL
@@ -287,24 +294,30 @@ func (c *Cache[V]) store(ctx context.Context, cl *call[V], r req, v V, negative 
 	if err != nil {
 		c.ctr.refused.Add(1)
 		c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventValueRefused, Key: c.obsKey(r.key), Err: err})
+		complete()
 		return
-	}
-	if c.l2 != nil && c.epochKnown.Load() && !c.fl.isFenced(cl) {
-		switch {
-		case lease != "":
-			if ok, err := c.l2SetLeased(ctx, r.key, lease, enc, ttl+c.o.FailSafe); err == nil && !ok {
-				c.ctr.leaseLost.Add(1)
-				return // an invalidation removed our lease: the value may be stale
-			}
-		case c.leaser == nil && c.br.allow():
-			_ = c.l2Set(ctx, r.key, enc, ttl+c.o.FailSafe) // counted and reported by l2Set; L1 still gets the value.
-		}
-		// With a Leaser but no lease (another instance's load outlived
-		// LeaseWait, or L2 failed), nothing is written to L2: without a
-		// lease the write could not be fenced.
 	}
 	e := c.newEntry(v, negative, r.tags, start, c.now(), min(ttl, c.jitter(c.o.L1TTL)))
 	c.installL1(cl, r.key, e, c.cost(r.key, v, len(enc)))
+	complete()
+	if c.l2 == nil || !c.epochKnown.Load() || c.fl.isFenced(cl) {
+		return
+	}
+	switch {
+	case lease != "":
+		if ok, err := c.l2SetLeased(ctx, r.key, lease, enc, ttl+c.o.FailSafe); err == nil && !ok {
+			// An invalidation removed our lease: the value may be stale.
+			// Take the L1 copy back; late callers must not share it.
+			c.fl.forget(r.key, cl)
+			c.l1.Delete(r.key)
+			c.ctr.leaseLost.Add(1)
+		}
+	case c.leaser == nil && c.br.allow():
+		_ = c.l2Set(ctx, r.key, enc, ttl+c.o.FailSafe) // counted and reported by l2Set
+	}
+	// With a Leaser but no lease (another instance's load outlived
+	// LeaseWait, or L2 failed), nothing is written to L2: without a lease
+	// the write could not be fenced.
 }
 
 // installL1 puts e in L1 unless cl was fenced, then waits until the write is

@@ -175,8 +175,7 @@ func (c *Cache[V]) runMany(ctx context.Context, keys []string, calls []*call[V],
 				cl.err = ErrNotFound
 			}
 			cl.expires = c.shareUntil(!found)
-			complete(i)
-			c.store(fctx, cl, req{key: keys[i]}, v, !found, start, "")
+			c.store(fctx, cl, req{key: keys[i]}, v, !found, start, "", func() { complete(i) })
 		}
 	}
 }

@@ -28,12 +28,19 @@ type Options struct {
 	AvgCost int64
 	// BufferItems is ristretto's Get buffer size. Default: 64.
 	BufferItems int64
+	// UseTTL makes Set's ttl an expiry that ristretto enforces. By default
+	// it is ignored and entries leave by eviction only: tier checks expiry
+	// itself, and ristretto's own check reads the clock on every Get of an
+	// entry with a TTL (about half the cost of a Get where the clock is
+	// slow, as on many virtual machines).
+	UseTTL bool
 }
 
 // Cache is a cost-bounded in-process store of values of type T, safe for
 // concurrent use. Its zero value is not usable; call [New].
 type Cache[T any] struct {
-	c *ristretto.Cache[string, T]
+	c      *ristretto.Cache[string, T]
+	useTTL bool
 
 	closeOnce sync.Once
 }
@@ -67,7 +74,7 @@ func New[T any](o *Options) (*Cache[T], error) {
 	if err != nil {
 		return nil, fmt.Errorf("ristretto: new: %w", err)
 	}
-	return &Cache[T]{c: c}, nil
+	return &Cache[T]{c: c, useTTL: opts.UseTTL}, nil
 }
 
 // Must is like [New] but panics on invalid options.
@@ -85,13 +92,13 @@ func (c *Cache[T]) Get(key string) (T, bool) {
 	return c.c.Get(key)
 }
 
-// Set stores v under key with the given cost and time to live (ttl <= 0
-// means no expiry). It reports whether the write was accepted; an accepted
-// write may still be refused later by the admission policy, and becomes
-// visible to Get asynchronously (see [Cache.Wait]). Replacing an existing
-// key is visible at once.
+// Set stores v under key with the given cost and, with Options.UseTTL,
+// time to live (ttl <= 0 means no expiry). It reports whether the write was
+// accepted; an accepted write may still be refused later by the admission
+// policy, and becomes visible to Get asynchronously (see [Cache.Wait]).
+// Replacing an existing key is visible at once.
 func (c *Cache[T]) Set(key string, v T, cost int64, ttl time.Duration) bool {
-	if ttl < 0 {
+	if ttl < 0 || !c.useTTL {
 		ttl = 0
 	}
 	return c.c.SetWithTTL(key, v, cost, ttl)
