@@ -169,6 +169,7 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 	switch {
 	case cl.panicked != nil:
 		complete()
+		c.releaseLease(fctx, r.key, lease)
 	case err == nil:
 		cl.val = v
 		cl.expires = c.shareUntil(false)
@@ -185,6 +186,7 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 		// is still fresh. Callers that joined it fall back on their own.
 		cl.err = fmt.Errorf("tier: refresh %q: %w", r.key, err)
 		complete()
+		c.releaseLease(fctx, r.key, lease)
 	case stale != nil && c.now() < stale.Deadline:
 		// Fail-safe: the last value stands in for the error, and is re-armed
 		// for FailSafeThrottle so the origin sees one attempt per key per
@@ -199,10 +201,23 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 		c.obs.Event(fctx, Event{Cache: c.o.Name, Kind: EventStaleServed, Key: c.obsKey(r.key), Tier: TierL1, Reason: ReasonOriginError, Err: err})
 		re := &Entry[V]{Value: stale.Value, Negative: stale.Negative, Tags: stale.Tags, Created: stale.Created, Fresh: cl.expires, Deadline: stale.Deadline, Stale: true}
 		c.installL1(cl, r.key, re, c.cost(r.key, stale.Value, 0))
+		c.releaseLease(fctx, r.key, lease)
 	default:
 		cl.err = fmt.Errorf("tier: load %q: %w", r.key, err)
 		complete()
+		c.releaseLease(fctx, r.key, lease)
 	}
+}
+
+// releaseLease gives back a lease whose load produced nothing to write, so
+// the other instances do not wait LeaseWait for it.
+func (c *Cache[V]) releaseLease(ctx context.Context, key, lease string) {
+	if lease == "" {
+		return
+	}
+	_ = c.l2Op(ctx, OpL2Delete, key, func(ctx context.Context) error { // counted by l2Op
+		return c.leaser.ReleaseLease(ctx, c.Key(key), lease)
+	})
 }
 
 // shareUntil is how long a completed load may answer late joiners: the
@@ -300,11 +315,15 @@ func (c *Cache[V]) store(ctx context.Context, cl *call[V], r req, v V, negative 
 	e := c.newEntry(v, negative, r.tags, start, c.now(), min(ttl, c.jitter(c.o.L1TTL)))
 	c.installL1(cl, r.key, e, c.cost(r.key, v, len(enc)))
 	complete()
-	if c.l2 == nil || !c.epochKnown.Load() || c.fl.isFenced(cl) {
+	if c.l2 == nil || !c.epochKnown.Load() {
 		return
 	}
 	switch {
 	case lease != "":
+		// The lease alone decides for L2: if it is intact, no invalidation
+		// came after the read began, even if this flight was fenced in L1
+		// (which only knows that an invalidation came after the flight
+		// began, possibly before the lease was taken).
 		if ok, err := c.l2SetLeased(ctx, r.key, lease, enc, ttl+c.o.FailSafe); err == nil && !ok {
 			// An invalidation removed our lease: the value may be stale.
 			// Take the L1 copy back; late callers must not share it.
@@ -312,7 +331,7 @@ func (c *Cache[V]) store(ctx context.Context, cl *call[V], r req, v V, negative 
 			c.l1.Delete(r.key)
 			c.ctr.leaseLost.Add(1)
 		}
-	case c.leaser == nil && c.br.allow():
+	case c.leaser == nil && !c.fl.isFenced(cl) && c.br.allow():
 		_ = c.l2Set(ctx, r.key, enc, ttl+c.o.FailSafe) // counted and reported by l2Set
 	}
 	// With a Leaser but no lease (another instance's load outlived

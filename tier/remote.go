@@ -49,6 +49,9 @@ type Leaser interface {
 	// exactly the marker lease, and reports whether it did. It is one round
 	// trip.
 	SetLeased(ctx context.Context, key, lease string, value []byte, ttl time.Duration) (bool, error)
+	// ReleaseLease deletes key only if it still holds exactly the marker
+	// lease (a load that failed gives its lease back). It is one round trip.
+	ReleaseLease(ctx context.Context, key, lease string) error
 }
 
 // TagStore is implemented by a [Remote] that keeps, per tag, the last time

@@ -38,6 +38,15 @@ end
 return 0
 `)
 
+// releaseScript deletes a key only if it still holds exactly the lease
+// marker: KEYS[1] the key; ARGV[1] the marker.
+var releaseScript = redis.NewScript(`
+if redis.call('GETRANGE', KEYS[1], 0, string.len(ARGV[1])) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
 // touchTagScript keeps the later of two invalidation times: KEYS[1] the tag
 // key; ARGV: time (unix nanos), ttl ms.
 // It is sent as EVAL (not EVALSHA) because it runs inside a pipeline, where
@@ -72,6 +81,11 @@ func (b *Backend) SetLeased(ctx context.Context, key, lease string, value []byte
 		return false, translate("set leased", err)
 	}
 	return n == 1, nil
+}
+
+// ReleaseLease implements tier.Leaser in one round trip (a Lua script).
+func (b *Backend) ReleaseLease(ctx context.Context, key, lease string) error {
+	return translate("release lease", releaseScript.Run(ctx, b.c, []string{key}, lease).Err())
 }
 
 // GetTagged implements tier.TagStore: the key and its tags' times in one
