@@ -13,7 +13,7 @@ import (
 // ExampleBus runs one instance's bus and gives it to a cache. It needs a
 // Redis, so it has no output block.
 func ExampleBus() {
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ContextTimeoutEnabled: true})
 	defer rdb.Close()
 	bus := invalidate.Must(rdb, nil)
 

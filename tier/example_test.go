@@ -92,7 +92,7 @@ func ExampleCache_GetOrLoadTagged() {
 // invalidation bus that keeps the other instances' L1 honest. It needs a
 // Redis, so it has no output block.
 func ExampleNew() {
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", ContextTimeoutEnabled: true})
 	defer rdb.Close()
 
 	bus := invalidate.Must(rdb, nil)

@@ -34,10 +34,23 @@ type Backend struct {
 
 var _ tier.Remote = (*Backend)(nil)
 
+// ErrContextTimeouts is returned by [New] for a client that ignores
+// context deadlines.
+var ErrContextTimeouts = errors.New("goredis: the client ignores context deadlines: set ContextTimeoutEnabled: true in its options, or a slow or stopped Redis blocks callers for the client's ReadTimeout (3 s by default) instead of tier's L2Timeout")
+
 // New returns a Backend over client, which stays the caller's to close.
+//
+// The client must have ContextTimeoutEnabled set (in redis.Options,
+// ClusterOptions, RingOptions or FailoverOptions): without it go-redis
+// bounds socket reads by its ReadTimeout only, and the cache could not keep
+// its promise that a caller never waits on Redis longer than L2Timeout.
+// New refuses such a client with [ErrContextTimeouts].
 func New(client redis.UniversalClient, o *Options) (*Backend, error) {
 	if client == nil {
 		return nil, fmt.Errorf("goredis: %w: nil client", tier.ErrInvalidOptions)
+	}
+	if !contextTimeouts(client) {
+		return nil, ErrContextTimeouts
 	}
 	var opts Options
 	if o != nil {
@@ -149,4 +162,18 @@ func translate(op string, err error) error {
 func isWrongType(err error) bool {
 	var re redis.Error
 	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "WRONGTYPE")
+}
+
+// contextTimeouts reports whether client bounds its I/O by context
+// deadlines. A client type it does not know is trusted.
+func contextTimeouts(client redis.UniversalClient) bool {
+	switch c := client.(type) {
+	case *redis.Client:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return c.Options().ContextTimeoutEnabled
+	}
+	return true
 }

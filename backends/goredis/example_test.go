@@ -11,7 +11,10 @@ import (
 // already has (TLS, ACL users and Sentinel come from the client the same
 // way). It needs a Redis, so it has no output block.
 func ExampleNew() {
-	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:7000"}})
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:                 []string{"127.0.0.1:7000"},
+		ContextTimeoutEnabled: true, // required: the cache bounds every call itself
+	})
 	defer rdb.Close()
 	l2, err := goredis.New(rdb, &goredis.Options{MaxValueBytes: 1 << 20})
 	if err != nil {

@@ -239,10 +239,15 @@ func connectRedis(ctx context.Context, cfg Config, rep *Report) []*redis.Client 
 }
 
 func redisOptions(addr string) (*redis.Options, error) {
+	o := &redis.Options{Addr: addr}
 	if strings.Contains(addr, "://") {
-		return redis.ParseURL(addr)
+		var err error
+		if o, err = redis.ParseURL(addr); err != nil {
+			return nil, err
+		}
 	}
-	return &redis.Options{Addr: addr}, nil
+	o.ContextTimeoutEnabled = true // the caches bound every Redis call themselves
+	return o, nil
 }
 
 // closeInstances closes the caches, stops the buses, removes the run's

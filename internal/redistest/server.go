@@ -135,6 +135,9 @@ func (s *Server) Options() *redis.Options {
 	return &redis.Options{
 		Addr:     s.Addr(),
 		Password: s.password,
+		// tiercache's goredis backend requires it: the cache bounds every
+		// Redis call by its own timeout.
+		ContextTimeoutEnabled: true,
 	}
 }
 
