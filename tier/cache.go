@@ -48,7 +48,8 @@ type Cache[V any] struct {
 	pfx        atomic.Pointer[string]
 	epoch      atomic.Int64
 	epochKnown atomic.Bool
-	epochStale atomic.Bool // re-read the epoch soon (a clear may have been missed)
+	epochStale atomic.Bool           // re-read the epoch soon (a clear may have been missed)
+	epochErr   atomic.Pointer[error] // why the last epoch read failed
 
 	br   breaker
 	fl   flights[V]
@@ -171,6 +172,14 @@ func (c *Cache[V]) setEpoch(n int64) bool {
 	}
 }
 
+// errEpoch is errEpochUnknown with the reason the epoch could not be read.
+func (c *Cache[V]) errEpoch() error {
+	if p := c.epochErr.Load(); p != nil {
+		return fmt.Errorf("%w: %w", errEpochUnknown, *p)
+	}
+	return errEpochUnknown
+}
+
 // readEpoch reads the namespace's epoch from L2. Moving to a newer one
 // drops L1: the namespace was cleared.
 func (c *Cache[V]) readEpoch(ctx context.Context) {
@@ -178,6 +187,7 @@ func (c *Cache[V]) readEpoch(ctx context.Context) {
 	defer cancel()
 	n, err := c.epocher.Epoch(ctx, c.epochK)
 	if err != nil {
+		c.epochErr.Store(&err)
 		return
 	}
 	c.epochStale.Store(false)

@@ -28,6 +28,18 @@ const (
 
 func isLease(b []byte) bool { return bytes.HasPrefix(b, []byte(LeasePrefix)) }
 
+// leased returns the value a lease marker keeps beside it (the stale value
+// it replaced), or nil.
+func leased(b []byte) []byte {
+	if !isLease(b) {
+		return nil
+	}
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		return b[i+1:]
+	}
+	return nil
+}
+
 func newLease() string {
 	return LeasePrefix + strconv.FormatUint(rand.Uint64(), 36) + strconv.FormatUint(rand.Uint64(), 36)
 }
@@ -46,7 +58,8 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 		return nil, nil, ""
 	}
 	if !c.epochKnown.Load() {
-		c.fallback(ctx, r.key, ReasonEpochUnknown, nil)
+		c.ctr.l2Errors.Add(1)
+		c.fallback(ctx, r.key, ReasonEpochUnknown, c.errEpoch())
 		return nil, nil, ""
 	}
 	// use decodes b: a hit, or a value to replace (expired, older than a
@@ -58,6 +71,14 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 			return e
 		case errors.Is(err, errExpired) && e != nil:
 			stale = e
+		}
+		return nil
+	}
+	// useLeased looks at the value another instance's lease keeps beside
+	// its marker: a fresh one is a hit, an expired one a stale candidate.
+	useLeased := func(b []byte) *Entry[V] {
+		if v := leased(b); len(v) > 0 {
+			return use(v, nil)
 		}
 		return nil
 	}
@@ -76,6 +97,8 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 			return e, nil, ""
 		}
 		replace = true
+	} else if e := useLeased(b); e != nil {
+		return e, nil, ""
 	}
 	if c.leaser == nil || !wantLease {
 		return nil, stale, ""
@@ -94,6 +117,9 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 				return nil, stale, lease
 			}
 			b, replace = cur, false
+			if e := useLeased(b); e != nil {
+				return e, nil, ""
+			}
 			if !isLease(b) {
 				if e := use(b, nil); e != nil {
 					return e, nil, ""
@@ -132,6 +158,8 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 				return e, nil, ""
 			}
 			replace = true
+		} else if e := useLeased(b); e != nil {
+			return e, nil, ""
 		}
 	}
 }

@@ -144,6 +144,7 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 	fctx, cancel := c.flightContext(ctx)
 	defer cancel()
 	e, l2stale, lease := c.readL2(fctx, r, start, load != nil)
+	l2staleEntry := l2stale
 	if e != nil {
 		if e.Negative {
 			c.ctr.negativeHits.Add(1)
@@ -169,7 +170,7 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 	switch {
 	case cl.panicked != nil:
 		complete()
-		c.releaseLease(fctx, r.key, lease)
+		c.releaseLease(fctx, r.key, lease, l2staleEntry)
 	case err == nil:
 		cl.val = v
 		cl.expires = c.shareUntil(false)
@@ -186,7 +187,7 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 		// is still fresh. Callers that joined it fall back on their own.
 		cl.err = fmt.Errorf("tier: refresh %q: %w", r.key, err)
 		complete()
-		c.releaseLease(fctx, r.key, lease)
+		c.releaseLease(fctx, r.key, lease, l2staleEntry)
 	case stale != nil && c.now() < stale.Deadline:
 		// Fail-safe: the last value stands in for the error, and is re-armed
 		// for FailSafeThrottle so the origin sees one attempt per key per
@@ -201,22 +202,28 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 		c.obs.Event(fctx, Event{Cache: c.o.Name, Kind: EventStaleServed, Key: c.obsKey(r.key), Tier: TierL1, Reason: ReasonOriginError, Err: err})
 		re := &Entry[V]{Value: stale.Value, Negative: stale.Negative, Tags: stale.Tags, Created: stale.Created, Fresh: cl.expires, Deadline: stale.Deadline, Stale: true}
 		c.installL1(cl, r.key, re, c.cost(r.key, stale.Value, 0))
-		c.releaseLease(fctx, r.key, lease)
+		c.releaseLease(fctx, r.key, lease, l2staleEntry)
 	default:
 		cl.err = fmt.Errorf("tier: load %q: %w", r.key, err)
 		complete()
-		c.releaseLease(fctx, r.key, lease)
+		c.releaseLease(fctx, r.key, lease, l2staleEntry)
 	}
 }
 
 // releaseLease gives back a lease whose load produced nothing to write, so
-// the other instances do not wait LeaseWait for it.
-func (c *Cache[V]) releaseLease(ctx context.Context, key, lease string) {
+// the other instances do not wait LeaseWait for it. A stale value the lease
+// replaced (kept beside the marker) is put back for what is left of its
+// fail-safe life.
+func (c *Cache[V]) releaseLease(ctx context.Context, key, lease string, stale *Entry[V]) {
 	if lease == "" {
 		return
 	}
+	var keep time.Duration
+	if stale != nil {
+		keep = time.Duration(stale.Deadline - c.now())
+	}
 	_ = c.l2Op(ctx, OpL2Delete, key, func(ctx context.Context) error { // counted by l2Op
-		return c.leaser.ReleaseLease(ctx, c.Key(key), lease)
+		return c.leaser.ReleaseLease(ctx, c.Key(key), lease, keep)
 	})
 }
 

@@ -40,18 +40,21 @@ const LeasePrefix = "\x00tiercache-lease:"
 // instances that see the marker wait for the value instead of loading too.
 type Leaser interface {
 	// Lease stores the marker lease under key for ttl if key holds nothing
-	// (or, when replace is true, anything but another lease) and returns
-	// nil; otherwise it returns what key holds (a value or another lease),
-	// refusing a value over the size limit as Get does. It is one round
-	// trip.
+	// (or, when replace is true, anything but another lease: then the
+	// marker is stored as lease + "\n" + the old value, so that the other
+	// instances can still use it as a stale value while the load runs) and
+	// returns nil; otherwise it returns what key holds (a value or another
+	// lease), refusing a value over the size limit as Get does. It is one
+	// round trip.
 	Lease(ctx context.Context, key, lease string, ttl time.Duration, replace bool) ([]byte, error)
-	// SetLeased stores value under key for ttl only if key still holds
-	// exactly the marker lease, and reports whether it did. It is one round
-	// trip.
+	// SetLeased stores value under key for ttl only if key still holds the
+	// marker lease (alone, or followed by "\n" and a kept value), and
+	// reports whether it did. It is one round trip.
 	SetLeased(ctx context.Context, key, lease string, value []byte, ttl time.Duration) (bool, error)
-	// ReleaseLease deletes key only if it still holds exactly the marker
-	// lease (a load that failed gives its lease back). It is one round trip.
-	ReleaseLease(ctx context.Context, key, lease string) error
+	// ReleaseLease gives back the lease of a load that failed, if key still
+	// holds it: the value kept beside the marker is put back for keep (when
+	// keep > 0), else the key is deleted. It is one round trip.
+	ReleaseLease(ctx context.Context, key, lease string, keep time.Duration) error
 }
 
 // TagStore is implemented by a [Remote] that keeps, per tag, the last time

@@ -47,7 +47,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 		case !c.br.allow():
 			l2err = errBreakerOpen
 		case !c.epochKnown.Load():
-			l2err = errEpochUnknown
+			l2err = c.errEpoch()
 		default:
 			l2err = c.l2Set(ctx, key, enc, ttl+c.o.FailSafe)
 		}
@@ -150,7 +150,7 @@ func (c *Cache[V]) invalidate(ctx context.Context, keys, tags []string, useBreak
 			return errBreakerOpen
 		}
 		if !c.epochKnown.Load() {
-			return errEpochUnknown
+			return c.errEpoch()
 		}
 		if clearAll {
 			// The namespace moves to the next epoch: every key before it is

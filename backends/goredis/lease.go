@@ -19,32 +19,52 @@ var (
 // leaseScript takes a lease: KEYS[1] the key; ARGV: lease marker, ttl ms,
 // max bytes, replace ("1"/"0"), lease prefix. It returns nil when it stored
 // the marker, else what the key holds (at most max+1 bytes of it).
+// A replaced value is kept after the marker and a newline.
 var leaseScript = redis.NewScript(`
 local v = redis.call('GETRANGE', KEYS[1], 0, tonumber(ARGV[3]))
-if v == '' or (ARGV[4] == '1' and string.sub(v, 1, string.len(ARGV[5])) ~= ARGV[5]) then
+if v == '' then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return false
+end
+if ARGV[4] == '1' and string.sub(v, 1, string.len(ARGV[5])) ~= ARGV[5] then
+  redis.call('SET', KEYS[1], ARGV[1] .. '\n' .. v, 'PX', ARGV[2])
   return false
 end
 return v
 `)
 
+// holdsLease is the Lua test that KEYS[1] holds the marker ARGV[1], alone
+// or followed by a kept value.
+const holdsLease = `
+local m = redis.call('GETRANGE', KEYS[1], 0, string.len(ARGV[1]))
+local held = (m == ARGV[1] or m == ARGV[1] .. '\n')
+`
+
 // setLeasedScript writes a value only if the key still holds exactly the
 // lease marker: KEYS[1] the key; ARGV: marker, value, ttl ms.
-var setLeasedScript = redis.NewScript(`
-if redis.call('GETRANGE', KEYS[1], 0, string.len(ARGV[1])) == ARGV[1] then
+var setLeasedScript = redis.NewScript(holdsLease + `
+if held then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
   return 1
 end
 return 0
 `)
 
-// releaseScript deletes a key only if it still holds exactly the lease
-// marker: KEYS[1] the key; ARGV[1] the marker.
-var releaseScript = redis.NewScript(`
-if redis.call('GETRANGE', KEYS[1], 0, string.len(ARGV[1])) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+// releaseScript gives a lease back: if KEYS[1] still holds the marker
+// ARGV[1], the value kept after it is put back for ARGV[2] ms (when > 0),
+// else the key is deleted.
+var releaseScript = redis.NewScript(holdsLease + `
+if not held then
+  return 0
 end
-return 0
+local keep = tonumber(ARGV[2])
+local full = redis.call('GET', KEYS[1])
+local kept = string.sub(full, string.len(ARGV[1]) + 2)
+if keep > 0 and kept ~= '' then
+  redis.call('SET', KEYS[1], kept, 'PX', keep)
+  return 1
+end
+return redis.call('DEL', KEYS[1])
 `)
 
 // touchTagScript keeps the later of two invalidation times: KEYS[1] the tag
@@ -84,8 +104,12 @@ func (b *Backend) SetLeased(ctx context.Context, key, lease string, value []byte
 }
 
 // ReleaseLease implements tier.Leaser in one round trip (a Lua script).
-func (b *Backend) ReleaseLease(ctx context.Context, key, lease string) error {
-	return translate("release lease", releaseScript.Run(ctx, b.c, []string{key}, lease).Err())
+func (b *Backend) ReleaseLease(ctx context.Context, key, lease string, keep time.Duration) error {
+	var ms int64
+	if keep > 0 {
+		ms = max(1, keep.Milliseconds())
+	}
+	return translate("release lease", releaseScript.Run(ctx, b.c, []string{key}, lease, ms).Err())
 }
 
 // GetTagged implements tier.TagStore: the key and its tags' times in one
