@@ -315,9 +315,6 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 			return confirmed // an error, or silence: a new connection
 		}
 		b.lastHeard.Store(now)
-		if b.o.InstanceID == "bbbb" {
-			println("DBG recv", now/1e6%100000, fmt.Sprintf("%T", msg))
-		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind != "subscribe" {
@@ -427,17 +424,21 @@ func (b *Bus) tick(ctx context.Context) {
 			regs = append(regs, r)
 		}
 		b.mu.Unlock()
-		// Nothing here may block: this loop is what keeps stale entries
-		// from being served while the subscription is stuck. (Replacing
-		// a silent subscription is the receiver's job: closing it here
-		// could wait on go-redis's locks for as long as it is stuck.)
+		// Nothing here may block. (Replacing a silent subscription is the
+		// receiver's job: closing it here could wait on go-redis's locks
+		// for as long as it is stuck.) The age limit is checked by the
+		// cache at each read, so it holds however late this loop runs.
 		for _, r := range regs {
-			if b.o.Heartbeat == 50*time.Millisecond && b.o.InstanceID == "bbbb" {
-				println("DBG tick", now.UnixMilli()%100000, "silent", silent, "confirmed", r.confirmed.Load())
+			switch {
+			case silent || !r.confirmed.Load():
+				r.sink.LimitAge(b.o.StaleBound, "bus_down")
+			case r.silenced.Load():
+				// Heard again on a confirmed subscription after a silence:
+				// what was sent meanwhile may be lost.
+				r.sink.Untrust(now.UnixNano(), "bus_silence_over")
+				r.sink.LimitAge(0, "")
 			}
-			if silent || !r.confirmed.Load() {
-				r.sink.Untrust(now.Add(-b.o.StaleBound).UnixNano(), "bus_down")
-			}
+			r.silenced.Store(silent)
 		}
 		if now.Sub(lastBeat) >= b.o.Heartbeat {
 			lastBeat = now

@@ -317,7 +317,9 @@ func TestBus_CutWriterReplays(t *testing.T) {
 		err := a.cache.Delete(t.Context(), k)
 		require.ErrorIs(t, err, tier.ErrL2, "the caller learns the invalidation did not go out")
 	}
-	require.Equal(t, 100, a.cache.Stats().PendingInvalidations)
+	// The replayer takes the queue out while it retries, so the count can
+	// dip below 100 for a moment; it never reaches 0 while the cut lasts.
+	require.Positive(t, a.cache.Stats().PendingInvalidations)
 	proxy.Heal()
 	healed := time.Now()
 	require.Eventually(t, func() bool {
