@@ -61,9 +61,10 @@ func (t *tiercacheContender) Close() error {
 
 func redisOptions(cfg Config) *redis.Options {
 	return &redis.Options{
-		Addr:         cfg.RedisAddr,
-		DialTimeout:  cfg.RedisDialTimeout,
-		ReadTimeout:  cfg.RedisTimeout,
-		WriteTimeout: cfg.RedisTimeout,
+		Addr:                  cfg.RedisAddr,
+		ContextTimeoutEnabled: true, // goredis.New requires it
+		DialTimeout:           cfg.RedisDialTimeout,
+		ReadTimeout:           cfg.RedisTimeout,
+		WriteTimeout:          cfg.RedisTimeout,
 	}
 }

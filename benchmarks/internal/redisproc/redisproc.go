@@ -76,6 +76,7 @@ func StartOwned() (*Server, error) {
 			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no",
 			"--dir", dir, "--logfile", logPath)
+		dieWithParent(cmd)
 		if err := cmd.Start(); err != nil {
 			return nil, fmt.Errorf("redisproc: start redis-server: %w", err)
 		}
