@@ -71,7 +71,7 @@ type nodeOpts struct {
 	l2Timeout          time.Duration
 }
 
-func newNode(t *testing.T, srv *redistest.Server, ns string, no nodeOpts) *node {
+func newNode(t testing.TB, srv *redistest.Server, ns string, no nodeOpts) *node {
 	t.Helper()
 	client := func(addr string) *redis.Client {
 		o := srv.Options()

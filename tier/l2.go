@@ -278,7 +278,8 @@ func (c *Cache[V]) l2Failed(ctx context.Context, key string, err error) {
 	c.ctr.l2Errors.Add(1)
 	c.br.failure()
 	reason := ReasonL2Error
-	if errors.Is(err, context.DeadlineExceeded) {
+	var te interface{ Timeout() bool }
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &te) && te.Timeout()) {
 		reason = ReasonL2Timeout
 	}
 	c.fallback(ctx, key, reason, err)
