@@ -144,12 +144,15 @@ func TestBus_DeleteReachesOtherInstances(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "1", v)
 	}
+	// B's value is in its L1 (a flight writes L1 asynchronously after an
+	// L2 hit): wait for it, so that "not in L1" below means "dropped".
+	require.Eventually(t, func() bool { _, ok := b.cache.GetIfPresent("user:1"); return ok }, 2*time.Second, 100*time.Microsecond)
 	db.write("user:1")
 	require.NoError(t, a.cache.Delete(t.Context(), "user:1"))
 	require.Eventually(t, func() bool {
 		_, ok := b.cache.GetIfPresent("user:1")
-		return !ok
-	}, 2*time.Second, 100*time.Microsecond, "B dropped its copy")
+		return !ok && b.bus.Stats().Received == 1
+	}, 2*time.Second, 100*time.Microsecond, "B heard the message and dropped its copy")
 	v, err := b.cache.GetOrLoad(t.Context(), "user:1", db.load)
 	require.NoError(t, err)
 	require.Equal(t, "2", v)
