@@ -186,3 +186,31 @@ func TestCache_MaxConcurrentLoads(t *testing.T) {
 	require.LessOrEqual(t, peak.Load(), int64(4))
 	require.EqualValues(t, 50, c.Stats().Loads, "one load per distinct key")
 }
+
+func TestCache_FailSafe_ThrottlesFailingKeysWithoutStale(t *testing.T) {
+	t.Parallel()
+	c := newCache(t, &tier.Options[string]{FailSafe: time.Hour, FailSafeThrottle: time.Hour})
+	var attempts atomic.Int64
+	load := func(context.Context, string) (string, error) {
+		attempts.Add(1)
+		return "", errDB
+	}
+	for range 20 {
+		_, err := c.GetOrLoad(t.Context(), "cold", load)
+		require.ErrorIs(t, err, errDB, "the error still reaches every caller")
+	}
+	require.EqualValues(t, 1, attempts.Load(), "one origin attempt per key per throttle window")
+	require.NoError(t, c.Delete(t.Context(), "cold")) // an invalidation ends the window
+	v, err := c.GetOrLoad(t.Context(), "cold", func(context.Context, string) (string, error) { return "ok", nil })
+	require.NoError(t, err)
+	require.Equal(t, "ok", v)
+
+	// Without FailSafe, errors are not shared: every call tries again.
+	plain := newCache(t, &tier.Options[string]{})
+	attempts.Store(0)
+	for range 5 {
+		_, err := plain.GetOrLoad(t.Context(), "cold", load)
+		require.ErrorIs(t, err, errDB)
+	}
+	require.EqualValues(t, 5, attempts.Load())
+}

@@ -508,7 +508,7 @@ func TestCache_Fault_OriginFails(t *testing.T) {
 	_, _, lateMax, _ := lateLat.summary()
 	t.Logf("warm keys on a: %d calls, %d errors, p99 %v, max %v; origin attempts %d in %v (%d keys, throttle %v), smallest gap %v",
 		warmN, warmErrs.count(), warmP99, warmMax, warmAttempts, failFor, warmKeys, throttle, minGap)
-	t.Logf("cold keys on a: %d calls, p99 %v, max %v; origin attempts %d (%d keys; a failure without a stale value is not throttled)",
+	t.Logf("cold keys on a: %d calls, p99 %v, max %v; origin attempts %d (%d keys; their failures are shared for the throttle window too)",
 		coldN, coldP99, coldMax, coldAttempts, coldKeys)
 	t.Logf("warm keys on b (started during the outage): %d calls, %v, max %v", warmKeys, &lateErrs, lateMax)
 	t.Logf("a: %+v", a.Stats())
@@ -518,6 +518,8 @@ func TestCache_Fault_OriginFails(t *testing.T) {
 	require.Less(t, coldMax, l2Timeout+slack, "and fail fast")
 	require.Less(t, max(warmMax, lateMax), l2Timeout+slack, "a stale value is served as fast as the failure comes")
 	require.Empty(t, tooClose, "at most one origin attempt per key per throttle window")
+	windows := int64(failFor/throttle) + 2
+	require.LessOrEqual(t, int64(coldAttempts), int64(coldKeys)*windows, "failing keys without a stale value are throttled too")
 
 	// The origin heals: the keys are refreshed once their throttle window
 	// ends.

@@ -114,10 +114,15 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 		completed = true
 		close(cl.done)
 	}
+	keep := false // a failed call stays in the table for FailSafeThrottle
 	defer func() {
 		if !completed { // the loader called runtime.Goexit
 			cl.err = fmt.Errorf("tier: load %q: %w", r.key, ErrLoaderGoexit)
 			complete()
+		}
+		if keep {
+			time.AfterFunc(c.o.FailSafeThrottle, func() { c.fl.forget(r.key, cl) })
+			return
 		}
 		c.fl.forget(r.key, cl)
 	}()
@@ -205,6 +210,14 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 		c.releaseLease(fctx, r.key, lease, l2staleEntry)
 	default:
 		cl.err = fmt.Errorf("tier: load %q: %w", r.key, err)
+		if c.o.FailSafe > 0 {
+			// Throttle retries of a failing key that has no stale value:
+			// callers in the next FailSafeThrottle share this error instead
+			// of each trying the origin again (an invalidation of the key
+			// ends the window at once).
+			cl.expires = c.now() + int64(c.o.FailSafeThrottle)
+			keep = true
+		}
 		complete()
 		c.releaseLease(fctx, r.key, lease, l2staleEntry)
 	}

@@ -83,8 +83,11 @@ type Options[V any] struct {
 	// an error. Default: 0, off.
 	FailSafe time.Duration
 	// FailSafeThrottle is how long a stale value served after an origin
-	// failure is served again without asking the origin (one attempt per
-	// key per throttle window). Default: 1 second (with FailSafe).
+	// failure is served again without asking the origin, and how long the
+	// error of a failing key without a stale value is shared by the callers
+	// that come next: one origin attempt per key per window either way
+	// (with FailSafe; a Delete or Set of the key ends the window). Default:
+	// 1 second.
 	FailSafeThrottle time.Duration
 	// SoftTimeout: a caller that has a stale value at hand waits at most
 	// this long for a load, then gets the stale value while the load goes on
