@@ -21,6 +21,7 @@ import (
 	"github.com/tiercache/tiercache/backends/goredis"
 	"github.com/tiercache/tiercache/codec"
 	"github.com/tiercache/tiercache/internal/faultproxy"
+	"github.com/tiercache/tiercache/internal/obstest"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/invalidate"
 	"github.com/tiercache/tiercache/tier"
@@ -36,34 +37,7 @@ const (
 type node struct {
 	cache *tier.Cache[string]
 	bus   *invalidate.Bus
-	rec   *drops
-}
-
-// drops records the L1 drops a cache hears of.
-type drops struct {
-	tier.NoopObserver
-	mu      sync.Mutex
-	reasons []string
-}
-
-func (d *drops) Event(_ context.Context, e tier.Event) {
-	if e.Kind == tier.EventL1Dropped {
-		d.mu.Lock()
-		d.reasons = append(d.reasons, e.Reason)
-		d.mu.Unlock()
-	}
-}
-
-func (d *drops) count(reason string) int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	n := 0
-	for _, r := range d.reasons {
-		if r == reason {
-			n++
-		}
-	}
-	return n
+	rec   *obstest.Recorder
 }
 
 type nodeOpts struct {
@@ -85,7 +59,7 @@ func newNode(t testing.TB, srv *redistest.Server, ns string, no nodeOpts) *node 
 		return c
 	}
 	bus := invalidate.Must(client(no.busAddr), &invalidate.Options{Heartbeat: heartbeat})
-	rec := &drops{}
+	rec := &obstest.Recorder{}
 	l2Timeout := no.l2Timeout
 	if l2Timeout == 0 {
 		l2Timeout = time.Second
@@ -104,7 +78,7 @@ func newNode(t testing.TB, srv *redistest.Server, ns string, no nodeOpts) *node 
 		require.NoError(t, <-done)
 	})
 	// Wait until the subscription is confirmed (its confirmation drops L1).
-	require.Eventually(t, func() bool { return rec.count("subscribed") > 0 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return rec.Dropped("subscribed") > 0 }, 5*time.Second, time.Millisecond)
 	return &node{cache: c, bus: bus, rec: rec}
 }
 
@@ -229,7 +203,7 @@ func TestBus_SubscriberKilled(t *testing.T) {
 		return err == nil && v == want
 	}, 2*time.Second, time.Millisecond)
 	require.Positive(t, b.bus.Stats().Reconnects)
-	require.Greater(t, b.rec.count("subscribed"), 1, "each resubscription dropped L1")
+	require.Greater(t, b.rec.Dropped("subscribed"), 1, "each resubscription dropped L1")
 }
 
 func TestBus_SubscriberBlackholed(t *testing.T) {
@@ -257,7 +231,7 @@ func TestBus_SubscriberBlackholed(t *testing.T) {
 	}, 2*time.Second, time.Millisecond)
 	detected := time.Since(cut)
 	require.Less(t, detected, deadAfter+deadAfter+500*time.Millisecond)
-	require.Positive(t, b.rec.count("bus_down"))
+	require.Positive(t, b.rec.Dropped("bus_down"))
 	t.Logf("stale copy dropped %v after the blackhole (bound %v)", detected.Round(time.Millisecond), 2*deadAfter)
 
 	// Keep it blackholed for a while: nothing older than the bound is served.
@@ -272,7 +246,7 @@ func TestBus_SubscriberBlackholed(t *testing.T) {
 		require.Equal(t, want, v, "before %+v\nafter %+v", before, b.cache.Stats())
 	}
 	proxy.Heal()
-	require.Eventually(t, func() bool { return b.rec.count("subscribed") > 1 }, 5*time.Second, time.Millisecond, "B resubscribed")
+	require.Eventually(t, func() bool { return b.rec.Dropped("subscribed") > 1 }, 5*time.Second, time.Millisecond, "B resubscribed")
 }
 
 func TestBus_RedisRestartedEmpty(t *testing.T) {
@@ -285,11 +259,11 @@ func TestBus_RedisRestartedEmpty(t *testing.T) {
 		_, err := n.cache.GetOrLoad(t.Context(), "k", db.load)
 		require.NoError(t, err)
 	}
-	before := []int{a.rec.count("subscribed"), b.rec.count("subscribed")}
+	before := []int{a.rec.Dropped("subscribed"), b.rec.Dropped("subscribed")}
 	srv.Kill()
 	srv.Restart()
 	require.Eventually(t, func() bool {
-		return a.rec.count("subscribed") > before[0] && b.rec.count("subscribed") > before[1]
+		return a.rec.Dropped("subscribed") > before[0] && b.rec.Dropped("subscribed") > before[1]
 	}, 10*time.Second, time.Millisecond, "every instance dropped L1")
 	for _, n := range []*node{a, b} {
 		_, ok := n.cache.GetIfPresent("k")

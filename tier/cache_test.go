@@ -261,7 +261,7 @@ func TestCache_Keys(t *testing.T) {
 			require.Equal(t, tt.key, v, "binary-safe keys come back as they went in")
 		})
 	}
-	for _, e := range rec.all() {
+	for _, e := range rec.Events() {
 		require.NotContains(t, e.Key, "user", "the observer sees hashed keys by default")
 	}
 }
@@ -289,7 +289,7 @@ func TestCache_Set_ValueTooLarge(t *testing.T) {
 	}
 	require.EqualValues(t, 2, loads.Load())
 	require.EqualValues(t, 3, c.Stats().Refused)
-	require.Equal(t, 3, rec.count(tier.EventValueRefused))
+	require.Equal(t, 3, rec.Count(tier.EventValueRefused))
 }
 
 func TestCache_Delete_FencesRunningLoad(t *testing.T) {

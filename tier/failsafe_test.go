@@ -48,7 +48,7 @@ func TestCache_FailSafe_ServesStaleWhenOriginFails(t *testing.T) {
 	}
 	require.Equal(t, before+1, attempts.Load(), "one origin attempt per key per throttle window")
 	require.EqualValues(t, 100, c.Stats().StaleServed)
-	require.Positive(t, rec.count(tier.EventStaleServed))
+	require.Positive(t, rec.Count(tier.EventStaleServed))
 
 	clock.Advance(11 * time.Second) // the throttle window is over: one more attempt
 	_, err = c.GetOrLoad(t.Context(), "warm", load)

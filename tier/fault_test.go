@@ -129,7 +129,7 @@ func over[V any](t *testing.T, rdb *redis.Client, o tier.Options[V]) *tier.Cache
 // reasons counts the fallback reasons an observer heard.
 func reasons(rec *recorder) map[string]int {
 	m := map[string]int{}
-	for _, e := range rec.all() {
+	for _, e := range rec.Events() {
 		if e.Kind == tier.EventFallback {
 			m[e.Reason]++
 		}
@@ -863,7 +863,7 @@ func TestCache_Fault_HugeValueRefused(t *testing.T) {
 
 	var tooLarge *tier.ValueTooLargeError
 	found := false
-	for _, e := range rec.all() {
+	for _, e := range rec.Events() {
 		if e.Kind == tier.EventDecodeError && errors.As(e.Err, &tooLarge) {
 			found = true
 			require.Equal(t, limit+1, tooLarge.Size, "GETRANGE read at most limit+1 bytes")

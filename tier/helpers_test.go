@@ -2,56 +2,18 @@ package tier_test
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tiercache/tiercache/internal/obstest"
 	"github.com/tiercache/tiercache/tier"
 )
 
-// recorder is an Observer that keeps every event.
-type recorder struct {
-	mu     sync.Mutex
-	events []tier.Event
-	ends   []tier.Result
-	calls  []tier.Call
-}
-
-func (r *recorder) Begin(ctx context.Context, _ tier.Call) context.Context { return ctx }
-
-func (r *recorder) End(_ context.Context, c tier.Call, res tier.Result) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.calls = append(r.calls, c)
-	r.ends = append(r.ends, res)
-}
-
-func (r *recorder) Event(_ context.Context, e tier.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-}
-
-func (r *recorder) count(kind tier.EventKind) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, e := range r.events {
-		if e.Kind == kind {
-			n++
-		}
-	}
-	return n
-}
-
-func (r *recorder) all() []tier.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]tier.Event(nil), r.events...)
-}
+// recorder is the recording observer the tests share.
+type recorder = obstest.Recorder
 
 // fakeClock is a Clock that moves only when told.
 type fakeClock struct{ ns atomic.Int64 }

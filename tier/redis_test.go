@@ -90,13 +90,13 @@ func TestCache_L2_BadBytesAreAMiss(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			key := fmt.Sprintf("user:%d", i)
 			require.NoError(t, tt.plant(c.Key(key)))
-			before := rec.count(tier.EventDecodeError)
+			before := rec.Count(tier.EventDecodeError)
 			v, err := c.GetOrLoad(t.Context(), key, func(context.Context, string) (*profile, error) {
 				return &profile{ID: int64(i)}, nil
 			})
 			require.NoError(t, err)
 			require.EqualValues(t, i, v.ID, "the origin answered")
-			require.Equal(t, before+1, rec.count(tier.EventDecodeError), "the observer heard a decode error")
+			require.Equal(t, before+1, rec.Count(tier.EventDecodeError), "the observer heard a decode error")
 			// The bad bytes are gone: replaced by the loaded value.
 			require.Eventually(t, func() bool {
 				b, err := rdb.Get(t.Context(), c.Key(key)).Bytes()
@@ -123,7 +123,7 @@ func TestCache_L2_OversizedValueRefusedBeforeReading(t *testing.T) {
 	require.Equal(t, "small", v)
 	var tooLarge *tier.ValueTooLargeError
 	found := false
-	for _, e := range rec.all() {
+	for _, e := range rec.Events() {
 		if e.Kind == tier.EventDecodeError && errors.As(e.Err, &tooLarge) {
 			found = true
 			require.Equal(t, 1025, tooLarge.Size, "GETRANGE read at most limit+1 bytes")
@@ -304,6 +304,6 @@ func TestCache_L2_RedisKilled(t *testing.T) {
 		_, _ = c.GetOrLoad(t.Context(), "after", load)
 		return c.Stats().Breaker == tier.BreakerClosed && rdb.Exists(t.Context(), c.Key("after")).Val() == 1
 	}, 10*time.Second, 20*time.Millisecond, "the breaker closed and L2 fills again")
-	require.Positive(t, rec.count(tier.EventFallback))
+	require.Positive(t, rec.Count(tier.EventFallback))
 	t.Logf("origin loads during the run: %d of %d calls; fallbacks %d", c.Stats().Loads, calls, c.Stats().Fallbacks)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tiercache/tiercache/backends/goredis"
+	"github.com/tiercache/tiercache/internal/obstest"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/invalidate"
 	"github.com/tiercache/tiercache/tier"
@@ -103,33 +103,6 @@ func denials(t *testing.T, admin *redis.Client) []string {
 	return out
 }
 
-// events records the L1 drops a cache hears of ("subscribed" once its bus
-// subscription is confirmed).
-type events struct {
-	tier.NoopObserver
-	mu      sync.Mutex
-	reasons []string
-}
-
-func (e *events) Event(_ context.Context, ev tier.Event) {
-	if ev.Kind == tier.EventL1Dropped {
-		e.mu.Lock()
-		e.reasons = append(e.reasons, ev.Reason)
-		e.mu.Unlock()
-	}
-}
-
-func (e *events) subscribed() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, r := range e.reasons {
-		if r == "subscribed" {
-			return true
-		}
-	}
-	return false
-}
-
 // userClient returns a client that logs in as the ACL user "tc".
 func userClient(t *testing.T, srv *redistest.Server) *redis.Client {
 	t.Helper()
@@ -146,7 +119,7 @@ func userClient(t *testing.T, srv *redistest.Server) *redis.Client {
 // connection. It waits (up to subscribeWait) for the bus's subscription.
 func instance(t *testing.T, srv *redistest.Server, ns string, withBus bool, subscribeWait time.Duration) (*tier.Cache[string], *invalidate.Bus) {
 	t.Helper()
-	ev := &events{}
+	ev := &obstest.Recorder{}
 	o := &tier.Options[string]{
 		Namespace: ns, L2: goredis.Must(userClient(t, srv), nil), Observer: ev,
 		L2Timeout: 5 * time.Second, TTL: time.Hour,
@@ -168,7 +141,7 @@ func instance(t *testing.T, srv *redistest.Server, ns string, withBus bool, subs
 	t.Cleanup(func() { require.NoError(t, c.Close()) }) // runs before the bus stops
 	if withBus {
 		deadline := time.Now().Add(subscribeWait)
-		for !ev.subscribed() && time.Now().Before(deadline) {
+		for ev.Dropped("subscribed") == 0 && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond) // polling a condition with a bound, as require.Eventually does
 		}
 	}
