@@ -51,12 +51,15 @@ type Cache[V any] struct {
 	epochStale atomic.Bool           // re-read the epoch soon (a clear may have been missed)
 	epochErr   atomic.Pointer[error] // why the last epoch read failed
 
-	br   breaker
-	fl   flights[V]
-	ctr  counters
-	tags tagTimes
-	out  outbox
-	sem  chan struct{} // MaxConcurrentLoads slots; nil: unbounded
+	br breaker
+	fl flights[V]
+	// l2Misses tells whether the first L2 round trip of a miss should be
+	// the get-or-lease script (L2 reads mostly miss) or a plain read.
+	l2Misses missScore
+	ctr      counters
+	tags     tagTimes
+	out      outbox
+	sem      chan struct{} // MaxConcurrentLoads slots; nil: unbounded
 
 	// trustFloor: entries whose read began before it (Created < trustFloor)
 	// are not served. Raising it drops L1 as a whole in O(1).
@@ -89,6 +92,8 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 		}
 		c.l1 = l1
 	}
+	c.fl.wait = c.l1.Wait
+	c.fl.trusted = c.trustedAt
 	c.l1stats, _ = c.l1.(LocalStats)
 	c.leaser, _ = c.l2.(Leaser)
 	c.tagger, _ = c.l2.(TagStore)
@@ -223,13 +228,19 @@ func (c *Cache[V]) hitNow() int64 {
 // trusted reports whether nothing this cache heard of (a drop of L1, a
 // tag invalidation, an age limit while the invalidator is down) rules e out.
 func (c *Cache[V]) trusted(e *Entry[V]) bool {
-	if e.Created < c.trustFloor.Load() {
+	return c.trustedAt(e.Created, e.Tags)
+}
+
+// trustedAt is trusted for a value whose read began at created and that
+// depends on tags.
+func (c *Cache[V]) trustedAt(created int64, tags []string) bool {
+	if created < c.trustFloor.Load() {
 		return false
 	}
-	if ma := c.maxAge.Load(); ma != 0 && c.now()-e.Created > ma {
+	if ma := c.maxAge.Load(); ma != 0 && c.now()-created > ma {
 		return false
 	}
-	return len(e.Tags) == 0 || c.tags.valid(e.Tags, e.Created)
+	return len(tags) == 0 || c.tags.valid(tags, created)
 }
 
 // fresh reports whether e may be served now.

@@ -1,6 +1,9 @@
 package tier
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // call is one load in flight for one key (or one key of a batch load).
 type call[V any] struct {
@@ -29,7 +32,29 @@ type flights[V any] struct {
 	m      map[string]*call[V] // guarded by mu
 	closed bool                // guarded by mu
 	wg     sync.WaitGroup      // counts flight goroutines; Add only under mu while !closed
+
+	// Retirement: a completed call whose value went to L1 leaves the table
+	// only once that value is visible there (ristretto applies Sets
+	// asynchronously). Instead of each flight waiting for L1, completed
+	// calls queue here and one sweeper waits for L1 once per batch.
+	// trusted (set by New) reports whether a value read at started, that
+	// depends on tags, may still be served; nil: always.
+	trusted  func(started int64, tags []string) bool
+	wait     func()       // blocks until earlier L1 Sets are visible; set by New
+	retiring []retiree[V] // guarded by mu
+	sweeping bool         // guarded by mu: a sweeper goroutine runs
 }
+
+// retiree is a completed call waiting to leave the table.
+type retiree[V any] struct {
+	key string
+	c   *call[V]
+}
+
+// sweepDelay is how long a sweeper gathers completed calls before it waits
+// for L1: at most one sweeper goroutine per sweepDelay, however many
+// flights complete.
+const sweepDelay = time.Millisecond
 
 // usable reports whether a caller arriving at now may join c: c is still
 // running, or it completed with a value that is still fresh.
@@ -43,39 +68,54 @@ func (c *call[V]) usable(now int64) bool {
 }
 
 // join returns the call for key and whether the caller must run it (and
-// then call wg.Done). It returns nil once the table is closed.
-func (f *flights[V]) join(key string, now int64) (c *call[V], leader bool) {
-	return f.joinIf(key, now, func(c *call[V]) bool { return c.usable(now) })
-}
-
-// joinRunning is join for a refresh: a completed call does not count.
-func (f *flights[V]) joinRunning(key string, now int64) (c *call[V], leader bool) {
-	return f.joinIf(key, now, func(c *call[V]) bool {
-		select {
-		case <-c.done:
-			return false
-		default:
-			return true
-		}
-	})
-}
-
-func (f *flights[V]) joinIf(key string, now int64, keep func(*call[V]) bool) (c *call[V], leader bool) {
+// then call wg.Done). A call is joined while it runs, or after it completed
+// with a value that is still fresh, unless something heard since it started
+// rules its value out (a drop of L1, an invalidation of one of tags): such
+// a call is fenced and replaced. join returns nil once the table is closed.
+func (f *flights[V]) join(key string, now int64, tags []string) (c *call[V], leader bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return nil, false
 	}
-	if c, ok := f.m[key]; ok && keep(c) {
-		return c, false
+	if c, ok := f.m[key]; ok {
+		if f.trusted == nil || f.trusted(c.started, tags) {
+			if c.usable(now) {
+				return c, false
+			}
+		} else {
+			c.fenced = true
+		}
 	}
+	return f.start(key, now), true
+}
+
+// start puts a new call for key in the table; f.mu is held.
+func (f *flights[V]) start(key string, now int64) *call[V] {
 	if f.m == nil {
 		f.m = make(map[string]*call[V])
 	}
-	c = &call[V]{done: make(chan struct{}), started: now}
+	c := &call[V]{done: make(chan struct{}), started: now}
 	f.m[key] = c
 	f.wg.Add(1)
-	return c, true
+	return c
+}
+
+// joinRunning is join for a refresh: a completed call does not count.
+func (f *flights[V]) joinRunning(key string, now int64) (c *call[V], leader bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, false
+	}
+	if c, ok := f.m[key]; ok {
+		select {
+		case <-c.done:
+		default:
+			return c, false
+		}
+	}
+	return f.start(key, now), true
 }
 
 // joinMany is join for several keys under one lock. leaders[i] reports
@@ -115,6 +155,53 @@ func (f *flights[V]) forget(key string, c *call[V]) {
 		delete(f.m, key)
 	}
 	f.mu.Unlock()
+}
+
+// retire removes c from the table, if it is still the call for key, once
+// the L1 Sets made before this call are visible. Until then c answers
+// callers that miss L1 (while it is usable).
+func (f *flights[V]) retire(key string, c *call[V]) {
+	f.mu.Lock()
+	if f.closed || f.m[key] != c {
+		f.mu.Unlock()
+		return
+	}
+	f.retiring = append(f.retiring, retiree[V]{key, c})
+	start := !f.sweeping
+	if start {
+		f.sweeping = true
+		f.wg.Add(1)
+	}
+	f.mu.Unlock()
+	if start {
+		go f.sweep()
+	}
+}
+
+// sweep retires queued calls in batches until the queue is empty.
+func (f *flights[V]) sweep() {
+	defer f.wg.Done()
+	var batch []retiree[V]
+	for {
+		time.Sleep(sweepDelay)
+		f.mu.Lock()
+		batch, f.retiring = f.retiring, batch[:0]
+		if len(batch) == 0 || f.closed {
+			f.sweeping = false
+			f.mu.Unlock()
+			return
+		}
+		f.mu.Unlock()
+		f.wait()
+		f.mu.Lock()
+		for i, r := range batch {
+			if f.m[r.key] == r.c {
+				delete(f.m, r.key)
+			}
+			batch[i] = retiree[V]{}
+		}
+		f.mu.Unlock()
+	}
 }
 
 // fence marks the call for key as overtaken by an invalidation and removes

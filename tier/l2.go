@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/tiercache/tiercache/codec"
@@ -44,92 +45,155 @@ func newLease() string {
 	return LeasePrefix + strconv.FormatUint(rand.Uint64(), 36) + strconv.FormatUint(rand.Uint64(), 36)
 }
 
-// readL2 looks key up in L2. It returns the entry on a hit. On a miss with a
-// Leaser L2 and wantLease, it takes the key's lease (one more round trip)
-// and returns it, or, if another instance holds it, waits up to LeaseWait
-// for that instance's value. Any failure is a miss without a lease; L2
-// failures count against the breaker and are reported as fallbacks.
-func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease bool) (hit, stale *Entry[V], lease string) {
+// l2read is one flight's read of its key in L2: a first round trip on the
+// leader's goroutine ([Cache.l2Start]), and, only when it is needed, the
+// rest (taking the lease, waiting for another instance's load) on the
+// flight's goroutine ([Cache.l2Finish]).
+type l2read[V any] struct {
+	hit   *Entry[V] // a usable value
+	stale *Entry[V] // a value past its fresh life that may stand in for a failed load
+	lease string    // the lease this flight holds: it loads and writes L2
+
+	b       []byte // what the first round trip found, for l2Finish
+	replace bool   // b is a value to replace under a lease
+	retry   bool   // the first round trip ended with the caller's context: redo it
+	open    bool   // l2Start left the read open: l2Finish must end it
+	want    bool   // the flight will load on a miss (it may take the lease)
+}
+
+// use decodes b, read at start: a hit, or a value to replace (expired,
+// older than a tag or than the entry a refresh started from, or corrupt and
+// deleted).
+func (c *Cache[V]) use(ctx context.Context, s *l2read[V], r req, b []byte, tagAt []int64, start int64) *Entry[V] {
+	e, err := c.decodeChecked(ctx, r, b, start, tagAt)
+	switch {
+	case err == nil && (!r.refresh || e.Fresh > r.minFresh):
+		return e
+	case errors.Is(err, errExpired) && e != nil:
+		s.stale = e
+	}
+	return nil
+}
+
+// useLeased looks at the value another instance's lease keeps beside its
+// marker: a fresh one is a hit, an expired one a stale candidate.
+func (c *Cache[V]) useLeased(ctx context.Context, s *l2read[V], r req, b []byte, start int64) *Entry[V] {
+	if v := leased(b); len(v) > 0 {
+		return c.use(ctx, s, r, v, nil, start)
+	}
+	return nil
+}
+
+// l2Start makes the first L2 round trip of a read of r and reports whether
+// the read is over: a hit (s.hit), a miss with the lease taken (s.lease), a
+// miss with nothing more to do, or a failure (a fallback, already
+// reported). It runs on the caller's goroutine (ctx is the caller's) and
+// waits at most L2Timeout.
+//
+// The round trip is a plain read, or, when the caller will load on a miss
+// and L2 reads of this cache mostly miss, the get-or-lease script, which
+// answers a hit as well: a miss then costs one round trip instead of two.
+func (c *Cache[V]) l2Start(ctx context.Context, r req, start int64, wantLease bool, s *l2read[V]) bool {
 	if c.l2 == nil {
-		return nil, nil, ""
+		return true
 	}
 	if !c.br.allow() {
 		c.fallback(ctx, r.key, ReasonBreakerOpen, nil)
-		return nil, nil, ""
+		return true
 	}
 	if !c.epochKnown.Load() {
 		c.ctr.l2Errors.Add(1)
 		c.fallback(ctx, r.key, ReasonEpochUnknown, c.errEpoch())
-		return nil, nil, ""
+		return true
 	}
-	// use decodes b: a hit, or a value to replace (expired, older than a
-	// tag or than the entry a refresh started from, or corrupt and deleted).
-	use := func(b []byte, tagAt []int64) *Entry[V] {
-		e, err := c.decodeChecked(ctx, r, b, start, tagAt)
-		switch {
-		case err == nil && (!r.refresh || e.Fresh > r.minFresh):
-			return e
-		case errors.Is(err, errExpired) && e != nil:
-			stale = e
-		}
-		return nil
-	}
-	// useLeased looks at the value another instance's lease keeps beside
-	// its marker: a fresh one is a hit, an expired one a stale candidate.
-	useLeased := func(b []byte) *Entry[V] {
-		if v := leased(b); len(v) > 0 {
-			return use(v, nil)
-		}
-		return nil
-	}
-	// One L2 budget for the whole read (GET, then the lease): a caller never
-	// waits on Redis longer than L2Timeout, plus LeaseWait only while
-	// another instance is known to be loading the key.
+	s.want = wantLease
+	wantLease = wantLease && c.leaser != nil
 	budget, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
-	b, tagAt, ok := c.l2Get(budget, r)
-	if !ok {
-		return nil, nil, ""
-	}
-	replace := false
-	if b != nil && !isLease(b) {
-		if e := use(b, tagAt); e != nil {
-			return e, nil, ""
+	var (
+		b     []byte
+		tagAt []int64
+	)
+	if wantLease && len(r.tags) == 0 && c.l2Misses.leaseFirst() {
+		lease := newLease()
+		cur, err := c.l2Lease(budget, ctx, r.key, lease, false)
+		if err != nil {
+			s.retry = ctx.Err() != nil
+			return !s.retry
 		}
-		replace = true
-	} else if e := useLeased(b); e != nil {
-		return e, nil, ""
+		c.l2Misses.note(cur == nil || isLease(cur))
+		if cur == nil {
+			s.lease = lease
+			return true
+		}
+		b = cur
+	} else {
+		var ok bool
+		b, tagAt, ok = c.l2Get(budget, ctx, r)
+		if !ok {
+			s.retry = ctx.Err() != nil
+			return !s.retry
+		}
+		c.l2Misses.note(b == nil || isLease(b))
 	}
-	if c.leaser == nil || !wantLease {
-		return nil, stale, ""
+	if b != nil && !isLease(b) {
+		if s.hit = c.use(ctx, s, r, b, tagAt, start); s.hit != nil {
+			return true
+		}
+		s.replace = true
+	} else if s.hit = c.useLeased(ctx, s, r, b, start); s.hit != nil {
+		return true
 	}
+	if !wantLease {
+		return true
+	}
+	s.b = b
+	return false
+}
+
+// l2Finish ends a read that l2Start left open: it takes the key's lease
+// and returns with it, or, if another instance holds it, waits up to
+// LeaseWait for that instance's value. Any failure ends the read without a
+// lease. Each L2 round trip gets its own L2Timeout; the waits between them
+// are spent only while another instance is known to be loading the key.
+func (c *Cache[V]) l2Finish(ctx context.Context, r req, start int64, s *l2read[V]) {
+	if s.retry {
+		// The caller who started the read gave up during its round trip:
+		// the flight reads again on its own context.
+		want := s.want
+		*s = l2read[V]{}
+		if c.l2Start(ctx, r, start, want, s) {
+			return
+		}
+	}
+	b, replace := s.b, s.replace
 	var deadline time.Time
 	backoff := leaseBackoffMin
-	leaseCtx := budget // after a wait, each L2 call gets its own L2Timeout
 	for {
 		if b == nil || replace {
 			lease := newLease()
-			cur, err := c.l2Lease(leaseCtx, r.key, lease, replace)
+			cur, err := c.l2LeaseWithin(ctx, r.key, lease, replace)
 			if err != nil {
-				return nil, stale, ""
+				return
 			}
 			if cur == nil {
-				return nil, stale, lease
+				s.lease = lease
+				return
 			}
 			b, replace = cur, false
-			if e := useLeased(b); e != nil {
-				return e, nil, ""
+			if s.hit = c.useLeased(ctx, s, r, b, start); s.hit != nil {
+				return
 			}
 			if !isLease(b) {
-				if e := use(b, nil); e != nil {
-					return e, nil, ""
+				if s.hit = c.use(ctx, s, r, b, nil, start); s.hit != nil {
+					return
 				}
 				// A value appeared but cannot be used: replace it, once.
 				if deadline.IsZero() {
 					replace = true
 					continue
 				}
-				return nil, stale, ""
+				return
 			}
 		}
 		// Another instance holds the lease: it is loading the key.
@@ -138,43 +202,82 @@ func (c *Cache[V]) readL2(ctx context.Context, r req, start int64, wantLease boo
 			c.ctr.leaseWaits.Add(1)
 		}
 		if time.Now().Add(backoff).After(deadline) {
-			return nil, stale, "" // load without a lease; L2 is not written
+			return // load without a lease; L2 is not written
 		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, stale, ""
+			return
 		case <-t.C:
 		}
 		backoff = min(2*backoff, leaseBackoffMax)
-		leaseCtx = ctx
+		var (
+			tagAt []int64
+			ok    bool
+		)
 		b, tagAt, ok = c.l2GetWithin(ctx, r)
 		if !ok {
-			return nil, stale, ""
+			return
 		}
 		if b != nil && !isLease(b) {
-			if e := use(b, tagAt); e != nil {
-				return e, nil, ""
+			if s.hit = c.use(ctx, s, r, b, tagAt, start); s.hit != nil {
+				return
 			}
 			replace = true
-		} else if e := useLeased(b); e != nil {
-			return e, nil, ""
+		} else if s.hit = c.useLeased(ctx, s, r, b, start); s.hit != nil {
+			return
 		}
 	}
 }
 
+// missScore tells whether a cache's L2 reads mostly miss: it rises by 1
+// per miss and falls by missScoreHit per hit, within [0, 2*missScoreAt].
+// The get-or-lease script costs a little more than a plain read on a hit
+// and saves a whole round trip on a miss; on this machine the script pays
+// once more than about one read in five misses, which is where the score
+// drifts up past missScoreAt (the weights are 1 and 4).
+type missScore struct{ n atomic.Int32 }
+
+const (
+	missScoreAt  = 32
+	missScoreHit = 4
+)
+
+func (m *missScore) leaseFirst() bool { return m.n.Load() >= missScoreAt }
+
+// note records one L2 read. Concurrent updates may be lost: the score is a
+// hint.
+func (m *missScore) note(miss bool) {
+	n := m.n.Load()
+	if miss {
+		n = min(n+1, 2*missScoreAt)
+	} else {
+		n = max(n-missScoreHit, 0)
+	}
+	m.n.Store(n)
+}
+
 // l2GetWithin is l2Get with a fresh L2Timeout.
 func (c *Cache[V]) l2GetWithin(ctx context.Context, r req) ([]byte, []int64, bool) {
-	ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
+	l2ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
-	return c.l2Get(ctx, r)
+	return c.l2Get(l2ctx, ctx, r)
+}
+
+// l2LeaseWithin is l2Lease with a fresh L2Timeout.
+func (c *Cache[V]) l2LeaseWithin(ctx context.Context, key, lease string, replace bool) ([]byte, error) {
+	l2ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
+	defer cancel()
+	return c.l2Lease(l2ctx, ctx, key, lease, replace)
 }
 
 // l2Get reads the bytes of r's key (and, with a TagStore, its tags'
-// invalidation times), within ctx's deadline. ok is false when L2 failed; b
-// is nil for a miss or a value refused and deleted.
-func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, tagAt []int64, ok bool) {
+// invalidation times), within ctx's deadline; ctx is parent with the L2
+// budget. ok is false when L2 failed; b is nil for a miss or a value
+// refused and deleted. A failure after parent ended is the caller's, not
+// Redis's: it is not counted against the breaker.
+func (c *Cache[V]) l2Get(ctx, parent context.Context, r req) (b []byte, tagAt []int64, ok bool) {
 	call := c.call(OpL2Get, r.key)
 	octx := c.obs.Begin(ctx, call)
 	t0 := time.Now()
@@ -202,7 +305,7 @@ func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, tagAt []int64, o
 		c.br.success()
 		c.corrupt(octx, r.key, err)
 		b, ok = nil, true
-	case c.stop.Err() != nil: // closing: not Redis's fault
+	case c.stop.Err() != nil || parent.Err() != nil: // closing or given up: not Redis's fault
 		res.Err = err
 	default:
 		c.l2Failed(octx, r.key, err)
@@ -277,6 +380,11 @@ func (c *Cache[V]) decode(b []byte, start int64) (*Entry[V], codec.Header, error
 func (c *Cache[V]) l2Failed(ctx context.Context, key string, err error) {
 	c.ctr.l2Errors.Add(1)
 	c.br.failure()
+	c.l2FailedEvent(ctx, key, err)
+}
+
+// l2FailedEvent reports a read that falls back because L2 failed.
+func (c *Cache[V]) l2FailedEvent(ctx context.Context, key string, err error) {
 	reason := ReasonL2Error
 	var te interface{ Timeout() bool }
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &te) && te.Timeout()) {
@@ -293,17 +401,24 @@ func (c *Cache[V]) fallback(ctx context.Context, key, reason string, err error) 
 // l2Op runs one L2 operation with the observer and the breaker's
 // accounting, within L2Timeout (and ctx's own deadline, if sooner).
 func (c *Cache[V]) l2Op(ctx context.Context, op Op, key string, f func(ctx context.Context) error) error {
+	l2ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
+	defer cancel()
+	return c.l2Call(l2ctx, ctx, op, key, f)
+}
+
+// l2Call is l2Op within ctx's deadline; ctx is parent with the L2 budget.
+// A failure after parent ended is not counted against the breaker.
+func (c *Cache[V]) l2Call(ctx, parent context.Context, op Op, key string, f func(ctx context.Context) error) error {
 	call := c.call(op, key)
 	ctx = c.obs.Begin(ctx, call)
 	t0 := time.Now()
-	l2ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
-	err := f(l2ctx)
-	cancel()
-	if isL2Failure(err) {
+	err := f(ctx)
+	switch {
+	case !isL2Failure(err):
+		c.br.success()
+	case c.stop.Err() == nil && parent.Err() == nil:
 		c.ctr.l2Errors.Add(1)
 		c.br.failure()
-	} else {
-		c.br.success()
 	}
 	c.obs.End(ctx, call, Result{Err: err, Duration: time.Since(t0)})
 	return err
@@ -329,10 +444,11 @@ func (c *Cache[V]) l2SetLeased(ctx context.Context, key, lease string, enc []byt
 	return ok, err
 }
 
-// l2Lease takes the lease of key or returns what it holds.
-func (c *Cache[V]) l2Lease(ctx context.Context, key, lease string, replace bool) (cur []byte, err error) {
+// l2Lease takes the lease of key or returns what it holds, within ctx's
+// deadline (ctx is parent with the L2 budget).
+func (c *Cache[V]) l2Lease(ctx, parent context.Context, key, lease string, replace bool) (cur []byte, err error) {
 	full := c.Key(key)
-	err = c.l2Op(ctx, OpL2Lease, key, func(ctx context.Context) error {
+	err = c.l2Call(ctx, parent, OpL2Lease, key, func(ctx context.Context) error {
 		cur, err = c.leaser.Lease(ctx, full, lease, c.o.LoadTimeout+c.o.L2Timeout, replace)
 		return err
 	})
@@ -341,8 +457,11 @@ func (c *Cache[V]) l2Lease(ctx context.Context, key, lease string, replace bool)
 		return cur, nil
 	case errors.Is(err, ErrCorrupt), errors.Is(err, ErrValueTooLarge):
 		// Bad bytes: they were counted; replace them under a lease.
-		c.corrupt(ctx, key, err)
+		c.corrupt(parent, key, err)
 		return nil, err
+	}
+	if isL2Failure(err) && c.stop.Err() == nil && parent.Err() == nil {
+		c.l2FailedEvent(ctx, key, err)
 	}
 	return nil, err
 }

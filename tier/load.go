@@ -27,7 +27,7 @@ func (c *Cache[V]) miss(ctx context.Context, r req, load LoadFunc[V], stale *Ent
 	if err := c.checkKey(r.key); err != nil {
 		return zero, err
 	}
-	cl, leader := c.fl.join(r.key, c.now())
+	cl, leader := c.fl.join(r.key, c.now(), r.tags)
 	if cl == nil {
 		return zero, ErrClosed
 	}
@@ -36,7 +36,7 @@ func (c *Cache[V]) miss(ctx context.Context, r req, load LoadFunc[V], stale *Ent
 		c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventMiss, Key: c.obsKey(r.key), Tier: TierL1})
 	}
 	if leader {
-		go c.run(ctx, r, cl, load, stale)
+		c.lead(ctx, r, cl, load, stale)
 	}
 	var soft <-chan time.Time
 	if stale != nil && c.o.SoftTimeout > 0 {
@@ -89,7 +89,7 @@ func (c *Cache[V]) refreshAhead(ctx context.Context, r req, load LoadFunc[V], e 
 	}
 	c.ctr.refreshes.Add(1)
 	r.refresh, r.minFresh = true, e.Fresh
-	go c.run(ctx, r, cl, load, e)
+	go c.run(ctx, r, cl, load, e, c.now(), nil)
 }
 
 // flightContext returns the context a flight runs on: the caller's values,
@@ -103,65 +103,126 @@ func (c *Cache[V]) flightContext(ctx context.Context) (context.Context, func()) 
 	}
 }
 
-// run is the flight for one key. It runs on its own goroutine and owns one
-// count of c.fl.wg. stale, if not nil, is a value that may stand in for a
-// failed load (from L1; run may also find one in L2).
-func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V], stale *Entry[V]) {
-	defer c.fl.wg.Done()
+// lead starts the flight cl on its leader's goroutine: the L1 re-check and
+// the first L2 round trip (within L2Timeout, on the caller's context). A
+// hit completes the call here, without a goroutine; anything else (a load,
+// a lease to take or wait for) goes on in run on the flight's goroutine,
+// which no caller's cancellation stops.
+func (c *Cache[V]) lead(ctx context.Context, r req, cl *call[V], load LoadFunc[V], stale *Entry[V]) {
 	start := c.now()
+	if c.recheckL1(r, cl) {
+		c.fl.forget(r.key, cl)
+		c.fl.wg.Done()
+		return
+	}
+	s := new(l2read[V])
+	over := c.l2Start(ctx, r, start, load != nil, s)
+	s.open = !over
+	if over && s.hit != nil {
+		if c.answerHit(cl, r.key, s.hit) {
+			c.fl.retire(r.key, cl)
+		} else {
+			c.fl.forget(r.key, cl)
+		}
+		c.fl.wg.Done()
+		return
+	}
+	if over && load == nil {
+		cl.err = ErrNotFound
+		close(cl.done)
+		c.fl.forget(r.key, cl)
+		c.fl.wg.Done()
+		return
+	}
+	go c.run(ctx, r, cl, load, stale, start, s)
+}
+
+// recheckL1 completes cl from L1 if a fresh value is there now: a caller
+// that missed L1 just before the previous flight for this key made its
+// value visible and left the table gets here. The Get is counted as
+// unserved: the caller was counted as a miss.
+func (c *Cache[V]) recheckL1(r req, cl *call[V]) bool {
+	if r.refresh {
+		return false
+	}
+	e, ok := c.l1.Get(r.key)
+	if !ok {
+		return false
+	}
+	c.ctr.l1Unserved.Add(1)
+	if !c.fresh(e) {
+		return false
+	}
+	if e.Negative {
+		cl.err = ErrNotFound
+	} else {
+		cl.val = e.Value
+	}
+	cl.expires = e.Fresh
+	close(cl.done)
+	return true
+}
+
+// answerHit completes cl with an entry read from L2 and puts it in L1. It
+// reports whether L1 took it (the call must then be retired, not
+// forgotten).
+func (c *Cache[V]) answerHit(cl *call[V], key string, e *Entry[V]) bool {
+	if e.Negative {
+		c.ctr.negativeHits.Add(1)
+		cl.err = ErrNotFound
+	} else {
+		cl.val = e.Value
+	}
+	cl.expires = e.Fresh
+	close(cl.done)
+	return c.installL1(cl, key, e, c.cost(key, e.Value, 0))
+}
+
+// run is the rest of the flight for one key, on its own goroutine; it owns
+// one count of c.fl.wg. s is what lead's first L2 round trip found (nil:
+// run reads L2 itself, as a refresh does). stale, if not nil, is a value
+// that may stand in for a failed load (from L1; run may also find one in
+// L2).
+func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V], stale *Entry[V], start int64, s *l2read[V]) {
+	defer c.fl.wg.Done()
 	completed := false
 	complete := func() {
 		completed = true
 		close(cl.done)
 	}
-	keep := false // a failed call stays in the table for FailSafeThrottle
+	keep := false      // a failed call stays in the table for FailSafeThrottle
+	installed := false // L1 took the call's value: retire the call, do not forget it
 	defer func() {
 		if !completed { // the loader called runtime.Goexit
 			cl.err = fmt.Errorf("tier: load %q: %w", r.key, ErrLoaderGoexit)
 			complete()
 		}
-		if keep {
+		switch {
+		case keep:
 			time.AfterFunc(c.o.FailSafeThrottle, func() { c.fl.forget(r.key, cl) })
-			return
+		case installed:
+			c.fl.retire(r.key, cl)
+		default:
+			c.fl.forget(r.key, cl)
 		}
-		c.fl.forget(r.key, cl)
 	}()
 
-	if !r.refresh {
-		// Re-check L1: a caller that missed L1 just before the previous
-		// flight for this key made its value visible and left the table
-		// gets here. The Get is counted as unserved: the caller was
-		// counted as a miss.
-		if e, ok := c.l1.Get(r.key); ok {
-			c.ctr.l1Unserved.Add(1)
-			if c.fresh(e) {
-				if e.Negative {
-					cl.err = ErrNotFound
-				} else {
-					cl.val = e.Value
-				}
-				cl.expires = e.Fresh
-				complete()
-				return
-			}
-		}
-	}
 	fctx, cancel := c.flightContext(ctx)
 	defer cancel()
-	e, l2stale, lease := c.readL2(fctx, r, start, load != nil)
-	l2staleEntry := l2stale
-	if e != nil {
-		if e.Negative {
-			c.ctr.negativeHits.Add(1)
-			cl.err = ErrNotFound
-		} else {
-			cl.val = e.Value
+	if s == nil {
+		s = new(l2read[V])
+		if !c.l2Start(fctx, r, start, load != nil, s) {
+			c.l2Finish(fctx, r, start, s)
 		}
-		cl.expires = e.Fresh
-		complete()
-		c.installL1(cl, r.key, e, c.cost(r.key, e.Value, 0))
+	} else if s.open {
+		c.l2Finish(fctx, r, start, s)
+	}
+	if s.hit != nil {
+		completed = true
+		installed = c.answerHit(cl, r.key, s.hit)
 		return
 	}
+	lease, l2stale := s.lease, s.stale
 	if stale == nil {
 		stale = l2stale
 	}
@@ -175,24 +236,24 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 	switch {
 	case cl.panicked != nil:
 		complete()
-		c.releaseLease(fctx, r.key, lease, l2staleEntry)
+		c.releaseLease(fctx, r.key, lease, l2stale)
 	case err == nil:
 		cl.val = v
 		cl.expires = c.shareUntil(false)
-		c.store(fctx, cl, r, v, false, start, lease, complete)
+		installed = c.store(fctx, cl, r, v, false, start, lease, complete)
 	case c.isNotFound(err):
 		if !errors.Is(err, ErrNotFound) {
 			err = &notFoundError{err: err}
 		}
 		cl.err = err
 		cl.expires = c.shareUntil(true)
-		c.store(fctx, cl, r, v, true, start, lease, complete)
+		installed = c.store(fctx, cl, r, v, true, start, lease, complete)
 	case r.refresh:
 		// A failed refresh-ahead changes nothing: the entry it started from
 		// is still fresh. Callers that joined it fall back on their own.
 		cl.err = fmt.Errorf("tier: refresh %q: %w", r.key, err)
 		complete()
-		c.releaseLease(fctx, r.key, lease, l2staleEntry)
+		c.releaseLease(fctx, r.key, lease, l2stale)
 	case stale != nil && c.now() < stale.Deadline:
 		// Fail-safe: the last value stands in for the error, and is re-armed
 		// for FailSafeThrottle so the origin sees one attempt per key per
@@ -206,8 +267,8 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 		complete()
 		c.obs.Event(fctx, Event{Cache: c.o.Name, Kind: EventStaleServed, Key: c.obsKey(r.key), Tier: TierL1, Reason: ReasonOriginError, Err: err})
 		re := &Entry[V]{Value: stale.Value, Negative: stale.Negative, Tags: stale.Tags, Created: stale.Created, Fresh: cl.expires, Deadline: stale.Deadline, Stale: true}
-		c.installL1(cl, r.key, re, c.cost(r.key, stale.Value, 0))
-		c.releaseLease(fctx, r.key, lease, l2staleEntry)
+		installed = c.installL1(cl, r.key, re, c.cost(r.key, stale.Value, 0))
+		c.releaseLease(fctx, r.key, lease, l2stale)
 	default:
 		cl.err = fmt.Errorf("tier: load %q: %w", r.key, err)
 		if c.o.FailSafe > 0 {
@@ -219,7 +280,7 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 			keep = true
 		}
 		complete()
-		c.releaseLease(fctx, r.key, lease, l2staleEntry)
+		c.releaseLease(fctx, r.key, lease, l2stale)
 	}
 }
 
@@ -317,9 +378,10 @@ func (c *Cache[V]) newEntry(v V, negative bool, tags []string, start, now int64,
 // installed) or on any instance (the L2 lease was removed: the L1 copy is
 // taken back and nothing is written to L2).
 //
-// L1 comes before the answer so that a flight's work after answering is
-// bounded by one L2 call: goroutines do not pile up behind a busy L1.
-func (c *Cache[V]) store(ctx context.Context, cl *call[V], r req, v V, negative bool, start int64, lease string, complete func()) {
+// L1 comes before the answer so that a caller answered by the flight finds
+// the value in L1 (or the flight in the table) on its next read. store
+// reports whether L1 took the value (the call must then be retired).
+func (c *Cache[V]) store(ctx context.Context, cl *call[V], r req, v V, negative bool, start int64, lease string, complete func()) (installed bool) {
 	ttl := c.o.TTL
 	if negative {
 		ttl = c.o.NegativeTTL
@@ -330,13 +392,13 @@ func (c *Cache[V]) store(ctx context.Context, cl *call[V], r req, v V, negative 
 		c.ctr.refused.Add(1)
 		c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventValueRefused, Key: c.obsKey(r.key), Err: err})
 		complete()
-		return
+		return false
 	}
 	e := c.newEntry(v, negative, r.tags, start, c.now(), min(ttl, c.jitter(c.o.L1TTL)))
-	c.installL1(cl, r.key, e, c.cost(r.key, v, len(enc)))
+	installed = c.installL1(cl, r.key, e, c.cost(r.key, v, len(enc)))
 	complete()
 	if c.l2 == nil || !c.epochKnown.Load() {
-		return
+		return installed
 	}
 	switch {
 	case lease != "":
@@ -357,18 +419,18 @@ func (c *Cache[V]) store(ctx context.Context, cl *call[V], r req, v V, negative 
 	// With a Leaser but no lease (another instance's load outlived
 	// LeaseWait, or L2 failed), nothing is written to L2: without a lease
 	// the write could not be fenced.
+	return installed
 }
 
-// installL1 puts e in L1 unless cl was fenced, then waits until the write is
-// visible so that the flight can leave the table.
-func (c *Cache[V]) installL1(cl *call[V], key string, e *Entry[V], cost int64) {
+// installL1 puts e in L1 unless cl was fenced, and reports whether L1
+// took it. The write becomes visible asynchronously: the call must leave
+// the flight table through retire, which waits for it.
+func (c *Cache[V]) installL1(cl *call[V], key string, e *Entry[V], cost int64) bool {
 	ttl := time.Duration(e.Deadline - c.now())
 	if ttl <= 0 {
-		return
+		return false
 	}
 	accepted := false
 	c.fl.install(cl, func() { accepted = c.l1.Set(key, e, cost, ttl) })
-	if accepted {
-		c.l1.Wait()
-	}
+	return accepted
 }

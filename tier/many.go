@@ -110,6 +110,7 @@ func (c *Cache[V]) runMany(ctx context.Context, keys []string, calls []*call[V],
 	}()
 	start := c.now()
 	done := make([]bool, len(calls))
+	installed := make([]bool, len(calls)) // retire these calls, forget the others
 	complete := func(i int) {
 		done[i] = true
 		close(calls[i].done)
@@ -120,7 +121,11 @@ func (c *Cache[V]) runMany(ctx context.Context, keys []string, calls []*call[V],
 				cl.err = fmt.Errorf("tier: load %q: %w", keys[i], ErrLoaderGoexit)
 				complete(i)
 			}
-			c.fl.forget(keys[i], cl)
+			if installed[i] {
+				c.fl.retire(keys[i], cl)
+			} else {
+				c.fl.forget(keys[i], cl)
+			}
 		}
 	}()
 
@@ -140,7 +145,7 @@ func (c *Cache[V]) runMany(ctx context.Context, keys []string, calls []*call[V],
 		}
 		calls[i].expires = e.Fresh
 		complete(i)
-		c.installL1(calls[i], keys[i], e, c.cost(keys[i], e.Value, 0))
+		installed[i] = c.installL1(calls[i], keys[i], e, c.cost(keys[i], e.Value, 0))
 	}
 	if len(rest) == 0 {
 		return
@@ -175,7 +180,7 @@ func (c *Cache[V]) runMany(ctx context.Context, keys []string, calls []*call[V],
 				cl.err = ErrNotFound
 			}
 			cl.expires = c.shareUntil(!found)
-			c.store(fctx, cl, req{key: keys[i]}, v, !found, start, "", func() { complete(i) })
+			installed[i] = c.store(fctx, cl, req{key: keys[i]}, v, !found, start, "", func() { complete(i) })
 		}
 	}
 }

@@ -307,3 +307,98 @@ func TestCache_L2_RedisKilled(t *testing.T) {
 	require.Positive(t, rec.Count(tier.EventFallback))
 	t.Logf("origin loads during the run: %d of %d calls; fallbacks %d", c.Stats().Loads, calls, c.Stats().Fallbacks)
 }
+
+// A cache whose L2 reads mostly miss takes the lease in its first round
+// trip (the get-or-lease script): a miss costs one round trip before the
+// load, not two. Once reads mostly hit, the first round trip is a plain
+// read again.
+func TestCache_L2_FirstRoundTripFollowsHitRatio(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rec := &recorder{}
+	a, _ := instance(t, srv, tier.Options[*profile]{Observer: rec, ObserveRawKeys: true})
+	ctx := context.Background()
+	var loads atomic.Int64
+	load := counted(&loads, func(_ context.Context, key string) (*profile, error) { return &profile{Name: key}, nil })
+
+	for i := range 100 { // cold keys: every L2 read misses
+		_, err := a.GetOrLoad(ctx, fmt.Sprint("warmup-", i), load)
+		require.NoError(t, err)
+	}
+	gets, leases := rec.Ops(tier.OpL2Get), rec.Ops(tier.OpL2Lease)
+	for i := range 50 {
+		v, err := a.GetOrLoad(ctx, fmt.Sprint("cold-", i), load)
+		require.NoError(t, err)
+		require.Equal(t, fmt.Sprint("cold-", i), v.Name)
+	}
+	require.Equal(t, int64(150), loads.Load())
+	require.Equal(t, 0, rec.Ops(tier.OpL2Get)-gets, "no plain read before the lease once reads mostly miss")
+	require.Equal(t, 50, rec.Ops(tier.OpL2Lease)-leases, "one get-or-lease round trip per miss")
+
+	// The values are in L2 now: with L1 dropped, reads are L2 hits.
+	a.DropLocal(ctx)
+	for i := range 100 {
+		_, err := a.GetOrLoad(ctx, fmt.Sprint("warmup-", i), load)
+		require.NoError(t, err)
+	}
+	require.Equal(t, int64(150), loads.Load(), "every read was an L2 hit")
+	gets, leases = rec.Ops(tier.OpL2Get), rec.Ops(tier.OpL2Lease)
+	a.DropLocal(ctx)
+	for i := range 50 {
+		_, err := a.GetOrLoad(ctx, fmt.Sprint("cold-", i), load)
+		require.NoError(t, err)
+	}
+	require.Equal(t, 50, rec.Ops(tier.OpL2Get)-gets, "a plain read once reads mostly hit")
+	require.Equal(t, 0, rec.Ops(tier.OpL2Lease)-leases)
+	require.Equal(t, int64(150), loads.Load())
+}
+
+// The first L2 round trip of a miss runs on the caller's goroutine. A
+// caller that gives up during it does not fail the callers waiting on the
+// same flight (the flight reads again on its own context) and does not
+// count against the breaker: Redis did nothing wrong.
+func TestCache_L2_LeaderGivesUpDuringFirstRead(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	o := tier.Options[*profile]{L2Timeout: 5 * time.Second, BreakerFailures: 1}
+	a, _ := instance(t, srv, o)
+	b, _ := instance(t, srv, o) // empty L1: reads go to L2
+	ctx := context.Background()
+	require.NoError(t, a.Set(ctx, "k", &profile{Name: "stored"}, time.Minute))
+	var loads atomic.Int64
+	load := counted(&loads, func(context.Context, string) (*profile, error) { return &profile{Name: "loaded"}, nil })
+
+	srv.Pause()
+	leaderErr := make(chan error, 1)
+	go func() {
+		lctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		_, err := b.GetOrLoad(lctx, "k", load)
+		leaderErr <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // the leader is in its read
+	type res struct {
+		v   *profile
+		err error
+	}
+	waiter := make(chan res, 1)
+	go func() {
+		v, err := b.GetOrLoad(ctx, "k", load)
+		waiter <- res{v, err}
+	}()
+	select {
+	case err := <-leaderErr:
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	case <-time.After(2 * time.Second):
+		t.Fatal("the leader did not return within 2 s of its 50 ms deadline")
+	}
+	time.Sleep(100 * time.Millisecond)
+	srv.Resume()
+	r := <-waiter
+	require.NoError(t, r.err)
+	require.Equal(t, "stored", r.v.Name, "the waiter got L2's value from the flight's second read")
+	require.Zero(t, loads.Load())
+	st := b.Stats()
+	require.Zero(t, st.L2Errors, "the leader's deadline is not Redis's failure")
+	require.Zero(t, st.BreakerOpens)
+}

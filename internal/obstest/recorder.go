@@ -67,3 +67,16 @@ func (r *Recorder) Dropped(reason string) int {
 	}
 	return n
 }
+
+// Ops returns how many calls of op ended.
+func (r *Recorder) Ops(op tier.Op) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.calls {
+		if c.Op == op {
+			n++
+		}
+	}
+	return n
+}
