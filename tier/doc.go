@@ -10,18 +10,24 @@
 //     in [Cache.Stats].
 //  2. On an L1 miss the caller joins or starts the single flight for the key:
 //     one load per key in the process, however many callers miss together.
-//     The flight runs on its own goroutine, on a context that keeps the first
-//     caller's values but not its cancellation; each caller stops waiting when
-//     its own context ends.
+//     Each caller stops waiting when its own context ends.
 //  3. L2, bounded by [Options.L2Timeout] and skipped while the circuit breaker
-//     is open. A hit is decoded and put in L1. Bad bytes are a miss: the key
-//     is deleted and the observer hears [EventDecodeError].
-//  4. The origin, bounded by [Options.LoadTimeout]. [ErrNotFound] (or an error
-//     that [Options.IsNotFound] accepts) is cached as a negative entry for
-//     [Options.NegativeTTL].
-//  5. The callers get the value; then the flight writes L2 and L1 (the L2
-//     write is not on the callers' path). A value whose encoding is larger
-//     than [Options.MaxValueBytes] is returned but not cached, and reported.
+//     is open. The flight's first L2 round trip runs on the goroutine of the
+//     caller that started it (no goroutine hand-off on an L2 hit), so that
+//     caller may wait up to L2Timeout past its own cancellation; if it gives
+//     up, the flight reads again for the others. When the cache's L2 reads
+//     mostly miss, that round trip is the get-or-lease script, which answers
+//     a hit too and takes the key's lease on a miss: one round trip before
+//     the load. A hit is decoded and put in L1. Bad bytes are a miss: the
+//     key is deleted and the observer hears [EventDecodeError].
+//  4. The origin, bounded by [Options.LoadTimeout], on the flight's own
+//     goroutine and a context that keeps the first caller's values but not
+//     its cancellation. [ErrNotFound] (or an error that [Options.IsNotFound]
+//     accepts) is cached as a negative entry for [Options.NegativeTTL].
+//  5. The value goes to L1, the callers get it, then the flight writes L2
+//     (the L2 write is not on the callers' path). A value whose encoding is
+//     larger than [Options.MaxValueBytes] is returned but not cached, and
+//     reported.
 //
 // Fencing: [Cache.Delete], [Cache.Set] and [Cache.InvalidateAll] fence the
 // flights that are running, so a load that began before an invalidation
