@@ -56,9 +56,7 @@ type l2read[V any] struct {
 
 	b       []byte // what the first round trip found, for l2Finish
 	replace bool   // b is a value to replace under a lease
-	retry   bool   // the first round trip ended with the caller's context: redo it
 	open    bool   // l2Start left the read open: l2Finish must end it
-	want    bool   // the flight will load on a miss (it may take the lease)
 }
 
 // use decodes b, read at start: a hit, or a value to replace (expired,
@@ -87,8 +85,8 @@ func (c *Cache[V]) useLeased(ctx context.Context, s *l2read[V], r req, b []byte,
 // l2Start makes the first L2 round trip of a read of r and reports whether
 // the read is over: a hit (s.hit), a miss with the lease taken (s.lease), a
 // miss with nothing more to do, or a failure (a fallback, already
-// reported). It runs on the caller's goroutine (ctx is the caller's) and
-// waits at most L2Timeout.
+// reported). It waits at most L2Timeout, also when it runs on the caller's
+// goroutine.
 //
 // The round trip is a plain read, or, when the caller will load on a miss
 // and L2 reads of this cache mostly miss, the get-or-lease script, which
@@ -106,7 +104,6 @@ func (c *Cache[V]) l2Start(ctx context.Context, r req, start int64, wantLease bo
 		c.fallback(ctx, r.key, ReasonEpochUnknown, c.errEpoch())
 		return true
 	}
-	s.want = wantLease
 	wantLease = wantLease && c.leaser != nil
 	budget, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
@@ -116,10 +113,9 @@ func (c *Cache[V]) l2Start(ctx context.Context, r req, start int64, wantLease bo
 	)
 	if wantLease && len(r.tags) == 0 && c.l2Misses.leaseFirst() {
 		lease := newLease()
-		cur, err := c.l2Lease(budget, ctx, r.key, lease, false)
+		cur, err := c.l2Lease(budget, r.key, lease, false)
 		if err != nil {
-			s.retry = ctx.Err() != nil
-			return !s.retry
+			return true
 		}
 		c.l2Misses.note(cur == nil || isLease(cur))
 		if cur == nil {
@@ -129,10 +125,9 @@ func (c *Cache[V]) l2Start(ctx context.Context, r req, start int64, wantLease bo
 		b = cur
 	} else {
 		var ok bool
-		b, tagAt, ok = c.l2Get(budget, ctx, r)
+		b, tagAt, ok = c.l2Get(budget, r)
 		if !ok {
-			s.retry = ctx.Err() != nil
-			return !s.retry
+			return true
 		}
 		c.l2Misses.note(b == nil || isLease(b))
 	}
@@ -157,15 +152,6 @@ func (c *Cache[V]) l2Start(ctx context.Context, r req, start int64, wantLease bo
 // lease. Each L2 round trip gets its own L2Timeout; the waits between them
 // are spent only while another instance is known to be loading the key.
 func (c *Cache[V]) l2Finish(ctx context.Context, r req, start int64, s *l2read[V]) {
-	if s.retry {
-		// The caller who started the read gave up during its round trip:
-		// the flight reads again on its own context.
-		want := s.want
-		*s = l2read[V]{}
-		if c.l2Start(ctx, r, start, want, s) {
-			return
-		}
-	}
 	b, replace := s.b, s.replace
 	var deadline time.Time
 	backoff := leaseBackoffMin
@@ -262,22 +248,20 @@ func (m *missScore) note(miss bool) {
 func (c *Cache[V]) l2GetWithin(ctx context.Context, r req) ([]byte, []int64, bool) {
 	l2ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
-	return c.l2Get(l2ctx, ctx, r)
+	return c.l2Get(l2ctx, r)
 }
 
 // l2LeaseWithin is l2Lease with a fresh L2Timeout.
 func (c *Cache[V]) l2LeaseWithin(ctx context.Context, key, lease string, replace bool) ([]byte, error) {
 	l2ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
-	return c.l2Lease(l2ctx, ctx, key, lease, replace)
+	return c.l2Lease(l2ctx, key, lease, replace)
 }
 
 // l2Get reads the bytes of r's key (and, with a TagStore, its tags'
-// invalidation times), within ctx's deadline; ctx is parent with the L2
-// budget. ok is false when L2 failed; b is nil for a miss or a value
-// refused and deleted. A failure after parent ended is the caller's, not
-// Redis's: it is not counted against the breaker.
-func (c *Cache[V]) l2Get(ctx, parent context.Context, r req) (b []byte, tagAt []int64, ok bool) {
+// invalidation times), within ctx's deadline. ok is false when L2 failed; b
+// is nil for a miss or a value refused and deleted.
+func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, tagAt []int64, ok bool) {
 	call := c.call(OpL2Get, r.key)
 	octx := c.obs.Begin(ctx, call)
 	t0 := time.Now()
@@ -305,7 +289,7 @@ func (c *Cache[V]) l2Get(ctx, parent context.Context, r req) (b []byte, tagAt []
 		c.br.success()
 		c.corrupt(octx, r.key, err)
 		b, ok = nil, true
-	case c.stop.Err() != nil || parent.Err() != nil: // closing or given up: not Redis's fault
+	case c.stop.Err() != nil: // closing: not Redis's fault
 		res.Err = err
 	default:
 		c.l2Failed(octx, r.key, err)
@@ -403,12 +387,11 @@ func (c *Cache[V]) fallback(ctx context.Context, key, reason string, err error) 
 func (c *Cache[V]) l2Op(ctx context.Context, op Op, key string, f func(ctx context.Context) error) error {
 	l2ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
-	return c.l2Call(l2ctx, ctx, op, key, f)
+	return c.l2Call(l2ctx, op, key, f)
 }
 
-// l2Call is l2Op within ctx's deadline; ctx is parent with the L2 budget.
-// A failure after parent ended is not counted against the breaker.
-func (c *Cache[V]) l2Call(ctx, parent context.Context, op Op, key string, f func(ctx context.Context) error) error {
+// l2Call is l2Op within ctx's deadline.
+func (c *Cache[V]) l2Call(ctx context.Context, op Op, key string, f func(ctx context.Context) error) error {
 	call := c.call(op, key)
 	ctx = c.obs.Begin(ctx, call)
 	t0 := time.Now()
@@ -416,7 +399,7 @@ func (c *Cache[V]) l2Call(ctx, parent context.Context, op Op, key string, f func
 	switch {
 	case !isL2Failure(err):
 		c.br.success()
-	case c.stop.Err() == nil && parent.Err() == nil:
+	case c.stop.Err() == nil: // closing: not Redis's fault
 		c.ctr.l2Errors.Add(1)
 		c.br.failure()
 	}
@@ -445,10 +428,10 @@ func (c *Cache[V]) l2SetLeased(ctx context.Context, key, lease string, enc []byt
 }
 
 // l2Lease takes the lease of key or returns what it holds, within ctx's
-// deadline (ctx is parent with the L2 budget).
-func (c *Cache[V]) l2Lease(ctx, parent context.Context, key, lease string, replace bool) (cur []byte, err error) {
+// deadline.
+func (c *Cache[V]) l2Lease(ctx context.Context, key, lease string, replace bool) (cur []byte, err error) {
 	full := c.Key(key)
-	err = c.l2Call(ctx, parent, OpL2Lease, key, func(ctx context.Context) error {
+	err = c.l2Call(ctx, OpL2Lease, key, func(ctx context.Context) error {
 		cur, err = c.leaser.Lease(ctx, full, lease, c.o.LoadTimeout+c.o.L2Timeout, replace)
 		return err
 	})
@@ -457,10 +440,10 @@ func (c *Cache[V]) l2Lease(ctx, parent context.Context, key, lease string, repla
 		return cur, nil
 	case errors.Is(err, ErrCorrupt), errors.Is(err, ErrValueTooLarge):
 		// Bad bytes: they were counted; replace them under a lease.
-		c.corrupt(parent, key, err)
+		c.corrupt(ctx, key, err)
 		return nil, err
 	}
-	if isL2Failure(err) && c.stop.Err() == nil && parent.Err() == nil {
+	if isL2Failure(err) && c.stop.Err() == nil {
 		c.l2FailedEvent(ctx, key, err)
 	}
 	return nil, err

@@ -104,10 +104,11 @@ func (c *Cache[V]) flightContext(ctx context.Context) (context.Context, func()) 
 }
 
 // lead starts the flight cl on its leader's goroutine: the L1 re-check and
-// the first L2 round trip (within L2Timeout, on the caller's context). A
-// hit completes the call here, without a goroutine; anything else (a load,
-// a lease to take or wait for) goes on in run on the flight's goroutine,
-// which no caller's cancellation stops.
+// the first L2 round trip (within L2Timeout, on the caller's context values
+// but not its cancellation, and only when the caller's deadline leaves
+// L2Timeout). A hit completes the call here, without a goroutine; anything
+// else (a load, a lease to take or wait for) goes on in run on the flight's
+// goroutine, which no caller's cancellation stops.
 func (c *Cache[V]) lead(ctx context.Context, r req, cl *call[V], load LoadFunc[V], stale *Entry[V]) {
 	start := c.now()
 	if c.recheckL1(r, cl) {
@@ -115,8 +116,17 @@ func (c *Cache[V]) lead(ctx context.Context, r req, cl *call[V], load LoadFunc[V
 		c.fl.wg.Done()
 		return
 	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < c.o.L2Timeout {
+		// The caller's deadline could end the read midway, and go-redis
+		// closes a connection whose reply was cut: with many such callers
+		// the pool would churn. The flight reads on its own context.
+		go c.run(ctx, r, cl, load, stale, start, nil)
+		return
+	}
+	// Not the caller's cancellation either: a cancel during the read is
+	// noticed when it ends, at most L2Timeout later.
 	s := new(l2read[V])
-	over := c.l2Start(ctx, r, start, load != nil, s)
+	over := c.l2Start(context.WithoutCancel(ctx), r, start, load != nil, s)
 	s.open = !over
 	if over && s.hit != nil {
 		if c.answerHit(cl, r.key, s.hit) {

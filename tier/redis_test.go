@@ -353,10 +353,11 @@ func TestCache_L2_FirstRoundTripFollowsHitRatio(t *testing.T) {
 	require.Equal(t, int64(150), loads.Load())
 }
 
-// The first L2 round trip of a miss runs on the caller's goroutine. A
-// caller that gives up during it does not fail the callers waiting on the
-// same flight (the flight reads again on its own context) and does not
-// count against the breaker: Redis did nothing wrong.
+// A caller whose deadline is shorter than L2Timeout does not make the
+// flight's L2 read on its own goroutine (its deadline would cut the read
+// and, in go-redis, close the connection): it gives up on time, the callers
+// waiting on the same flight still get L2's value, and nothing counts
+// against the breaker.
 func TestCache_L2_LeaderGivesUpDuringFirstRead(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -376,7 +377,7 @@ func TestCache_L2_LeaderGivesUpDuringFirstRead(t *testing.T) {
 		_, err := b.GetOrLoad(lctx, "k", load)
 		leaderErr <- err
 	}()
-	time.Sleep(20 * time.Millisecond) // the leader is in its read
+	time.Sleep(20 * time.Millisecond) // the leader's flight is in its read
 	type res struct {
 		v   *profile
 		err error
@@ -396,7 +397,7 @@ func TestCache_L2_LeaderGivesUpDuringFirstRead(t *testing.T) {
 	srv.Resume()
 	r := <-waiter
 	require.NoError(t, r.err)
-	require.Equal(t, "stored", r.v.Name, "the waiter got L2's value from the flight's second read")
+	require.Equal(t, "stored", r.v.Name, "the waiter got L2's value")
 	require.Zero(t, loads.Load())
 	st := b.Stats()
 	require.Zero(t, st.L2Errors, "the leader's deadline is not Redis's failure")
