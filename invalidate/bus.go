@@ -27,12 +27,24 @@ var (
 	ErrDuplicate = errors.New("invalidate: namespace already registered")
 	// ErrInvalidOptions is returned by [New] for options that cannot work.
 	ErrInvalidOptions = errors.New("invalidate: invalid options")
+	// ErrSubscribeRefused is matched by the error [Bus.SubscribeErr]
+	// returns for a channel whose SUBSCRIBE Redis refused, for example with
+	// NOPERM because the ACL user may not use the channel. The error also
+	// wraps Redis's reply (see redis.IsPermissionError).
+	ErrSubscribeRefused = errors.New("invalidate: subscribe refused")
 )
 
 // Defaults of [Options].
 const (
 	DefaultHeartbeat = time.Second
 	DefaultMaxBatch  = 1000
+)
+
+// The backoff between two subscription attempts (of the connection, or of
+// one refused channel) starts at minBackoff and doubles up to maxBackoff.
+const (
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = time.Second
 )
 
 // Options configures a [Bus]. New copies it. A nil *Options means the
@@ -64,6 +76,9 @@ type Stats struct {
 	Gaps        uint64 // sequence gaps seen (each dropped L1)
 	Reconnects  uint64 // subscriptions replaced
 	BadMessages uint64 // payloads that did not decode
+	// SubscribeErrors counts the SUBSCRIBE commands Redis refused (each
+	// refused channel is retried with backoff; see [Bus.SubscribeErr]).
+	SubscribeErrors uint64
 }
 
 // Bus is the pub/sub invalidation bus of one instance. It is safe for
@@ -76,12 +91,13 @@ type Bus struct {
 	mu      sync.Mutex
 	regs    map[string]*reg // by channel; guarded by mu
 	ps      *redis.PubSub   // the live subscription; guarded by mu
+	unread  []psCmd         // commands written on ps whose replies are not read yet, oldest first; guarded by mu
 	running bool            // guarded by mu
 
 	reqs      chan *pubReq
 	lastHeard atomic.Int64 // unix nanos of the last thing heard on the subscription
 
-	sent, sendErrors, received, keysDropped, gaps, reconnects, bad atomic.Uint64
+	sent, sendErrors, received, keysDropped, gaps, reconnects, bad, subscribeErrors atomic.Uint64
 }
 
 var _ tier.Invalidator = (*Bus)(nil)
@@ -143,7 +159,22 @@ func (b *Bus) Stats() Stats {
 	return Stats{
 		Sent: b.sent.Load(), SendErrors: b.sendErrors.Load(), Received: b.received.Load(),
 		KeysDropped: b.keysDropped.Load(), Gaps: b.gaps.Load(), Reconnects: b.reconnects.Load(), BadMessages: b.bad.Load(),
+		SubscribeErrors: b.subscribeErrors.Load(),
 	}
+}
+
+// SubscribeErr returns why namespace's channel is not subscribed, if Redis
+// refused it: the last refusal since the channel was last confirmed, as an
+// error matching [ErrSubscribeRefused] that wraps Redis's reply. It returns
+// nil for a channel that is confirmed, not refused (not yet answered, or
+// its connection is down) or not registered.
+func (b *Bus) SubscribeErr(namespace string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r := b.regs[Channel(namespace)]; r != nil {
+		return r.refusal
+	}
+	return nil
 }
 
 // Register implements tier.Invalidator.
@@ -161,9 +192,7 @@ func (b *Bus) Register(namespace string, sink tier.Sink) (tier.Publisher, error)
 	if b.ps != nil {
 		// A failure leaves the channel unconfirmed: its cache serves only
 		// young entries until the next subscription confirms it.
-		if err := b.ps.Subscribe(context.Background(), ch); err != nil {
-			_ = b.ps.Close()
-		}
+		_ = b.writeLocked(context.Background(), r, ch)
 	}
 	return r, nil
 }
@@ -177,6 +206,13 @@ type reg struct {
 	confirmed atomic.Bool // the subscription to channel is confirmed
 	silenced  atomic.Bool // the last tick found the subscription silent; tick goroutine only
 	seq       uint64      // last data sequence number sent; sender goroutine only
+
+	// Guarded by Bus.mu: the last refusal of channel's SUBSCRIBE since it
+	// was last confirmed (nil if none), when to try again (unix nanos; 0:
+	// no retry due) and the backoff after the next refusal.
+	refusal error
+	retryAt int64
+	backoff time.Duration
 
 	seen map[string]*origin // by origin id; receiver goroutine only
 }
@@ -230,9 +266,40 @@ func (r *reg) Unregister() {
 	if b.regs[r.channel] == r {
 		delete(b.regs, r.channel)
 		if b.ps != nil {
-			_ = b.ps.Unsubscribe(context.Background(), r.channel)
+			_ = b.writeLocked(context.Background(), nil, r.channel)
 		}
 	}
+}
+
+// psCmd is a SUBSCRIBE (r != nil) or UNSUBSCRIBE of one channel, written on
+// the subscription's connection.
+type psCmd struct {
+	r       *reg
+	channel string
+}
+
+// writeLocked sends SUBSCRIBE of r's channel (r != nil) or UNSUBSCRIBE of
+// channel on b.ps, and queues it in b.unread. Each command names one
+// channel: Redis answers the commands of a connection in order, each with
+// its confirmation or an error, so a refusal is matched to its channel and
+// refuses no other (one SUBSCRIBE of several channels is refused as a
+// whole when the user may not use one of them).
+//
+// A failed write closes b.ps, so the receiver replaces it: go-redis would
+// otherwise reconnect on its own and resubscribe every channel with one
+// command. b.mu must be held and b.ps not nil.
+func (b *Bus) writeLocked(ctx context.Context, r *reg, channel string) error {
+	b.unread = append(b.unread, psCmd{r: r, channel: channel})
+	var err error
+	if r != nil {
+		err = b.ps.Subscribe(ctx, channel)
+	} else {
+		err = b.ps.Unsubscribe(ctx, channel)
+	}
+	if err != nil {
+		_ = b.ps.Close()
+	}
+	return err
 }
 
 // Run subscribes and keeps the bus working until ctx ends: it receives
@@ -259,10 +326,10 @@ func (b *Bus) Run(ctx context.Context) error {
 		b.mu.Unlock()
 	}()
 
-	backoff := 50 * time.Millisecond
+	backoff := minBackoff
 	for ctx.Err() == nil {
 		if b.receive(ctx) {
-			backoff = 50 * time.Millisecond
+			backoff = minBackoff
 		}
 		if ctx.Err() != nil {
 			break
@@ -274,26 +341,30 @@ func (b *Bus) Run(ctx context.Context) error {
 			t.Stop()
 		case <-t.C:
 		}
-		backoff = min(2*backoff, time.Second)
+		backoff = min(2*backoff, maxBackoff)
 	}
 	return nil
 }
 
 // receive runs one subscription until it fails or goes silent; it reports
-// whether the subscription was ever confirmed.
+// whether any of its channels was confirmed. Each channel is confirmed or
+// refused on its own; a refused one is retried on the same connection (see
+// [Bus.refused]).
 func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 	b.mu.Lock()
-	chans := make([]string, 0, len(b.regs))
-	for ch := range b.regs {
-		chans = append(chans, ch)
+	ps := b.c.Subscribe(ctx) // no channel yet: it connects on first use
+	b.ps, b.unread = ps, nil
+	for _, r := range b.regs {
+		r.retryAt = 0
+		if b.writeLocked(ctx, r, r.channel) != nil {
+			break // ps is closed: the receive below fails
+		}
 	}
-	ps := b.c.Subscribe(ctx, chans...)
-	b.ps = ps
 	b.mu.Unlock()
 	b.lastHeard.Store(time.Now().UnixNano()) // a grace period for the new connection
 	defer func() {
 		b.mu.Lock()
-		b.ps = nil
+		b.ps, b.unread = nil, nil
 		for _, r := range b.regs {
 			r.confirmed.Store(false)
 			r.sink.LimitAge(b.o.StaleBound, "bus_down")
@@ -302,11 +373,24 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 		_ = ps.Close()
 	}()
 	for {
-		msg, err := ps.ReceiveTimeout(ctx, b.o.Heartbeat)
+		timeout := b.o.Heartbeat
+		if next := b.retry(ctx); next != 0 {
+			timeout = min(timeout, max(time.Duration(next-time.Now().UnixNano()), time.Millisecond))
+		}
+		msg, err := ps.ReceiveTimeout(ctx, timeout)
 		now := time.Now().UnixNano()
 		if err != nil {
 			if ctx.Err() != nil {
 				return confirmed
+			}
+			var reply redis.Error
+			if errors.As(err, &reply) {
+				// Redis refused a command; the connection works.
+				b.lastHeard.Store(now)
+				if !b.refused(err, now) {
+					return confirmed
+				}
+				continue
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() && now-b.lastHeard.Load() <= int64(b.o.DeadAfter) {
@@ -317,10 +401,11 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 		b.lastHeard.Store(now)
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind != "subscribe" {
-				continue
+			r, ok := b.answered(m.Kind, m.Channel)
+			if !ok {
+				return confirmed
 			}
-			if r := b.lookup(m.Channel); r != nil {
+			if r != nil {
 				confirmed = true
 				r.confirmed.Store(true)
 				clear(r.seen)
@@ -334,6 +419,87 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 			}
 		}
 	}
+}
+
+// answered takes the oldest unread command, which a confirmation of kind
+// ("subscribe" or "unsubscribe") for channel answers. It returns the
+// registration a SUBSCRIBE confirmed, nil if it is gone or the command was
+// an UNSUBSCRIBE, and false if the reply does not answer that command (the
+// replies are out of step with what the bus sent, so the connection must be
+// replaced).
+func (b *Bus) answered(kind, channel string) (*reg, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.unread) == 0 {
+		return nil, false
+	}
+	c := b.unread[0]
+	b.unread = b.unread[1:]
+	want := "unsubscribe"
+	if c.r != nil {
+		want = "subscribe"
+	}
+	if c.channel != channel || kind != want {
+		return nil, false
+	}
+	if c.r == nil || b.regs[channel] != c.r {
+		return nil, true
+	}
+	c.r.refusal, c.r.retryAt, c.r.backoff = nil, 0, 0
+	return c.r, true
+}
+
+// refused takes the oldest unread command, which Redis refused with err.
+// A refused SUBSCRIBE leaves its channel unconfirmed (its cache keeps
+// serving L1 only within StaleBound) and is retried after a backoff; the
+// first refusal since the channel was last confirmed is reported to the
+// cache's observer as an L1 drop with reason "subscribe_refused". A refused
+// UNSUBSCRIBE is ignored: the channel has no registration any more. It
+// returns false if no command was waiting for a reply.
+func (b *Bus) refused(err error, now int64) bool {
+	b.mu.Lock()
+	if len(b.unread) == 0 {
+		b.mu.Unlock()
+		return false
+	}
+	c := b.unread[0]
+	b.unread = b.unread[1:]
+	r := c.r
+	if r == nil || b.regs[c.channel] != r {
+		b.mu.Unlock()
+		return true
+	}
+	b.subscribeErrors.Add(1)
+	first := r.refusal == nil
+	r.refusal = fmt.Errorf("%w: %s: %w", ErrSubscribeRefused, r.channel, err)
+	d := max(r.backoff, minBackoff)
+	r.retryAt, r.backoff = now+int64(d), min(2*d, maxBackoff)
+	b.mu.Unlock()
+	if first {
+		r.sink.Untrust(now, "subscribe_refused")
+	}
+	return true
+}
+
+// retry subscribes again the refused channels whose backoff has passed. It
+// returns when the next retry is due (unix nanos), or 0 if none is waiting.
+func (b *Bus) retry(ctx context.Context) (next int64) {
+	now := time.Now().UnixNano()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, r := range b.regs {
+		switch {
+		case r.retryAt == 0:
+		case r.retryAt <= now:
+			r.retryAt = 0
+			if b.writeLocked(ctx, r, r.channel) != nil {
+				return 0 // ps is closed: the next receive fails
+			}
+		case next == 0 || r.retryAt < next:
+			next = r.retryAt
+		}
+	}
+	return next
 }
 
 func (b *Bus) lookup(ch string) *reg {
@@ -524,8 +690,13 @@ func (b *Bus) flush(ctx context.Context, batch []*pubReq) {
 		return nil
 	})
 	for _, r := range order {
+		// Err is the first failed command's error. A Redis error reply
+		// belongs to its own command (a heartbeat refused on another
+		// channel does not fail this one); any other error may have lost
+		// them all.
 		rerr := err
-		if c := cmds[r]; c != nil && c.Err() != nil {
+		var reply redis.Error
+		if c := cmds[r]; c != nil && (c.Err() != nil || errors.As(err, &reply)) {
 			rerr = c.Err()
 		}
 		if rerr != nil {

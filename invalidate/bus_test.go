@@ -507,3 +507,115 @@ func TestBus_FencedLoadRandomized(t *testing.T) {
 	}
 	t.Logf("%d rounds; stale loads fenced by the lease: %d", rounds, a.cache.Stats().LeaseLost)
 }
+
+// TestBus_RefusedChannel: a bus serving two namespaces under an ACL user
+// that may use only the first one's channel. Redis refuses the second
+// channel (NOPERM); the first is still confirmed and carries invalidations
+// between instances, while the second stays unconfirmed (its cache serves
+// L1 only within StaleBound), is reported (Stats, SubscribeErr, the
+// observer) and retried without disturbing the first.
+func TestBus_RefusedChannel(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	allowed, refused := nsFor(t)+"-allowed", nsFor(t)+"-refused"
+	// Only the buses log in as the restricted user; the caches' L2 uses the
+	// default user, so that only pub/sub is refused.
+	require.NoError(t, srv.Client(t).Do(t.Context(), "ACL", "SETUSER", "bus", "reset", "on", ">bus-secret",
+		"resetchannels", "&"+invalidate.Channel(allowed), "-@all", "+publish", "+subscribe", "+unsubscribe").Err())
+	const staleBound = 150 * time.Millisecond
+
+	type instance struct {
+		bus    *invalidate.Bus
+		caches map[string]*tier.Cache[string]
+		recs   map[string]*obstest.Recorder
+	}
+	start := func() *instance {
+		o := srv.Options()
+		o.Username, o.Password = "bus", "bus-secret"
+		rdb := redis.NewClient(o)
+		t.Cleanup(func() { _ = rdb.Close() })
+		// DeadAfter is long: no silence replaces a subscription here.
+		in := &instance{
+			bus:    invalidate.Must(rdb, &invalidate.Options{Heartbeat: heartbeat, DeadAfter: 10 * time.Second, StaleBound: staleBound}),
+			caches: map[string]*tier.Cache[string]{},
+			recs:   map[string]*obstest.Recorder{},
+		}
+		l2 := srv.Client(t)
+		for _, ns := range []string{allowed, refused} {
+			in.recs[ns] = &obstest.Recorder{}
+			c, err := tier.New(&tier.Options[string]{
+				Namespace: ns, L2: goredis.Must(l2, nil), Invalidator: in.bus, Observer: in.recs[ns],
+				L2Timeout: time.Second, TTL: time.Hour,
+			})
+			require.NoError(t, err)
+			in.caches[ns] = c
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- in.bus.Run(ctx) }()
+		t.Cleanup(func() {
+			for _, c := range in.caches {
+				require.NoError(t, c.Close())
+			}
+			cancel()
+			require.NoError(t, <-done)
+		})
+		return in
+	}
+	x, y := start(), start()
+
+	for _, in := range []*instance{x, y} {
+		require.Eventually(t, func() bool { return in.recs[allowed].Dropped("subscribed") > 0 },
+			5*time.Second, time.Millisecond, "the allowed channel is confirmed")
+	}
+
+	// X's copy of an allowed key is dropped when Y deletes it.
+	db := &store{}
+	db.write("k")
+	_, err := x.caches[allowed].GetOrLoad(t.Context(), "k", db.load)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { _, ok := x.caches[allowed].GetIfPresent("k"); return ok }, 2*time.Second, 100*time.Microsecond)
+	db.write("k")
+	// Y deletes it, and keeps deleting for a few heartbeats so that some
+	// of its messages share a pipeline with a refused heartbeat on the
+	// other channel (which must not fail them).
+	var wg sync.WaitGroup
+	until := time.Now().Add(4 * heartbeat)
+	for range 4 {
+		wg.Go(func() {
+			for time.Now().Before(until) {
+				assert.NoError(t, y.caches[allowed].Delete(t.Context(), "k"))
+			}
+		})
+	}
+	wg.Wait()
+	require.Eventually(t, func() bool {
+		_, ok := x.caches[allowed].GetIfPresent("k")
+		return !ok && x.bus.Stats().KeysDropped > 0
+	}, 2*time.Second, 100*time.Microsecond, "X heard Y and dropped its copy")
+	v, err := x.caches[allowed].GetOrLoad(t.Context(), "k", db.load)
+	require.NoError(t, err)
+	require.Equal(t, "2", v)
+	require.Zero(t, y.bus.Stats().SendErrors, "the refused channel's heartbeats do not fail the allowed channel's messages")
+
+	// The refused namespace stays unconfirmed: its L1 is served only within
+	// StaleBound.
+	_, err = x.caches[refused].GetOrLoad(t.Context(), "k", db.load)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { _, ok := x.caches[refused].GetIfPresent("k"); return ok }, staleBound, 100*time.Microsecond)
+	require.Eventually(t, func() bool { _, ok := x.caches[refused].GetIfPresent("k"); return !ok },
+		2*time.Second, time.Millisecond, "older than StaleBound: not served")
+
+	// The refusal is reported, and retried with backoff on the same
+	// connection.
+	require.Eventually(t, func() bool { return x.bus.Stats().SubscribeErrors >= 3 }, 5*time.Second, time.Millisecond, "retried")
+	err = x.bus.SubscribeErr(refused)
+	require.ErrorIs(t, err, invalidate.ErrSubscribeRefused)
+	require.True(t, redis.IsPermissionError(err), "wraps Redis's reply: %v", err)
+	require.NoError(t, x.bus.SubscribeErr(allowed))
+	require.Equal(t, 1, x.recs[refused].Dropped("subscribe_refused"), "reported once, not at every retry")
+	require.Zero(t, x.recs[refused].Dropped("subscribed"), "never confirmed")
+	require.Zero(t, x.bus.Stats().Reconnects, "a refused channel does not replace the subscription")
+	require.Equal(t, 1, x.recs[allowed].Dropped("subscribed"), "nor re-confirm the allowed one")
+	require.Zero(t, x.recs[allowed].Dropped("subscribe_refused"))
+}

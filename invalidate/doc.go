@@ -26,6 +26,16 @@
 //   - A gap in an origin's sequence numbers (seen in a data message or in a
 //     heartbeat, which carries the origin's last number) drops L1.
 //
+// The channels of all the namespaces a bus serves share one connection, but
+// each is subscribed with its own SUBSCRIBE and confirmed or refused on its
+// own. A channel Redis refuses (NOPERM: the ACL user may not use it) stays
+// unconfirmed, so its cache keeps the Options.StaleBound limit; the refusal
+// is counted (Stats.SubscribeErrors), kept ([Bus.SubscribeErr], matching
+// [ErrSubscribeRefused]) and reported once to the cache's observer as an L1
+// drop with reason "subscribe_refused", and the channel is retried on the
+// same connection with backoff (50 ms, doubling up to 1 s). The other
+// channels are not disturbed.
+//
 // Dropping L1 costs O(1) (tier raises a trust floor); values are then read
 // again from L2, which Delete updated synchronously.
 package invalidate
