@@ -81,11 +81,35 @@ return 1
 
 func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 
-// Lease implements tier.Leaser in one round trip (a Lua script).
+// Lease implements tier.Leaser in one round trip. Without replace it is a
+// pipeline of two plain commands, SET NX of the marker and a bounded
+// GETRANGE, which cost Redis a fraction of a script call (about 1.5 µs
+// against 6 µs here): this is the first round trip of every miss of a cache
+// whose reads mostly miss. The two need not be atomic: if SET NX stored the
+// marker the lease is ours whatever GETRANGE read; if not, GETRANGE reads
+// what the key holds, and should the key have vanished in between, the
+// script decides. With replace it is a Lua script.
 func (b *Backend) Lease(ctx context.Context, key, lease string, ttl time.Duration, replace bool) ([]byte, error) {
 	rep := "0"
 	if replace {
 		rep = "1"
+	} else {
+		var set *redis.BoolCmd
+		var get *redis.StringCmd
+		_, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			set = p.SetNX(ctx, key, lease, ttl)
+			get = p.GetRange(ctx, key, 0, int64(b.max))
+			return nil
+		})
+		if set.Err() == nil && set.Val() {
+			return nil, nil
+		}
+		if err != nil && !isWrongType(err) {
+			return nil, translate("lease", err)
+		}
+		if v, err := b.result(get.Result()); !errors.Is(err, tier.ErrNotFound) {
+			return v, err
+		}
 	}
 	s, err := leaseScript.Run(ctx, b.c, []string{key}, lease, ms(ttl), b.max, rep, tier.LeasePrefix).Text()
 	if errors.Is(err, redis.Nil) {

@@ -1,0 +1,63 @@
+package goredis_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/backends/goredis"
+	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/tier"
+)
+
+// Lease, with and without replace, against what a key can hold: nothing, a
+// value, another instance's lease, a value over the limit, another type.
+func TestBackend_Lease(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	be := goredis.Must(rdb, &goredis.Options{MaxValueBytes: 64})
+	ctx := context.Background()
+	const (
+		ours   = tier.LeasePrefix + "ours"
+		theirs = tier.LeasePrefix + "theirs"
+	)
+	tests := []struct {
+		name    string
+		setup   func(key string)
+		replace bool
+		want    string // what Lease returns ("" for nil: the lease is ours)
+		wantErr error
+		holds   string // what the key holds afterwards
+	}{
+		{name: "absent", setup: func(string) {}, holds: ours},
+		{name: "absent, replace", setup: func(string) {}, replace: true, holds: ours},
+		{name: "value", setup: func(k string) { rdb.Set(ctx, k, "v", time.Minute) }, want: "v", holds: "v"},
+		{name: "value, replace", setup: func(k string) { rdb.Set(ctx, k, "v", time.Minute) }, replace: true, holds: ours + "\nv"},
+		{name: "their lease", setup: func(k string) { rdb.Set(ctx, k, theirs, time.Minute) }, want: theirs, holds: theirs},
+		{name: "their lease, replace", setup: func(k string) { rdb.Set(ctx, k, theirs, time.Minute) }, replace: true, want: theirs, holds: theirs},
+		{name: "too large", setup: func(k string) { rdb.Set(ctx, k, strings.Repeat("x", 100), time.Minute) }, wantErr: tier.ErrValueTooLarge, holds: strings.Repeat("x", 100)},
+		{name: "another type", setup: func(k string) { rdb.LPush(ctx, k, "x") }, wantErr: tier.ErrCorrupt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key := "lease-test:" + tt.name
+			t.Cleanup(func() { rdb.Del(ctx, key) })
+			tt.setup(key)
+			got, err := be.Lease(ctx, key, ours, time.Minute, tt.replace)
+			if tt.wantErr != nil {
+				require.ErrorIs(t, err, tt.wantErr)
+			} else {
+				require.NoError(t, err)
+				require.Equal(t, tt.want, string(got))
+			}
+			if tt.holds != "" {
+				require.Equal(t, tt.holds, rdb.Get(ctx, key).Val())
+				require.Greater(t, rdb.PTTL(ctx, key).Val(), time.Duration(0), "the key keeps a TTL")
+			}
+		})
+	}
+}
