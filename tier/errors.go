@@ -23,6 +23,10 @@ var (
 	// ErrLoaderGoexit is returned to the callers waiting on a load whose
 	// loader called runtime.Goexit.
 	ErrLoaderGoexit = errors.New("tier: loader called runtime.Goexit")
+	// errLeaderPanicked is what the callers waiting on a flight get when
+	// its leader's goroutine panicked before handing the flight on (in an
+	// Observer, say).
+	errLeaderPanicked = errors.New("tier: the caller reading the key panicked")
 	// ErrL2 is matched by the errors of calls that could not reach L2
 	// (Set and Delete return it; reads fall back to the origin instead).
 	ErrL2 = errors.New("tier: l2 unavailable")

@@ -110,16 +110,22 @@ func (c *Cache[V]) flightContext(ctx context.Context) (context.Context, func()) 
 // else (a load, a lease to take or wait for) goes on in run on the flight's
 // goroutine, which no caller's cancellation stops.
 func (c *Cache[V]) lead(ctx context.Context, r req, cl *call[V], load LoadFunc[V], stale *Entry[V]) {
+	handed := false  // run owns cl and the wg count
+	retired := false // cl leaves the table once its L1 value is visible
+	defer func() {
+		if !handed {
+			c.endLead(r.key, cl, retired)
+		}
+	}()
 	start := c.now()
 	if c.recheckL1(r, cl) {
-		c.fl.forget(r.key, cl)
-		c.fl.wg.Done()
 		return
 	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < c.o.L2Timeout {
 		// The caller's deadline could end the read midway, and go-redis
 		// closes a connection whose reply was cut: with many such callers
 		// the pool would churn. The flight reads on its own context.
+		handed = true
 		go c.run(ctx, r, cl, load, stale, start, nil)
 		return
 	}
@@ -128,23 +134,34 @@ func (c *Cache[V]) lead(ctx context.Context, r req, cl *call[V], load LoadFunc[V
 	s := new(l2read[V])
 	over := c.l2Start(context.WithoutCancel(ctx), r, start, load != nil, s)
 	s.open = !over
-	if over && s.hit != nil {
-		if c.answerHit(cl, r.key, s.hit) {
+	switch {
+	case over && s.hit != nil:
+		if retired = c.answerHit(cl, r.key, s.hit); retired {
 			c.fl.retire(r.key, cl)
-		} else {
-			c.fl.forget(r.key, cl)
 		}
-		c.fl.wg.Done()
-		return
-	}
-	if over && load == nil {
+	case over && load == nil:
 		cl.err = ErrNotFound
 		close(cl.done)
-		c.fl.forget(r.key, cl)
-		c.fl.wg.Done()
-		return
+	default:
+		handed = true
+		go c.run(ctx, r, cl, load, stale, start, s)
 	}
-	go c.run(ctx, r, cl, load, stale, start, s)
+}
+
+// endLead ends a flight that lead completed (or that panicked on the
+// leader's goroutine, in an observer say: its callers then get an error
+// instead of waiting forever, and the panic goes on in the leader).
+func (c *Cache[V]) endLead(key string, cl *call[V], retired bool) {
+	select {
+	case <-cl.done:
+	default:
+		cl.err = fmt.Errorf("tier: get %q: %w", key, errLeaderPanicked)
+		close(cl.done)
+	}
+	if !retired {
+		c.fl.forget(key, cl)
+	}
+	c.fl.wg.Done()
 }
 
 // recheckL1 completes cl from L1 if a fresh value is there now: a caller

@@ -403,3 +403,66 @@ func TestCache_L2_LeaderGivesUpDuringFirstRead(t *testing.T) {
 	require.Zero(t, st.L2Errors, "the leader's deadline is not Redis's failure")
 	require.Zero(t, st.BreakerOpens)
 }
+
+// panickyObserver panics in the first Begin of an L2 read, after release
+// is closed.
+type panickyObserver struct {
+	tier.NoopObserver
+	release chan struct{}
+	once    sync.Once
+}
+
+func (p *panickyObserver) Begin(ctx context.Context, c tier.Call) context.Context {
+	if c.Op == tier.OpL2Get {
+		p.once.Do(func() {
+			<-p.release
+			panic("observer bug")
+		})
+	}
+	return ctx
+}
+
+// A panic on the leader's goroutine during its inline L2 read (here in an
+// Observer) reaches the leader; the callers waiting on the same flight get
+// an error instead of waiting forever, the next read works, and Close does
+// not hang.
+func TestCache_L2_LeaderPanicDoesNotStrandWaiters(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	obs := &panickyObserver{release: make(chan struct{})}
+	c, _ := instance(t, srv, tier.Options[*profile]{Observer: obs, ObserveRawKeys: true})
+	ctx := context.Background()
+	require.NoError(t, c.Set(ctx, "k", &profile{Name: "v"}, time.Minute))
+	c.DropLocal(ctx)
+
+	leader := make(chan any, 1)
+	go func() {
+		defer func() { leader <- recover() }()
+		_, _ = c.Get(ctx, "k")
+	}()
+	time.Sleep(20 * time.Millisecond) // the leader is blocked in Begin
+	waiter := make(chan error, 1)
+	go func() {
+		_, err := c.Get(ctx, "k")
+		waiter <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // the waiter joined the flight
+	close(obs.release)
+	require.Equal(t, "observer bug", <-leader)
+	select {
+	case err := <-waiter:
+		require.Error(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter was stranded")
+	}
+	v, err := c.Get(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, "v", v.Name)
+	done := make(chan struct{})
+	go func() { _ = c.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hung")
+	}
+}
