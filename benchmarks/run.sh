@@ -36,7 +36,7 @@ go test -c -o "$OUT/benchmarks.test" .
 for i in $(seq "$COUNT"); do
   echo "== round $i/$COUNT" >&2
   "$OUT/benchmarks.test" -test.run='^$' -test.benchmem -test.count=1 \
-    -test.bench='^Benchmark(L1Hit|L2Hit|MissLoad|Stampede|RedisDown)$' | tee -a "$OUT/raw.txt"
+    -test.bench='^Benchmark(L1Hit|L2Hit|MissLoad|Stampede|RedisDown|Staleness)$' | tee -a "$OUT/raw.txt"
   "$OUT/benchmarks.test" -test.run='^$' -test.benchmem -test.count=1 -test.cpu=1,2 \
     -test.bench='^BenchmarkZipf$' | tee -a "$OUT/raw.txt"
 done

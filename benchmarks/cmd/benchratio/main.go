@@ -128,7 +128,16 @@ type spec struct {
 	unit   string   // the unit the ratio uses
 	floors []string // floor impls, in the order their ratio columns appear
 	extra  []string // other units to show
+	// ratioAlso are more units whose ratio to each floor gets a column;
+	// with any, every ratio column names its unit.
+	ratioAlso []string
+	// censoredBy names a unit counting ops that gave up: where its median
+	// is not 0, the latencies and their ratios are lower bounds ("≥").
+	censoredBy string
 }
+
+// ratioUnits returns the units that get ratio columns, unit first.
+func (sp spec) ratioUnits() []string { return append([]string{sp.unit}, sp.ratioAlso...) }
 
 func specOf(group string) spec {
 	switch {
@@ -140,6 +149,8 @@ func specOf(group string) spec {
 		return spec{unit: "ns/op", floors: []string{"postgres-select"}, extra: []string{"allocs/op"}}
 	case strings.HasPrefix(group, "RedisDown"):
 		return spec{unit: "p99-us", floors: []string{"postgres-select"}, extra: []string{"p50-us", "errors/op"}}
+	case strings.HasPrefix(group, "Staleness"):
+		return spec{unit: "p99-us", floors: []string{"raw-publish-receive"}, extra: []string{"p50-us", "stale-never/op"}, ratioAlso: []string{"p50-us"}, censoredBy: "stale-never/op"}
 	case strings.HasPrefix(group, "Zipf"):
 		return spec{unit: "ns/get", extra: []string{"l1-hit-%"}}
 	case strings.HasPrefix(group, "Stampede"):
@@ -223,7 +234,13 @@ func table(w io.Writer, group string, ss []*series) []string {
 		head = append(head, "median "+u)
 	}
 	for _, f := range sp.floors {
-		head = append(head, "÷ "+f)
+		for _, u := range sp.ratioUnits() {
+			if len(sp.ratioAlso) == 0 {
+				head = append(head, "÷ "+f)
+			} else {
+				head = append(head, fmt.Sprintf("%s ÷ %s", u, f))
+			}
+		}
 	}
 	zipf := strings.HasPrefix(group, "Zipf")
 	if zipf {
@@ -233,16 +250,26 @@ func table(w io.Writer, group string, ss []*series) []string {
 	fmt.Fprintln(w, "|"+strings.Repeat(" --- |", len(head)))
 	tc := find(ss, "tiercache")
 	for _, s := range ss {
-		row := []string{s.impl, fmtVal(s.median(sp.unit))}
+		atLeast := "" // "≥ " for the latencies of a series with give-ups
+		if sp.censoredBy != "" && s.median(sp.censoredBy) != 0 {
+			atLeast = "≥ "
+		}
+		row := []string{s.impl, atLeast + fmtVal(s.median(sp.unit))}
 		for _, u := range sp.extra {
-			row = append(row, fmtVal(s.median(u)))
+			if u == sp.censoredBy {
+				row = append(row, fmtVal(s.median(u)))
+			} else {
+				row = append(row, atLeast+fmtVal(s.median(u)))
+			}
 		}
 		for _, f := range sp.floors {
 			fl := find(ss, f)
-			if r, ok := pairRatio(s, fl, sp.unit); ok && fl != nil {
-				row = append(row, r.String())
-			} else {
-				row = append(row, "")
+			for _, u := range sp.ratioUnits() {
+				if r, ok := pairRatio(s, fl, u); ok && fl != nil {
+					row = append(row, atLeast+r.String())
+				} else {
+					row = append(row, "")
+				}
 			}
 		}
 		if zipf && tc != nil {
@@ -309,6 +336,14 @@ func verdict(group string, ss []*series, sp spec) []string {
 	case strings.HasPrefix(group, "Stampede"):
 		l := tc.median("loads/op")
 		out = append(out, fmt.Sprintf("%s: tiercache origin loads per stampede (2 instances × 1000 callers) = %s, target 1: %s", group, fmtVal(l), mark(l == 1)))
+	case strings.HasPrefix(group, "Staleness"):
+		p99, never := tc.median("p99-us"), tc.median("stale-never/op")
+		v := fmt.Sprintf("%s: another instance stops serving an updated key within %s µs at p99 (p50 %s µs), target ≤ 1000 µs: %s; stale-never/op %s",
+			group, fmtVal(p99), fmtVal(tc.median("p50-us")), mark(p99 <= 1000 && never == 0), fmtVal(never))
+		if r, ok := pairRatio(tc, find(ss, "raw-publish-receive"), "p99-us"); ok {
+			v += fmt.Sprintf("; p99 ÷ raw-publish-receive = %s", r)
+		}
+		out = append(out, v)
 	case strings.HasPrefix(group, "RedisDown"):
 		if r, ok := pairRatio(tc, find(ss, "postgres-select"), "p99-us"); ok {
 			out = append(out, fmt.Sprintf("%s: tiercache p99 with Redis killed ÷ bare SELECT p99 = %s (no numeric target; errors/op %s)", group, r, fmtVal(tc.median("errors/op"))))
