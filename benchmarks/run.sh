@@ -17,6 +17,9 @@ OUT="${OUT:-results}"
 LOADGEN_DURATION="${LOADGEN_DURATION:-20s}"
 mkdir -p "$OUT"
 
+# Whether the tree differs from HEAD, read before anything is written to
+# $OUT (the results are tracked files too).
+dirty="$(git -C .. diff --quiet HEAD -- . ':(exclude)benchmarks/results' 2>/dev/null || echo " + uncommitted changes")"
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "nproc: $(nproc)"
@@ -24,7 +27,7 @@ mkdir -p "$OUT"
   echo "go: $(go version)"
   echo "redis: $(redis-server --version)"
   echo "postgres: $(psql -h 127.0.0.1 -U postgres -d test -tAc 'SHOW server_version' 2>/dev/null || echo unknown)"
-  echo "tiercache: $(git -C .. rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C .. diff --quiet HEAD 2>/dev/null || echo " + uncommitted changes")"
+  echo "tiercache: $(git -C .. rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "modules:"
   go list -m all | grep -E 'ristretto|go-redis|rueidis|msgpack|pgx|gonum|x/perf' | sed 's/^/  /'

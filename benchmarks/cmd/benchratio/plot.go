@@ -15,12 +15,15 @@ import (
 )
 
 // plots draws, from the medians, one panel per workload: the cost of a
-// read divided by its floor (ratios.png), and the Zipf throughput and L1
-// hit ratio (zipf.png).
+// read divided by its floor (ratios.png), the Zipf throughput and L1 hit
+// ratio (zipf.png), and the latency percentiles of the Staleness and
+// RedisDown workloads (latency.png).
 func plots(dir string, gorder []string, groups map[string][]*series) error {
-	var micro, zipf []string
+	var micro, zipf, lat []string
 	for _, g := range gorder {
 		switch {
+		case strings.HasPrefix(g, "Staleness"), strings.HasPrefix(g, "RedisDown"):
+			lat = append(lat, g)
 		case strings.HasPrefix(g, "L1Hit"), strings.HasPrefix(g, "L2Hit"), strings.HasPrefix(g, "MissLoad"):
 			micro = append(micro, g)
 		case strings.HasPrefix(g, "Zipf"):
@@ -61,7 +64,36 @@ func plots(dir string, gorder []string, groups map[string][]*series) error {
 		}
 		ps = append(ps, p, q)
 	}
-	return tile(filepath.Join(dir, "zipf.png"), ps, 4)
+	if err := tile(filepath.Join(dir, "zipf.png"), ps, 4); err != nil {
+		return err
+	}
+	ps = ps[:0]
+	for _, g := range lat {
+		// A library whose p99 is 100 ms or more (it waited out the op's 1 s
+		// limit, or nearly) would flatten every other bar: it is left out
+		// and named in the title.
+		var drawn []*series
+		var out []string
+		for _, s := range groups[g] {
+			if s.median("p99-us") >= 1e5 || s.median("stale-never/op") > 0 {
+				out = append(out, s.impl)
+				continue
+			}
+			drawn = append(drawn, s)
+		}
+		for _, pct := range []string{"p50-us", "p99-us"} {
+			title := g + ": " + strings.TrimSuffix(pct, "-us") + " µs"
+			if len(out) > 0 {
+				title += "\n(not drawn, p99 ≥ 100 ms: " + strings.Join(out, ", ") + ")"
+			}
+			p, err := panel(title, drawn, "µs", func(s *series) float64 { return s.median(pct) })
+			if err != nil {
+				return err
+			}
+			ps = append(ps, p)
+		}
+	}
+	return tile(filepath.Join(dir, "latency.png"), ps, 4)
 }
 
 // panel is a bar chart of f over the libraries of one workload.
