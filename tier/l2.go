@@ -264,7 +264,7 @@ func (c *Cache[V]) l2LeaseWithin(ctx context.Context, key, lease string, replace
 func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, tagAt []int64, ok bool) {
 	call := c.call(OpL2Get, r.key)
 	octx := c.obs.Begin(ctx, call)
-	t0 := time.Now()
+	t0 := c.opStart()
 	l2ctx := octx
 	var err error
 	if len(r.tags) > 0 && c.tagger != nil {
@@ -276,7 +276,7 @@ func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, tagAt []int64, o
 	} else {
 		b, err = c.l2.Get(l2ctx, c.Key(r.key))
 	}
-	res := Result{Duration: time.Since(t0)}
+	res := Result{Duration: opDuration(t0)}
 	switch {
 	case err == nil:
 		c.br.success()
@@ -394,7 +394,7 @@ func (c *Cache[V]) l2Op(ctx context.Context, op Op, key string, f func(ctx conte
 func (c *Cache[V]) l2Call(ctx context.Context, op Op, key string, f func(ctx context.Context) error) error {
 	call := c.call(op, key)
 	ctx = c.obs.Begin(ctx, call)
-	t0 := time.Now()
+	t0 := c.opStart()
 	err := f(ctx)
 	switch {
 	case !isL2Failure(err):
@@ -403,7 +403,7 @@ func (c *Cache[V]) l2Call(ctx context.Context, op Op, key string, f func(ctx con
 		c.ctr.l2Errors.Add(1)
 		c.br.failure()
 	}
-	c.obs.End(ctx, call, Result{Err: err, Duration: time.Since(t0)})
+	c.obs.End(ctx, call, Result{Err: err, Duration: opDuration(t0)})
 	return err
 }
 

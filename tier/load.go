@@ -357,7 +357,7 @@ func (c *Cache[V]) callLoader(ctx context.Context, key string, cl *call[V], load
 	}
 	call := c.call(OpLoad, key)
 	ctx = c.obs.Begin(ctx, call)
-	t0 := time.Now()
+	t0 := c.opStart()
 	c.ctr.loads.Add(1)
 	defer func() {
 		if r := recover(); r != nil {
@@ -366,10 +366,10 @@ func (c *Cache[V]) callLoader(ctx context.Context, key string, cl *call[V], load
 		}
 		if err != nil && !c.isNotFound(err) {
 			c.ctr.loadErrors.Add(1)
-			c.obs.End(ctx, call, Result{Err: err, Duration: time.Since(t0)})
+			c.obs.End(ctx, call, Result{Err: err, Duration: opDuration(t0)})
 			return
 		}
-		c.obs.End(ctx, call, Result{Hit: err == nil, Duration: time.Since(t0)})
+		c.obs.End(ctx, call, Result{Hit: err == nil, Duration: opDuration(t0)})
 	}()
 	return load(ctx, key)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 )
 
 // BatchLoadFunc loads several keys from the origin in one go. It returns the
@@ -191,7 +190,7 @@ func (c *Cache[V]) callBatchLoader(ctx context.Context, keys []string, load Batc
 		call = c.call(OpLoad, keys[0])
 	}
 	ctx = c.obs.Begin(ctx, call)
-	t0 := time.Now()
+	t0 := c.opStart()
 	c.ctr.loads.Add(1)
 	defer func() {
 		if r := recover(); r != nil {
@@ -201,7 +200,7 @@ func (c *Cache[V]) callBatchLoader(ctx context.Context, keys []string, load Batc
 		if err != nil {
 			c.ctr.loadErrors.Add(1)
 		}
-		c.obs.End(ctx, call, Result{Hit: err == nil, Err: err, Duration: time.Since(t0)})
+		c.obs.End(ctx, call, Result{Hit: err == nil, Err: err, Duration: opDuration(t0)})
 	}()
 	vals, err = load(ctx, keys)
 	return vals, err, nil
@@ -229,7 +228,7 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) [
 	}
 	call := c.call(OpL2Get, "")
 	octx := c.obs.Begin(ctx, call)
-	t0 := time.Now()
+	t0 := c.opStart()
 	l2ctx, cancel := context.WithTimeout(octx, c.o.L2Timeout)
 	bs, err := c.l2.GetMany(l2ctx, full)
 	cancel()
@@ -237,7 +236,7 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) [
 		if c.stop.Err() == nil {
 			c.l2Failed(octx, "", err)
 		}
-		c.obs.End(octx, call, Result{Err: err, Duration: time.Since(t0)})
+		c.obs.End(octx, call, Result{Err: err, Duration: opDuration(t0)})
 		return entries
 	}
 	c.br.success()
@@ -266,6 +265,6 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) [
 	if len(corrupt) > 0 {
 		_ = c.l2Delete(octx, corrupt...) // a failure is counted by l2Delete; the key is retried on its next miss.
 	}
-	c.obs.End(octx, call, Result{Hit: hits > 0, Duration: time.Since(t0)})
+	c.obs.End(octx, call, Result{Hit: hits > 0, Duration: opDuration(t0)})
 	return entries
 }
