@@ -93,7 +93,7 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 		c.l1 = l1
 	}
 	c.fl.wait = c.l1.Wait
-	c.fl.trusted = c.trustedAt
+	c.fl.trusted = c.trustedCall
 	c.l1stats, _ = c.l1.(LocalStats)
 	c.leaser, _ = c.l2.(Leaser)
 	c.tagger, _ = c.l2.(TagStore)
@@ -241,6 +241,17 @@ func (c *Cache[V]) trustedAt(created int64, tags []string) bool {
 		return false
 	}
 	return len(tags) == 0 || c.tags.valid(tags, created)
+}
+
+// trustedCall is trustedAt for a call in the flight table: a call still
+// loading is not subject to the age limit (its value is read now, not at
+// its start; a slow load must not be restarted by every caller while the
+// invalidator is down).
+func (c *Cache[V]) trustedCall(started int64, tags []string, running bool) bool {
+	if !running {
+		return c.trustedAt(started, tags)
+	}
+	return started >= c.trustFloor.Load() && (len(tags) == 0 || c.tags.valid(tags, started))
 }
 
 // fresh reports whether e may be served now.

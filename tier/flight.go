@@ -18,8 +18,9 @@ type call[V any] struct {
 	// nanos); zero for a failed load, which late joiners never share.
 	expires int64
 
-	fenced  bool  // guarded by flights.mu: an invalidation overtook this load
-	started int64 // unix nanos: when the call joined the table; immutable
+	fenced  bool     // guarded by flights.mu: an invalidation overtook this load
+	started int64    // unix nanos: when the call joined the table; immutable
+	tags    []string // the tags of its key's value; immutable
 }
 
 // flights is the per-process single flight table. Unlike x/sync's
@@ -33,13 +34,16 @@ type flights[V any] struct {
 	closed bool                // guarded by mu
 	wg     sync.WaitGroup      // counts flight goroutines; Add only under mu while !closed
 
+	// trusted (set by New) reports whether the value of a call that started
+	// at started, for a key whose value depends on tags, may still be
+	// served; running tells a call still loading (its value is not yet read,
+	// so an age limit does not apply to it). nil: always.
+	trusted func(started int64, tags []string, running bool) bool
+
 	// Retirement: a completed call whose value went to L1 leaves the table
 	// only once that value is visible there (ristretto applies Sets
 	// asynchronously). Instead of each flight waiting for L1, completed
 	// calls queue here and one sweeper waits for L1 once per batch.
-	// trusted (set by New) reports whether a value read at started, that
-	// depends on tags, may still be served; nil: always.
-	trusted  func(started int64, tags []string) bool
 	wait     func()       // blocks until earlier L1 Sets are visible; set by New
 	retiring []retiree[V] // guarded by mu
 	sweeping bool         // guarded by mu: a sweeper goroutine runs
@@ -70,8 +74,10 @@ func (c *call[V]) usable(now int64) bool {
 // join returns the call for key and whether the caller must run it (and
 // then call wg.Done). A call is joined while it runs, or after it completed
 // with a value that is still fresh, unless something heard since it started
-// rules its value out (a drop of L1, an invalidation of one of tags): such
-// a call is fenced and replaced. join returns nil once the table is closed.
+// rules its value out (a drop of L1, an invalidation of one of its tags,
+// and for a completed call the invalidator's age limit): such a call is
+// fenced and replaced. tags are those of key's value. join returns nil
+// once the table is closed.
 func (f *flights[V]) join(key string, now int64, tags []string) (c *call[V], leader bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -79,7 +85,7 @@ func (f *flights[V]) join(key string, now int64, tags []string) (c *call[V], lea
 		return nil, false
 	}
 	if c, ok := f.m[key]; ok {
-		if f.trusted == nil || f.trusted(c.started, tags) {
+		if f.trusted == nil || f.trusted(c.started, c.tags, !c.isDone()) {
 			if c.usable(now) {
 				return c, false
 			}
@@ -87,7 +93,19 @@ func (f *flights[V]) join(key string, now int64, tags []string) (c *call[V], lea
 			c.fenced = true
 		}
 	}
-	return f.start(key, now), true
+	c = f.start(key, now)
+	c.tags = tags
+	return c, true
+}
+
+// isDone reports whether c completed.
+func (c *call[V]) isDone() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // start puts a new call for key in the table; f.mu is held.
@@ -102,7 +120,7 @@ func (f *flights[V]) start(key string, now int64) *call[V] {
 }
 
 // joinRunning is join for a refresh: a completed call does not count.
-func (f *flights[V]) joinRunning(key string, now int64) (c *call[V], leader bool) {
+func (f *flights[V]) joinRunning(key string, now int64, tags []string) (c *call[V], leader bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
@@ -115,7 +133,9 @@ func (f *flights[V]) joinRunning(key string, now int64) (c *call[V], leader bool
 			return c, false
 		}
 	}
-	return f.start(key, now), true
+	c = f.start(key, now)
+	c.tags = tags
+	return c, true
 }
 
 // joinMany is join for several keys under one lock. leaders[i] reports

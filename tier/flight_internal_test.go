@@ -66,3 +66,38 @@ func TestFlights_RetiredAfterL1HasTheValue(t *testing.T) {
 		}
 	}
 }
+
+// While the invalidator limits the age of what L1 serves (it is down), a
+// load that runs longer than the limit is still joined, not restarted by
+// every caller: the age limit is about values read long ago, and a running
+// load's value is read now.
+func TestFlights_SlowLoadNotRestartedUnderAgeLimit(t *testing.T) {
+	c, err := New(&Options[string]{TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sink[string]{c}.LimitAge(50*time.Millisecond, "test")
+	var mu sync.Mutex
+	loads := 0
+	load := func(context.Context, string) (string, error) {
+		mu.Lock()
+		loads++
+		mu.Unlock()
+		time.Sleep(300 * time.Millisecond)
+		return "v", nil
+	}
+	var wg sync.WaitGroup
+	for range 15 {
+		wg.Go(func() {
+			if v, err := c.GetOrLoad(context.Background(), "k", load); err != nil || v != "v" {
+				t.Errorf("GetOrLoad = %q, %v", v, err)
+			}
+		})
+		time.Sleep(15 * time.Millisecond) // 225 ms of arrivals, all during the one load
+	}
+	wg.Wait()
+	if loads != 1 {
+		t.Fatalf("%d loads of one key, want 1", loads)
+	}
+}

@@ -81,20 +81,29 @@ func (s sink[V]) DropTags(tags []string, _ int64) {
 
 func (s sink[V]) Untrust(before int64, reason string) {
 	c := s.c
+	if !c.raiseTrustFloor(before) {
+		return
+	}
+	if reason == "subscribed" || reason == "sequence_gap" {
+		c.epochStale.Store(true) // a clear may have been among what was missed
+	}
+	c.obs.Event(context.Background(), Event{Cache: c.o.Name, Kind: EventL1Dropped, Tier: TierL1, Reason: reason})
+}
+
+// raiseTrustFloor makes every L1 entry and running load that began before
+// before untrusted, and reports whether the floor moved.
+func (c *Cache[V]) raiseTrustFloor(before int64) bool {
 	for {
 		cur := c.trustFloor.Load()
 		if before <= cur {
-			return
+			return false
 		}
 		if c.trustFloor.CompareAndSwap(cur, before) {
 			break
 		}
 	}
 	c.fl.fenceBefore(before)
-	if reason == "subscribed" || reason == "sequence_gap" {
-		c.epochStale.Store(true) // a clear may have been among what was missed
-	}
-	c.obs.Event(context.Background(), Event{Cache: c.o.Name, Kind: EventL1Dropped, Tier: TierL1, Reason: reason})
+	return true
 }
 
 func (s sink[V]) LimitAge(maxAge time.Duration, reason string) {

@@ -80,7 +80,7 @@ func (c *Cache[V]) refreshAhead(ctx context.Context, r req, load LoadFunc[V], e 
 	if !e.refreshing.CompareAndSwap(false, true) {
 		return
 	}
-	cl, leader := c.fl.joinRunning(r.key, c.now())
+	cl, leader := c.fl.joinRunning(r.key, c.now(), r.tags)
 	if !leader {
 		// A load of the key is already running (it may be finishing): let
 		// a later hit try again if this entry is still the one in L1.
@@ -119,6 +119,13 @@ func (c *Cache[V]) lead(ctx context.Context, r req, cl *call[V], load LoadFunc[V
 	}()
 	start := c.now()
 	if c.recheckL1(r, cl) {
+		return
+	}
+	if stale != nil && c.o.SoftTimeout > 0 {
+		// The caller has a stale value to fall back on after SoftTimeout,
+		// which a read on its own goroutine could outlast.
+		handed = true
+		go c.run(ctx, r, cl, load, stale, start, nil)
 		return
 	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < c.o.L2Timeout {

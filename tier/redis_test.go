@@ -466,3 +466,95 @@ func TestCache_L2_LeaderPanicDoesNotStrandWaiters(t *testing.T) {
 		t.Fatal("Close hung")
 	}
 }
+
+// hookObserver runs hook once, in Begin of the first call of op on key
+// (raw keys: use it with ObserveRawKeys).
+type hookObserver struct {
+	tier.NoopObserver
+	op   tier.Op
+	key  string
+	once sync.Once
+	hook func()
+}
+
+func (h *hookObserver) Begin(ctx context.Context, c tier.Call) context.Context {
+	if c.Op == h.op && c.Key == h.key {
+		h.once.Do(h.hook)
+	}
+	return ctx
+}
+
+// A read that begins after Delete (or InvalidateAll) dropped the local copy
+// but before the L2 step reads the old value from L2 into L1. Once the call
+// returns, that copy must not be served: the write drops it again after the
+// L2 step. The read is made from the observer's Begin of the L2 step, so
+// the interleaving is exact.
+func TestCache_L2_ReadDuringWriteDoesNotSurviveIt(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	tests := []struct {
+		name  string
+		op    tier.Op
+		key   string // the L2 step's key as the observer sees it
+		write func(context.Context, *tier.Cache[*profile]) error
+	}{
+		{name: "delete", op: tier.OpL2Delete, key: "k", write: func(ctx context.Context, c *tier.Cache[*profile]) error { return c.Delete(ctx, "k") }},
+		{name: "invalidate all", op: tier.OpL2Set, key: "", write: func(ctx context.Context, c *tier.Cache[*profile]) error { return c.InvalidateAll(ctx) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := "t-readduring-" + strings.ReplaceAll(tt.name, " ", "-")
+			writer, _ := instance(t, srv, tier.Options[*profile]{Namespace: ns})
+			ctx := context.Background()
+			require.NoError(t, writer.Set(ctx, "k", &profile{Name: "old"}, time.Minute))
+			obs := &hookObserver{op: tt.op, key: tt.key}
+			c, _ := instance(t, srv, tier.Options[*profile]{Namespace: ns, Observer: obs, ObserveRawKeys: true})
+			load := func(context.Context, string) (*profile, error) { return &profile{Name: "new"}, nil }
+			obs.hook = func() {
+				v, err := c.GetOrLoad(ctx, "k", load)
+				require.NoError(t, err)
+				require.Equal(t, "old", v.Name, "the read saw L2 before the write's L2 step")
+				require.Eventually(t, func() bool { // and the old value is in L1
+					v, ok := c.GetIfPresent("k")
+					return ok && v.Name == "old"
+				}, time.Second, time.Millisecond)
+			}
+			require.NoError(t, tt.write(ctx, c))
+			for range 20 {
+				v, ok := c.GetIfPresent("k")
+				require.False(t, ok, "L1 serves %v after the write returned", v)
+				time.Sleep(time.Millisecond)
+			}
+			v, err := c.GetOrLoad(ctx, "k", load)
+			require.NoError(t, err)
+			require.Equal(t, "new", v.Name)
+		})
+	}
+}
+
+// A caller with a stale value gets it after SoftTimeout even when L2 is
+// stuck: its read is not made on its own goroutine.
+func TestCache_L2_SoftTimeoutWhileL2Stuck(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	clock := newFakeClock()
+	c, _ := instance(t, srv, tier.Options[*profile]{
+		Clock: clock, TTL: time.Minute, NoJitter: true, FailSafe: time.Hour,
+		SoftTimeout: 20 * time.Millisecond, L2Timeout: 2 * time.Second,
+	})
+	ctx := context.Background()
+	var n atomic.Int64
+	load := func(context.Context, string) (*profile, error) { return &profile{Name: fmt.Sprint(n.Add(1))}, nil }
+	_, err := c.GetOrLoad(ctx, "k", load)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { _, ok := c.GetIfPresent("k"); return ok }, time.Second, time.Millisecond)
+	clock.Advance(2 * time.Minute) // the L1 copy is stale, within FailSafe
+	srv.Pause()
+	t0 := time.Now()
+	v, err := c.GetOrLoad(ctx, "k", load)
+	elapsed := time.Since(t0)
+	srv.Resume()
+	require.NoError(t, err)
+	require.Equal(t, "1", v.Name, "the stale value")
+	require.Less(t, elapsed, 500*time.Millisecond, "SoftTimeout is 20 ms; L2 is stuck for up to L2Timeout (2 s)")
+}

@@ -33,11 +33,14 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 		c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventValueRefused, Key: c.obsKey(key), Err: err})
 		return errors.Join(fmt.Errorf("tier: set %q: %w", key, err), c.Delete(ctx, key))
 	}
-	c.fl.fence(key)
 	e := c.newEntry(v, false, nil, now, now, min(ttl, c.jitter(c.o.L1TTL)))
-	if c.l1.Set(key, e, c.cost(key, v, len(enc)), time.Duration(e.Deadline-now)) {
-		c.l1.Wait()
+	install := func() {
+		c.fl.fence(key)
+		if c.l1.Set(key, e, c.cost(key, v, len(enc)), time.Duration(e.Deadline-now)) {
+			c.l1.Wait()
+		}
 	}
+	install()
 	if c.l2 == nil && c.pub == nil {
 		return nil
 	}
@@ -51,6 +54,9 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 		default:
 			l2err = c.l2Set(ctx, key, enc, ttl+c.o.FailSafe)
 		}
+		// A read that missed L1 between the install above and the L2 write
+		// may have put the old value from L2 in L1: install again.
+		install()
 	}
 	if l2err == nil && c.pub != nil {
 		l2err = c.publish(ctx, []string{key}, nil)
@@ -86,7 +92,13 @@ func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
 	if c.l2 == nil && c.pub == nil {
 		return nil
 	}
-	if err := c.invalidate(ctx, nil, []string{epochTag}, true); err != nil {
+	err := c.invalidate(ctx, nil, []string{epochTag}, true)
+	if c.l2 != nil {
+		// A read that began before the new epoch was in use may have read
+		// the old one's value into L1: distrust those reads too.
+		c.raiseTrustFloor(c.now() + 1)
+	}
+	if err != nil {
 		return c.queue(ctx, "invalidate all", nil, []string{epochTag}, err)
 	}
 	return nil
@@ -111,7 +123,16 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 		return nil
 	}
 	sink[V]{c}.DropKeys(keys)
-	if err := c.invalidate(ctx, keys, nil, true); err != nil {
+	err := c.invalidate(ctx, keys, nil, true)
+	if c.l2 != nil {
+		// A read that began between the drop above and the L2 DEL may have
+		// read the old value from L2 and put it in L1: drop it again.
+		for _, k := range keys {
+			c.fl.fence(k)
+			c.l1.Delete(k)
+		}
+	}
+	if err != nil {
 		return c.queue(ctx, "delete", keys, nil, err)
 	}
 	return nil
