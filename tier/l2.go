@@ -114,7 +114,12 @@ func (c *Cache[V]) l2Start(ctx context.Context, r req, start int64, wantLease bo
 	if wantLease && len(r.tags) == 0 && c.l2Misses.leaseFirst() {
 		lease := newLease()
 		cur, err := c.l2Lease(budget, r.key, lease, false)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrCorrupt), errors.Is(err, ErrValueTooLarge):
+			// The bad bytes were reported and deleted: take the lease on
+			// the flight, as after a plain read that found them.
+			return false
+		case err != nil:
 			return true
 		}
 		c.l2Misses.note(cur == nil || isLease(cur))

@@ -425,6 +425,7 @@ func (c *Cache[V]) store(ctx context.Context, cl *call[V], r req, v V, negative 
 	if err != nil {
 		c.ctr.refused.Add(1)
 		c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventValueRefused, Key: c.obsKey(r.key), Err: err})
+		cl.expires = 0 // not cached, not shared with callers that come later either
 		complete()
 		return false
 	}

@@ -126,7 +126,7 @@ func TestCache_L2_OversizedValueRefusedBeforeReading(t *testing.T) {
 	for _, e := range rec.Events() {
 		if e.Kind == tier.EventDecodeError && errors.As(e.Err, &tooLarge) {
 			found = true
-			require.Equal(t, 1025, tooLarge.Size, "GETRANGE read at most limit+1 bytes")
+			require.Equal(t, 1024+64+1, tooLarge.Size, "GETRANGE read at most limit + lease slack (64) + 1 bytes")
 		}
 	}
 	require.True(t, found)
@@ -557,4 +557,61 @@ func TestCache_L2_SoftTimeoutWhileL2Stuck(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "1", v.Name, "the stale value")
 	require.Less(t, elapsed, 500*time.Millisecond, "SoftTimeout is 20 ms; L2 is stuck for up to L2Timeout (2 s)")
+}
+
+// In get-or-lease mode, bad bytes under a key (garbage, a value over the
+// limit, another Redis type) are reported, deleted and replaced under a
+// lease: the loaded value reaches L2 (another instance reads it without
+// loading), as after a plain read that found them.
+func TestCache_L2_LeaseFirstReplacesBadBytes(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	tests := []struct {
+		name  string
+		plant func(ctx context.Context, rdb *redis.Client, key string) error
+	}{
+		{name: "garbage", plant: func(ctx context.Context, rdb *redis.Client, key string) error {
+			return rdb.Set(ctx, key, "\xc1garbage", time.Minute).Err()
+		}},
+		{name: "too large", plant: func(ctx context.Context, rdb *redis.Client, key string) error {
+			return rdb.Set(ctx, key, strings.Repeat("x", 4096), time.Minute).Err()
+		}},
+		{name: "another type", plant: func(ctx context.Context, rdb *redis.Client, key string) error {
+			return rdb.RPush(ctx, key, "x").Err()
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{}
+			ns := "t-lease-first-bad-" + strings.ReplaceAll(tt.name, " ", "-")
+			o := tier.Options[*profile]{Namespace: ns, MaxValueBytes: 1024}
+			o.Observer = rec
+			a, rdb := instance(t, srv, o)
+			ctx := context.Background()
+			var loads atomic.Int64
+			load := counted(&loads, func(_ context.Context, key string) (*profile, error) { return &profile{Name: key}, nil })
+			for i := range 100 { // cold keys: the cache moves to get-or-lease first
+				_, err := a.GetOrLoad(ctx, fmt.Sprint("warmup-", i), load)
+				require.NoError(t, err)
+			}
+			require.NoError(t, tt.plant(ctx, rdb, a.Key("bad")))
+			v, err := a.GetOrLoad(ctx, "bad", load)
+			require.NoError(t, err)
+			require.Equal(t, "bad", v.Name)
+			require.Equal(t, 1, rec.Count(tier.EventDecodeError))
+			require.Eventually(t, func() bool { // the leased write is off the caller's path
+				b, err := rdb.Get(ctx, a.Key("bad")).Bytes()
+				var p profile
+				_, derr := codec.Decode(codec.Msgpack(), b, 0, 0, &p)
+				return err == nil && derr == nil && p.Name == "bad"
+			}, 2*time.Second, 5*time.Millisecond, "L2 holds the loaded value")
+			o.Observer = nil
+			b, _ := instance(t, srv, o)
+			n := loads.Load()
+			v, err = b.GetOrLoad(ctx, "bad", load)
+			require.NoError(t, err)
+			require.Equal(t, "bad", v.Name)
+			require.Equal(t, n, loads.Load(), "another instance reads it from L2")
+		})
+	}
 }

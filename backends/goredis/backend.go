@@ -20,8 +20,10 @@ const DefaultMaxValueBytes = tier.DefaultMaxValueSize
 // defaults.
 type Options struct {
 	// MaxValueBytes is the largest value Get hands over; larger ones are
-	// refused with a *tier.ValueTooLargeError. Keep it equal to the cache's
-	// tier.Options.MaxValueBytes. Default: 1 MiB.
+	// refused with a *tier.ValueTooLargeError after reading at most 65
+	// bytes more (a lease marker keeping a value of the limit is that much
+	// longer). Keep it equal to the cache's tier.Options.MaxValueBytes.
+	// Default: 1 MiB.
 	MaxValueBytes int
 }
 
@@ -80,9 +82,19 @@ func (b *Backend) Client() redis.UniversalClient { return b.c }
 // Get returns the bytes under key, [tier.ErrNotFound] when there are none,
 // and a *tier.ValueTooLargeError for a value over the limit.
 func (b *Backend) Get(ctx context.Context, key string) ([]byte, error) {
-	s, err := b.c.GetRange(ctx, key, 0, int64(b.max)).Result()
+	s, err := b.c.GetRange(ctx, key, 0, b.readEnd()).Result()
 	return b.result(s, err)
 }
+
+// leaseSlack is how much longer than the value limit a lease marker with a
+// kept value may be: the marker (tier.LeasePrefix and two base-36 numbers)
+// and a newline before a value of up to the limit.
+const leaseSlack = 64
+
+// readEnd is the last byte offset a read asks for: one past what may be
+// accepted, so that a longer value is seen to be too large without being
+// read whole.
+func (b *Backend) readEnd() int64 { return int64(b.max + leaseSlack) }
 
 func (b *Backend) result(s string, err error) ([]byte, error) {
 	switch {
@@ -90,7 +102,7 @@ func (b *Backend) result(s string, err error) ([]byte, error) {
 		return nil, translate("get", err)
 	case s == "":
 		return nil, tier.ErrNotFound
-	case len(s) > b.max:
+	case len(s) > b.max && (len(s) > b.max+leaseSlack || !strings.HasPrefix(s, tier.LeasePrefix)):
 		return nil, &tier.ValueTooLargeError{Size: len(s), Limit: b.max}
 	}
 	return []byte(s), nil
@@ -102,7 +114,7 @@ func (b *Backend) GetMany(ctx context.Context, keys []string) ([][]byte, error) 
 	cmds := make([]*redis.StringCmd, len(keys))
 	_, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, k := range keys {
-			cmds[i] = p.GetRange(ctx, k, 0, int64(b.max))
+			cmds[i] = p.GetRange(ctx, k, 0, b.readEnd())
 		}
 		return nil
 	})

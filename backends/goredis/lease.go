@@ -18,7 +18,7 @@ var (
 
 // leaseScript takes a lease: KEYS[1] the key; ARGV: lease marker, ttl ms,
 // max bytes, replace ("1"/"0"), lease prefix. It returns nil when it stored
-// the marker, else what the key holds (at most max+1 bytes of it).
+// the marker, else what the key holds (at most ARGV[3]+1 bytes of it).
 // A replaced value is kept after the marker and a newline.
 var leaseScript = redis.NewScript(`
 local v = redis.call('GETRANGE', KEYS[1], 0, tonumber(ARGV[3]))
@@ -98,7 +98,7 @@ func (b *Backend) Lease(ctx context.Context, key, lease string, ttl time.Duratio
 		var get *redis.StringCmd
 		_, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			set = p.SetNX(ctx, key, lease, ttl)
-			get = p.GetRange(ctx, key, 0, int64(b.max))
+			get = p.GetRange(ctx, key, 0, b.readEnd())
 			return nil
 		})
 		if set.Err() == nil && set.Val() {
@@ -111,7 +111,7 @@ func (b *Backend) Lease(ctx context.Context, key, lease string, ttl time.Duratio
 			return v, err
 		}
 	}
-	s, err := leaseScript.Run(ctx, b.c, []string{key}, lease, ms(ttl), b.max, rep, tier.LeasePrefix).Text()
+	s, err := leaseScript.Run(ctx, b.c, []string{key}, lease, ms(ttl), b.readEnd(), rep, tier.LeasePrefix).Text()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
@@ -142,7 +142,7 @@ func (b *Backend) GetTagged(ctx context.Context, key string, tagKeys []string) (
 	var get *redis.StringCmd
 	tags := make([]*redis.StringCmd, len(tagKeys))
 	_, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.GetRange(ctx, key, 0, int64(b.max))
+		get = p.GetRange(ctx, key, 0, b.readEnd())
 		for i, k := range tagKeys {
 			tags[i] = p.Get(ctx, k)
 		}

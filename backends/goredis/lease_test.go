@@ -39,6 +39,8 @@ func TestBackend_Lease(t *testing.T) {
 		{name: "value, replace", setup: func(k string) { rdb.Set(ctx, k, "v", time.Minute) }, replace: true, holds: ours + "\nv"},
 		{name: "their lease", setup: func(k string) { rdb.Set(ctx, k, theirs, time.Minute) }, want: theirs, holds: theirs},
 		{name: "their lease, replace", setup: func(k string) { rdb.Set(ctx, k, theirs, time.Minute) }, replace: true, want: theirs, holds: theirs},
+		{name: "their lease keeping a value of the limit", setup: func(k string) { rdb.Set(ctx, k, theirs+"\n"+strings.Repeat("x", 64), time.Minute) }, want: theirs + "\n" + strings.Repeat("x", 64), holds: theirs + "\n" + strings.Repeat("x", 64)},
+		{name: "their lease keeping a value of the limit, replace", setup: func(k string) { rdb.Set(ctx, k, theirs+"\n"+strings.Repeat("x", 64), time.Minute) }, replace: true, want: theirs + "\n" + strings.Repeat("x", 64), holds: theirs + "\n" + strings.Repeat("x", 64)},
 		{name: "too large", setup: func(k string) { rdb.Set(ctx, k, strings.Repeat("x", 100), time.Minute) }, wantErr: tier.ErrValueTooLarge, holds: strings.Repeat("x", 100)},
 		{name: "another type", setup: func(k string) { rdb.LPush(ctx, k, "x") }, wantErr: tier.ErrCorrupt},
 	}
