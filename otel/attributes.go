@@ -29,7 +29,7 @@ const (
 	keyFallbackReason = attribute.Key("cache.fallback.reason")
 	// keyResult is "hit", "miss" or "error" on tiercache.requests.
 	keyResult = attribute.Key("cache.result")
-	// keyOperation is "get", "set" or "delete" on tiercache.l2.duration.
+	// keyOperation is "get", "lease", "set" or "delete" on tiercache.l2.duration.
 	keyOperation = attribute.Key("cache.operation")
 	// keyBreakerState is a circuit breaker state ("closed", "open",
 	// "half_open") on tiercache.breaker.state.

@@ -47,7 +47,7 @@
 //
 //	tiercache.requests               counter    cache.tier, cache.result (hit, miss, error)
 //	tiercache.load.duration          histogram  s, cache.hit, error.type
-//	tiercache.l2.duration            histogram  s, cache.operation (get, set, delete), cache.hit, error.type
+//	tiercache.l2.duration            histogram  s, cache.operation (get, lease, set, delete), cache.hit, error.type
 //	tiercache.fallbacks              counter    cache.fallback.reason
 //	tiercache.breaker.state          gauge      cache.breaker.state (1 for the current state)
 //	tiercache.breaker.opens          counter

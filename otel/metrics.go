@@ -30,7 +30,7 @@ const (
 	// tier=origin counts loader calls (hit: found, miss: not found, error).
 	metricRequests = "tiercache.requests"
 	// Histograms, seconds; cache.hit (gets and loads), cache.operation (L2:
-	// get, set, delete) and error.type on failures.
+	// get, lease, set, delete) and error.type on failures.
 	metricLoadDuration = "tiercache.load.duration"
 	metricL2Duration   = "tiercache.l2.duration"
 	// Counter; cache.fallback.reason.
@@ -325,6 +325,8 @@ func l2Operation(op tier.Op) string {
 		return "set"
 	case tier.OpL2Delete:
 		return "delete"
+	case tier.OpL2Lease:
+		return "lease"
 	}
 	return op.String()
 }

@@ -167,8 +167,8 @@ func (o *Observer) End(ctx context.Context, c tier.Call, r tier.Result) {
 			s.loadsMissing.Add(1)
 		}
 		o.inst.loadDuration.Record(ctx, secs, s.attrs.duration(c.Op, r))
-	case tier.OpL2Get, tier.OpL2Set, tier.OpL2Delete:
-		if c.Op == tier.OpL2Get && r.Err != nil {
+	case tier.OpL2Get, tier.OpL2Lease, tier.OpL2Set, tier.OpL2Delete:
+		if (c.Op == tier.OpL2Get || c.Op == tier.OpL2Lease) && r.Err != nil {
 			s.l2GetErrors.Add(1)
 		}
 		o.inst.l2Duration.Record(ctx, secs, s.attrs.duration(c.Op, r))
@@ -176,7 +176,7 @@ func (o *Observer) End(ctx context.Context, c tier.Call, r tier.Result) {
 
 	span := trace.SpanFromContext(ctx)
 	if span.IsRecording() {
-		if c.Op == tier.OpL2Get || c.Op == tier.OpLoad {
+		if c.Op == tier.OpL2Get || c.Op == tier.OpL2Lease || c.Op == tier.OpLoad {
 			span.SetAttributes(keyCacheHit.Bool(r.Hit))
 		}
 		if r.Err != nil {

@@ -410,8 +410,8 @@ func (c *Cache[V]) isClosed() bool {
 }
 
 // Close stops the cache: running loads are cancelled, Close waits for the
-// cache's goroutines to exit, unregisters from the invalidator, then closes
-// L1. Later calls return ErrClosed. Close is idempotent and always returns
+// cache's goroutines to exit (and for L2 reads in progress, at most
+// L2Timeout), unregisters from the invalidator, then closes L1. Later calls return ErrClosed. Close is idempotent and always returns
 // nil. It does not close the Redis client behind L2, which belongs to the
 // caller. Invalidations still waiting for replay are dropped (and counted
 // in Stats.PendingInvalidations).

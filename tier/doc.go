@@ -13,13 +13,16 @@
 //     Each caller stops waiting when its own context ends.
 //  3. L2, bounded by [Options.L2Timeout] and skipped while the circuit breaker
 //     is open. The flight's first L2 round trip runs on the goroutine of the
-//     caller that started it (no goroutine hand-off on an L2 hit), so that
-//     caller may wait up to L2Timeout past its own cancellation; if it gives
-//     up, the flight reads again for the others. When the cache's L2 reads
-//     mostly miss, that round trip is the get-or-lease script, which answers
-//     a hit too and takes the key's lease on a miss: one round trip before
-//     the load. A hit is decoded and put in L1. Bad bytes are a miss: the
-//     key is deleted and the observer hears [EventDecodeError].
+//     caller that started it (no goroutine hand-off on an L2 hit), on its
+//     context's values but not its cancellation: a cancel is noticed when
+//     the read ends, at most L2Timeout later. A caller whose deadline is
+//     nearer than L2Timeout, or that holds a stale value to serve after
+//     [Options.SoftTimeout], leaves the read to the flight's goroutine
+//     instead. When the cache's L2 reads mostly miss, that round trip is
+//     get-or-lease, which answers a hit too and takes the key's lease on a
+//     miss: one round trip before the load. A hit is decoded and put in L1.
+//     Bad bytes are a miss: the key is deleted and the observer hears
+//     [EventDecodeError].
 //  4. The origin, bounded by [Options.LoadTimeout], on the flight's own
 //     goroutine and a context that keeps the first caller's values but not
 //     its cancellation. [ErrNotFound] (or an error that [Options.IsNotFound]

@@ -397,10 +397,16 @@ func (c *Cache[V]) l2Op(ctx context.Context, op Op, key string, f func(ctx conte
 
 // l2Call is l2Op within ctx's deadline.
 func (c *Cache[V]) l2Call(ctx context.Context, op Op, key string, f func(ctx context.Context) error) error {
+	return c.l2CallHit(ctx, op, key, func(ctx context.Context) (bool, error) { return false, f(ctx) })
+}
+
+// l2CallHit is l2Call for an operation that can find a value (reported as
+// Result.Hit).
+func (c *Cache[V]) l2CallHit(ctx context.Context, op Op, key string, f func(ctx context.Context) (bool, error)) error {
 	call := c.call(op, key)
 	ctx = c.obs.Begin(ctx, call)
 	t0 := c.opStart()
-	err := f(ctx)
+	hit, err := f(ctx)
 	switch {
 	case !isL2Failure(err):
 		c.br.success()
@@ -408,7 +414,7 @@ func (c *Cache[V]) l2Call(ctx context.Context, op Op, key string, f func(ctx con
 		c.ctr.l2Errors.Add(1)
 		c.br.failure()
 	}
-	c.obs.End(ctx, call, Result{Err: err, Duration: opDuration(t0)})
+	c.obs.End(ctx, call, Result{Hit: hit && err == nil, Err: err, Duration: opDuration(t0)})
 	return err
 }
 
@@ -436,9 +442,9 @@ func (c *Cache[V]) l2SetLeased(ctx context.Context, key, lease string, enc []byt
 // deadline.
 func (c *Cache[V]) l2Lease(ctx context.Context, key, lease string, replace bool) (cur []byte, err error) {
 	full := c.Key(key)
-	err = c.l2Call(ctx, OpL2Lease, key, func(ctx context.Context) error {
+	err = c.l2CallHit(ctx, OpL2Lease, key, func(ctx context.Context) (bool, error) {
 		cur, err = c.leaser.Lease(ctx, full, lease, c.o.LoadTimeout+c.o.L2Timeout, replace)
-		return err
+		return cur != nil && !isLease(cur), err
 	})
 	switch {
 	case err == nil:

@@ -37,7 +37,9 @@ const (
 	OpLoad
 	OpL2Set
 	OpL2Delete
-	// OpL2Lease takes a key's lease in L2 (one round trip after a miss).
+	// OpL2Lease takes a key's lease in L2: one round trip after a miss, or,
+	// in a cache whose L2 reads mostly miss, the first read of a miss
+	// (get-or-lease), which then also answers hits (Result.Hit).
 	OpL2Lease
 )
 
@@ -134,8 +136,8 @@ type Call struct {
 
 // Result is how an operation ended.
 type Result struct {
-	// Hit is true for an L2 get that found a usable value, or a load that
-	// found the key.
+	// Hit is true for an L2 get (or a get-or-lease) that found a value, or a
+	// load that found the key.
 	Hit bool
 	// Err is the failure, nil on success. A miss is not an error.
 	Err      error
