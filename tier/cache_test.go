@@ -416,3 +416,26 @@ func TestNew_InvalidOptions(t *testing.T) {
 		})
 	}
 }
+
+// A read right after Delete returns never sees the deleted value, even
+// when the value's L1 write was still queued in ristretto (Sets are applied
+// asynchronously and the load that made it does not wait for that).
+func TestCache_Delete_NoOldValueAfterReturn(t *testing.T) {
+	t.Parallel()
+	c := newCache(t, &tier.Options[string]{TTL: time.Hour})
+	ctx := t.Context()
+	for i := range 500 {
+		key := fmt.Sprint("k", i%7)
+		old := fmt.Sprint("old", i)
+		v, err := c.GetOrLoad(ctx, key, func(context.Context, string) (string, error) { return old, nil })
+		require.NoError(t, err)
+		require.Equal(t, old, v)
+		require.NoError(t, c.Delete(ctx, key))
+		got, ok := c.GetIfPresent(key)
+		require.False(t, ok, "round %d: L1 served %q after Delete returned", i, got)
+		v, err = c.GetOrLoad(ctx, key, func(context.Context, string) (string, error) { return "new", nil })
+		require.NoError(t, err)
+		require.Equal(t, "new", v, "round %d", i)
+		require.NoError(t, c.Delete(ctx, key))
+	}
+}

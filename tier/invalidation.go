@@ -56,10 +56,20 @@ type sink[V any] struct{ c *Cache[V] }
 
 func (s sink[V]) DropKeys(keys []string) {
 	s.c.ctr.invReceived.Add(uint64(len(keys)))
+	s.c.dropLocal(keys)
+}
+
+// dropLocal fences the loads of keys and deletes them from L1, then waits
+// until L1 has applied the deletes: a flight's L1 write may still be queued
+// in ristretto (installs do not wait), and applied after the delete's
+// immediate removal it would show the old value again until the queued
+// delete caught up.
+func (c *Cache[V]) dropLocal(keys []string) {
 	for _, k := range keys {
-		s.c.fl.fence(k)
-		s.c.l1.Delete(k)
+		c.fl.fence(k)
+		c.l1.Delete(k)
 	}
+	c.l1.Wait()
 }
 
 // DropTags records the tags as invalidated at this instance's own time of

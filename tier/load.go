@@ -446,6 +446,7 @@ func (c *Cache[V]) store(ctx context.Context, cl *call[V], r req, v V, negative 
 			// Take the L1 copy back; late callers must not share it.
 			c.fl.forget(r.key, cl)
 			c.l1.Delete(r.key)
+			c.l1.Wait() // the install above may still be queued behind the delete's removal
 			c.ctr.leaseLost.Add(1)
 		}
 	case c.leaser == nil && !c.fl.isFenced(cl) && c.br.allow():

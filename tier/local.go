@@ -52,7 +52,9 @@ type Local[V any] interface {
 	Set(key string, e *Entry[V], cost int64, ttl time.Duration) bool
 	// Delete removes key.
 	Delete(key string)
-	// Wait blocks until the Sets accepted before it are visible to Get.
+	// Wait blocks until the Sets and Deletes made before it are applied:
+	// accepted Sets visible to Get, deleted keys gone (also when a Set of
+	// the key was still queued when Delete was called).
 	Wait()
 	// Close releases the store. The cache calls it once, from Close.
 	Close()

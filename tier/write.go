@@ -127,10 +127,7 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 	if c.l2 != nil {
 		// A read that began between the drop above and the L2 DEL may have
 		// read the old value from L2 and put it in L1: drop it again.
-		for _, k := range keys {
-			c.fl.fence(k)
-			c.l1.Delete(k)
-		}
+		c.dropLocal(keys)
 	}
 	if err != nil {
 		return c.queue(ctx, "delete", keys, nil, err)
