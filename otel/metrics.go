@@ -274,7 +274,7 @@ type cacheAttrs struct {
 	// tiercache.breaker.state, by tier.BreakerState
 	breaker [3]metric.MeasurementOption
 	// durations without error
-	loadHit, loadMiss, l2GetHit, l2GetMiss, l2Set, l2Delete metric.MeasurementOption
+	loadHit, loadMiss, l2GetHit, l2GetMiss, l2LeaseHit, l2LeaseMiss, l2Set, l2Delete metric.MeasurementOption
 	// tiercache.fallbacks by the tier's reasons
 	fallbackBreakerOpen, fallbackL2Error, fallbackL2Timeout metric.MeasurementOption
 }
@@ -308,6 +308,8 @@ func newCacheAttrs(name string) cacheAttrs {
 		loadMiss:            set(keyCacheHit.Bool(false)),
 		l2GetHit:            set(keyOperation.String("get"), keyCacheHit.Bool(true)),
 		l2GetMiss:           set(keyOperation.String("get"), keyCacheHit.Bool(false)),
+		l2LeaseHit:          set(keyOperation.String("lease"), keyCacheHit.Bool(true)),
+		l2LeaseMiss:         set(keyOperation.String("lease"), keyCacheHit.Bool(false)),
 		l2Set:               set(keyOperation.String("set")),
 		l2Delete:            set(keyOperation.String("delete")),
 		fallbackBreakerOpen: set(keyFallbackReason.String(tier.ReasonBreakerOpen)),
@@ -354,6 +356,11 @@ func (a *cacheAttrs) duration(op tier.Op, r tier.Result) metric.MeasurementOptio
 			return a.l2GetHit
 		}
 		return a.l2GetMiss
+	case tier.OpL2Lease:
+		if r.Hit {
+			return a.l2LeaseHit
+		}
+		return a.l2LeaseMiss
 	case tier.OpL2Set:
 		return a.l2Set
 	case tier.OpL2Delete:

@@ -68,6 +68,9 @@ type Cache[V any] struct {
 	// maxAge nanos ago misses (set while the invalidator is down).
 	maxAge atomic.Int64
 
+	l1mu     sync.RWMutex // waitL1 holds it shared; Close exclusively, to close L1
+	l1closed bool         // guarded by l1mu
+
 	stop      context.Context // cancelled by Close
 	cancel    context.CancelFunc
 	closeOnce sync.Once
@@ -426,6 +429,9 @@ func (c *Cache[V]) Close() error {
 		if c.pub != nil {
 			c.pub.Unregister()
 		}
+		c.l1mu.Lock()
+		c.l1closed = true
+		c.l1mu.Unlock()
 		c.l1.Close()
 	})
 	return nil

@@ -439,3 +439,49 @@ func TestCache_Delete_NoOldValueAfterReturn(t *testing.T) {
 		require.NoError(t, c.Delete(ctx, key))
 	}
 }
+
+// Close while other goroutines write (Set waits for L1; Delete does when
+// the key's load just completed and its L1 write may be queued) returns,
+// and so do the writes: a wait queued as ristretto stops is never answered,
+// so the cache stops waiting for L1 once Close begins to close it. (Before
+// that guard, Set loops hung Close within 30 rounds here.)
+func TestCache_Close_DuringWrites(t *testing.T) {
+	t.Parallel()
+	for round := range 100 {
+		c, err := tier.New(&tier.Options[string]{TTL: time.Hour})
+		require.NoError(t, err)
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					key := fmt.Sprint("k", w, "-", i%5)
+					if w%2 == 0 { // Set alone: it always waits for L1
+						if err := c.Set(ctx, key, "v", 0); err != nil {
+							return // closed
+						}
+						continue
+					}
+					if _, err := c.GetOrLoad(ctx, key, func(context.Context, string) (string, error) { return "v", nil }); err != nil {
+						return
+					}
+					if err := c.Delete(ctx, key); err != nil {
+						return
+					}
+				}
+			})
+		}
+		time.Sleep(time.Duration(round%3) * time.Millisecond)
+		done := make(chan struct{})
+		go func() {
+			_ = c.Close()
+			wg.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: Close or a write hung", round)
+		}
+	}
+}

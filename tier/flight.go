@@ -226,13 +226,42 @@ func (f *flights[V]) sweep() {
 
 // fence marks the call for key as overtaken by an invalidation and removes
 // it, so it installs nothing and new callers start afresh.
-func (f *flights[V]) fence(key string) {
+//
+// It reports whether it removed a completed call: only such a call can
+// still have its L1 write queued in ristretto (the sweeper removes calls
+// after waiting for L1).
+func (f *flights[V]) fence(key string) (completed bool) {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	if c, ok := f.m[key]; ok {
 		c.fenced = true
 		delete(f.m, key)
+		return c.isDone()
 	}
-	f.mu.Unlock()
+	return false
+}
+
+// put fences the call for key, if any, and puts in its place a completed
+// call answering val until expires: the value a Set is writing, so that a
+// caller who misses L1 meanwhile joins it instead of reading the old value
+// from L2. It returns nil once the table is closed. The caller removes it
+// with forget; a fence in between marks it fenced.
+func (f *flights[V]) put(key string, now int64, val V, expires int64) *call[V] {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	if c, ok := f.m[key]; ok {
+		c.fenced = true
+	}
+	if f.m == nil {
+		f.m = make(map[string]*call[V])
+	}
+	c := &call[V]{done: make(chan struct{}), started: now, val: val, expires: expires}
+	close(c.done)
+	f.m[key] = c
+	return c
 }
 
 // fenceBefore fences every call that joined the table before ts.

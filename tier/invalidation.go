@@ -56,20 +56,34 @@ type sink[V any] struct{ c *Cache[V] }
 
 func (s sink[V]) DropKeys(keys []string) {
 	s.c.ctr.invReceived.Add(uint64(len(keys)))
-	s.c.dropLocal(keys)
+	s.c.dropLocal(keys) // no wait: a Sink must not block the bus
 }
 
-// dropLocal fences the loads of keys and deletes them from L1, then waits
-// until L1 has applied the deletes: a flight's L1 write may still be queued
-// in ristretto (installs do not wait), and applied after the delete's
-// immediate removal it would show the old value again until the queued
-// delete caught up.
-func (c *Cache[V]) dropLocal(keys []string) {
+// dropLocal fences the loads of keys and deletes them from L1. It reports
+// whether one of them had a completed load whose L1 write may still be
+// queued in ristretto (installs do not wait): applied after the delete's
+// immediate removal, that write shows the old value again until the queued
+// delete catches up, so a caller that must not return before the key is
+// gone calls waitL1.
+func (c *Cache[V]) dropLocal(keys []string) (queued bool) {
 	for _, k := range keys {
-		c.fl.fence(k)
+		if c.fl.fence(k) {
+			queued = true
+		}
 		c.l1.Delete(k)
 	}
-	c.l1.Wait()
+	return queued
+}
+
+// waitL1 waits until L1 has applied the writes and deletes made before it,
+// unless the cache is closing (ristretto's Close does not answer a Wait
+// queued as it stops).
+func (c *Cache[V]) waitL1() {
+	c.l1mu.RLock()
+	defer c.l1mu.RUnlock()
+	if !c.l1closed {
+		c.l1.Wait()
+	}
 }
 
 // DropTags records the tags as invalidated at this instance's own time of

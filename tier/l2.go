@@ -414,7 +414,11 @@ func (c *Cache[V]) l2CallHit(ctx context.Context, op Op, key string, f func(ctx 
 		c.ctr.l2Errors.Add(1)
 		c.br.failure()
 	}
-	c.obs.End(ctx, call, Result{Hit: hit && err == nil, Err: err, Duration: opDuration(t0)})
+	res := Result{Hit: hit && err == nil, Duration: opDuration(t0)}
+	if isL2Failure(err) {
+		res.Err = err // a miss or bad bytes (reported as a decode error) is not a failure
+	}
+	c.obs.End(ctx, call, res)
 	return err
 }
 

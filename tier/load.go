@@ -208,8 +208,9 @@ func (c *Cache[V]) answerHit(cl *call[V], key string, e *Entry[V]) bool {
 		cl.val = e.Value
 	}
 	cl.expires = e.Fresh
+	installed := c.installL1(cl, key, e, c.cost(key, e.Value, 0)) // before the answer, as store does
 	close(cl.done)
-	return c.installL1(cl, key, e, c.cost(key, e.Value, 0))
+	return installed
 }
 
 // run is the rest of the flight for one key, on its own goroutine; it owns
@@ -446,7 +447,7 @@ func (c *Cache[V]) store(ctx context.Context, cl *call[V], r req, v V, negative 
 			// Take the L1 copy back; late callers must not share it.
 			c.fl.forget(r.key, cl)
 			c.l1.Delete(r.key)
-			c.l1.Wait() // the install above may still be queued behind the delete's removal
+			c.waitL1() // the install above may still be queued behind the delete's removal
 			c.ctr.leaseLost.Add(1)
 		}
 	case c.leaser == nil && !c.fl.isFenced(cl) && c.br.allow():

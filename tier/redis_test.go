@@ -615,3 +615,38 @@ func TestCache_L2_LeaseFirstReplacesBadBytes(t *testing.T) {
 		})
 	}
 }
+
+// endHookObserver runs hook once, in End of the first call of op on key
+// (raw keys).
+type endHookObserver struct {
+	tier.NoopObserver
+	op   tier.Op
+	key  string
+	once sync.Once
+	hook func()
+}
+
+func (h *endHookObserver) End(_ context.Context, c tier.Call, _ tier.Result) {
+	if c.Op == h.op && c.Key == h.key {
+		h.once.Do(h.hook)
+	}
+}
+
+// A Delete that runs completely between Set's L2 write and Set's return
+// wins: after both returned, neither L1 nor L2 holds Set's value (the
+// order Set-then-Delete), not L1 alone.
+func TestCache_L2_DeleteDuringSetWins(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	obs := &endHookObserver{op: tier.OpL2Set, key: "k"}
+	c, rdb := instance(t, srv, tier.Options[*profile]{Observer: obs, ObserveRawKeys: true})
+	ctx := context.Background()
+	obs.hook = func() { require.NoError(t, c.Delete(ctx, "k")) }
+	require.NoError(t, c.Set(ctx, "k", &profile{Name: "new"}, time.Minute))
+	for range 20 {
+		v, ok := c.GetIfPresent("k")
+		require.False(t, ok, "L1 serves %v after Set-then-Delete", v)
+		time.Sleep(time.Millisecond)
+	}
+	require.Zero(t, rdb.Exists(ctx, c.Key("k")).Val(), "L2 holds nothing")
+}

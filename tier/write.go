@@ -34,13 +34,17 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 		return errors.Join(fmt.Errorf("tier: set %q: %w", key, err), c.Delete(ctx, key))
 	}
 	e := c.newEntry(v, false, nil, now, now, min(ttl, c.jitter(c.o.L1TTL)))
-	install := func() {
-		c.fl.fence(key)
-		if c.l1.Set(key, e, c.cost(key, v, len(enc)), time.Duration(e.Deadline-now)) {
-			c.l1.Wait()
-		}
+	// Until L2 holds v, a caller who misses L1 must not read the old value
+	// from L2 and install it: it joins this call instead. A Delete of the
+	// key in between fences the call.
+	cl := c.fl.put(key, now, v, e.Fresh)
+	if cl == nil {
+		return ErrClosed
 	}
-	install()
+	defer c.fl.forget(key, cl)
+	if c.l1.Set(key, e, c.cost(key, v, len(enc)), time.Duration(e.Deadline-now)) {
+		c.waitL1()
+	}
 	if c.l2 == nil && c.pub == nil {
 		return nil
 	}
@@ -54,9 +58,6 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 		default:
 			l2err = c.l2Set(ctx, key, enc, ttl+c.o.FailSafe)
 		}
-		// A read that missed L1 between the install above and the L2 write
-		// may have put the old value from L2 in L1: install again.
-		install()
 	}
 	if l2err == nil && c.pub != nil {
 		l2err = c.publish(ctx, []string{key}, nil)
@@ -122,12 +123,17 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	sink[V]{c}.DropKeys(keys)
+	c.ctr.invReceived.Add(uint64(len(keys)))
+	if c.dropLocal(keys) {
+		c.waitL1()
+	}
 	err := c.invalidate(ctx, keys, nil, true)
 	if c.l2 != nil {
 		// A read that began between the drop above and the L2 DEL may have
 		// read the old value from L2 and put it in L1: drop it again.
-		c.dropLocal(keys)
+		if c.dropLocal(keys) {
+			c.waitL1()
+		}
 	}
 	if err != nil {
 		return c.queue(ctx, "delete", keys, nil, err)
