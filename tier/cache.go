@@ -68,7 +68,7 @@ type Cache[V any] struct {
 	// maxAge nanos ago misses (set while the invalidator is down).
 	maxAge atomic.Int64
 
-	l1mu     sync.RWMutex // waitL1 holds it shared; Close exclusively, to close L1
+	l1mu     sync.RWMutex // L1 writes and waits outside flights hold it shared; Close exclusively, to close L1
 	l1closed bool         // guarded by l1mu
 
 	stop      context.Context // cancelled by Close

@@ -21,6 +21,7 @@ type call[V any] struct {
 	fenced  bool     // guarded by flights.mu: an invalidation overtook this load
 	started int64    // unix nanos: when the call joined the table; immutable
 	tags    []string // the tags of its key's value; immutable
+	inL1    bool     // guarded by flights.mu: install wrote its value to L1 (maybe still queued there)
 }
 
 // flights is the per-process single flight table. Unlike x/sync's
@@ -227,16 +228,16 @@ func (f *flights[V]) sweep() {
 // fence marks the call for key as overtaken by an invalidation and removes
 // it, so it installs nothing and new callers start afresh.
 //
-// It reports whether it removed a completed call: only such a call can
-// still have its L1 write queued in ristretto (the sweeper removes calls
-// after waiting for L1).
-func (f *flights[V]) fence(key string) (completed bool) {
+// It reports whether it removed a call that wrote to L1: only such a call
+// can still have its L1 write queued in ristretto (the sweeper removes
+// calls after waiting for L1).
+func (f *flights[V]) fence(key string) (wroteL1 bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if c, ok := f.m[key]; ok {
 		c.fenced = true
 		delete(f.m, key)
-		return c.isDone()
+		return c.inL1
 	}
 	return false
 }
@@ -285,6 +286,7 @@ func (f *flights[V]) install(c *call[V], fn func()) bool {
 		return false
 	}
 	fn()
+	c.inL1 = true
 	return true
 }
 

@@ -56,23 +56,41 @@ type sink[V any] struct{ c *Cache[V] }
 
 func (s sink[V]) DropKeys(keys []string) {
 	s.c.ctr.invReceived.Add(uint64(len(keys)))
-	s.c.dropLocal(keys) // no wait: a Sink must not block the bus
+	s.c.dropLocal(keys, false) // no wait: a Sink must not block the bus
 }
 
-// dropLocal fences the loads of keys and deletes them from L1. It reports
-// whether one of them had a completed load whose L1 write may still be
-// queued in ristretto (installs do not wait): applied after the delete's
-// immediate removal, that write shows the old value again until the queued
-// delete catches up, so a caller that must not return before the key is
-// gone calls waitL1.
-func (c *Cache[V]) dropLocal(keys []string) (queued bool) {
+// dropLocal fences the loads of keys and deletes them from L1. With wait,
+// it then waits until L1 has applied the deletes if one of the keys had a
+// load whose L1 write may still be queued in ristretto (installs do not
+// wait): applied after the delete's immediate removal, that write would
+// show the old value again until the queued delete caught up. It does
+// nothing once Close is closing L1 (ristretto panics on a write then).
+func (c *Cache[V]) dropLocal(keys []string, wait bool) {
+	c.l1mu.RLock()
+	defer c.l1mu.RUnlock()
+	if c.l1closed {
+		return
+	}
+	queued := false
 	for _, k := range keys {
 		if c.fl.fence(k) {
 			queued = true
 		}
 		c.l1.Delete(k)
 	}
-	return queued
+	if wait && queued {
+		c.l1.Wait()
+	}
+}
+
+// setL1 puts e in L1 outside a flight and waits until it is visible,
+// unless Close is closing L1.
+func (c *Cache[V]) setL1(key string, e *Entry[V], cost int64, ttl time.Duration) {
+	c.l1mu.RLock()
+	defer c.l1mu.RUnlock()
+	if !c.l1closed && c.l1.Set(key, e, cost, ttl) {
+		c.l1.Wait()
+	}
 }
 
 // waitL1 waits until L1 has applied the writes and deletes made before it,

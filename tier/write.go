@@ -42,9 +42,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 		return ErrClosed
 	}
 	defer c.fl.forget(key, cl)
-	if c.l1.Set(key, e, c.cost(key, v, len(enc)), time.Duration(e.Deadline-now)) {
-		c.waitL1()
-	}
+	c.setL1(key, e, c.cost(key, v, len(enc)), time.Duration(e.Deadline-now))
 	if c.l2 == nil && c.pub == nil {
 		return nil
 	}
@@ -124,16 +122,12 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 		return nil
 	}
 	c.ctr.invReceived.Add(uint64(len(keys)))
-	if c.dropLocal(keys) {
-		c.waitL1()
-	}
+	c.dropLocal(keys, true)
 	err := c.invalidate(ctx, keys, nil, true)
 	if c.l2 != nil {
 		// A read that began between the drop above and the L2 DEL may have
 		// read the old value from L2 and put it in L1: drop it again.
-		if c.dropLocal(keys) {
-			c.waitL1()
-		}
+		c.dropLocal(keys, true)
 	}
 	if err != nil {
 		return c.queue(ctx, "delete", keys, nil, err)
