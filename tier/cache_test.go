@@ -438,6 +438,7 @@ func TestCache_Delete_NoOldValueAfterReturn(t *testing.T) {
 		require.Equal(t, "new", v, "round %d", i)
 		require.NoError(t, c.Delete(ctx, key))
 	}
+	require.Zero(t, c.Stats().InvalidationsReceived, "this cache's own Deletes are not invalidations received")
 }
 
 // Close while other goroutines write (Set waits for L1; Delete does when

@@ -93,17 +93,6 @@ func (c *Cache[V]) setL1(key string, e *Entry[V], cost int64, ttl time.Duration)
 	}
 }
 
-// waitL1 waits until L1 has applied the writes and deletes made before it,
-// unless the cache is closing (ristretto's Close does not answer a Wait
-// queued as it stops).
-func (c *Cache[V]) waitL1() {
-	c.l1mu.RLock()
-	defer c.l1mu.RUnlock()
-	if !c.l1closed {
-		c.l1.Wait()
-	}
-}
-
 // DropTags records the tags as invalidated at this instance's own time of
 // hearing it (not the sender's at): every L1 entry read before that
 // instant is dropped, one read after it saw the origin after the write, and

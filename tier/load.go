@@ -447,7 +447,10 @@ func (c *Cache[V]) store(ctx context.Context, cl *call[V], r req, v V, negative 
 			// Take the L1 copy back; late callers must not share it.
 			c.fl.forget(r.key, cl)
 			c.l1.Delete(r.key)
-			c.waitL1() // the install above may still be queued behind the delete's removal
+			// The install above may still be queued behind the delete's
+			// removal. (A flight may wait for L1 directly: Close waits for
+			// the flights before it closes L1.)
+			c.l1.Wait()
 			c.ctr.leaseLost.Add(1)
 		}
 	case c.leaser == nil && !c.fl.isFenced(cl) && c.br.allow():

@@ -121,7 +121,6 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	c.ctr.invReceived.Add(uint64(len(keys)))
 	c.dropLocal(keys, true)
 	err := c.invalidate(ctx, keys, nil, true)
 	if c.l2 != nil {
