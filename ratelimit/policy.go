@@ -96,7 +96,8 @@ type Limit struct {
 	Burst int
 	// Name names the window in the RateLimit-Policy and RateLimit HTTP
 	// fields and in Decision.Windows. Default: the policy's name for a
-	// policy with one window, "<policy>-<seconds>s" otherwise.
+	// policy with one window, "<policy>-<window>" otherwise, the window in
+	// seconds ("role_changes-3600s") or, if not whole, milliseconds.
 	Name string
 }
 
@@ -231,7 +232,7 @@ func compile(p Policy, index int) (*policy, error) {
 		if l.Name == "" {
 			l.Name = p.Name
 			if len(p.Limits) > 1 {
-				l.Name = fmt.Sprintf("%s-%ds", p.Name, int64(math.Ceil(l.Per.Seconds())))
+				l.Name = p.Name + "-" + label(l.Per)
 			}
 		}
 		if strings.ContainsAny(l.Name, "\"\\") || strings.ContainsFunc(l.Name, func(r rune) bool { return r < 0x20 || r >= 0x7f }) {
@@ -308,4 +309,12 @@ func resolve(ps []*policy) error {
 		}
 	}
 	return nil
+}
+
+// label is d in whole seconds ("3600s"), or milliseconds ("250ms").
+func label(d time.Duration) string {
+	if d%time.Second == 0 {
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	return fmt.Sprintf("%dms", d.Milliseconds())
 }
