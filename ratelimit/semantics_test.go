@@ -48,7 +48,7 @@ func TestLimiter_AllowN_multiWindowAllOrNothing(t *testing.T) {
 			t.Parallel()
 			// "3 per hour and 5 per day": the day has room after the hour is
 			// full; a denied call must take nothing from it.
-			p := ratelimit.Policy{Name: "p", Algorithm: alg, Limits: []ratelimit.Limit{ratelimit.Per(3, time.Hour), ratelimit.Per(5, 24 * time.Hour)}}
+			p := ratelimit.Policy{Name: "p", Algorithm: alg, Limits: []ratelimit.Limit{ratelimit.Per(3, time.Hour), ratelimit.Per(5, 24*time.Hour)}}
 			l := newLimiter(t, rdb, &ratelimit.Options{NoDenialCache: true, Namespace: "mw-" + alg.String()}, p)
 			d := allow(t, l, "p", "a", 3)
 			require.True(t, d.Allowed)
