@@ -106,9 +106,9 @@ func TestLimiter_outage_killMidBurst(t *testing.T) {
 	}
 
 	var (
-		decided   atomic.Int64 // decisions made by the burst
-		stop      = make(chan struct{})
-		wg        sync.WaitGroup
+		decided atomic.Int64 // decisions made by the burst
+		stop    = make(chan struct{})
+		wg      sync.WaitGroup
 	)
 	for g := range 6 {
 		wg.Go(func() {
