@@ -18,10 +18,10 @@ import (
 )
 
 var policies = []ratelimit.Policy{
-	{Name: "admin_all", Algorithm: ratelimit.SlidingLog, Limits: []ratelimit.Limit{ratelimit.Per(100, 10 * time.Minute)}},
+	{Name: "admin_all", Algorithm: ratelimit.SlidingLog, Limits: []ratelimit.Limit{ratelimit.Per(100, 10*time.Minute)}},
 	{Name: "role_changes", Algorithm: ratelimit.SlidingLog, Limits: []ratelimit.Limit{ratelimit.Per(5, time.Hour)},
 		Include: []string{"admin_all"}, Outage: ratelimit.FailClosed},
-	{Name: "profile", Algorithm: ratelimit.SlidingWindow, Limits: []ratelimit.Limit{ratelimit.Per(30, 5 * time.Minute)}},
+	{Name: "profile", Algorithm: ratelimit.SlidingWindow, Limits: []ratelimit.Limit{ratelimit.Per(30, 5*time.Minute)}},
 }
 
 func limiter(t *testing.T, rdb redis.UniversalClient) *ratelimit.Limiter {
