@@ -30,11 +30,40 @@ type localShard struct {
 	_  [48]byte
 }
 
-// ring holds the newest len(t) unit times of one (policy, actor).
+// maxRing is the largest local quota kept as an exact log; a policy with a
+// larger one is kept as two fixed-window counts per window, and a call is
+// admitted only if the current and the previous fixed window together
+// have room: never more than the quota in any rolling window (which spans
+// at most those two), at the price of admitting less near a window's start.
+const maxRing = 1024
+
+// ring holds the newest len(t) unit times of one (policy, actor), or, for
+// a policy whose largest local quota is over maxRing, its counts.
 type ring struct {
-	t    []int64
-	next int // where the next unit goes
-	size int // how many are recorded, at most len(t)
+	counts []bucketCount // per limit; nil for a log
+	t      []int64
+	next   int // where the next unit goes
+	size   int // how many are recorded, at most len(t)
+}
+
+// bucketCount is the count of the current fixed window (index idx) of one
+// limit and of the one before it.
+type bucketCount struct {
+	idx       int64
+	cur, prev int
+}
+
+// roll brings c to the fixed window of now.
+func (c *bucketCount) roll(now, per int64) {
+	idx := now / per
+	switch {
+	case idx == c.idx:
+	case idx == c.idx+1:
+		c.prev, c.cur = c.cur, 0
+	default:
+		c.prev, c.cur = 0, 0
+	}
+	c.idx = idx
 }
 
 // at returns the k-th newest recorded time (k >= 1), and false if fewer
@@ -46,7 +75,17 @@ func (r *ring) at(k int) (int64, bool) {
 	return r.t[(r.next-k+len(r.t))%len(r.t)], true
 }
 
-func (r *ring) record(now int64, n int) {
+func (r *ring) record(now int64, n int, p *policy) {
+	if r.counts != nil {
+		for i, lim := range p.Limits {
+			c := &r.counts[i]
+			c.roll(now, int64(lim.Per))
+			c.cur += n
+		}
+		r.size = 1
+		r.t[0] = now
+		return
+	}
 	for range min(n, len(r.t)) {
 		r.t[r.next] = now
 		r.next = (r.next + 1) % len(r.t)
@@ -63,6 +102,15 @@ func newLocals(size int, policies []*policy) *locals {
 		l.shards[i].m = make(map[actorKey]*ring)
 	}
 	return l
+}
+
+// newRing returns the state of one (policy, actor) whose largest local
+// quota is c, for a policy of limits windows.
+func newRing(c, limits int) *ring {
+	if c > maxRing {
+		return &ring{t: make([]int64, 1), counts: make([]bucketCount, limits)}
+	}
+	return &ring{t: make([]int64, c)}
 }
 
 // capacity is the ring length policy p needs: its largest local quota.
@@ -110,7 +158,14 @@ func (l *locals) check(p *policy, actor string, n int, now int64) localResult {
 		quota := p.local[i]
 		w := Window{Policy: p.Name, Name: p.names[i], Limit: quota, Per: lim.Per}
 		used, oldest := 0, now
-		if r != nil {
+		if r != nil && r.counts != nil {
+			c := r.counts[i]
+			c.roll(now, per)
+			used = c.cur + c.prev
+			// Room grows when the previous fixed window stops counting:
+			// at the end of the current one.
+			oldest = c.idx * per
+		} else if r != nil {
 			for j := 1; j <= r.size; j++ {
 				t, _ := r.at(j)
 				if now-t >= per {
@@ -130,6 +185,15 @@ func (l *locals) check(p *policy, actor string, n int, now int64) localResult {
 			w.RetryAfter = lim.Per
 		case used+n <= quota:
 			w.Remaining = quota - used - n
+		case r.counts != nil:
+			res.ok = false
+			w.Remaining = quota - used
+			c := r.counts[i]
+			c.roll(now, per)
+			w.RetryAfter = time.Duration((c.idx+1)*per - now)
+			if c.cur+n > quota {
+				w.RetryAfter += time.Duration(per)
+			}
 		default:
 			res.ok = false
 			w.Remaining = quota - used
@@ -161,10 +225,10 @@ func (l *locals) record(p *policy, actor string, n int, now int64) bool {
 				return false
 			}
 		}
-		r = &ring{t: make([]int64, c)}
+		r = newRing(c, len(p.Limits))
 		s.m[k] = r
 	}
-	r.record(now, n)
+	r.record(now, n, p)
 	return true
 }
 
