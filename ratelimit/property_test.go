@@ -35,9 +35,48 @@ type call struct {
 //     did not lock the actor out).
 func TestLimiter_SlidingLog_property(t *testing.T) {
 	t.Parallel()
-	_, rdb := startRedis(t)
 	windows := []ratelimit.Limit{ratelimit.Per(6, 250*time.Millisecond), ratelimit.Per(15, time.Second)}
-	p := ratelimit.Policy{Name: "exact", Algorithm: ratelimit.SlidingLog, Limits: windows}
+	calls := runLoad(t, ratelimit.Policy{Name: "exact", Algorithm: ratelimit.SlidingLog, Limits: windows})
+	checkSlidingLog(t, calls, windows, true)
+}
+
+// TestLimiter_SlidingWindow_bound runs the same load on the sliding-window
+// counter and checks its stated bound: never more than 2N-1 in a rolling
+// window. It logs the largest excess seen, the counter's error on this
+// load.
+func TestLimiter_SlidingWindow_bound(t *testing.T) {
+	t.Parallel()
+	windows := []ratelimit.Limit{ratelimit.Per(6, 250*time.Millisecond), ratelimit.Per(15, time.Second)}
+	calls := runLoad(t, ratelimit.Policy{Name: "approx", Algorithm: ratelimit.SlidingWindow, Limits: windows})
+	loose := make([]ratelimit.Limit, len(windows))
+	for i, w := range windows {
+		loose[i] = ratelimit.Per(2*w.N-1, w.Per)
+	}
+	checkSlidingLog(t, calls, loose, false)
+	for _, w := range windows {
+		worst := 0
+		for _, c := range calls {
+			if !c.allowed {
+				continue
+			}
+			u := 0
+			for _, o := range calls {
+				if o.allowed && o.actor == c.actor && o.at <= c.at && o.at > c.at-w.Per.Microseconds() {
+					u += o.cost
+				}
+			}
+			worst = max(worst, u)
+		}
+		t.Logf("window %d per %v: at most %d units in a rolling window (%+.0f%%)", w.N, w.Per, worst, 100*float64(worst-w.N)/float64(w.N))
+	}
+}
+
+// runLoad runs many goroutines through two Limiter instances (as two
+// application instances would) against one Redis, with random arrivals,
+// random costs and a few actors, and returns every decision.
+func runLoad(t *testing.T, p ratelimit.Policy) []call {
+	t.Helper()
+	_, rdb := startRedis(t)
 	// No denial cache: every decision is Redis's, with a time to check. A
 	// long timeout: a call that times out may still have run on Redis, and
 	// its admission would then be missing from the record (on a loaded
@@ -77,7 +116,7 @@ func TestLimiter_SlidingLog_property(t *testing.T) {
 				mine = append(mine, call{actor, cost, d.Allowed, d.Time.UnixMicro()})
 				// Random inter-arrival times: this sleep stands for the
 				// gaps between a client's requests, not for a goroutine.
-				// Bursts (no gap) and pauses, around twice the quota.
+				// Bursts (no gap) and pauses, several times the quota.
 				if r.IntN(4) > 0 {
 					time.Sleep(time.Duration(r.ExpFloat64() * float64(60*time.Millisecond)))
 				}
@@ -88,7 +127,7 @@ func TestLimiter_SlidingLog_property(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	checkSlidingLog(t, calls, windows, true)
+	return calls
 }
 
 // checkSlidingLog checks the two properties above on calls; with fits

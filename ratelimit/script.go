@@ -47,8 +47,15 @@ local function log_check(s)
   for i = 1, s.nw do
     local per, lim = s.per[i], s.lim[i]
     local lo = string.format('(%d', now - per)
-    local used = redis.call('ZCOUNT', s.key, lo, '+inf')
-    local first = redis.call('ZRANGE', s.key, lo, '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
+    local used, first
+    if per == s.maxper then
+      -- Trimmed above: the whole set is in this window.
+      used = redis.call('ZCARD', s.key)
+      first = redis.call('ZRANGE', s.key, 0, 0, 'WITHSCORES')
+    else
+      used = redis.call('ZCOUNT', s.key, lo, '+inf')
+      first = redis.call('ZRANGE', s.key, lo, '+inf', 'BYSCORE', 'LIMIT', 0, 1, 'WITHSCORES')
+    end
     local oldest = now
     if first[2] then oldest = tonumber(first[2]) end
     if used + n <= lim then
