@@ -134,8 +134,8 @@ func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Deci
 	for _, q := range p.all {
 		args = append(args, q.args...)
 	}
-	cctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
 	t0 := l.now()
+	cctx, cancel := l.callContext(ctx)
 	v, err := decideScript.Run(cctx, l.o.Client, keys, args...).Result()
 	dur := time.Duration(l.now() - t0)
 	cancel()
@@ -178,6 +178,15 @@ func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Deci
 		l.o.Observer.Decided(ctx, Event{Policy: p.Name, Actor: ah, Decision: &d, Duration: dur})
 	}
 	return d, nil
+}
+
+// callContext bounds a Redis call by Options.Timeout, unless ctx already
+// ends sooner (then ctx is used as is, sparing a context per call).
+func (l *Limiter) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= l.o.Timeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, l.o.Timeout)
 }
 
 // isTimeout reports whether err is a timeout (ours or the network's).

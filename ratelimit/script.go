@@ -152,10 +152,19 @@ local function counter_apply(s)
 end
 
 -- GCRA: per window, the theoretical arrival time (g), in whole µs.
+local function gcra_room(at, tau, T) return math.max(0, math.floor((now + tau - at) / T + 1e-6)) end
+local function gcra_grow(at, r, tau, T)
+  if now + tau - at >= tau then return ceil(T) end
+  return math.max(1, ceil((r + 1) * T - (now + tau - at)))
+end
+
 local function gcra_check(s)
-  local fields = {}
-  for i = 1, s.nw do fields[i] = 'g' .. i end
-  local v = redis.call('HMGET', s.key, unpack(fields))
+  local v
+  if s.nw == 1 then v = {redis.call('HGET', s.key, 'g1')} else
+    local fields = {}
+    for i = 1, s.nw do fields[i] = 'g' .. i end
+    v = redis.call('HMGET', s.key, unpack(fields))
+  end
   s.tat = {}
   for i = 1, s.nw do
     local T = s.per[i] / s.lim[i]
@@ -165,22 +174,17 @@ local function gcra_check(s)
     if tat < now then tat = now end
     local new = tat + inc
     s.tat[i] = new
-    local function room(at) return math.max(0, math.floor((now + tau - at) / T + 1e-6)) end
-    local function grow(at, r)
-      if now + tau - at >= tau then return ceil(T) end
-      return math.max(1, ceil((r + 1) * T - (now + tau - at)))
-    end
     if new - tau <= now then
-      s.rem_ok[i] = room(new)
-      s.rem_no[i] = room(tat)
+      s.rem_ok[i] = gcra_room(new, tau, T)
+      s.rem_no[i] = gcra_room(tat, tau, T)
       s.retry[i] = 0
-      s.reset[i] = grow(new, s.rem_ok[i])
+      s.reset[i] = gcra_grow(new, s.rem_ok[i], tau, T)
     else
       s.ok = false
-      s.rem_ok[i] = room(tat)
+      s.rem_ok[i] = gcra_room(tat, tau, T)
       s.rem_no[i] = s.rem_ok[i]
       s.retry[i] = new - tau - now
-      s.reset[i] = grow(tat, s.rem_no[i])
+      s.reset[i] = gcra_grow(tat, s.rem_no[i], tau, T)
     end
   end
 end
