@@ -250,3 +250,41 @@ func TestLimiter_AllowN_errors(t *testing.T) {
 	require.ErrorIs(t, err, ratelimit.ErrInvalidCost, "GCRA admits at most its burst at once")
 	require.False(t, errors.Is(err, ratelimit.ErrInvalidPolicy))
 }
+
+// TestLimiter_GCRA_isNotNPerWindow shows why security quotas use the
+// sliding log: GCRA with the default burst admits the burst at once and
+// then one unit every window/N, so the first rolling window holds more
+// than N (go-redis/redis_rate's PerHour(5) admits 9 in the first hour).
+// The sliding log, under the same calls, admits exactly N.
+func TestLimiter_GCRA_isNotNPerWindow(t *testing.T) {
+	t.Parallel()
+	_, rdb := startRedis(t)
+	const per = 500 * time.Millisecond
+	for _, tt := range []struct {
+		alg     ratelimit.Algorithm
+		atLeast int
+		atMost  int
+	}{{ratelimit.GCRA, 7, 9}, {ratelimit.SlidingLog, 5, 5}} {
+		p := ratelimit.Policy{Name: "p", Algorithm: tt.alg, Limits: []ratelimit.Limit{ratelimit.Per(5, per)}}
+		l := newLimiter(t, rdb, &ratelimit.Options{NoDenialCache: true, Namespace: "n-" + tt.alg.String()}, p)
+		var first time.Time
+		admitted := 0
+		for {
+			d := allow(t, l, "p", "a", 1)
+			if first.IsZero() {
+				first = d.Time
+			}
+			if d.Time.Sub(first) >= per {
+				break
+			}
+			if d.Allowed {
+				admitted++
+			}
+			// A client retrying every 10 ms; not a wait for a goroutine.
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Logf("%v: %d admitted in the first rolling %v for a quota of 5", tt.alg, admitted, per)
+		require.GreaterOrEqual(t, admitted, tt.atLeast, tt.alg.String())
+		require.LessOrEqual(t, admitted, tt.atMost, tt.alg.String())
+	}
+}
