@@ -130,7 +130,11 @@ func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Deci
 		keys[i] = key(l.o.Namespace, ah, q.Name)
 	}
 	args := make([]any, 0, 2+p.nargs)
-	args = append(args, n, l.idPrefix+strconv.FormatUint(l.seq.Add(1), 36))
+	id := ""
+	if p.logs {
+		id = l.idPrefix + strconv.FormatUint(l.seq.Add(1), 36)
+	}
+	args = append(args, n, id)
 	for _, q := range p.all {
 		args = append(args, q.args...)
 	}

@@ -165,6 +165,7 @@ type policy struct {
 	nwin        int        // how many windows a call touches
 	nargs       int        // the length of their script arguments
 	cacheable   bool       // no policy of all is ConsumeDenied
+	logs        bool       // some policy of all is a SlidingLog
 	outage      OutageMode // the strictest: FailClosed, then Local, then FailOpen
 }
 
@@ -294,6 +295,7 @@ func resolve(ps []*policy) error {
 			p.nwin += len(q.Limits)
 			p.nargs += len(q.args)
 			p.cacheable = p.cacheable && !q.ConsumeDenied
+			p.logs = p.logs || q.Algorithm == SlidingLog
 			switch {
 			case q.Outage == FailClosed:
 				p.outage = FailClosed

@@ -23,6 +23,13 @@ import (
 // remaining, reset (µs until remaining grows), retry (µs until a call of
 // cost n would fit this window; 0 if it fits now)}.
 //
+// State: a sorted set for the sliding log; for the counter and GCRA, one
+// string of integers (per window: fixed-window index, count, previous
+// count; or the theoretical arrival time), read with GET and written with
+// SET ... PX, so the TTL comes with the write. A policy that changes its
+// algorithm needs a new name (or the old keys to expire): the key types
+// differ.
+//
 // Phase one reads every key and decides each window; phase two writes only
 // if every window of every key admits (all or nothing), or, for a key of a
 // ConsumeDenied policy, always. Every write sets the key's TTL in the same
@@ -88,8 +95,16 @@ local function log_apply(s)
   redis.call('PEXPIRE', s.key, ceil(s.maxper / 1000) + 1)
 end
 
--- sliding window counter: per window, the current fixed window's index
--- (b) and count (c), and the previous window's count (p).
+-- The counter and GCRA keep their state as one string of integers
+-- separated by spaces (one GET, one SET with its TTL).
+local function ints(key)
+  local v, out = redis.call('GET', key), {}
+  if v then for x in string.gmatch(v, '%S+') do out[#out + 1] = tonumber(x) end end
+  return out
+end
+
+-- sliding window counter: per window, the current fixed window's index,
+-- its count and the previous window's count.
 local function until_est(target, cur, prev, elapsed, per)
   if prev * (per - elapsed) / per + cur <= target + eps then return 0 end
   if cur <= target and prev > 0 then
@@ -103,18 +118,12 @@ local function until_est(target, cur, prev, elapsed, per)
 end
 
 local function counter_check(s)
-  local fields = {}
-  for i = 1, s.nw do
-    fields[#fields + 1] = 'b' .. i
-    fields[#fields + 1] = 'c' .. i
-    fields[#fields + 1] = 'p' .. i
-  end
-  local v = redis.call('HMGET', s.key, unpack(fields))
+  local v = ints(s.key)
   s.bucket, s.cur, s.prev = {}, {}, {}
   for i = 1, s.nw do
     local per, lim = s.per[i], s.lim[i]
     local bucket = math.floor(now / per)
-    local b, c, p = tonumber(v[3 * i - 2]), tonumber(v[3 * i - 1]) or 0, tonumber(v[3 * i]) or 0
+    local b, c, p = v[3 * i - 2], v[3 * i - 1] or 0, v[3 * i] or 0
     local cur, prev = 0, 0
     if b == bucket then cur, prev = c, p elseif b == bucket - 1 then prev = c end
     s.bucket[i], s.cur[i], s.prev[i] = bucket, cur, prev
@@ -138,20 +147,14 @@ local function counter_check(s)
 end
 
 local function counter_apply(s)
-  local args = {}
+  local parts = {}
   for i = 1, s.nw do
-    args[#args + 1] = 'b' .. i
-    args[#args + 1] = string.format('%d', s.bucket[i])
-    args[#args + 1] = 'c' .. i
-    args[#args + 1] = s.cur[i] + n
-    args[#args + 1] = 'p' .. i
-    args[#args + 1] = s.prev[i]
+    parts[#parts + 1] = string.format('%d %d %d', s.bucket[i], s.cur[i] + n, s.prev[i])
   end
-  redis.call('HSET', s.key, unpack(args))
-  redis.call('PEXPIRE', s.key, ceil(2 * s.maxper / 1000) + 1)
+  redis.call('SET', s.key, table.concat(parts, ' '), 'PX', ceil(2 * s.maxper / 1000) + 1)
 end
 
--- GCRA: per window, the theoretical arrival time (g), in whole µs.
+-- GCRA: per window, the theoretical arrival time, in whole µs.
 local function gcra_room(at, tau, T) return math.max(0, math.floor((now + tau - at) / T + 1e-6)) end
 local function gcra_grow(at, r, tau, T)
   if now + tau - at >= tau then return ceil(T) end
@@ -159,18 +162,13 @@ local function gcra_grow(at, r, tau, T)
 end
 
 local function gcra_check(s)
-  local v
-  if s.nw == 1 then v = {redis.call('HGET', s.key, 'g1')} else
-    local fields = {}
-    for i = 1, s.nw do fields[i] = 'g' .. i end
-    v = redis.call('HMGET', s.key, unpack(fields))
-  end
+  local v = ints(s.key)
   s.tat = {}
   for i = 1, s.nw do
     local T = s.per[i] / s.lim[i]
     local tau = math.floor(s.burst[i] * T + 0.5)
     local inc = math.floor(n * T + 0.5)
-    local tat = tonumber(v[i]) or now
+    local tat = v[i] or now
     if tat < now then tat = now end
     local new = tat + inc
     s.tat[i] = new
@@ -190,14 +188,12 @@ local function gcra_check(s)
 end
 
 local function gcra_apply(s)
-  local args, last = {}, now
+  local parts, last = {}, now
   for i = 1, s.nw do
-    args[#args + 1] = 'g' .. i
-    args[#args + 1] = string.format('%d', s.tat[i])
+    parts[i] = string.format('%d', s.tat[i])
     if s.tat[i] > last then last = s.tat[i] end
   end
-  redis.call('HSET', s.key, unpack(args))
-  redis.call('PEXPIRE', s.key, ceil((last - now) / 1000) + 1)
+  redis.call('SET', s.key, table.concat(parts, ' '), 'PX', ceil((last - now) / 1000) + 1)
 end
 
 local keys, allowed, a = {}, true, 3
