@@ -28,8 +28,8 @@
 //     by Redis's clock, and a call is admitted only if every window,
 //     measured back from the call's own instant, has room. No rolling
 //     window ever holds more than N, and every call that fits is
-//     admitted. Memory grows with the quota (about 40 bytes per unit in
-//     the longest window), so it is for security quotas, up to
+//     admitted. Memory grows with the quota (a sorted-set entry, on the
+//     order of 100 bytes, per unit in the longest window), so it is for security quotas, up to
 //     [MaxSlidingLogLimit] per window.
 //   - [SlidingWindow] is the sliding-window counter: constant memory (three
 //     numbers per window), approximate. It weighs the previous fixed
@@ -55,8 +55,9 @@
 // Each call is one EVALSHA (go-redis loads the script on NOSCRIPT). The
 // script reads the time from Redis (TIME), never from the client, so
 // instances with drifting clocks share one timeline; every key it creates
-// gets its TTL in the same script (the longest window, or two for the
-// counter), so nothing outlives its use. The keys of one actor are
+// gets its TTL in the same script (the longest window for the log, two
+// for the counter, the time until GCRA's state is empty again), so
+// nothing outlives its use. The keys of one actor are
 //
 //	<Namespace>:{<actor hash>}:<policy>
 //
