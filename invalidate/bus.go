@@ -86,8 +86,9 @@ type Stats struct {
 // concurrent use. Create it with [New], run it with [Bus.Run], and give it
 // to caches as tier.Options.Invalidator.
 type Bus struct {
-	c redis.UniversalClient
-	o Options
+	c    redis.UniversalClient
+	o    Options
+	topo *topology // immutable
 
 	mu      sync.Mutex
 	regs    map[string]*reg // by channel; guarded by mu
@@ -99,6 +100,10 @@ type Bus struct {
 	lastHeard atomic.Int64 // unix nanos of the last thing heard on the subscription
 
 	sent, sendErrors, received, keysDropped, gaps, reconnects, bad, subscribeErrors atomic.Uint64
+
+	// dropOnSend, set by tests before Run, loses the data messages it
+	// returns true for.
+	dropOnSend func(channel string, seq uint64) bool
 }
 
 var _ tier.Invalidator = (*Bus)(nil)
@@ -135,7 +140,7 @@ func New(client redis.UniversalClient, o *Options) (*Bus, error) {
 	if opts.MaxBatch == 0 {
 		opts.MaxBatch = DefaultMaxBatch
 	}
-	return &Bus{c: client, o: opts, regs: map[string]*reg{}, reqs: make(chan *pubReq, 1024)}, nil
+	return &Bus{c: client, o: opts, topo: newTopology(client), regs: map[string]*reg{}, reqs: make(chan *pubReq, 1024)}, nil
 }
 
 // Must is like [New] but panics on an error.

@@ -36,6 +36,30 @@
 // same connection with backoff (50 ms, doubling up to 1 s). The other
 // channels are not disturbed.
 //
+// # Redis Cluster
+//
+// On Cluster, a PUBLISH reaches every node through the cluster bus, but a
+// message published on another node than the subscriber's arrives later
+// than one published on the subscriber's own node, and go-redis sends a
+// keyless PUBLISH to any master: one origin's messages would be reordered,
+// and each reordering would count as a gap and drop L1. The bus therefore
+// publishes every message of a channel (data and heartbeats) on one node,
+// the master of the channel's slot as the client's slot map says at each
+// send. Redis delivers one node's messages in the order it received them,
+// and forwards them over one cluster-bus link per node, so each receiver
+// sees an origin's messages in order wherever it is subscribed.
+//
+// Sharded pub/sub (SPUBLISH, SSUBSCRIBE) would also order them, and keep
+// the traffic within one shard instead of every node, but its subscribers
+// must follow the slot's owner: Redis drops them on every slot move and
+// failover (sunsubscribe), and go-redis's sharded pub/sub on Cluster has
+// open bugs on exactly that (redis/go-redis #3099, #3133, #3806). Plain
+// pub/sub lets a subscriber listen on any live node, so only the publisher
+// has to follow the slot map. When the node a channel is published on
+// changes (a slot move or failover seen in the slot map), a message sent
+// just before the change may arrive after one sent just after it: at most
+// one gap per receiver and change, which drops L1 (the safe direction).
+//
 // Dropping L1 costs O(1) (tier raises a trust floor); values are then read
 // again from L2, which Delete updated synchronously.
 package invalidate
