@@ -80,6 +80,10 @@ type Stats struct {
 	// SubscribeErrors counts the SUBSCRIBE commands Redis refused (each
 	// refused channel is retried with backoff; see [Bus.SubscribeErr]).
 	SubscribeErrors uint64
+	// Misplaced counts the subscriptions replaced because they were not on
+	// the node this bus publishes to (after a Sentinel failover; see the
+	// package documentation). They are also counted in Reconnects.
+	Misplaced uint64
 }
 
 // Bus is the pub/sub invalidation bus of one instance. It is safe for
@@ -90,16 +94,29 @@ type Bus struct {
 	o    Options
 	topo *topology // immutable
 
+	// mu is held while a SUBSCRIBE or UNSUBSCRIBE is written on ps (to
+	// keep unread in the order of the writes), but never while ps
+	// connects.
 	mu      sync.Mutex
 	regs    map[string]*reg // by channel; guarded by mu
 	ps      *redis.PubSub   // the live subscription; guarded by mu
+	psGen   uint64          // counts subscriptions; guarded by mu
 	unread  []psCmd         // commands written on ps whose replies are not read yet, oldest first; guarded by mu
 	running bool            // guarded by mu
+
+	// probe is the channel only this bus subscribes to, on a *redis.Client
+	// (see [Bus.checkProbe]); nil otherwise. Immutable.
+	probe    *reg
+	probeOff atomic.Bool // the probe gave up
+	// The last subscription the probe found misplaced, and how many in a
+	// row were; sender goroutine only.
+	lastMisplaced   uint64
+	misplacedStreak int
 
 	reqs      chan *pubReq
 	lastHeard atomic.Int64 // unix nanos of the last thing heard on the subscription
 
-	sent, sendErrors, received, keysDropped, gaps, reconnects, bad, subscribeErrors atomic.Uint64
+	sent, sendErrors, received, keysDropped, gaps, reconnects, bad, subscribeErrors, misplaced atomic.Uint64
 
 	// dropOnSend, set by tests before Run, loses the data messages it
 	// returns true for.
@@ -140,7 +157,11 @@ func New(client redis.UniversalClient, o *Options) (*Bus, error) {
 	if opts.MaxBatch == 0 {
 		opts.MaxBatch = DefaultMaxBatch
 	}
-	return &Bus{c: client, o: opts, topo: newTopology(client), regs: map[string]*reg{}, reqs: make(chan *pubReq, 1024)}, nil
+	b := &Bus{c: client, o: opts, topo: newTopology(client), regs: map[string]*reg{}, reqs: make(chan *pubReq, 1024)}
+	if b.topo.probe {
+		b.probe = &reg{bus: b, channel: probeChannel(opts.InstanceID)}
+	}
+	return b, nil
 }
 
 // Must is like [New] but panics on an error.
@@ -165,7 +186,7 @@ func (b *Bus) Stats() Stats {
 	return Stats{
 		Sent: b.sent.Load(), SendErrors: b.sendErrors.Load(), Received: b.received.Load(),
 		KeysDropped: b.keysDropped.Load(), Gaps: b.gaps.Load(), Reconnects: b.reconnects.Load(), BadMessages: b.bad.Load(),
-		SubscribeErrors: b.subscribeErrors.Load(),
+		SubscribeErrors: b.subscribeErrors.Load(), Misplaced: b.misplaced.Load(),
 	}
 }
 

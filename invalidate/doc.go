@@ -60,6 +60,49 @@
 // just before the change may arrive after one sent just after it: at most
 // one gap per receiver and change, which drops L1 (the safe direction).
 //
+// A node of the cluster that dies is left at once, without waiting for the
+// cluster to fail over or for the client's slot map. When the connection
+// the bus publishes a channel on or the one it is subscribed on fails, the
+// bus avoids that node for 5 s, asks the client to reload its slot map
+// (ClusterClient.ReloadState, at most every 250 ms, and at each heartbeat
+// tick while a node is avoided: go-redis otherwise reloads it only on a
+// MOVED reply, which a keyless PUBLISH never gets, or every 60 s) and uses
+// another master: it publishes the failed messages again there at once
+// (same sequence numbers: a receiver that got one twice counts a gap), and
+// subscribes there (every node hears every PUBLISH). Once the reloaded map
+// names the promoted replica, the bus publishes there. Measured on a local
+// cluster (cluster-node-timeout 1500 ms, go-redis defaults, the bus's
+// client used by nothing else): after a SIGKILL of the master the bus
+// publishes on and is subscribed to, messages flow again 0.9 s later, and
+// are published on the promoted replica 0.3 s after the cluster's own
+// failover (3.5 s). A graceful CLUSTER FAILOVER or a migration of the
+// channel's slot interrupts nothing: the old node keeps taking and
+// forwarding PUBLISH until the map changes.
+//
+// Nothing needs setting on the client for the bus; go-redis's defaults do.
+// For the cache's own reads and writes, a ClusterStateReloadInterval of a
+// few seconds shortens how long the data path dials a dead master.
+//
+// # Sentinel
+//
+// go-redis's failover client (redis.NewFailoverClient) moves its data
+// connections when its Sentinel announces +switch-master, but not its
+// pub/sub connections. After a SIGKILL the subscription fails and the bus
+// subscribes again through the client, which dials the master Sentinel
+// names. After a SENTINEL FAILOVER, though, the old master stays a master
+// (Sentinel turns it into a replica about 10 s later) and a subscription
+// there hears nothing more once every instance publishes to the new one.
+// So on a *redis.Client the bus checks, with each heartbeat, that it is
+// subscribed on the node its messages go to: it publishes an empty message
+// on a channel only it subscribes to ("tc:probe:<InstanceID>") through the
+// client's data path, and if the reply says no subscriber got it, it
+// subscribes again through the client (counted in Stats.Misplaced). This
+// follows the client's own view of the master and needs no Sentinel
+// address. Measured on a local set (1 master, 1 replica, 3 Sentinels,
+// down-after 1 s, bus defaults): after SENTINEL FAILOVER (switch at
+// 1.2 s) messages flow again at 2.4 s; after a SIGKILL of the master, as
+// soon as the Sentinels switch (2.7 s).
+//
 // Dropping L1 costs O(1) (tier raises a trust floor); values are then read
 // again from L2, which Delete updated synchronously.
 package invalidate

@@ -22,6 +22,11 @@ func (b *Bus) tick(ctx context.Context) {
 		}
 		now := time.Now()
 		silent := now.UnixNano()-b.lastHeard.Load() > int64(b.o.DeadAfter)
+		if b.topo.troubled() {
+			// Until the slot map names live masters again (it names a
+			// dead one until it is reloaded).
+			b.topo.reload()
+		}
 		b.mu.Lock()
 		regs := make([]*reg, 0, len(b.regs))
 		for _, r := range b.regs {

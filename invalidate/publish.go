@@ -82,6 +82,11 @@ type outMsg struct {
 	reqs    []*pubReq
 	lost    bool  // a test drops it (see DropOnSend)
 	err     error // set by publish
+	// receivers is the PUBLISH reply: how many subscribers of the node
+	// published on got it (only the probe reads it).
+	receivers int64
+	// probeGen is, for the probe, the subscription it checks (Bus.psGen).
+	probeGen uint64
 }
 
 // flush publishes one data message per channel for the batch's requests,
@@ -123,7 +128,16 @@ func (b *Bus) flush(ctx context.Context, batch []*pubReq) {
 		m := message{kind: kindHeartbeat, origin: b.o.InstanceID, seq: r.seq, at: now}
 		msgs = append(msgs, &outMsg{r: r, payload: m.encode()})
 	}
+	var probe *outMsg
+	if len(beats) > 0 {
+		if probe = b.probeMsg(); probe != nil {
+			msgs = append(msgs, probe)
+		}
+	}
 	b.publish(ctx, msgs)
+	if probe != nil {
+		b.checkProbe(probe)
+	}
 	for _, o := range msgs {
 		if o.reqs == nil {
 			continue
@@ -146,44 +160,79 @@ func (b *Bus) flush(ctx context.Context, batch []*pubReq) {
 // each one's err. Redis delivers one node's messages in the order it
 // received them, so publishing every message of a channel on one node is
 // what keeps an origin's messages in order on Cluster.
+//
+// On Cluster, the messages a node failed to take because of its
+// connection (not a Redis error reply) are sent once more, on the node
+// that replaces it (see [topology.node]), with the same sequence numbers:
+// if the first attempt did deliver one, the receivers see it twice, count
+// a gap and drop L1, the safe direction.
 func (b *Bus) publish(ctx context.Context, msgs []*outMsg) {
+	var pending []*outMsg
+	for _, o := range msgs {
+		if !o.lost {
+			pending = append(pending, o)
+		}
+	}
+	for attempt := 0; len(pending) > 0; attempt++ {
+		failed := b.publishOnce(ctx, pending)
+		if attempt > 0 || !b.topo.retries() || ctx.Err() != nil {
+			return
+		}
+		pending = failed
+	}
+}
+
+// publishOnce is one attempt of publish. It returns the messages that
+// failed on a connection error, after reporting their node as failed.
+func (b *Bus) publishOnce(ctx context.Context, msgs []*outMsg) (failed []*outMsg) {
 	type group struct {
 		node redis.Cmdable
+		addr string
 		msgs []*outMsg
 	}
 	var groups []*group
 	byNode := map[string]*group{}
 	for _, o := range msgs {
-		if o.lost {
-			continue
-		}
-		node, key, err := b.topo.publisher(ctx, o.r.channel)
+		node, addr, err := b.topo.publisher(ctx, o.r.channel)
 		if err != nil {
 			o.err = err
 			continue
 		}
-		g := byNode[key]
+		g := byNode[addr]
 		if g == nil {
-			g = &group{node: node}
-			byNode[key] = g
+			g = &group{node: node, addr: addr}
+			byNode[addr] = g
 			groups = append(groups, g)
 		}
 		g.msgs = append(g.msgs, o)
 	}
 	if len(groups) == 1 {
 		b.pipeline(ctx, groups[0].node, groups[0].msgs)
-		return
+	} else {
+		var wg sync.WaitGroup
+		for _, g := range groups {
+			// Nodes are independent: a stuck one does not hold back the others.
+			wg.Go(func() { b.pipeline(ctx, g.node, g.msgs) })
+		}
+		wg.Wait()
 	}
-	var wg sync.WaitGroup
 	for _, g := range groups {
-		// Nodes are independent: a stuck one does not hold back the others.
-		wg.Go(func() { b.pipeline(ctx, g.node, g.msgs) })
+		n := len(failed)
+		for _, o := range g.msgs {
+			var reply redis.Error
+			if o.err != nil && !errors.As(o.err, &reply) {
+				failed = append(failed, o)
+			}
+		}
+		if len(failed) > n && ctx.Err() == nil {
+			b.topo.failed(g.addr)
+		}
 	}
-	wg.Wait()
+	return failed
 }
 
 // pipeline publishes msgs on node in one round trip and sets each one's
-// err.
+// err (and a probe's receivers).
 func (b *Bus) pipeline(ctx context.Context, node redis.Cmdable, msgs []*outMsg) {
 	// Callers wait with their own deadlines; this one only keeps a stuck
 	// connection from holding the sender forever.
@@ -198,6 +247,7 @@ func (b *Bus) pipeline(ctx context.Context, node redis.Cmdable, msgs []*outMsg) 
 	})
 	for i, o := range msgs {
 		o.err = cmdErr(cmds[i], err)
+		o.receivers = cmds[i].Val()
 	}
 }
 

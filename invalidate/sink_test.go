@@ -105,6 +105,26 @@ func (s *sink) waitFor(t testing.TB, timeout time.Duration, msg string, cond fun
 	}
 }
 
+// within reports whether cond holds (checked at every change of the sink)
+// before timeout passes.
+func (s *sink) within(timeout time.Duration, cond func() bool) bool {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		ch := s.changed
+		s.mu.Unlock()
+		if cond() {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return cond()
+		}
+	}
+}
+
 // member is one instance's bus with one recording sink per namespace.
 type member struct {
 	bus   *invalidate.Bus

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -56,21 +57,24 @@ func (b *Bus) writeLocked(ctx context.Context, r *reg, channel string) error {
 	return err
 }
 
-// receive runs one subscription until it fails or goes silent; it reports
-// whether any of its channels was confirmed. Each channel is confirmed or
-// refused on its own; a refused one is retried on the same connection (see
+// receive runs one subscription until it fails, goes silent, is found on
+// a node this bus does not publish to, or ctx ends; it reports whether any
+// of its channels was confirmed. Each channel is confirmed or refused on
+// its own; a refused one is retried on the same connection (see
 // [Bus.refused]).
 func (b *Bus) receive(ctx context.Context) (confirmed bool) {
-	b.mu.Lock()
-	ps := b.c.Subscribe(ctx) // no channel yet: it connects on first use
-	b.ps, b.unread = ps, nil
-	for _, r := range b.regs {
-		r.retryAt = 0
-		if b.writeLocked(ctx, r, r.channel) != nil {
-			break // ps is closed: the receive below fails
+	ps, node := b.topo.subscription(ctx, b.firstChannel())
+	// Closing the subscription ends a ReceiveTimeout at once, so Run
+	// returns within milliseconds of ctx's end rather than a heartbeat.
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	defer stop()
+	if err := b.subscribeAll(ctx, ps); err != nil {
+		_ = ps.Close()
+		if ctx.Err() == nil {
+			b.topo.failed(node)
 		}
+		return false
 	}
-	b.mu.Unlock()
 	b.lastHeard.Store(time.Now().UnixNano()) // a grace period for the new connection
 	defer func() {
 		b.mu.Lock()
@@ -79,8 +83,16 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 			r.confirmed.Store(false)
 			r.sink.LimitAge(b.o.StaleBound, "bus_down")
 		}
+		if b.probe != nil {
+			b.probe.confirmed.Store(false)
+		}
 		b.mu.Unlock()
 		_ = ps.Close()
+		if ctx.Err() == nil {
+			// On Cluster, subscribe elsewhere next time, and have the
+			// slot map reloaded.
+			b.topo.failed(node)
+		}
 	}()
 	for {
 		timeout := b.o.Heartbeat
@@ -131,6 +143,66 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 	}
 }
 
+// subscribeAll subscribes ps to every registered channel (and the probe),
+// then makes it the bus's subscription.
+//
+// The first SUBSCRIBE connects (dial, auth), which can take as long as the
+// client's dial timeout; it is written before ps is published in b.ps, so
+// that nothing else writes on ps meanwhile and b.mu, which Publish and the
+// heartbeat loop take, is not held. The registrations made or removed
+// meanwhile are caught up once ps is published.
+func (b *Bus) subscribeAll(ctx context.Context, ps *redis.PubSub) error {
+	b.mu.Lock()
+	regs := make([]*reg, 0, len(b.regs)+1)
+	for _, r := range b.regs {
+		r.retryAt = 0
+		regs = append(regs, r)
+	}
+	b.mu.Unlock()
+	if b.probe != nil && !b.probeOff.Load() {
+		regs = append(regs, b.probe)
+	}
+	unread := make([]psCmd, 0, len(regs))
+	for _, r := range regs {
+		unread = append(unread, psCmd{r: r, channel: r.channel})
+		if err := ps.Subscribe(ctx, r.channel); err != nil {
+			return err
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.ps, b.unread = ps, unread
+	b.psGen++
+	for ch, r := range b.regs {
+		if !slices.ContainsFunc(regs, func(x *reg) bool { return x == r }) {
+			if err := b.writeLocked(ctx, r, ch); err != nil {
+				return err
+			}
+		}
+	}
+	for _, r := range regs {
+		if r != b.probe && b.regs[r.channel] != r {
+			if err := b.writeLocked(ctx, nil, r.channel); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// firstChannel returns the registered channel that sorts first, or "".
+func (b *Bus) firstChannel() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	first := ""
+	for ch := range b.regs {
+		if first == "" || ch < first {
+			first = ch
+		}
+	}
+	return first
+}
+
 // answered takes the oldest unread command, which a confirmation of kind
 // ("subscribe" or "unsubscribe") for channel answers. It returns the
 // registration a SUBSCRIBE confirmed, nil if it is gone or the command was
@@ -151,6 +223,10 @@ func (b *Bus) answered(kind, channel string) (*reg, bool) {
 	}
 	if c.channel != channel || kind != want {
 		return nil, false
+	}
+	if c.r != nil && c.r == b.probe {
+		c.r.confirmed.Store(true)
+		return nil, true
 	}
 	if c.r == nil || b.regs[channel] != c.r {
 		return nil, true
@@ -176,6 +252,8 @@ func (b *Bus) refused(err error, now int64) bool {
 	b.unread = b.unread[1:]
 	r := c.r
 	if r == nil || b.regs[c.channel] != r {
+		// An UNSUBSCRIBE, a channel no longer registered, or the probe
+		// (an ACL that does not allow it: this connection goes without).
 		b.mu.Unlock()
 		return true
 	}
@@ -210,4 +288,67 @@ func (b *Bus) retry(ctx context.Context) (next int64) {
 		}
 	}
 	return next
+}
+
+// probeChannel returns the channel only the bus of instance subscribes to.
+// Namespace channels start with "tc:" and a digit, so it is none of them.
+func probeChannel(instance string) string { return "tc:probe:" + instance }
+
+// The probe. go-redis's Sentinel failover client moves its data
+// connections to the new master when its Sentinel announces
+// +switch-master, but not its pub/sub connections: after a SENTINEL
+// FAILOVER the old master stays a master (Sentinel turns it into a replica
+// about ten seconds later), the bus would stay subscribed there while every
+// instance publishes to the new master, and hear nothing until DeadAfter.
+//
+// So with a *redis.Client (one server or Sentinel), the bus also
+// subscribes to a channel of its own, and with each heartbeat publishes an
+// empty message there through the client's data path. PUBLISH answers how
+// many subscribers of that node got it: 0 means this bus's subscription is
+// not on the node its messages go to, and the subscription is replaced
+// (through the same client, so on the node the data path now uses). This
+// follows the client's own view of the master, needs no Sentinel address,
+// and costs one PUBLISH per heartbeat. If Redis refuses the probe channel
+// (an ACL), the bus goes without it on that connection. If the probe finds
+// three subscriptions in a row misplaced (a proxy that routes PUBLISH and
+// SUBSCRIBE to different servers, for example), the bus stops probing.
+
+// probeMsg returns the probe to publish with this flush's heartbeats, or
+// nil if there is none to send. Sender goroutine only.
+func (b *Bus) probeMsg() *outMsg {
+	if b.probe == nil || b.probeOff.Load() || !b.probe.confirmed.Load() {
+		return nil
+	}
+	b.mu.Lock()
+	gen := b.psGen
+	b.mu.Unlock()
+	return &outMsg{r: b.probe, probeGen: gen}
+}
+
+// checkProbe replaces the subscription if the probe found it misplaced.
+// Sender goroutine only.
+func (b *Bus) checkProbe(o *outMsg) {
+	if o.err != nil || o.receivers > 0 {
+		return
+	}
+	if o.probeGen == b.lastMisplaced+1 {
+		b.misplacedStreak++
+	} else {
+		b.misplacedStreak = 1
+	}
+	b.lastMisplaced = o.probeGen
+	if b.misplacedStreak >= 3 {
+		b.probeOff.Store(true)
+		return
+	}
+	b.mu.Lock()
+	ps := b.ps
+	if b.psGen != o.probeGen {
+		ps = nil // already replaced
+	}
+	b.mu.Unlock()
+	if ps != nil {
+		b.misplaced.Add(1)
+		_ = ps.Close() // the receiver sees the error and subscribes again
+	}
 }
