@@ -19,9 +19,10 @@ import (
 )
 
 var (
-	// ErrNotRunning is returned by Publish while [Bus.Run] is not running;
-	// the cache keeps the invalidation and replays it.
-	ErrNotRunning = errors.New("invalidate: bus not running")
+	// ErrNotRunning is returned by Publish while [Bus.Run] is not running
+	// (the cache keeps the invalidation and replays it), and matched by
+	// the error of a [Bus.Ready] that ended before Run started.
+	ErrNotRunning = errors.New("invalidate: bus not running (start it with go bus.Run(ctx))")
 	// ErrRunning is returned by a second concurrent [Bus.Run].
 	ErrRunning = errors.New("invalidate: bus already running")
 	// ErrDuplicate is returned by Register for a namespace already registered.
@@ -103,6 +104,9 @@ type Bus struct {
 	psGen   uint64          // counts subscriptions; guarded by mu
 	unread  []psCmd         // commands written on ps whose replies are not read yet, oldest first; guarded by mu
 	running bool            // guarded by mu
+	// changed is closed, and replaced, whenever running or a channel's
+	// confirmation changes (what Ready waits for); guarded by mu.
+	changed chan struct{}
 
 	// probe is the channel only this bus subscribes to, on a *redis.Client
 	// (see [Bus.checkProbe]); nil otherwise. Immutable.
@@ -157,7 +161,10 @@ func New(client redis.UniversalClient, o *Options) (*Bus, error) {
 	if opts.MaxBatch == 0 {
 		opts.MaxBatch = DefaultMaxBatch
 	}
-	b := &Bus{c: client, o: opts, topo: newTopology(client), regs: map[string]*reg{}, reqs: make(chan *pubReq, 1024)}
+	b := &Bus{
+		c: client, o: opts, topo: newTopology(client),
+		regs: map[string]*reg{}, changed: make(chan struct{}), reqs: make(chan *pubReq, 1024),
+	}
 	if b.topo.probe {
 		b.probe = &reg{bus: b, channel: probeChannel(opts.InstanceID)}
 	}
@@ -204,6 +211,65 @@ func (b *Bus) SubscribeErr(namespace string) error {
 	return nil
 }
 
+// Ready waits until [Bus.Run] is running and the channel of every
+// registered namespace is confirmed subscribed, so that the caches hear
+// other instances' invalidations from then on. If ctx ends first, it
+// returns an error matching ctx's cause and saying what was missing: one
+// matching [ErrNotRunning] if Run had not started, or the refusal of a
+// channel Redis refused (matching [ErrSubscribeRefused]).
+//
+// A bus with no namespace registered is ready once Run runs. Readiness
+// can be lost again (a connection fails, a namespace registers); the
+// caches are protected meanwhile by the age limit (Options.StaleBound).
+func (b *Bus) Ready(ctx context.Context) error {
+	for {
+		b.mu.Lock()
+		missing := b.missingLocked()
+		changed := b.changed
+		b.mu.Unlock()
+		if missing == nil {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("invalidate: not ready: %w: %w", missing, context.Cause(ctx))
+		}
+	}
+}
+
+// missingLocked returns what keeps the bus from being ready, or nil. b.mu
+// must be held.
+func (b *Bus) missingLocked() error {
+	if !b.running {
+		return ErrNotRunning
+	}
+	var first *reg
+	n := 0
+	for ch, r := range b.regs {
+		if !r.subscribed {
+			n++
+			if first == nil || ch < first.channel {
+				first = r
+			}
+		}
+	}
+	switch {
+	case first == nil:
+		return nil
+	case first.refusal != nil:
+		return fmt.Errorf("%d channel(s) not subscribed, %w", n, first.refusal)
+	default:
+		return fmt.Errorf("%d channel(s) not subscribed yet, %s among them", n, first.channel)
+	}
+}
+
+// changedLocked wakes the callers of Ready. b.mu must be held.
+func (b *Bus) changedLocked() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
 // Register implements tier.Invalidator.
 func (b *Bus) Register(namespace string, sink tier.Sink) (tier.Publisher, error) {
 	ch := Channel(namespace)
@@ -231,8 +297,11 @@ type reg struct {
 	sink    tier.Sink
 
 	confirmed atomic.Bool // the subscription to channel is confirmed
-	silenced  atomic.Bool // the last tick found the subscription silent; tick goroutine only
-	seq       uint64      // last data sequence number sent; sender goroutine only
+	// subscribed: confirmed, and the cache told so (what Ready waits
+	// for); guarded by Bus.mu.
+	subscribed bool
+	silenced   atomic.Bool // the last tick found the subscription silent; tick goroutine only
+	seq        uint64      // last data sequence number sent; sender goroutine only
 
 	// Guarded by Bus.mu: the last refusal of channel's SUBSCRIBE since it
 	// was last confirmed (nil if none), when to try again (unix nanos; 0:
@@ -248,8 +317,13 @@ var _ tier.Publisher = (*reg)(nil)
 
 // Run subscribes and keeps the bus working until ctx ends: it receives
 // other instances' invalidations, publishes this instance's and the
-// heartbeats, and replaces a subscription that fails or goes silent. It
-// returns nil when ctx ends, after its goroutines have exited.
+// heartbeats, and replaces a subscription that fails or goes silent. Until
+// it runs, Publish fails with [ErrNotRunning]; [Bus.Ready] tells when its
+// subscriptions are confirmed.
+//
+// Run returns nil when ctx ends, after its goroutines have exited: within
+// milliseconds, unless a PUBLISH is in flight on a connection that does
+// not answer; that one ends at the client's read timeout.
 func (b *Bus) Run(ctx context.Context) error {
 	b.mu.Lock()
 	if b.running {
@@ -257,6 +331,7 @@ func (b *Bus) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	b.running = true
+	b.changedLocked()
 	b.mu.Unlock()
 
 	var wg sync.WaitGroup
@@ -267,6 +342,7 @@ func (b *Bus) Run(ctx context.Context) error {
 		wg.Wait()
 		b.mu.Lock()
 		b.running = false
+		b.changedLocked()
 		b.mu.Unlock()
 	}()
 

@@ -618,4 +618,15 @@ func TestBus_RefusedChannel(t *testing.T) {
 	require.Zero(t, x.bus.Stats().Reconnects, "a refused channel does not replace the subscription")
 	require.Equal(t, 1, x.recs[allowed].Dropped("subscribed"), "nor re-confirm the allowed one")
 	require.Zero(t, x.recs[allowed].Dropped("subscribe_refused"))
+
+	// Ready says which channel is missing and why.
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	err = x.bus.Ready(ctx)
+	cancel()
+	require.ErrorIs(t, err, invalidate.ErrSubscribeRefused)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, invalidate.Channel(refused))
+	// Without the refused namespace, the bus is ready.
+	require.NoError(t, x.caches[refused].Close())
+	require.NoError(t, x.bus.Ready(t.Context()))
 }

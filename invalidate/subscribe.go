@@ -20,6 +20,7 @@ func (r *reg) Unregister() {
 	defer b.mu.Unlock()
 	if b.regs[r.channel] == r {
 		delete(b.regs, r.channel)
+		b.changedLocked() // it may have been the last channel Ready waited for
 		if b.ps != nil {
 			_ = b.writeLocked(context.Background(), nil, r.channel)
 		}
@@ -81,11 +82,13 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 		b.ps, b.unread = nil, nil
 		for _, r := range b.regs {
 			r.confirmed.Store(false)
+			r.subscribed = false
 			r.sink.LimitAge(b.o.StaleBound, "bus_down")
 		}
 		if b.probe != nil {
 			b.probe.confirmed.Store(false)
 		}
+		b.changedLocked()
 		b.mu.Unlock()
 		_ = ps.Close()
 		if ctx.Err() == nil {
@@ -129,11 +132,11 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 			}
 			if r != nil {
 				confirmed = true
-				r.confirmed.Store(true)
 				clear(r.seen)
 				// Anything may have been missed before this point.
 				r.sink.Untrust(now, "subscribed")
 				r.sink.LimitAge(0, "")
+				b.told(r, ps)
 			}
 		case *redis.Message:
 			if r := b.lookup(m.Channel); r != nil {
@@ -190,6 +193,17 @@ func (b *Bus) subscribeAll(ctx context.Context, ps *redis.PubSub) error {
 	return nil
 }
 
+// told records that r's cache was told its channel is subscribed on ps,
+// for Ready.
+func (b *Bus) told(r *reg, ps *redis.PubSub) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ps == ps && r.confirmed.Load() {
+		r.subscribed = true
+		b.changedLocked()
+	}
+}
+
 // firstChannel returns the registered channel that sorts first, or "".
 func (b *Bus) firstChannel() string {
 	b.mu.Lock()
@@ -232,6 +246,7 @@ func (b *Bus) answered(kind, channel string) (*reg, bool) {
 		return nil, true
 	}
 	c.r.refusal, c.r.retryAt, c.r.backoff = nil, 0, 0
+	c.r.confirmed.Store(true)
 	return c.r, true
 }
 
@@ -328,8 +343,8 @@ func (b *Bus) probeMsg() *outMsg {
 // checkProbe replaces the subscription if the probe found it misplaced.
 // Sender goroutine only.
 func (b *Bus) checkProbe(o *outMsg) {
-	if o.err != nil || o.receivers > 0 {
-		return
+	if o.err != nil || o.receivers > 0 || o.probeGen <= b.lastMisplaced {
+		return // placed right, unknown, or a subscription already replaced
 	}
 	if o.probeGen == b.lastMisplaced+1 {
 		b.misplacedStreak++
