@@ -2,8 +2,12 @@
 // Redis pub/sub, and tells each cache what it can no longer vouch for when
 // messages may have been lost.
 //
-// A [Bus] is created over the caller's go-redis client and started with
-// [Bus.Run]; caches join it through tier.Options.Invalidator. Each cache
+// A [Bus] is created over the caller's go-redis client (one server,
+// Sentinel's failover client or a Cluster client) and started with
+// [Bus.Run], which returns when its context ends; [Bus.Ready] waits until
+// its subscriptions are confirmed. Caches join it through
+// tier.Options.Invalidator; until Run runs, their invalidations fail with
+// [ErrNotRunning] and are kept for replay. Each cache
 // namespace has its own channel ("tc:<len>:<namespace>#inv"). A message
 // carries a version, the origin instance's id, a per-origin sequence number
 // and the keys and tags invalidated; the invalidations of several callers
@@ -19,8 +23,12 @@
 //     for Options.DeadAfter closes the subscription and opens a new one on a
 //     new connection; go-redis's own reconnection is not relied on.
 //   - While a channel is not confirmed subscribed, or is silent, its cache
-//     does not serve L1 entries older than Options.StaleBound (the bus
-//     raises the cache's trust floor on every tick).
+//     does not serve L1 entries older than Options.StaleBound: the bus sets
+//     an age limit on the cache (tier.Sink.LimitAge), which the cache
+//     checks at each read, so it holds however late the bus's goroutines
+//     run. The heartbeat loop sets it again at each tick while the channel
+//     is down or silent, and lifts it when the channel is confirmed or
+//     heard again (dropping L1 then, as below).
 //   - Whenever a subscription is (re)confirmed, the cache drops L1: anything
 //     may have been missed meanwhile.
 //   - A gap in an origin's sequence numbers (seen in a data message or in a
@@ -101,7 +109,11 @@
 // address. Measured on a local set (1 master, 1 replica, 3 Sentinels,
 // down-after 1 s, bus defaults): after SENTINEL FAILOVER (switch at
 // 1.2 s) messages flow again at 2.4 s; after a SIGKILL of the master, as
-// soon as the Sentinels switch (2.7 s).
+// soon as the Sentinels switch (2.7 s). Until then, what other instances
+// publish on the new master does not reach this one; its new subscription
+// drops L1 for that. (Writes the old master acknowledged but had not
+// replicated are lost by the failover itself: that is the cache's concern,
+// not the bus's.)
 //
 // Dropping L1 costs O(1) (tier raises a trust floor); values are then read
 // again from L2, which Delete updated synchronously.

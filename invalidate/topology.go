@@ -1,4 +1,4 @@
-// topology.go holds where the bus publishes and subscribes: one server, Sentinel or Cluster.
+// topology.go holds where the bus publishes and subscribes (one server, Sentinel, Cluster), and the probe that checks it.
 
 package invalidate
 
@@ -170,3 +170,66 @@ func (t *topology) reload() {
 // retries reports whether a publish that failed on a connection error is
 // worth retrying at once: on Cluster, on another node.
 func (t *topology) retries() bool { return t.cluster != nil }
+
+// probeChannel returns the channel only the bus of instance subscribes to.
+// Namespace channels start with "tc:" and a digit, so it is none of them.
+func probeChannel(instance string) string { return "tc:probe:" + instance }
+
+// The probe. go-redis's Sentinel failover client moves its data
+// connections to the new master when its Sentinel announces
+// +switch-master, but not its pub/sub connections: after a SENTINEL
+// FAILOVER the old master stays a master (Sentinel turns it into a replica
+// about ten seconds later), the bus would stay subscribed there while every
+// instance publishes to the new master, and hear nothing until DeadAfter.
+//
+// So with a *redis.Client (one server or Sentinel), the bus also
+// subscribes to a channel of its own, and with each heartbeat publishes an
+// empty message there through the client's data path. PUBLISH answers how
+// many subscribers of that node got it: 0 means this bus's subscription is
+// not on the node its messages go to, and the subscription is replaced
+// (through the same client, so on the node the data path now uses). This
+// follows the client's own view of the master, needs no Sentinel address,
+// and costs one PUBLISH per heartbeat. If Redis refuses the probe channel
+// (an ACL), the bus goes without it on that connection. If the probe finds
+// three subscriptions in a row misplaced (a proxy that routes PUBLISH and
+// SUBSCRIBE to different servers, for example), the bus stops probing.
+
+// probeMsg returns the probe to publish with this flush's heartbeats, or
+// nil if there is none to send. Sender goroutine only.
+func (b *Bus) probeMsg() *outMsg {
+	if b.probe == nil || b.probeOff.Load() || !b.probe.confirmed.Load() {
+		return nil
+	}
+	b.mu.Lock()
+	gen := b.psGen
+	b.mu.Unlock()
+	return &outMsg{r: b.probe, probeGen: gen}
+}
+
+// checkProbe replaces the subscription if the probe found it misplaced.
+// Sender goroutine only.
+func (b *Bus) checkProbe(o *outMsg) {
+	if o.err != nil || o.receivers > 0 || o.probeGen <= b.lastMisplaced {
+		return // placed right, unknown, or a subscription already replaced
+	}
+	if o.probeGen == b.lastMisplaced+1 {
+		b.misplacedStreak++
+	} else {
+		b.misplacedStreak = 1
+	}
+	b.lastMisplaced = o.probeGen
+	if b.misplacedStreak >= 3 {
+		b.probeOff.Store(true)
+		return
+	}
+	b.mu.Lock()
+	ps := b.ps
+	if b.psGen != o.probeGen {
+		ps = nil // already replaced
+	}
+	b.mu.Unlock()
+	if ps != nil {
+		b.misplaced.Add(1)
+		_ = ps.Close() // the receiver sees the error and subscribes again
+	}
+}
