@@ -81,9 +81,10 @@
 // names the promoted replica, the bus publishes there. Measured on a local
 // cluster (cluster-node-timeout 1500 ms, go-redis defaults, the bus's
 // client used by nothing else): after a SIGKILL of the master the bus
-// publishes on and is subscribed to, messages flow again 0.9 s later, and
-// are published on the promoted replica 0.3 s after the cluster's own
-// failover (3.5 s). A graceful CLUSTER FAILOVER or a migration of the
+// publishes on and is subscribed to, messages flow again 0.2–0.9 s later,
+// and are published on the promoted replica within a second of the
+// cluster's own failover (3.0–3.5 s). A graceful CLUSTER FAILOVER or a
+// migration of the
 // channel's slot interrupts nothing: the old node keeps taking and
 // forwarding PUBLISH until the map changes.
 //
@@ -108,8 +109,8 @@
 // follows the client's own view of the master and needs no Sentinel
 // address. Measured on a local set (1 master, 1 replica, 3 Sentinels,
 // down-after 1 s, bus defaults): after SENTINEL FAILOVER (switch at
-// 1.2 s) messages flow again at 2.4 s; after a SIGKILL of the master, as
-// soon as the Sentinels switch (2.7 s). Until then, what other instances
+// 1.2 s) messages flow again at 2.4–2.5 s; after a SIGKILL of the master
+// (switch at 2.3–2.4 s), at 2.7–2.9 s. Until then, what other instances
 // publish on the new master does not reach this one; its new subscription
 // drops L1 for that. (Writes the old master acknowledged but had not
 // replicated are lost by the failover itself: that is the cache's concern,
