@@ -10,9 +10,11 @@ import (
 )
 
 // Config configures [Run]. The zero value is valid: SQLite in a temporary
-// folder, no Redis, the default mix for 10 seconds, output discarded.
+// folder, no Redis, the default mix for 30 seconds, output discarded.
 type Config struct {
-	// Duration is how long the mix runs. Default: 10 seconds.
+	// Duration is how long the mix runs: long enough for the caches to
+	// warm, so that the hit rate of its second half can be judged against
+	// the target. Default: 30 seconds.
 	Duration time.Duration
 	// Workers is the number of goroutines issuing operations. Default: 8.
 	Workers int
@@ -44,6 +46,16 @@ type Config struct {
 	// L2Timeout bounds every Redis call of the caches. Default: tier's
 	// (100 ms).
 	L2Timeout time.Duration
+	// L1MaxCost bounds the L1 of each of an instance's caches, in bytes
+	// (there are five per instance: profiles, experts, appointments and
+	// two kinds of list). Default: 16 MiB.
+	L1MaxCost int64
+
+	// MetricsAddr is where Run serves the caches' metrics for Prometheus
+	// (http://MetricsAddr/metrics), through OpenTelemetry's Prometheus
+	// exporter. Empty means no metrics. If the address cannot be listened
+	// on, Run says so and goes on without.
+	MetricsAddr string
 
 	// Out receives the progress lines and the final table. Default: none.
 	Out io.Writer
@@ -55,11 +67,11 @@ type Config struct {
 }
 
 func (c Config) withDefaults() (Config, error) {
-	if c.Duration < 0 || c.Workers < 0 || c.TTL < 0 || c.L1TTL < 0 || c.Progress < 0 {
+	if c.Duration < 0 || c.Workers < 0 || c.TTL < 0 || c.L1TTL < 0 || c.Progress < 0 || c.L1MaxCost < 0 {
 		return c, errors.New("demo: negative duration or count")
 	}
 	if c.Duration == 0 {
-		c.Duration = 10 * time.Second
+		c.Duration = 30 * time.Second
 	}
 	if c.Workers == 0 {
 		c.Workers = 8
@@ -83,6 +95,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.L1TTL == 0 {
 		c.L1TTL = min(time.Minute, c.TTL)
+	}
+	if c.L1MaxCost == 0 {
+		c.L1MaxCost = 16 << 20
 	}
 	if c.Out == nil {
 		c.Out = io.Discard

@@ -98,6 +98,15 @@ func run(ctx context.Context, cfg Config, rep *Report) (err error) {
 
 	namespace := "demo-" + strings.ReplaceAll(runID, "_", "-")
 	clients := connectRedis(ctx, cfg, rep)
+	var mx *metrics
+	if cfg.MetricsAddr != "" {
+		if mx, err = startMetrics(cfg.MetricsAddr); err != nil {
+			fmt.Fprintf(out, "Prometheus metrics not served (%v); running without.\n", err)
+		} else {
+			defer func() { err = errors.Join(err, mx.Close()) }()
+			rep.MetricsURL = mx.url
+		}
+	}
 	counted := booking.Count(st)
 	insts := make([]*instance, Instances)
 	defer func() { err = errors.Join(err, closeInstances(insts, rep)) }()
@@ -108,7 +117,11 @@ func run(ctx context.Context, cfg Config, rep *Report) (err error) {
 		}
 	}
 	for _, in := range insts {
-		co := &booking.CacheOptions{Namespace: namespace, Name: "demo." + in.name, TTL: cfg.TTL, L1TTL: cfg.L1TTL, L2Timeout: cfg.L2Timeout}
+		co := &booking.CacheOptions{Namespace: namespace, Name: "demo." + in.name, TTL: cfg.TTL, L1TTL: cfg.L1TTL,
+			L2Timeout: cfg.L2Timeout, L1MaxCost: cfg.L1MaxCost}
+		if mx != nil {
+			co.Observer = mx.observer // one Observer for every cache: they differ by name
+		}
 		if in.rdb != nil {
 			if in.bus, err = invalidate.New(in.rdb, nil); err != nil {
 				return err
@@ -126,6 +139,10 @@ func run(ctx context.Context, cfg Config, rep *Report) (err error) {
 		}
 		in.repo = booking.NewCachedRepository(counted, in.caches)
 	}
+	rep.L1Bound = int64(len(insts[0].caches.KeyPrefixes())) * cfg.L1MaxCost
+	if mx != nil {
+		fmt.Fprintf(out, "Prometheus metrics at %s (tiercache_requests_total, tiercache_l1_cost_bytes, ...).\n", mx.url)
+	}
 	if clients != nil {
 		fmt.Fprintf(out, "Redis at %s: %d instances, each with its own client and invalidation bus, sharing L2 namespace %q.\n", rep.Redis, Instances, namespace)
 	}
@@ -138,6 +155,14 @@ func run(ctx context.Context, cfg Config, rep *Report) (err error) {
 	w := newWorkload(cfg, data, insts)
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
+	// The stats at half time: the targets judge the hit rate on the second
+	// half of the run, once the caches are warm.
+	var half atomic.Pointer[tier.Stats]
+	halfTimer := time.AfterFunc(cfg.Duration/2, func() {
+		s := sumStats(w.stats())
+		half.Store(&s)
+	})
+	defer halfTimer.Stop()
 	var wg sync.WaitGroup
 	hists, whists := make([]*histogram, cfg.Workers), make([]*histogram, cfg.Workers)
 	for i := range cfg.Workers {
@@ -171,6 +196,11 @@ func run(ctx context.Context, cfg Config, rep *Report) (err error) {
 		}
 	}
 	rep.Total = sumStats(rep.Instances[:])
+	if halfTimer.Stop() || half.Load() == nil {
+		rep.SecondHalf = rep.Total // the run ended (was cancelled) before half time
+	} else {
+		rep.SecondHalf = subStats(rep.Total, *half.Load())
+	}
 	rep.DBReads, rep.DBWrites = counted.Reads(), counted.Writes()
 	return ctx.Err()
 }
@@ -226,7 +256,7 @@ func connectRedis(ctx context.Context, cfg Config, rep *Report) []*redis.Client 
 	}
 	if err != nil {
 		rep.RedisNote = fmt.Sprintf("Redis at %s is not reachable (%v): running L1-only", cfg.RedisAddr, err)
-		fmt.Fprintf(cfg.Out, "%s (%d instances, no shared tier).\n", rep.RedisNote, Instances)
+		fmt.Fprintf(cfg.Out, "%s (%d instances, no shared tier, no invalidation bus; start redis-server or set REDIS_ADDR for both).\n", rep.RedisNote, Instances)
 		return nil
 	}
 	rep.Redis = cfg.RedisAddr
@@ -361,6 +391,19 @@ func sumStats(ss []tier.Stats) tier.Stats {
 		t.L1Evicted += s.L1Evicted
 	}
 	return t
+}
+
+// subStats returns the read counters of a minus those of b: what happened
+// between two snapshots.
+func subStats(a, b tier.Stats) tier.Stats {
+	return tier.Stats{
+		L1Hits:    a.L1Hits - b.L1Hits,
+		Misses:    a.Misses - b.Misses,
+		L2Hits:    a.L2Hits - b.L2Hits,
+		Loads:     a.Loads - b.Loads,
+		Fallbacks: a.Fallbacks - b.Fallbacks,
+		L2Errors:  a.L2Errors - b.L2Errors,
+	}
 }
 
 // workload is the mix. Its counters are updated by every worker.
@@ -565,11 +608,7 @@ func (w *workload) progress(out io.Writer, cfg Config, start time.Time, counted 
 			return
 		case <-t.C:
 		}
-		ss := make([]tier.Stats, len(w.insts))
-		for i, in := range w.insts {
-			ss[i] = in.caches.Stats()
-		}
-		s := sumStats(ss)
+		s := sumStats(w.stats())
 		el := time.Since(start)
 		reads := w.reads.Load()
 		line := fmt.Sprintf("  %5.1fs  %s reads (%s/s)  L1 %s  L2 %s  db reads %s  writes %s",
@@ -579,6 +618,15 @@ func (w *workload) progress(out io.Writer, cfg Config, start time.Time, counted 
 		width = max(width, len(line))
 		fmt.Fprintf(out, "%-*s%s", width, line, end)
 	}
+}
+
+// stats returns the stats of each instance's caches.
+func (w *workload) stats() []tier.Stats {
+	ss := make([]tier.Stats, len(w.insts))
+	for i, in := range w.insts {
+		ss[i] = in.caches.Stats()
+	}
+	return ss
 }
 
 func (w *workload) fill(rep *Report) {

@@ -3,7 +3,9 @@ package demo_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -73,6 +75,42 @@ func TestRun_SQLiteWithRedis(t *testing.T) {
 	require.Contains(t, out.String(), "reads (")
 	require.Contains(t, out.String(), "L1 hit rate")
 	require.Contains(t, out.String(), "Redis "+srv.Addr())
+	require.Contains(t, out.String(), "booking app's targets")
+	require.Len(t, rep.Targets(), 5)
+}
+
+// TestRun_Metrics checks the Prometheus endpoint that a run serves.
+func TestRun_Metrics(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	var out lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		_, err := demo.Run(ctx, demo.Config{Duration: time.Hour, Seed: small, Out: &out, Progress: 10 * time.Millisecond, MetricsAddr: "127.0.0.1:0"})
+		done <- err
+	}()
+	var url string
+	require.Eventually(t, func() bool {
+		s := out.String()
+		i := strings.Index(s, "Prometheus metrics at ")
+		if i < 0 || !strings.Contains(s, "reads (") {
+			return false
+		}
+		url = strings.Fields(s[i+len("Prometheus metrics at "):])[0]
+		return true
+	}, 30*time.Second, 10*time.Millisecond)
+	resp, err := http.Get(url) //nolint:noctx // a test's loopback request
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, resp.Body.Close())
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	for _, m := range []string{"tiercache_requests_total", `cache_name="demo.A.profiles"`, `cache_name="demo.B.profiles"`} {
+		require.Contains(t, string(body), m)
+	}
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	require.Contains(t, out.String(), "metrics: "+url)
 }
 
 func TestRun_RedisAbsent(t *testing.T) {

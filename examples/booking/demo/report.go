@@ -41,9 +41,12 @@ type Report struct {
 	StaleReads, StaleChecked uint64
 
 	// Instances are the summed stats of each instance's caches; Total sums
-	// them.
-	Instances [Instances]tier.Stats
-	Total     tier.Stats
+	// them. SecondHalf has the read counters (L1Hits, Misses, L2Hits,
+	// Loads, Fallbacks, L2Errors) of the second half of the run, once the
+	// caches are warm (the whole run's if it was cut short).
+	Instances  [Instances]tier.Stats
+	Total      tier.Stats
+	SecondHalf tier.Stats
 
 	// DBReads and DBWrites are the queries that reached the database.
 	DBReads, DBWrites uint64
@@ -62,6 +65,71 @@ type Report struct {
 	// RedisKeysDeleted is how many keys the run removed from Redis at the
 	// end.
 	RedisKeysDeleted int
+
+	// L1Bound is the bound of one instance's L1 (Config.L1MaxCost for each
+	// of its caches), in bytes.
+	L1Bound int64
+	// MetricsURL is where the run served its Prometheus metrics; empty if
+	// it did not.
+	MetricsURL string
+}
+
+// Target is one of the booking application's targets for its cache, beside
+// what a run measured.
+type Target struct {
+	Name     string // what is measured
+	Target   string // the target, as printed ("> 90%")
+	Measured string // what the run measured, as printed
+	Met      bool
+	Note     string // how it was measured, or why it does not apply
+}
+
+// The booking application's targets for its cache.
+const (
+	TargetHitRate   = 0.90                  // cache hit rate (L1 + L2) above 90% of requests
+	TargetFallbacks = 0.05                  // fallbacks below 5% of requests
+	TargetL2Errors  = 0.001                 // Redis errors below 0.1% of requests
+	TargetP99       = 10 * time.Millisecond // p99 of a read through the cache below 10 ms
+)
+
+// Targets returns the booking application's targets beside what r
+// measured: the cache hit rate (L1 + L2) of the second half of the run,
+// fallbacks and Redis errors (each out of the requests), the p99 of a read through the cache, and the
+// largest instance's L1 against its bound.
+func (r *Report) Targets() []Target {
+	req := r.Requests()
+	ratio := func(n, of uint64) float64 {
+		if of == 0 {
+			return 0
+		}
+		return float64(n) / float64(of)
+	}
+	h := r.SecondHalf
+	hreq := h.L1Hits + h.Misses
+	hit := ratio(h.L1Hits+h.L2Hits, hreq)
+	fb := ratio(r.Total.Fallbacks, req)
+	l2e := ratio(r.Total.L2Errors, req)
+	var l1 int64
+	for _, s := range r.Instances {
+		l1 = max(l1, s.L1Cost)
+	}
+	redisNote := "of requests"
+	if r.Redis == "" {
+		redisNote = "no Redis: L1-only"
+	}
+	return []Target{
+		{Name: "cache hit rate (L1 + L2)", Target: "> 90%", Measured: pct(h.L1Hits+h.L2Hits, hreq),
+			Met:  hreq > 0 && hit > TargetHitRate,
+			Note: "of the requests of the run's second half, caches warm; whole run from cold: " + pct(r.Total.L1Hits+r.Total.L2Hits, req)},
+		{Name: "fallbacks", Target: "< 5%", Measured: pct(r.Total.Fallbacks, req),
+			Met: req > 0 && fb < TargetFallbacks, Note: "of requests: reads that skipped or lost Redis"},
+		{Name: "Redis errors", Target: "< 0.1%", Measured: pct2(r.Total.L2Errors, req),
+			Met: req > 0 && l2e < TargetL2Errors, Note: redisNote},
+		{Name: "cache-operation p99", Target: "< 10ms", Measured: short(r.P99),
+			Met: r.P99 > 0 && r.P99 < TargetP99, Note: "reads through the cache, loads included"},
+		{Name: "L1 memory", Target: "<= " + mib(r.L1Bound), Measured: mib(l1),
+			Met: r.L1Bound > 0 && l1 <= r.L1Bound, Note: "largest instance; the bound is its caches' L1MaxCost"},
+	}
 }
 
 // Requests returns L1 hits + misses summed over the instances: the reads
@@ -141,8 +209,22 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Redis != "" {
 		where = fmt.Sprintf("L1 + Redis %s (%d keys removed at the end)", r.Redis, r.RedisKeysDeleted)
 	}
-	_, err := fmt.Fprintf(w, "\ntiers: %s\ndatabase: %s, seeded in %v\n", where, r.Backend, short(r.SeedTime))
-	return err
+	fmt.Fprintf(w, "\ntiers: %s\ndatabase: %s, seeded in %v\n", where, r.Backend, short(r.SeedTime))
+	if r.MetricsURL != "" {
+		fmt.Fprintf(w, "metrics: %s (served while the run lasted)\n", r.MetricsURL)
+	}
+
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "booking app's targets\ttarget\tmeasured\tmet\t")
+	for _, t := range r.Targets() {
+		met := "yes"
+		if !t.Met {
+			met = "NO"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t(%s)\n", t.Name, t.Target, t.Measured, met, t.Note)
+	}
+	return tw.Flush()
 }
 
 // short rounds d to three significant digits.
@@ -161,6 +243,19 @@ func group(n uint64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// pct2 formats part/whole as a percentage with two decimals.
+func pct2(part, whole uint64) string {
+	if whole == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(100*float64(part)/float64(whole), 'f', 2, 64) + "%"
+}
+
+// mib formats n bytes in MiB.
+func mib(n int64) string {
+	return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + " MiB"
 }
 
 // pct formats part/whole as a percentage.

@@ -25,7 +25,12 @@ import (
 	"github.com/tiercache/tiercache/examples/booking/demo"
 )
 
-const defaultRedisAddr = "127.0.0.1:6379"
+const (
+	defaultRedisAddr = "127.0.0.1:6379"
+	// defaultMetricsAddr is OpenTelemetry's usual port for a Prometheus
+	// exporter.
+	defaultMetricsAddr = "127.0.0.1:9464"
+)
 
 func main() {
 	// go-redis logs dial failures itself; the demo reports Redis's state
@@ -76,9 +81,11 @@ instances, each with its own Redis client and invalidation bus, as two
 application instances would.
 It prints a progress line every second and, at the end, a table: requests,
 L1 and L2 hit rates, database queries made against what they would be
-without the cache, fallbacks, stale reads, and read latency p50/p99. It
-removes what it created (the SQLite folder or PostgreSQL schema, and its
-keys in Redis, found with SCAN on its own namespace).
+without the cache, fallbacks, stale reads, read latency p50/p99, and the
+booking application's targets beside what was measured. While it runs it
+serves the caches' metrics for Prometheus at http://127.0.0.1:9464/metrics
+(-metrics). It removes what it created (the SQLite folder or PostgreSQL
+schema, and its keys in Redis, found with SCAN on its own namespace).
 
 Environment:
   DATABASE_URL  PostgreSQL URL (the demo works in a schema of its own and
@@ -90,7 +97,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to run the mix")
+	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long to run the mix (the hit-rate target is judged on its second half,\nonce the caches are warm)")
 	fs.IntVar(&cfg.Workers, "workers", 8, "goroutines issuing operations")
 	fs.Float64Var(&cfg.ReadRatio, "read-ratio", 0.98, "share of operations that are reads, in [0, 1]; the writes are\n50% bookings, 20% cancellations, 30% profile updates")
 	fs.Float64Var(&cfg.Zipf, "zipf", 1.1, "Zipf exponent (> 1) of the ids read and written; larger is more skewed")
@@ -106,6 +113,7 @@ Flags:
 		redisAddr = defaultRedisAddr
 	}
 	fs.StringVar(&cfg.RedisAddr, "redis", redisAddr, "Redis address; overrides $REDIS_ADDR; empty: no Redis (L1-only)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics", defaultMetricsAddr, "address of the Prometheus endpoint (http://ADDR/metrics) while the demo runs;\nempty: none")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}

@@ -38,17 +38,18 @@ func TestParse(t *testing.T) {
 		wantErr bool
 	}{
 		{name: "defaults", check: func(t *testing.T, cfg demo.Config) {
-			require.Equal(t, 10*time.Second, cfg.Duration)
+			require.Equal(t, 30*time.Second, cfg.Duration)
 			require.Equal(t, defaultRedisAddr, cfg.RedisAddr)
 			require.Empty(t, cfg.DatabaseURL)
 			require.InDelta(t, 0.98, cfg.ReadRatio, 1e-9)
 			require.Equal(t, 5000, cfg.Seed.Profiles)
+			require.Equal(t, defaultMetricsAddr, cfg.MetricsAddr)
 		}},
 		{name: "environment", env: map[string]string{"REDIS_ADDR": "10.0.0.1:6380", "DATABASE_URL": "postgres://x/y"}, check: func(t *testing.T, cfg demo.Config) {
 			require.Equal(t, "10.0.0.1:6380", cfg.RedisAddr)
 			require.Equal(t, "postgres://x/y", cfg.DatabaseURL)
 		}},
-		{name: "flags override the environment", args: []string{"-redis", "", "-duration", "2s", "-workers", "3", "-read-ratio", "1", "-seed-profiles", "100", "-zipf", "1.5"},
+		{name: "flags override the environment", args: []string{"-redis", "", "-duration", "2s", "-workers", "3", "-read-ratio", "1", "-seed-profiles", "100", "-zipf", "1.5", "-metrics", ""},
 			env: map[string]string{"REDIS_ADDR": "10.0.0.1:6380"}, check: func(t *testing.T, cfg demo.Config) {
 				require.Empty(t, cfg.RedisAddr)
 				require.Equal(t, 2*time.Second, cfg.Duration)
@@ -56,6 +57,7 @@ func TestParse(t *testing.T) {
 				require.True(t, cfg.NoWrites)
 				require.Equal(t, 100, cfg.Seed.Profiles)
 				require.InDelta(t, 1.5, cfg.Zipf, 1e-9)
+				require.Empty(t, cfg.MetricsAddr)
 			}},
 		{name: "unknown flag", args: []string{"-nope"}, wantErr: true},
 		{name: "stray argument", args: []string{"now"}, wantErr: true},
@@ -81,7 +83,7 @@ func TestParse_Help(t *testing.T) {
 	var stderr bytes.Buffer
 	_, err := parse([]string{"-h"}, env(nil), &stderr)
 	require.ErrorIs(t, err, flag.ErrHelp)
-	for _, s := range []string{"DATABASE_URL", "REDIS_ADDR", "-duration", "-workers", "-read-ratio", "-seed-profiles", "L1-only"} {
+	for _, s := range []string{"DATABASE_URL", "REDIS_ADDR", "-duration", "-workers", "-read-ratio", "-seed-profiles", "-metrics", "L1-only"} {
 		require.Contains(t, stderr.String(), s)
 	}
 }
@@ -89,7 +91,7 @@ func TestParse_Help(t *testing.T) {
 func TestRun(t *testing.T) {
 	t.Parallel()
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"-duration", "500ms", "-redis", "", "-seed-profiles", "500", "-seed-experts", "100", "-seed-appointments", "1000"},
+	err := run(context.Background(), []string{"-duration", "500ms", "-redis", "", "-metrics", "127.0.0.1:0", "-seed-profiles", "500", "-seed-experts", "100", "-seed-appointments", "1000"},
 		env(nil), &stdout, &stderr)
 	require.NoError(t, err, stderr.String())
 	out := stdout.String()
@@ -97,4 +99,6 @@ func TestRun(t *testing.T) {
 	require.Contains(t, out, "L1 hit rate")
 	require.Contains(t, out, "p50 / p99")
 	require.Equal(t, 1, strings.Count(out, "requests (L1 hits + misses)"))
+	require.Contains(t, out, "Prometheus metrics at http://127.0.0.1:")
+	require.Contains(t, out, "booking app's targets")
 }
