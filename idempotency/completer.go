@@ -32,7 +32,8 @@ type completer struct {
 	done chan struct{} // closed when the goroutine exits
 
 	mu      sync.Mutex
-	pending []*pendingCompletion // guarded by mu
+	pending []*pendingCompletion // guarded by mu; not those being retried
+	count   int                  // guarded by mu: queued, or being retried
 	closed  bool                 // guarded by mu
 }
 
@@ -54,6 +55,7 @@ func (c *completer) add(ctx context.Context, pc *pendingCompletion) bool {
 	}
 	pc.deadline = time.Now().Add(c.s.o.CompleteDeadline)
 	c.pending = append(c.pending, pc)
+	c.count++
 	c.mu.Unlock()
 	c.s.event(ctx, Event{Kind: EventCompleteDeferred, Record: pc.a.id.short, Fence: pc.a.Fence})
 	select {
@@ -67,7 +69,7 @@ func (c *completer) add(ctx context.Context, pc *pendingCompletion) bool {
 func (s *Store) Pending() int {
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
-	return len(s.c.pending)
+	return s.c.count
 }
 
 func (c *completer) loop() {
@@ -143,11 +145,10 @@ func (c *completer) retryAll() (unavailable bool) {
 			keep = append(keep, pc)
 		}
 	}
-	if len(keep) > 0 {
-		c.mu.Lock()
-		c.pending = append(keep, c.pending...)
-		c.mu.Unlock()
-	}
+	c.mu.Lock()
+	c.pending = append(keep, c.pending...)
+	c.count -= len(batch) - len(keep)
+	c.mu.Unlock()
 	return unavailable
 }
 
@@ -162,6 +163,7 @@ func (c *completer) close() {
 	c.mu.Lock()
 	left := c.pending
 	c.pending = nil
+	c.count = 0
 	c.mu.Unlock()
 	for _, pc := range left {
 		c.s.event(context.Background(), Event{Kind: EventCompleteDropped, Record: pc.a.id.short, Fence: pc.a.Fence, Err: ErrClosed})

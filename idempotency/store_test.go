@@ -367,21 +367,28 @@ func TestStore_Corrupt(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, keys, 1)
 	key := keys[0]
+	good, err := rdb.HGetAll(ctx, key).Result()
+	require.NoError(t, err)
+	restore := func() {
+		require.NoError(t, rdb.Del(ctx, key).Err())
+		require.NoError(t, rdb.HSet(ctx, key, good).Err())
+	}
 
 	cases := []struct {
 		name  string
 		break_ func()
 	}{
 		{"a string", func() { require.NoError(t, rdb.Set(ctx, key, "garbage", 0).Err()) }},
+		{"a fence that is not a number", func() { require.NoError(t, rdb.HSet(ctx, key, "fe", "x").Err()) }},
 		{"an unknown state", func() {
-			require.NoError(t, rdb.Del(ctx, key).Err())
 			require.NoError(t, rdb.HSet(ctx, key, "s", "x", "k", "a", "fp", strings.Repeat("0", 64), "o", "o", "fe", 1, "ld", 1, "n", 1).Err())
 		}},
-		{"a completed record without a result", func() { require.NoError(t, rdb.HSet(ctx, key, "s", "c").Err()) }},
+		{"a completed record without a result", func() { require.NoError(t, rdb.HDel(ctx, key, "res").Err()) }},
 		{"a result that does not decode", func() { require.NoError(t, rdb.HSet(ctx, key, "s", "c", "res", "not an envelope").Err()) }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			restore()
 			c.break_()
 			before, err := rdb.Dump(ctx, key).Result()
 			require.NoError(t, err)
