@@ -376,7 +376,7 @@ func TestStore_Corrupt(t *testing.T) {
 
 	cases := []struct {
 		name   string
-		break_ func()
+		breakIt func()
 	}{
 		{"a string", func() { require.NoError(t, rdb.Set(ctx, key, "garbage", 0).Err()) }},
 		{"a fence that is not a number", func() { require.NoError(t, rdb.HSet(ctx, key, "fe", "x").Err()) }},
@@ -389,7 +389,7 @@ func TestStore_Corrupt(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			restore()
-			c.break_()
+			c.breakIt()
 			before, err := rdb.Dump(ctx, key).Result()
 			require.NoError(t, err)
 			idempotency.SetClockOffset(s, 48*time.Hour)
