@@ -375,7 +375,7 @@ func TestStore_Corrupt(t *testing.T) {
 	}
 
 	cases := []struct {
-		name   string
+		name    string
 		breakIt func()
 	}{
 		{"a string", func() { require.NoError(t, rdb.Set(ctx, key, "garbage", 0).Err()) }},

@@ -14,8 +14,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/tiercache/tiercache/idempotency"
-	tierotel "github.com/tiercache/tiercache/otel"
 	"github.com/tiercache/tiercache/onetime"
+	tierotel "github.com/tiercache/tiercache/otel"
 )
 
 func TestIdempotencyObserver(t *testing.T) {
