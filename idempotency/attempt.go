@@ -232,13 +232,15 @@ func (a *Attempt) Fail(ctx context.Context) error {
 // and returns a context derived from ctx (carrying the attempt, see
 // [FromContext]) that is cancelled with the cause [ErrLeaseLost] as soon as
 // a heartbeat finds a newer attempt in its place: the work should stop, its
-// remaining effects would be fenced out. While Redis cannot be reached the
-// context goes on (the lease may then run out; see the package
-// documentation). stop waits for the heartbeat goroutine to exit; call it
-// before Complete or Fail.
+// remaining effects would be fenced out. The heartbeats go on when ctx is
+// cancelled (a client that left does not stop work already under way from
+// holding its lease), and while Redis cannot be reached (the lease may then
+// run out; see the package documentation). stop ends them, without
+// waiting for a heartbeat in flight, and returns once the goroutine has
+// exited; call it before Complete or Fail.
 func (a *Attempt) Keep(ctx context.Context) (kept context.Context, stop func()) {
 	kctx, cancel := context.WithCancelCause(WithAttempt(ctx, a))
-	quit := make(chan struct{})
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -246,12 +248,10 @@ func (a *Attempt) Keep(ctx context.Context) (kept context.Context, stop func()) 
 		defer t.Stop()
 		for {
 			select {
-			case <-quit:
-				return
-			case <-kctx.Done():
+			case <-hctx.Done():
 				return
 			case <-t.C:
-				if err := a.Heartbeat(context.WithoutCancel(kctx)); errors.Is(err, ErrLeaseLost) {
+				if err := a.Heartbeat(hctx); errors.Is(err, ErrLeaseLost) {
 					cancel(ErrLeaseLost)
 					return
 				}
@@ -261,7 +261,7 @@ func (a *Attempt) Keep(ctx context.Context) (kept context.Context, stop func()) 
 	var once sync.Once
 	return kctx, func() {
 		once.Do(func() {
-			close(quit)
+			hcancel()
 			<-done
 			cancel(nil)
 		})

@@ -3,11 +3,13 @@ package idempotency_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -57,16 +59,23 @@ func (e *events) count(k idempotency.EventKind) int {
 	return n
 }
 
-// waitFor reads c until an event of kind k arrives or the test's context
-// ends.
+// waitFor reads c until an event of kind k arrives. It gives up after a
+// minute (a liveness bound against a hang, not a timing assertion) and
+// then lists the events it saw.
 func waitFor(t *testing.T, c <-chan idempotency.Event, k idempotency.EventKind) idempotency.Event {
 	t.Helper()
+	var seen []string
+	deadline := time.NewTimer(time.Minute)
+	defer deadline.Stop()
 	for {
 		select {
 		case ev := <-c:
 			if ev.Kind == k {
 				return ev
 			}
+			seen = append(seen, fmt.Sprintf("%v(%v)", ev.Kind, ev.Err))
+		case <-deadline.C:
+			t.Fatalf("no %v event within a minute; saw %v", k, seen)
 		case <-t.Context().Done():
 			t.Fatalf("no %v event", k)
 		}
@@ -82,6 +91,11 @@ func newStore(t *testing.T, rdb redis.UniversalClient, o *idempotency.Options) (
 		opts = *o
 	}
 	opts.Client = rdb
+	if opts.Timeout == 0 {
+		// The machine running the tests may be busy: a slow answer must not
+		// read as Redis being down, except where a test says so.
+		opts.Timeout = 10 * time.Second
+	}
 	ev := &events{}
 	user := opts.OnEvent
 	opts.OnEvent = func(e idempotency.Event) {
@@ -148,4 +162,14 @@ func send(t *testing.T, c *http.Client, url, key string, body []byte) response {
 		t.Error(err)
 	}
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// releaser returns a function that closes ch once; it is also called when
+// the test ends, so that a handler blocked on ch never outlives a test that
+// failed early.
+func releaser(t *testing.T, ch chan struct{}) func() {
+	var once sync.Once
+	f := func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(f)
+	return f
 }

@@ -291,7 +291,14 @@ func (m *Middleware) run(w http.ResponseWriter, r *http.Request, next http.Handl
 		m.write(w, rec.statusCode(), rec.h, rec.body.Bytes(), false)
 	default:
 		res := rec.result(m.skip)
-		if err := a.Complete(detached, res); errors.Is(err, ErrLeaseLost) {
+		err := a.Complete(detached, res)
+		if errors.Is(err, ErrResponseTooLarge) { // the headers took it past the limit
+			res = problemResult(http.StatusInternalServerError, "Response too large to record",
+				"The request ran, but its response was larger than the idempotency store keeps.")
+			err = a.Complete(detached, res)
+			rec.h = res.Header
+		}
+		if errors.Is(err, ErrLeaseLost) {
 			m.superseded(w)
 			return
 		}

@@ -63,6 +63,7 @@ func TestMiddleware_Concurrent(t *testing.T) {
 	tr := &http.Transport{MaxIdleConnsPerHost: 100}
 	t.Cleanup(tr.CloseIdleConnections)
 	client := &http.Client{Transport: tr}
+	unblock := releaser(t, release) // registered after the servers: runs before they close
 
 	const n = 100
 	body := []byte(`{"slot":"2027-01-05T10:00","expert":42,"amount":9000}`)
@@ -84,7 +85,7 @@ func TestMiddleware_Concurrent(t *testing.T) {
 		require.NotEmpty(t, r.header.Get("Retry-After"))
 		require.Equal(t, "86400", r.header.Get(idempotency.HeaderRetention))
 	}
-	close(release)
+	unblock()
 	first := <-results
 	wg.Wait()
 	require.Equal(t, http.StatusCreated, first.status)
@@ -299,6 +300,7 @@ func TestMiddleware_Form(t *testing.T) {
 	inFlight := ev.watch()
 	var runs atomic.Int32
 	release := make(chan struct{})
+	unblock := releaser(t, release)
 	h := newMiddleware(t, s, idempotency.FormRoute("form_token", func(r *http.Request) (string, error) {
 		c, err := r.Cookie("session")
 		if err != nil {
@@ -326,7 +328,7 @@ func TestMiddleware_Form(t *testing.T) {
 	waitFor(t, inFlight, idempotency.EventAcquired)
 	go func() { second <- post("2") }()
 	waitFor(t, inFlight, idempotency.EventInFlight) // the second one waits
-	close(release)
+	unblock()
 	r1, r2 := <-first, <-second
 	require.Equal(t, http.StatusSeeOther, r1.status)
 	require.Equal(t, r1.status, r2.status)

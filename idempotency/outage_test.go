@@ -22,12 +22,13 @@ func TestOutage_RestartWhileRunning(t *testing.T) {
 	}
 	t.Parallel()
 	srv, rdb := startRedis(t)
-	o := &idempotency.Options{Lease: 2 * time.Second, Heartbeat: 20 * time.Millisecond, Timeout: 200 * time.Millisecond}
+	o := &idempotency.Options{Lease: 2 * time.Second, Heartbeat: 20 * time.Millisecond}
 	s1, ev1 := newStore(t, rdb, o)
 	s2, _ := newStore(t, rdb, o)
 	watch := ev1.watch()
 	var runs atomic.Int32
 	started, release := make(chan struct{}), make(chan struct{})
+	unblock := releaser(t, release)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		runs.Add(1)
 		close(started)
@@ -50,7 +51,7 @@ func TestOutage_RestartWhileRunning(t *testing.T) {
 	r = do(t, h2, "POST", "/b", "k", nil)
 	require.Equal(t, http.StatusConflict, r.status, "the request is known to be in flight again")
 
-	close(release)
+	unblock()
 	f := <-first
 	require.Equal(t, http.StatusOK, f.status)
 	r = do(t, h2, "POST", "/b", "k", nil)
@@ -70,12 +71,12 @@ func TestOutage_CompleteAfterRecovery(t *testing.T) {
 	}
 	t.Parallel()
 	srv, rdb := startRedis(t)
-	o := &idempotency.Options{Lease: 2 * time.Second, Timeout: 200 * time.Millisecond}
-	s1, ev1 := newStore(t, rdb, o)
-	s2, _ := newStore(t, rdb, &idempotency.Options{Lease: 2 * time.Second, Timeout: 200 * time.Millisecond, NoL1: true})
+	s1, ev1 := newStore(t, rdb, &idempotency.Options{Lease: 2 * time.Second})
+	s2, _ := newStore(t, rdb, &idempotency.Options{Lease: 2 * time.Second, NoL1: true})
 	watch := ev1.watch()
 	var runs atomic.Int32
 	started, release := make(chan struct{}), make(chan struct{})
+	unblock := releaser(t, release)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		runs.Add(1)
 		close(started)
@@ -90,7 +91,7 @@ func TestOutage_CompleteAfterRecovery(t *testing.T) {
 	go func() { first <- do(t, h1, "POST", "/b", "k", nil) }()
 	<-started
 	srv.Kill()
-	close(release)
+	unblock()
 	f := <-first
 	require.Equal(t, http.StatusCreated, f.status, "the client gets the answer of the work that was done")
 	waitFor(t, watch, idempotency.EventCompleteDeferred)
@@ -115,7 +116,7 @@ func TestOutage_CompleteAfterRecovery(t *testing.T) {
 func TestOutage_CloseDropsPending(t *testing.T) {
 	t.Parallel()
 	srv, rdb := startRedis(t)
-	s, ev := newStore(t, rdb, &idempotency.Options{Timeout: 100 * time.Millisecond})
+	s, ev := newStore(t, rdb, nil)
 	b, err := s.Begin(t.Context(), "", "k", nil)
 	require.NoError(t, err)
 	srv.Kill()

@@ -44,6 +44,9 @@ type replay struct {
 	expires int64 // unix nanos, local clock: when the record's TTL ends
 }
 
+// startupTimeout is the least time New gives the eviction check.
+const startupTimeout = 5 * time.Second
+
 // New checks o and Redis and returns a Store.
 //
 // New fails with an error wrapping [ErrEvictingRedis] unless every Redis
@@ -58,7 +61,8 @@ func New(ctx context.Context, o *Options) (*Store, error) {
 		return nil, fmt.Errorf("%w: the client ignores context deadlines: set ContextTimeoutEnabled in its options, or a stopped Redis holds requests for its ReadTimeout", ErrInvalidOptions)
 	}
 	if !opts.AllowEvictingRedis {
-		cctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+		// A start-up check: wait longer than for a request.
+		cctx, cancel := context.WithTimeout(ctx, max(opts.Timeout, startupTimeout))
 		err := redisconf.CheckEviction(cctx, opts.Client)
 		cancel()
 		switch {

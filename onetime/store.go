@@ -36,6 +36,9 @@ type Store struct {
 	enc codec.Codec
 }
 
+// startupTimeout is the least time New gives the eviction check.
+const startupTimeout = 5 * time.Second
+
 // New checks o and Redis and returns a Store. It fails with an error
 // wrapping [ErrEvictingRedis] unless every Redis master has
 // maxmemory-policy noeviction (see Options.AllowEvictingRedis).
@@ -48,7 +51,8 @@ func New(ctx context.Context, o *Options) (*Store, error) {
 		return nil, fmt.Errorf("%w: the client ignores context deadlines: set ContextTimeoutEnabled in its options", ErrInvalidOptions)
 	}
 	if !opts.AllowEvictingRedis {
-		cctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+		// A start-up check: wait longer than for a request.
+		cctx, cancel := context.WithTimeout(ctx, max(opts.Timeout, startupTimeout))
 		err := redisconf.CheckEviction(cctx, opts.Client)
 		cancel()
 		switch {
