@@ -43,7 +43,7 @@ import (
 // The downstream services live in the same Redis under other keys, so that
 // a child process and the test share them.
 
-const crashLease = 10 * time.Second
+const crashLease = 60 * time.Second // long: the test waits for it only with the clock offset
 
 // downstream is the fake payment provider and booking database.
 type downstream struct{ rdb redis.UniversalClient }

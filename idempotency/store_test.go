@@ -146,22 +146,25 @@ func TestStore_InvalidKey(t *testing.T) {
 func TestStore_Heartbeat(t *testing.T) {
 	t.Parallel()
 	_, rdb := startRedis(t)
-	owner, _ := newStore(t, rdb, &idempotency.Options{Lease: 10 * time.Second})
-	other, _ := newStore(t, rdb, &idempotency.Options{Lease: 10 * time.Second})
+	// Long leases and offsets, so that the real time between two calls
+	// (seconds at worst, on a busy machine) cannot change an outcome.
+	const lease = 100 * time.Second
+	owner, _ := newStore(t, rdb, &idempotency.Options{Lease: lease})
+	other, _ := newStore(t, rdb, &idempotency.Options{Lease: lease})
 	ctx := t.Context()
 	b, err := owner.Begin(ctx, "", "hb", nil)
 	require.NoError(t, err)
 
-	idempotency.SetClockOffset(owner, 8*time.Second)
-	require.NoError(t, b.Attempt.Heartbeat(ctx)) // lease now ends at +18 s
-	idempotency.SetClockOffset(other, 12*time.Second)
+	idempotency.SetClockOffset(owner, 80*time.Second)
+	require.NoError(t, b.Attempt.Heartbeat(ctx)) // the lease now ends at +180 s
+	idempotency.SetClockOffset(other, 120*time.Second)
 	b2, err := other.Begin(ctx, "", "hb", nil)
 	require.NoError(t, err)
 	require.Equal(t, idempotency.OutcomeInFlight, b2.Outcome)
-	require.InDelta(t, 6*time.Second, b2.RetryAfter, float64(time.Second))
+	require.InDelta(t, 60*time.Second, b2.RetryAfter, float64(10*time.Second))
 
-	// Without a heartbeat it would have been taken over.
-	idempotency.SetClockOffset(other, 19*time.Second)
+	// Past the extended lease it is taken over.
+	idempotency.SetClockOffset(other, 190*time.Second)
 	b3, err := other.Begin(ctx, "", "hb", nil)
 	require.NoError(t, err)
 	require.Equal(t, idempotency.OutcomeTakenOver, b3.Outcome)
@@ -208,10 +211,13 @@ func TestStore_StaleOwnerCannotOverwrite(t *testing.T) {
 	})
 
 	t.Run("a live lease is never taken over", func(t *testing.T) {
-		sa, sb := newPair("race2")
+		// An hour's lease, looked at a minute before it ends: no amount of
+		// scheduling delay between the two calls makes it expire.
+		sa, _ := newStore(t, rdb, &idempotency.Options{Namespace: "race2", Lease: time.Hour})
+		sb, _ := newStore(t, rdb, &idempotency.Options{Namespace: "race2", Lease: time.Hour})
 		_, err := sa.Begin(ctx, "", "k", nil)
 		require.NoError(t, err)
-		idempotency.SetClockOffset(sb, lease-50*time.Millisecond)
+		idempotency.SetClockOffset(sb, 59*time.Minute)
 		b, err := sb.Begin(ctx, "", "k", nil)
 		require.NoError(t, err)
 		require.Equal(t, idempotency.OutcomeInFlight, b.Outcome)
