@@ -116,7 +116,8 @@
 //
 //	what fails                              what happens
 //	Redis unreachable when a request comes  503, the handler does not run (fail closed); FailOpen routes run
-//	                                        unprotected (EventFailOpen). With Options.Breaker, at once.
+//	                                        unprotected (EventFailOpen). After 5 failures in a row the
+//	                                        breaker answers at once, one probe at a time (Options.Breaker).
 //	Redis unreachable while it runs         the handler goes on; heartbeats fail. If the outage outlasts the
 //	                                        lease, a retry after it may take over: fences and derived keys
 //	                                        keep the second run from doing the work twice.

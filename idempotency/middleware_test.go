@@ -281,6 +281,29 @@ func (b *breakerStub) Allow() bool { b.calls.Add(1); return false }
 func (b *breakerStub) Success()    {}
 func (b *breakerStub) Failure()    {}
 
+// TestMiddleware_Breaker: after DefaultBreakerFailures requests found
+// Redis down, the next ones fail closed without trying.
+func TestMiddleware_Breaker(t *testing.T) {
+	t.Parallel()
+	srv, rdb := startRedis(t)
+	s, ev := newStore(t, rdb, nil)
+	h := newMiddleware(t, s, nil).Wrap(http.NotFoundHandler())
+	srv.Kill()
+	for range idempotency.DefaultBreakerFailures + 3 {
+		r := do(t, h, "POST", "/p", "k", nil)
+		require.Equal(t, http.StatusServiceUnavailable, r.status)
+	}
+	ev.mu.Lock()
+	var open int
+	for _, e := range ev.all {
+		if e.Kind == idempotency.EventUnavailable && strings.Contains(e.Err.Error(), "circuit breaker open") {
+			open++
+		}
+	}
+	ev.mu.Unlock()
+	require.Equal(t, 3, open)
+}
+
 func TestMiddleware_BreakerOpen(t *testing.T) {
 	t.Parallel()
 	_, rdb := startRedis(t)

@@ -59,10 +59,15 @@ type Options struct {
 
 	// Timeout bounds every Redis call. Default: 1 second.
 	Timeout time.Duration
-	// Breaker, if set, guards the Redis calls: while it refuses, calls
-	// fail at once with ErrUnavailable instead of waiting for Timeout.
-	// Default: none.
-	Breaker Breaker
+	// Breaker guards the Redis call that starts a request (Begin): after
+	// Redis failed several times in a row, requests fail closed at once
+	// (503) instead of each waiting for Timeout, and one probe at a time
+	// finds out whether Redis is back. An attempt's own calls (heartbeats,
+	// completion) always try: they keep a running request's record right.
+	// Default: NewBreaker(DefaultBreakerFailures, DefaultBreakerCooldown),
+	// 5 failures and 5 seconds; NoBreaker turns it off.
+	Breaker   Breaker
+	NoBreaker bool
 
 	// Codec encodes recorded results inside the cache's envelope. Default:
 	// codec.Msgpack().
@@ -183,6 +188,12 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.Observer == nil {
 		c.Observer = NoopObserver{}
+	}
+	switch {
+	case c.NoBreaker:
+		c.Breaker = nil
+	case c.Breaker == nil:
+		c.Breaker = NewBreaker(DefaultBreakerFailures, DefaultBreakerCooldown)
 	}
 	c.Secret = append([]byte(nil), c.Secret...)
 	return c, nil

@@ -200,7 +200,7 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 	}
 	owner := newOwner()
 	t0 := time.Now()
-	v, err := s.run(ctx, beginScript, id.key, fp, owner, ms(s.o.Lease), ms(s.o.Retention), s.offsetMS.Load())
+	v, err := s.runGuarded(ctx, beginScript, id.key, fp, owner, ms(s.o.Lease), ms(s.o.Retention), s.offsetMS.Load())
 	d := time.Since(t0)
 	if err != nil {
 		s.event(ctx, Event{Kind: EventUnavailable, Record: id.short, Err: err, Duration: d})
@@ -403,32 +403,41 @@ func (s *Store) remember(key, fp string, res *Result, ttl time.Duration) {
 	s.l1.Set(key, &replay{fp: fp, res: res, expires: time.Now().Add(ttl).UnixNano()}, res.size()+int64(len(key)), ttl)
 }
 
-// run runs a script on the record key under Options.Timeout and the
-// breaker. Failures to reach Redis wrap ErrUnavailable; the caller's own
-// cancellation is returned as the context's error.
-func (s *Store) run(ctx context.Context, sc *redis.Script, key string, args ...any) (any, error) {
-	if b := s.o.Breaker; b != nil && !b.Allow() {
+// runGuarded is run behind the breaker: it fails at once while the breaker
+// refuses, and tells it how the call went.
+func (s *Store) runGuarded(ctx context.Context, sc *redis.Script, key string, args ...any) (any, error) {
+	b := s.o.Breaker
+	if b == nil {
+		return s.run(ctx, sc, key, args...)
+	}
+	if !b.Allow() {
 		return nil, fmt.Errorf("%w: circuit breaker open", ErrUnavailable)
 	}
+	v, err := s.run(ctx, sc, key, args...)
+	var re redis.Error
+	switch {
+	case err == nil, errors.As(err, &re):
+		b.Success() // Redis answered, perhaps with an error (OOM, READONLY, ...)
+	case ctx.Err() != nil:
+		// The caller gave up; that says nothing about Redis.
+	default:
+		b.Failure()
+	}
+	return v, err
+}
+
+// run runs a script on the record key under Options.Timeout. Failures to
+// reach Redis wrap ErrUnavailable; the caller's own cancellation is
+// returned as the context's error.
+func (s *Store) run(ctx context.Context, sc *redis.Script, key string, args ...any) (any, error) {
 	cctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
 	v, err := sc.Run(cctx, s.rdb, []string{key}, args...).Result()
 	cancel()
 	if err == nil {
-		if b := s.o.Breaker; b != nil {
-			b.Success()
-		}
 		return v, nil
 	}
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("idempotency: %w", context.Cause(ctx))
-	}
-	if b := s.o.Breaker; b != nil {
-		var re redis.Error
-		if errors.As(err, &re) {
-			b.Success() // Redis answered, with an error (OOM, READONLY, ...)
-		} else {
-			b.Failure()
-		}
 	}
 	return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 }

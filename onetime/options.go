@@ -46,8 +46,13 @@ type Options struct {
 
 	// Timeout bounds every Redis call. Default: 1 second.
 	Timeout time.Duration
-	// Breaker, if set, guards the Redis calls. Default: none.
-	Breaker Breaker
+	// Breaker guards the Redis calls: after Redis failed several times in
+	// a row, calls fail closed at once instead of each waiting for
+	// Timeout, and one probe at a time finds out whether Redis is back.
+	// Default: NewBreaker(DefaultBreakerFailures, DefaultBreakerCooldown),
+	// 5 failures and 5 seconds; NoBreaker turns it off.
+	Breaker   Breaker
+	NoBreaker bool
 
 	// AllowEvictingRedis skips the check, made by New, that every Redis
 	// master has maxmemory-policy noeviction.
@@ -107,6 +112,12 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.Observer == nil {
 		c.Observer = NoopObserver{}
+	}
+	switch {
+	case c.NoBreaker:
+		c.Breaker = nil
+	case c.Breaker == nil:
+		c.Breaker = NewBreaker(DefaultBreakerFailures, DefaultBreakerCooldown)
 	}
 	return c, nil
 }

@@ -370,7 +370,7 @@ func guard(ctx context.Context, b Breaker, timeout time.Duration, f func(ctx con
 	if b != nil {
 		var re redis.Error
 		if errors.As(err, &re) {
-			b.Success()
+			b.Success() // Redis answered, with an error
 		} else {
 			b.Failure()
 		}

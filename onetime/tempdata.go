@@ -43,7 +43,8 @@ type TempDataOptions struct {
 	MaxBytes int
 	// Timeout bounds every Redis call. Default: 1 second.
 	Timeout time.Duration
-	// Breaker, if set, guards the Redis calls.
+	// Breaker, if set, guards the Redis calls (see Options.Breaker).
+	// Default: none.
 	Breaker Breaker
 	// Observer receives EventUnavailable and EventCorrupt. Default: none.
 	Observer Observer
