@@ -155,16 +155,18 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 // heartbeat loop take, is not held. The registrations made or removed
 // meanwhile are caught up once ps is published.
 func (b *Bus) subscribeAll(ctx context.Context, ps *redis.PubSub) error {
-	b.mu.Lock()
 	regs := make([]*reg, 0, len(b.regs)+1)
+	if b.probe != nil && !b.probeOff.Load() {
+		// First: its answer is read before any channel's confirmation, so
+		// a refusal is known by the time the bus is Ready.
+		regs = append(regs, b.probe)
+	}
+	b.mu.Lock()
 	for _, r := range b.regs {
 		r.retryAt = 0
 		regs = append(regs, r)
 	}
 	b.mu.Unlock()
-	if b.probe != nil && !b.probeOff.Load() {
-		regs = append(regs, b.probe)
-	}
 	unread := make([]psCmd, 0, len(regs))
 	for _, r := range regs {
 		unread = append(unread, psCmd{r: r, channel: r.channel})
@@ -266,9 +268,14 @@ func (b *Bus) refused(err error, now int64) bool {
 	c := b.unread[0]
 	b.unread = b.unread[1:]
 	r := c.r
+	if r != nil && r == b.probe {
+		// An ACL that does not grant it: go without (see [Bus.checkProbe]).
+		b.probeOff.Store(true)
+		b.mu.Unlock()
+		return true
+	}
 	if r == nil || b.regs[c.channel] != r {
-		// An UNSUBSCRIBE, a channel no longer registered, or the probe
-		// (an ACL that does not allow it: this connection goes without).
+		// An UNSUBSCRIBE, or a channel no longer registered.
 		b.mu.Unlock()
 		return true
 	}
