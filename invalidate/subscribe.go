@@ -155,13 +155,13 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 // heartbeat loop take, is not held. The registrations made or removed
 // meanwhile are caught up once ps is published.
 func (b *Bus) subscribeAll(ctx context.Context, ps *redis.PubSub) error {
+	b.mu.Lock()
 	regs := make([]*reg, 0, len(b.regs)+1)
 	if b.probe != nil && !b.probeOff.Load() {
 		// First: its answer is read before any channel's confirmation, so
 		// a refusal is known by the time the bus is Ready.
 		regs = append(regs, b.probe)
 	}
-	b.mu.Lock()
 	for _, r := range b.regs {
 		r.retryAt = 0
 		regs = append(regs, r)
@@ -178,8 +178,19 @@ func (b *Bus) subscribeAll(ctx context.Context, ps *redis.PubSub) error {
 	defer b.mu.Unlock()
 	b.ps, b.unread = ps, unread
 	b.psGen++
+	if err := b.catchUpLocked(ctx, regs); err != nil {
+		b.ps, b.unread = nil, nil
+		return err
+	}
+	return nil
+}
+
+// catchUpLocked subscribes b.ps to the channels registered since regs was
+// taken, and unsubscribes it from those unregistered since. b.mu must be
+// held.
+func (b *Bus) catchUpLocked(ctx context.Context, regs []*reg) error {
 	for ch, r := range b.regs {
-		if !slices.ContainsFunc(regs, func(x *reg) bool { return x == r }) {
+		if !slices.Contains(regs, r) {
 			if err := b.writeLocked(ctx, r, ch); err != nil {
 				return err
 			}

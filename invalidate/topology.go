@@ -205,13 +205,16 @@ func probeChannel(instance string) string { return "tc:probe:" + instance }
 // probeMsg returns the probe to publish with this flush's heartbeats, or
 // nil if there is none to send. Sender goroutine only.
 func (b *Bus) probeMsg() *outMsg {
-	if b.probe == nil || b.probeOff.Load() || !b.probe.confirmed.Load() {
+	if b.probe == nil || b.probeOff.Load() {
 		return nil
 	}
 	b.mu.Lock()
-	gen := b.psGen
-	b.mu.Unlock()
-	return &outMsg{r: b.probe, probeGen: gen}
+	defer b.mu.Unlock()
+	// Both under b.mu, so the confirmation is the subscription's psGen.
+	if !b.probe.confirmed.Load() {
+		return nil
+	}
+	return &outMsg{r: b.probe, probeGen: b.psGen}
 }
 
 // checkProbe replaces the subscription if the probe found it misplaced.
@@ -219,6 +222,13 @@ func (b *Bus) probeMsg() *outMsg {
 func (b *Bus) checkProbe(o *outMsg) {
 	if o.err != nil || o.receivers > 0 || o.probeGen <= b.lastMisplaced {
 		return // placed right, unknown, or a subscription already replaced
+	}
+	b.mu.Lock()
+	ps := b.ps
+	current := ps != nil && b.psGen == o.probeGen
+	b.mu.Unlock()
+	if !current {
+		return // ended or replaced meanwhile (it may have been dead): nothing learnt
 	}
 	if o.probeGen == b.lastMisplaced+1 {
 		b.misplacedStreak++
@@ -230,14 +240,6 @@ func (b *Bus) checkProbe(o *outMsg) {
 		b.probeOff.Store(true)
 		return
 	}
-	b.mu.Lock()
-	ps := b.ps
-	if b.psGen != o.probeGen {
-		ps = nil // already replaced
-	}
-	b.mu.Unlock()
-	if ps != nil {
-		b.misplaced.Add(1)
-		_ = ps.Close() // the receiver sees the error and subscribes again
-	}
+	b.misplaced.Add(1)
+	_ = ps.Close() // the receiver sees the error and subscribes again
 }
