@@ -96,8 +96,8 @@ type Bus struct {
 	topo *topology // immutable
 
 	// mu is held while a SUBSCRIBE or UNSUBSCRIBE is written on ps (to
-	// keep unread in the order of the writes), but never while ps
-	// connects.
+	// keep unread in the order of the writes), but not while a new ps
+	// connects (see [Bus.subscribeAll]).
 	mu      sync.Mutex
 	regs    map[string]*reg // by channel; guarded by mu
 	ps      *redis.PubSub   // the live subscription; guarded by mu
@@ -108,8 +108,9 @@ type Bus struct {
 	// confirmation changes (what Ready waits for); guarded by mu.
 	changed chan struct{}
 
-	// probe is the channel only this bus subscribes to, on a *redis.Client
-	// (see [Bus.checkProbe]); nil otherwise. Immutable.
+	// probe is the channel only this bus subscribes to, on a Sentinel
+	// failover client (see [Bus.checkProbe]); nil otherwise. Immutable.
+	// Its confirmed flag is written under mu.
 	probe    *reg
 	probeOff atomic.Bool // the probe gave up
 	// The last subscription the probe found misplaced, and how many in a

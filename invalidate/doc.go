@@ -101,13 +101,15 @@
 // names. After a SENTINEL FAILOVER, though, the old master stays a master
 // (Sentinel turns it into a replica about 10 s later) and a subscription
 // there hears nothing more once every instance publishes to the new one.
-// So on a *redis.Client the bus checks, with each heartbeat, that it is
+// So on a failover client the bus checks, with each heartbeat, that it is
 // subscribed on the node its messages go to: it publishes an empty message
 // on a channel only it subscribes to ("tc:probe:<InstanceID>") through the
 // client's data path, and if the reply says no subscriber got it, it
 // subscribes again through the client (counted in Stats.Misplaced). This
 // follows the client's own view of the master and needs no Sentinel
-// address. Measured on a local set (1 master, 1 replica, 3 Sentinels,
+// address. An ACL user needs that channel granted (&tc:probe:*); without
+// it the bus goes without the probe, and after a SENTINEL FAILOVER hears
+// the new master only once Options.DeadAfter has passed. Measured on a local set (1 master, 1 replica, 3 Sentinels,
 // down-after 1 s, bus defaults): after SENTINEL FAILOVER (switch at
 // 1.2 s) messages flow again at 2.4–2.5 s; after a SIGKILL of the master
 // (switch at 2.3–2.4 s), at 2.7–2.9 s. Until then, what other instances

@@ -157,14 +157,16 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 func (b *Bus) subscribeAll(ctx context.Context, ps *redis.PubSub) error {
 	b.mu.Lock()
 	regs := make([]*reg, 0, len(b.regs)+1)
+	if b.probe != nil && !b.probeOff.Load() {
+		// First: its answer is read before any channel's confirmation, so
+		// a refusal is known by the time the bus is Ready.
+		regs = append(regs, b.probe)
+	}
 	for _, r := range b.regs {
 		r.retryAt = 0
 		regs = append(regs, r)
 	}
 	b.mu.Unlock()
-	if b.probe != nil && !b.probeOff.Load() {
-		regs = append(regs, b.probe)
-	}
 	unread := make([]psCmd, 0, len(regs))
 	for _, r := range regs {
 		unread = append(unread, psCmd{r: r, channel: r.channel})
@@ -176,8 +178,19 @@ func (b *Bus) subscribeAll(ctx context.Context, ps *redis.PubSub) error {
 	defer b.mu.Unlock()
 	b.ps, b.unread = ps, unread
 	b.psGen++
+	if err := b.catchUpLocked(ctx, regs); err != nil {
+		b.ps, b.unread = nil, nil
+		return err
+	}
+	return nil
+}
+
+// catchUpLocked subscribes b.ps to the channels registered since regs was
+// taken, and unsubscribes it from those unregistered since. b.mu must be
+// held.
+func (b *Bus) catchUpLocked(ctx context.Context, regs []*reg) error {
 	for ch, r := range b.regs {
-		if !slices.ContainsFunc(regs, func(x *reg) bool { return x == r }) {
+		if !slices.Contains(regs, r) {
 			if err := b.writeLocked(ctx, r, ch); err != nil {
 				return err
 			}
@@ -266,9 +279,14 @@ func (b *Bus) refused(err error, now int64) bool {
 	c := b.unread[0]
 	b.unread = b.unread[1:]
 	r := c.r
+	if r != nil && r == b.probe {
+		// An ACL that does not grant it: go without (see [Bus.checkProbe]).
+		b.probeOff.Store(true)
+		b.mu.Unlock()
+		return true
+	}
 	if r == nil || b.regs[c.channel] != r {
-		// An UNSUBSCRIBE, a channel no longer registered, or the probe
-		// (an ACL that does not allow it: this connection goes without).
+		// An UNSUBSCRIBE, or a channel no longer registered.
 		b.mu.Unlock()
 		return true
 	}

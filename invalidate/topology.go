@@ -38,9 +38,9 @@ var fallbackKeys = func() []string {
 type topology struct {
 	c       redis.UniversalClient // immutable
 	cluster *redis.ClusterClient  // c on Cluster, else nil; immutable
-	// probe: c is a *redis.Client (one server, or go-redis's Sentinel
-	// failover client), where the bus checks at each heartbeat that it is
-	// subscribed on the node it publishes to. Immutable.
+	// probe: c is go-redis's Sentinel failover client, where the bus
+	// checks at each heartbeat that it is subscribed on the node it
+	// publishes to (see [Bus.checkProbe]). Immutable.
 	probe bool
 
 	mu         sync.Mutex
@@ -51,9 +51,16 @@ type topology struct {
 func newTopology(c redis.UniversalClient) *topology {
 	t := &topology{c: c, suspect: map[string]int64{}}
 	t.cluster, _ = c.(*redis.ClusterClient)
-	_, t.probe = c.(*redis.Client)
+	if rc, ok := c.(*redis.Client); ok {
+		t.probe = isFailoverClient(rc)
+	}
 	return t
 }
+
+// isFailoverClient reports whether c was made by redis.NewFailoverClient:
+// go-redis gives such a client the address "FailoverClient", as it has
+// since v8 (TestTopology_Kinds checks it still does).
+func isFailoverClient(c *redis.Client) bool { return c.Options().Addr == "FailoverClient" }
 
 // publisher returns the node channel's messages are published on, and a
 // key naming it (messages with the same key share a pipeline).
@@ -182,28 +189,32 @@ func probeChannel(instance string) string { return "tc:probe:" + instance }
 // about ten seconds later), the bus would stay subscribed there while every
 // instance publishes to the new master, and hear nothing until DeadAfter.
 //
-// So with a *redis.Client (one server or Sentinel), the bus also
-// subscribes to a channel of its own, and with each heartbeat publishes an
-// empty message there through the client's data path. PUBLISH answers how
-// many subscribers of that node got it: 0 means this bus's subscription is
-// not on the node its messages go to, and the subscription is replaced
-// (through the same client, so on the node the data path now uses). This
-// follows the client's own view of the master, needs no Sentinel address,
-// and costs one PUBLISH per heartbeat. If Redis refuses the probe channel
-// (an ACL), the bus goes without it on that connection. If the probe finds
-// three subscriptions in a row misplaced (a proxy that routes PUBLISH and
-// SUBSCRIBE to different servers, for example), the bus stops probing.
+// So with a failover client, the bus also subscribes to a channel of its
+// own, and with each heartbeat publishes an empty message there through
+// the client's data path. PUBLISH answers how many subscribers of that
+// node got it: 0 means this bus's subscription is not on the node its
+// messages go to, and the subscription is replaced (through the same
+// client, so on the node the data path now uses). This follows the
+// client's own view of the master, needs no Sentinel address, and costs
+// one PUBLISH per heartbeat. If Redis refuses the probe channel (an ACL
+// that does not grant it), the bus stops probing rather than ask again at
+// each subscription. If the probe finds three subscriptions in a row
+// misplaced (something that routes PUBLISH and SUBSCRIBE to different
+// servers), the bus stops probing too.
 
 // probeMsg returns the probe to publish with this flush's heartbeats, or
 // nil if there is none to send. Sender goroutine only.
 func (b *Bus) probeMsg() *outMsg {
-	if b.probe == nil || b.probeOff.Load() || !b.probe.confirmed.Load() {
+	if b.probe == nil || b.probeOff.Load() {
 		return nil
 	}
 	b.mu.Lock()
-	gen := b.psGen
-	b.mu.Unlock()
-	return &outMsg{r: b.probe, probeGen: gen}
+	defer b.mu.Unlock()
+	// Both under b.mu, so the confirmation is the subscription's psGen.
+	if !b.probe.confirmed.Load() {
+		return nil
+	}
+	return &outMsg{r: b.probe, probeGen: b.psGen}
 }
 
 // checkProbe replaces the subscription if the probe found it misplaced.
@@ -211,6 +222,13 @@ func (b *Bus) probeMsg() *outMsg {
 func (b *Bus) checkProbe(o *outMsg) {
 	if o.err != nil || o.receivers > 0 || o.probeGen <= b.lastMisplaced {
 		return // placed right, unknown, or a subscription already replaced
+	}
+	b.mu.Lock()
+	ps := b.ps
+	current := ps != nil && b.psGen == o.probeGen
+	b.mu.Unlock()
+	if !current {
+		return // ended or replaced meanwhile (it may have been dead): nothing learnt
 	}
 	if o.probeGen == b.lastMisplaced+1 {
 		b.misplacedStreak++
@@ -222,14 +240,6 @@ func (b *Bus) checkProbe(o *outMsg) {
 		b.probeOff.Store(true)
 		return
 	}
-	b.mu.Lock()
-	ps := b.ps
-	if b.psGen != o.probeGen {
-		ps = nil // already replaced
-	}
-	b.mu.Unlock()
-	if ps != nil {
-		b.misplaced.Add(1)
-		_ = ps.Close() // the receiver sees the error and subscribes again
-	}
+	b.misplaced.Add(1)
+	_ = ps.Close() // the receiver sees the error and subscribes again
 }
