@@ -43,10 +43,11 @@ type Cache[V any] struct {
 	tagPfx  string
 	epochK  string // the L2 key of the namespace's epoch
 
-	// pfx is the L2 key prefix for the current epoch; epochKnown is false
-	// until the epoch has been read from L2 (L2 is not used before).
-	pfx        atomic.Pointer[string]
-	epoch      atomic.Int64
+	// epoch is the namespace's current epoch and its L2 key prefix, one
+	// value so that the two never disagree; never nil after New, and it
+	// only moves forward. epochKnown is false until the epoch has been read
+	// from L2 (L2 is not used before).
+	epoch      atomic.Pointer[epochState]
 	epochKnown atomic.Bool
 	epochStale atomic.Bool           // re-read the epoch soon (a clear may have been missed)
 	epochErr   atomic.Pointer[error] // why the last epoch read failed
@@ -163,47 +164,7 @@ func (c *Cache[V]) Name() string { return c.o.Name }
 
 // Key returns the full L2 key under which key is stored now:
 // "tc:<len(namespace)>:<namespace>:<epoch>:<key>".
-func (c *Cache[V]) Key(key string) string { return *c.pfx.Load() + key }
-
-// setEpoch moves to epoch n (never back).
-func (c *Cache[V]) setEpoch(n int64) bool {
-	for {
-		cur := c.epoch.Load()
-		if n < cur || (n == cur && c.pfx.Load() != nil) {
-			return false
-		}
-		if c.epoch.CompareAndSwap(cur, n) {
-			p := c.base + strconv.FormatInt(n, 10) + ":"
-			c.pfx.Store(&p)
-			return n != cur
-		}
-	}
-}
-
-// errEpoch is errEpochUnknown with the reason the epoch could not be read.
-func (c *Cache[V]) errEpoch() error {
-	if p := c.epochErr.Load(); p != nil {
-		return fmt.Errorf("%w: %w", errEpochUnknown, *p)
-	}
-	return errEpochUnknown
-}
-
-// readEpoch reads the namespace's epoch from L2. Moving to a newer one
-// drops L1: the namespace was cleared.
-func (c *Cache[V]) readEpoch(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
-	defer cancel()
-	n, err := c.epocher.Epoch(ctx, c.epochK)
-	if err != nil {
-		c.epochErr.Store(&err)
-		return
-	}
-	c.epochStale.Store(false)
-	if c.setEpoch(n) && c.epochKnown.Load() {
-		sink[V]{c}.Untrust(c.now()+1, "namespace_cleared")
-	}
-	c.epochKnown.Store(true)
-}
+func (c *Cache[V]) Key(key string) string { return c.epoch.Load().pfx + key }
 
 // TagKey returns the full L2 key under which tag's invalidation time is kept.
 func (c *Cache[V]) TagKey(tag string) string { return c.tagPfx + tag }

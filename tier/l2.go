@@ -470,7 +470,7 @@ func (c *Cache[V]) l2Delete(ctx context.Context, keys ...string) error {
 	if len(keys) == 1 {
 		key = keys[0]
 	}
-	pfx := *c.pfx.Load()
+	pfx := c.epoch.Load().pfx
 	full := make([]string, len(keys))
 	for i, k := range keys {
 		full[i] = pfx + k

@@ -221,7 +221,7 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) [
 		c.fallback(ctx, "", ReasonEpochUnknown, nil)
 		return entries
 	}
-	pfx := *c.pfx.Load()
+	pfx := c.epoch.Load().pfx
 	full := make([]string, len(keys))
 	for i, k := range keys {
 		full[i] = pfx + k
