@@ -285,7 +285,11 @@ func (c *Cache[V]) get(ctx context.Context, key string, tags []string, load Load
 }
 
 // Get returns the value of key from L1, else L2, without loading it. It
-// returns [ErrNotFound] when neither tier has it.
+// returns [ErrNotFound] when neither tier has it, and an error matching
+// [ErrL2] (not ErrNotFound) when L1 does not have it and L2 could not be
+// asked: the connection failed, the breaker is open, or the namespace's
+// epoch is not known (see [Cache.InvalidateAll]). An outage is never
+// reported as "absent".
 func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 	return c.GetOrLoad(ctx, key, nil)
 }

@@ -53,6 +53,9 @@ type l2read[V any] struct {
 	hit   *Entry[V] // a usable value
 	stale *Entry[V] // a value past its fresh life that may stand in for a failed load
 	lease string    // the lease this flight holds: it loads and writes L2
+	// failed is why L2 could not be asked (breaker open, epoch unknown, an
+	// L2 error): a Get without a loader reports it instead of ErrNotFound.
+	failed error
 
 	b       []byte // what the first round trip found, for l2Finish
 	replace bool   // b is a value to replace under a lease
@@ -96,12 +99,14 @@ func (c *Cache[V]) l2Start(ctx context.Context, r req, start int64, wantLease bo
 		return true
 	}
 	if !c.br.allow() {
+		s.failed = errBreakerOpen
 		c.fallback(ctx, r.key, ReasonBreakerOpen, nil)
 		return true
 	}
 	if !c.epochKnown.Load() {
+		s.failed = c.errEpoch()
 		c.ctr.l2Errors.Add(1)
-		c.fallback(ctx, r.key, ReasonEpochUnknown, c.errEpoch())
+		c.fallback(ctx, r.key, ReasonEpochUnknown, s.failed)
 		return true
 	}
 	wantLease = wantLease && c.leaser != nil
@@ -120,6 +125,7 @@ func (c *Cache[V]) l2Start(ctx context.Context, r req, start int64, wantLease bo
 			// the flight, as after a plain read that found them.
 			return false
 		case err != nil:
+			s.failed = err
 			return true
 		}
 		c.l2Misses.note(cur == nil || isLease(cur))
@@ -129,9 +135,9 @@ func (c *Cache[V]) l2Start(ctx context.Context, r req, start int64, wantLease bo
 		}
 		b = cur
 	} else {
-		var ok bool
-		b, tagAt, ok = c.l2Get(budget, r)
-		if !ok {
+		var err error
+		if b, tagAt, err = c.l2Get(budget, r); err != nil {
+			s.failed = err
 			return true
 		}
 		c.l2Misses.note(b == nil || isLease(b))
@@ -205,10 +211,9 @@ func (c *Cache[V]) l2Finish(ctx context.Context, r req, start int64, s *l2read[V
 		backoff = min(2*backoff, leaseBackoffMax)
 		var (
 			tagAt []int64
-			ok    bool
+			err   error
 		)
-		b, tagAt, ok = c.l2GetWithin(ctx, r)
-		if !ok {
+		if b, tagAt, err = c.l2GetWithin(ctx, r); err != nil {
 			return
 		}
 		if b != nil && !isLease(b) {
@@ -250,7 +255,7 @@ func (m *missScore) note(miss bool) {
 }
 
 // l2GetWithin is l2Get with a fresh L2Timeout.
-func (c *Cache[V]) l2GetWithin(ctx context.Context, r req) ([]byte, []int64, bool) {
+func (c *Cache[V]) l2GetWithin(ctx context.Context, r req) ([]byte, []int64, error) {
 	l2ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
 	return c.l2Get(l2ctx, r)
@@ -264,14 +269,13 @@ func (c *Cache[V]) l2LeaseWithin(ctx context.Context, key, lease string, replace
 }
 
 // l2Get reads the bytes of r's key (and, with a TagStore, its tags'
-// invalidation times), within ctx's deadline. ok is false when L2 failed; b
-// is nil for a miss or a value refused and deleted.
-func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, tagAt []int64, ok bool) {
+// invalidation times), within ctx's deadline. err is not nil when L2
+// failed; b is nil for a miss or a value refused and deleted.
+func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, tagAt []int64, err error) {
 	call := c.call(OpL2Get, r.key)
 	octx := c.obs.Begin(ctx, call)
 	t0 := c.opStart()
 	l2ctx := octx
-	var err error
 	if len(r.tags) > 0 && c.tagger != nil {
 		tagKeys := make([]string, len(r.tags))
 		for i, t := range r.tags {
@@ -286,14 +290,13 @@ func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, tagAt []int64, o
 	case err == nil:
 		c.br.success()
 		res.Hit = !isLease(b)
-		ok = true
 	case errors.Is(err, ErrNotFound):
 		c.br.success()
-		b, ok = nil, true
+		b, err = nil, nil
 	case errors.Is(err, ErrCorrupt), errors.Is(err, ErrValueTooLarge):
 		c.br.success()
 		c.corrupt(octx, r.key, err)
-		b, ok = nil, true
+		b, err = nil, nil
 	case c.stop.Err() != nil: // closing: not Redis's fault
 		res.Err = err
 	default:
@@ -301,7 +304,7 @@ func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, tagAt []int64, o
 		res.Err = err
 	}
 	c.obs.End(octx, call, res)
-	return b, tagAt, ok
+	return b, tagAt, err
 }
 
 // decodeChecked decodes b as read at start and checks it against the

@@ -147,7 +147,7 @@ func (c *Cache[V]) lead(ctx context.Context, r req, cl *call[V], load LoadFunc[V
 			c.fl.retire(r.key, cl)
 		}
 	case over && load == nil:
-		cl.err = ErrNotFound
+		cl.err = c.absent(r.key, s.failed)
 		close(cl.done)
 	default:
 		handed = true
@@ -262,7 +262,7 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 		stale = l2stale
 	}
 	if load == nil {
-		cl.err = ErrNotFound
+		cl.err = c.absent(r.key, s.failed)
 		complete()
 		return
 	}
@@ -317,6 +317,16 @@ func (c *Cache[V]) run(ctx context.Context, r req, cl *call[V], load LoadFunc[V]
 		complete()
 		c.releaseLease(fctx, r.key, lease, l2stale)
 	}
+}
+
+// absent is the error of a read without a loader that found nothing:
+// ErrNotFound if L2 was asked, else an error matching ErrL2 that says why
+// it could not be (an outage is not an answer).
+func (c *Cache[V]) absent(key string, failed error) error {
+	if failed == nil {
+		return ErrNotFound
+	}
+	return fmt.Errorf("tier: get %q: %w: %w", key, ErrL2, failed)
 }
 
 // releaseLease gives back a lease whose load produced nothing to write, so
