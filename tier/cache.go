@@ -37,9 +37,10 @@ type Cache[V any] struct {
 	pub     Publisher  // nil without an Invalidator
 	obs     Observer
 	noObs   bool
-	clock   Clock   // nil: time.Now
-	epocher Epocher // l2 as an Epocher, or nil
-	base    string  // "tc:<len>:<namespace>:" (keys add "<epoch>:")
+	clock   Clock       // nil: time.Now
+	epocher Epocher     // l2 as an Epocher, or nil
+	raiser  EpochRaiser // l2 as an EpochRaiser, or nil
+	base    string      // "tc:<len>:<namespace>:" (keys add "<epoch>:")
 	tagPfx  string
 	epochK  string // the L2 key of the namespace's epoch
 
@@ -102,6 +103,7 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 	c.leaser, _ = c.l2.(Leaser)
 	c.tagger, _ = c.l2.(TagStore)
 	c.epocher, _ = c.l2.(Epocher)
+	c.raiser, _ = c.l2.(EpochRaiser)
 	_, c.noObs = c.obs.(NoopObserver)
 	ns := "tc:" + strconv.Itoa(len(opts.Namespace)) + ":" + opts.Namespace
 	c.base = ns + ":"
@@ -354,6 +356,9 @@ func (c *Cache[V]) Stats() Stats {
 		LeaseLost:             c.ctr.leaseLost.Load(),
 		PendingInvalidations:  c.out.len(),
 		Replayed:              c.ctr.replayed.Load(),
+		InvalidationOverflows: c.ctr.invOverflows.Load(),
+		EpochMoveOwed:         c.out.owing.Load(),
+		EpochMoves:            c.ctr.epochMoves.Load(),
 		StaleServed:           c.ctr.staleServed.Load(),
 		InvalidationsSent:     c.ctr.invSent.Load(),
 		InvalidationsReceived: c.ctr.invReceived.Load(),
@@ -379,10 +384,14 @@ func (c *Cache[V]) isClosed() bool {
 
 // Close stops the cache: running loads are cancelled, Close waits for the
 // cache's goroutines to exit (and for L2 reads in progress, at most
-// L2Timeout), unregisters from the invalidator, then closes L1. Later calls return ErrClosed. Close is idempotent and always returns
-// nil. It does not close the Redis client behind L2, which belongs to the
-// caller. Invalidations still waiting for replay are dropped (and counted
-// in Stats.PendingInvalidations).
+// L2Timeout), unregisters from the invalidator, then closes L1. Later
+// calls return ErrClosed. Close is idempotent and always returns nil. It
+// does not close the Redis client behind L2, which belongs to the caller.
+//
+// WARNING: invalidations still waiting for replay, and an owed epoch move,
+// are dropped (they are in Stats.PendingInvalidations and
+// Stats.EpochMoveOwed): after an outage, close a cache only once they are
+// zero, or call InvalidateAll from another instance.
 func (c *Cache[V]) Close() error {
 	c.closeOnce.Do(func() {
 		c.cancel()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // epochState is a namespace epoch and the L2 key prefix that names it. It
@@ -28,8 +29,12 @@ func (c *Cache[V]) setEpoch(n int64) bool {
 	}
 }
 
-// errEpoch is errEpochUnknown with the reason the epoch could not be read.
+// errEpoch is why L2 keys cannot be named now: an owed epoch move, or
+// errEpochUnknown with the reason the epoch could not be read.
 func (c *Cache[V]) errEpoch() error {
+	if c.out.owing.Load() {
+		return errEpochOwed
+	}
 	if p := c.epochErr.Load(); p != nil {
 		return fmt.Errorf("%w: %w", errEpochUnknown, *p)
 	}
@@ -51,4 +56,63 @@ func (c *Cache[V]) readEpoch(ctx context.Context) {
 		sink[V]{c}.Untrust(c.now()+1, "namespace_cleared")
 	}
 	c.epochKnown.Store(true)
+}
+
+// epochRefresh is how often the namespace's epoch is re-read from L2, in
+// case a clear was missed.
+const epochRefresh = 5 * time.Second
+
+// epochUsable reports whether L2 keys may be named now: the epoch has been
+// read, and no epoch move is owed (the keys of the current epoch may hold
+// what an invalidation that could not be kept, or a failover, left behind).
+func (c *Cache[V]) epochUsable() bool {
+	return c.epochKnown.Load() && !c.out.owing.Load()
+}
+
+// oweEpochMove records that the namespace must move to its next epoch, for
+// reason. Until the replayer has made the move, this instance does not use
+// L2 (see epochUsable).
+func (c *Cache[V]) oweEpochMove(reason string) {
+	if _, first := c.out.owe(reason); first {
+		c.obs.Event(context.Background(), Event{Cache: c.o.Name, Kind: EventEpochOwed, Tier: TierL2, Reason: reason})
+	}
+}
+
+// moveEpoch makes the epoch move the namespace owes, if L2 answers: every
+// key of the current epoch becomes unreachable, so what was queued for
+// replay is covered and leaves the outbox, this instance's L1 is dropped,
+// and the other instances are told (a "namespace cleared" message). It
+// runs on the replayer's goroutine.
+func (c *Cache[V]) moveEpoch(ctx context.Context) {
+	reason, seq := c.out.owedMove()
+	if reason == "" {
+		return
+	}
+	known := c.epoch.Load().n
+	var n int64
+	err := c.l2Op(ctx, OpL2Set, "", func(ctx context.Context) (err error) {
+		n, err = c.epocher.NextEpoch(ctx, c.epochK)
+		if err == nil && n <= known && c.raiser != nil {
+			// The counter went back (a failover undid increments): move past
+			// every epoch this instance has used.
+			n, err = c.raiser.RaiseEpoch(ctx, c.epochK, known)
+		}
+		return err
+	})
+	if err != nil {
+		c.epochErr.Store(&err)
+		return
+	}
+	c.setEpoch(n)
+	c.raiseTrustFloor(c.now() + 1)
+	if !c.out.moved(seq) {
+		return // owed again meanwhile: the next tick moves again
+	}
+	c.epochKnown.Store(true)
+	c.epochStale.Store(false)
+	c.ctr.epochMoves.Add(1)
+	c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventEpochMoved, Tier: TierL2, Reason: reason})
+	if c.pub != nil {
+		c.out.pubClear.Store(true) // sent by the replayer right after
+	}
 }

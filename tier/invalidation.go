@@ -103,7 +103,9 @@ func (s sink[V]) DropTags(tags []string, _ int64) {
 		// Another instance cleared the namespace: L2 is not used until the
 		// replayer has read the new epoch (within replayInterval), so no
 		// key of the old epoch is read meanwhile.
-		s.c.epochKnown.Store(false)
+		if s.c.epocher != nil {
+			s.c.epochKnown.Store(false)
+		}
 		s.Untrust(s.c.now()+1, "namespace_cleared")
 		tags = slices.Delete(slices.Clone(tags), i, i+1)
 	}
@@ -202,74 +204,3 @@ func (t *tagTimes) validWithin(tags []string, created, skew int64) bool {
 	}
 	return true
 }
-
-// outbox keeps the invalidations that could not reach Redis, de-duplicated
-// and bounded, until they can be replayed.
-type outbox struct {
-	mu    sync.Mutex
-	keys  map[string]struct{} // guarded by mu
-	tags  map[string]struct{} // guarded by mu
-	limit int
-	kick  chan struct{} // wakes the replayer
-}
-
-// add queues keys and tags; it reports false (and queues nothing) when
-// the outbox would exceed its bound.
-func (o *outbox) add(keys, tags []string) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.keys == nil {
-		o.keys, o.tags = map[string]struct{}{}, map[string]struct{}{}
-	}
-	n := len(o.keys) + len(o.tags)
-	for _, k := range keys {
-		if _, ok := o.keys[k]; !ok {
-			n++
-		}
-	}
-	for _, t := range tags {
-		if _, ok := o.tags[t]; !ok {
-			n++
-		}
-	}
-	if n > o.limit {
-		return false
-	}
-	for _, k := range keys {
-		o.keys[k] = struct{}{}
-	}
-	for _, t := range tags {
-		o.tags[t] = struct{}{}
-	}
-	select {
-	case o.kick <- struct{}{}:
-	default:
-	}
-	return true
-}
-
-// take removes and returns everything queued.
-func (o *outbox) take() (keys, tags []string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for k := range o.keys {
-		keys = append(keys, k)
-	}
-	for t := range o.tags {
-		tags = append(tags, t)
-	}
-	clear(o.keys)
-	clear(o.tags)
-	return keys, tags
-}
-
-// len returns how many keys and tags are queued.
-func (o *outbox) len() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.keys) + len(o.tags)
-}
-
-// replayInterval is how often the replayer retries while the outbox is not
-// empty.
-const replayInterval = 100 * time.Millisecond

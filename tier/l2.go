@@ -103,7 +103,7 @@ func (c *Cache[V]) l2Start(ctx context.Context, r req, start int64, wantLease bo
 		c.fallback(ctx, r.key, ReasonBreakerOpen, nil)
 		return true
 	}
-	if !c.epochKnown.Load() {
+	if !c.epochUsable() {
 		s.failed = c.errEpoch()
 		c.ctr.l2Errors.Add(1)
 		c.fallback(ctx, r.key, ReasonEpochUnknown, s.failed)

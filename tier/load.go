@@ -443,7 +443,7 @@ func (c *Cache[V]) store(ctx context.Context, cl *call[V], r req, v V, negative 
 	e := c.newEntry(v, negative, r.tags, start, c.now(), min(ttl, c.jitter(c.o.L1TTL)))
 	installed = c.installL1(cl, r.key, e, c.cost(r.key, v, len(enc)))
 	complete()
-	if c.l2 == nil || !c.epochKnown.Load() {
+	if c.l2 == nil || !c.epochUsable() {
 		return installed
 	}
 	switch {

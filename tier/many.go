@@ -217,7 +217,7 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) [
 		c.fallback(ctx, "", ReasonBreakerOpen, nil)
 		return entries
 	}
-	if !c.epochKnown.Load() {
+	if !c.epochUsable() {
 		c.fallback(ctx, "", ReasonEpochUnknown, nil)
 		return entries
 	}

@@ -86,6 +86,15 @@ const (
 	// failed or was slow (Reason: "origin_error", "soft_timeout"); Err is
 	// the origin's error, if any.
 	EventStaleServed
+	// EventEpochOwed: the namespace must move to its next epoch (Reason:
+	// "invalidation_overflow", "invalidate_all", "l2_failover"), and this
+	// instance does not use L2 until it has; it moves as soon as L2
+	// answers. With an L2 that cannot move epochs (Err), an overflow loses
+	// the L2 step of the invalidations it could not keep.
+	EventEpochOwed
+	// EventEpochMoved: this instance moved the namespace to its next epoch
+	// (Reason as for EventEpochOwed): no key written before is read again.
+	EventEpochMoved
 )
 
 // String returns the kind's name in snake case.
@@ -107,6 +116,10 @@ func (k EventKind) String() string {
 		return "l1_dropped"
 	case EventStaleServed:
 		return "stale_served"
+	case EventEpochOwed:
+		return "epoch_owed"
+	case EventEpochMoved:
+		return "epoch_moved"
 	}
 	return "unknown"
 }
@@ -122,6 +135,14 @@ const (
 	// Stale-serve reasons.
 	ReasonOriginError = "origin_error"
 	ReasonSoftTimeout = "soft_timeout"
+	// Epoch-move reasons ([EventEpochOwed], [EventEpochMoved]):
+	// invalidations could not be kept for replay (MaxPendingInvalidations),
+	ReasonInvalidationOverflow = "invalidation_overflow"
+	// InvalidateAll could not reach L2,
+	ReasonInvalidateAll = "invalidate_all"
+	// or L2 lost acknowledged writes (a failover or a restart: see
+	// [Lineager]).
+	ReasonL2Failover = "l2_failover"
 )
 
 // Call describes an operation given to [Observer.Begin] and [Observer.End].

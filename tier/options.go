@@ -138,8 +138,13 @@ type Options[V any] struct {
 	// Default: 10 ms.
 	MaxClockSkew time.Duration
 	// MaxPendingInvalidations bounds the keys and tags kept for replay
-	// while L2 or the invalidator cannot be reached; past it the cache drops
-	// its own L1 and reports EventL1Dropped. Default: 10000.
+	// while L2 or the invalidator cannot be reached. Nothing past it is
+	// lost: the namespace then owes a move to its next epoch (reported as
+	// EventEpochOwed and in Stats), this instance stops using L2 until it
+	// has made the move, and it makes it as soon as L2 answers, which makes
+	// every key written before unreachable and tells the other instances.
+	// (With an L2 that is not an [Epocher] the L2 step of what overflows is
+	// lost, and reported.) Default: 10000.
 	MaxPendingInvalidations int
 
 	// Observer receives everything beyond L1 hits. Default: NoopObserver.

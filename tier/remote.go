@@ -79,3 +79,15 @@ type Epocher interface {
 	// NextEpoch increments the counter under key and returns its new value.
 	NextEpoch(ctx context.Context, key string) (int64, error)
 }
+
+// EpochRaiser is implemented by an [Epocher] that can move a namespace's
+// counter past a value it may no longer hold: after a failover or a restart
+// of L2, the counter can be lower than an epoch the instances have used
+// (the increments were lost), and counting up from it would name keys of
+// that epoch again.
+type EpochRaiser interface {
+	// RaiseEpoch atomically sets the counter under key to max(counter,
+	// known)+1, unless it is already above known (someone moved past known:
+	// it is left as it is), and returns the counter's value.
+	RaiseEpoch(ctx context.Context, key string, known int64) (int64, error)
+}

@@ -42,6 +42,15 @@ type Stats struct {
 	// those that were replayed later.
 	PendingInvalidations int
 	Replayed             uint64
+	// InvalidationOverflows counts keys and tags whose invalidation could
+	// not be kept for replay (MaxPendingInvalidations); each overflow makes
+	// the namespace owe an epoch move. EpochMoveOwed tells whether one is
+	// owed now (this instance then does not use L2), and EpochMoves counts
+	// the moves this instance made for an overflow, a failed InvalidateAll
+	// or a failover of L2 ([EventEpochMoved]).
+	InvalidationOverflows uint64
+	EpochMoveOwed         bool
+	EpochMoves            uint64
 	// InvalidationsSent counts keys and tags this cache published to the
 	// other instances; InvalidationsReceived those it dropped on their word.
 	InvalidationsSent     uint64
@@ -75,6 +84,8 @@ type counters struct {
 	leaseWaits   atomic.Uint64
 	leaseLost    atomic.Uint64
 	replayed     atomic.Uint64
+	invOverflows atomic.Uint64
+	epochMoves   atomic.Uint64
 	staleServed  atomic.Uint64
 	invSent      atomic.Uint64
 	invReceived  atomic.Uint64

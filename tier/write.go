@@ -51,18 +51,21 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 		switch {
 		case !c.br.allow():
 			l2err = errBreakerOpen
-		case !c.epochKnown.Load():
+		case !c.epochUsable():
 			l2err = c.errEpoch()
 		default:
 			l2err = c.l2Set(ctx, key, enc, ttl+c.o.FailSafe)
 		}
 	}
-	if l2err == nil && c.pub != nil {
-		l2err = c.publish(ctx, []string{key}, nil)
-	}
 	if l2err != nil {
-		// The other instances must still hear of it: replay as a Delete.
-		return c.queue(ctx, "set", []string{key}, nil, l2err)
+		// L2 may still hold the old value: replay as a Delete, and tell
+		// the other instances then.
+		return c.queue("set", []string{key}, nil, c.remoteOps(), l2err)
+	}
+	if c.pub != nil {
+		if err := c.publish(ctx, []string{key}, nil); err != nil {
+			return c.queue("set", []string{key}, nil, opPub, err)
+		}
 	}
 	return nil
 }
@@ -70,6 +73,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 var (
 	errBreakerOpen  = errors.New("circuit breaker open")
 	errEpochUnknown = errors.New("namespace epoch not read from L2 yet")
+	errEpochOwed    = errors.New("the namespace owes a move to its next epoch (L2 is not used until it is made)")
 	errNoEpoch      = errors.New("L2 cannot clear a namespace (it does not implement tier.Epocher)")
 )
 
@@ -82,7 +86,9 @@ const epochTag = "\x00tiercache:epoch"
 // epoch (no FLUSHALL, no KEYS: old keys are never read again and expire
 // with their TTL), and the other instances' L1 through the invalidator
 // (they also re-read the epoch whenever they resubscribe, and every few
-// seconds). Errors are as for [Cache.Delete].
+// seconds). When L2 cannot be reached the move is owed: this instance
+// stops reading L2 until it has made it (as soon as L2 answers), and
+// reports [ErrL2]. Other errors are as for [Cache.Delete].
 func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
 	if c.isClosed() {
 		return ErrClosed
@@ -91,16 +97,49 @@ func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
 	if c.l2 == nil && c.pub == nil {
 		return nil
 	}
-	err := c.invalidate(ctx, nil, []string{epochTag}, true)
+	var err error
 	if c.l2 != nil {
+		err = c.clearL2(ctx)
 		// A read that began before the new epoch was in use may have read
 		// the old one's value into L1: distrust those reads too.
 		c.raiseTrustFloor(c.now() + 1)
 	}
+	switch {
+	case err != nil && c.epocher != nil:
+		// The move publishes the clear once it is made.
+		c.oweEpochMove(ReasonInvalidateAll)
+		return fmt.Errorf("tier: invalidate all: %w: %w (the namespace moves to its next epoch when L2 answers)", ErrL2, err)
+	case c.pub == nil:
+	case c.publish(ctx, nil, []string{epochTag}) != nil && err == nil:
+		c.out.pubClear.Store(true)
+		c.out.wake()
+		return fmt.Errorf("tier: invalidate all: %w: publish failed (kept for replay)", ErrL2)
+	}
 	if err != nil {
-		return c.queue(ctx, "invalidate all", nil, []string{epochTag}, err)
+		return fmt.Errorf("tier: invalidate all: %w: %w", ErrL2, err)
 	}
 	return nil
+}
+
+// clearL2 moves the namespace to its next epoch in L2.
+func (c *Cache[V]) clearL2(ctx context.Context) error {
+	switch {
+	case c.epocher == nil:
+		return errNoEpoch
+	case !c.br.allow():
+		return errBreakerOpen
+	case !c.epochUsable():
+		return c.errEpoch()
+	}
+	var n int64
+	err := c.l2Op(ctx, OpL2Set, "", func(ctx context.Context) (err error) {
+		n, err = c.epocher.NextEpoch(ctx, c.epochK)
+		return err
+	})
+	if err == nil {
+		c.setEpoch(n)
+	}
+	return err
 }
 
 // Delete removes keys from L1 and L2, fences the loads of those keys that
@@ -122,14 +161,14 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 		return nil
 	}
 	c.dropLocal(keys, true)
-	err := c.invalidate(ctx, keys, nil, true)
+	left, err := c.invalidate(ctx, keys, nil, true)
 	if c.l2 != nil {
 		// A read that began between the drop above and the L2 DEL may have
 		// read the old value from L2 and put it in L1: drop it again.
 		c.dropLocal(keys, true)
 	}
 	if err != nil {
-		return c.queue(ctx, "delete", keys, nil, err)
+		return c.queue("delete", keys, nil, left, err)
 	}
 	return nil
 }
@@ -150,63 +189,66 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 		return fmt.Errorf("%w: reserved tag", ErrInvalidKey)
 	}
 	c.tags.touch(tags, c.now())
-	if err := c.invalidate(ctx, nil, tags, true); err != nil {
-		return c.queue(ctx, "invalidate tags", nil, tags, err)
+	if left, err := c.invalidate(ctx, nil, tags, true); err != nil {
+		return c.queue("invalidate tags", nil, tags, left, err)
 	}
 	return nil
 }
 
-// invalidate does the remote part of an invalidation: L2 DEL of the keys
-// (which also removes their leases), the tags' times in L2, then one
-// message to the other instances. useBreaker is false for replays, which
-// are the probes that find L2 back.
-func (c *Cache[V]) invalidate(ctx context.Context, keys, tags []string, useBreaker bool) error {
-	clearAll := slices.Contains(tags, epochTag)
+// invalidate does the remote part of an invalidation of keys and tags:
+// the L2 step (DEL of the keys, which also removes their leases; the tags'
+// times), then one message to the other instances. It returns the steps
+// left to do when it fails. useBreaker is false for replays, which are the
+// probes that find L2 back.
+func (c *Cache[V]) invalidate(ctx context.Context, keys, tags []string, useBreaker bool) (left pendingOps, err error) {
 	if c.l2 != nil {
-		if useBreaker && !c.br.allow() {
-			return errBreakerOpen
-		}
-		if !c.epochKnown.Load() {
-			return c.errEpoch()
-		}
-		if clearAll {
-			// The namespace moves to the next epoch: every key before it is
-			// gone at once (and expires with its TTL); no DEL is needed.
-			if c.epocher == nil {
-				return errNoEpoch
-			}
-			var n int64
-			err := c.l2Op(ctx, OpL2Set, "", func(ctx context.Context) (err error) {
-				n, err = c.epocher.NextEpoch(ctx, c.epochK)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			c.setEpoch(n)
-			keys = nil
-		}
-		if len(keys) > 0 {
-			if err := c.l2Delete(ctx, keys...); err != nil {
-				return err
-			}
-		}
-		if tt := slices.DeleteFunc(slices.Clone(tags), func(t string) bool { return t == epochTag }); len(tt) > 0 && c.tagger != nil {
-			tagKeys := make([]string, len(tt))
-			for i, t := range tt {
-				tagKeys[i] = c.tagPfx + t
-			}
-			at := c.now()
-			err := c.l2Op(ctx, OpL2Set, "", func(ctx context.Context) error {
-				return c.tagger.TouchTags(ctx, tagKeys, at, time.Duration(c.tags.horizon+c.tags.skew))
-			})
-			if err != nil {
-				return err
-			}
+		if err := c.invalidateL2(ctx, keys, tags, useBreaker); err != nil {
+			return c.remoteOps(), err
 		}
 	}
 	if c.pub != nil {
-		return c.publish(ctx, keys, tags)
+		if err := c.publish(ctx, keys, tags); err != nil {
+			return opPub, err
+		}
+	}
+	return 0, nil
+}
+
+// remoteOps are the steps of an invalidation this cache makes: the L2 step
+// if it has an L2, the message if it has an invalidator.
+func (c *Cache[V]) remoteOps() pendingOps {
+	var ops pendingOps
+	if c.l2 != nil {
+		ops |= opL2
+	}
+	if c.pub != nil {
+		ops |= opPub
+	}
+	return ops
+}
+
+// invalidateL2 is the L2 step of an invalidation of keys and tags.
+func (c *Cache[V]) invalidateL2(ctx context.Context, keys, tags []string, useBreaker bool) error {
+	if useBreaker && !c.br.allow() {
+		return errBreakerOpen
+	}
+	if !c.epochUsable() {
+		return c.errEpoch()
+	}
+	if len(keys) > 0 {
+		if err := c.l2Delete(ctx, keys...); err != nil {
+			return err
+		}
+	}
+	if len(tags) > 0 && c.tagger != nil {
+		tagKeys := make([]string, len(tags))
+		for i, t := range tags {
+			tagKeys[i] = c.tagPfx + t
+		}
+		at := c.now()
+		return c.l2Op(ctx, OpL2Set, "", func(ctx context.Context) error {
+			return c.tagger.TouchTags(ctx, tagKeys, at, time.Duration(c.tags.horizon+c.tags.skew))
+		})
 	}
 	return nil
 }
@@ -221,24 +263,39 @@ func (c *Cache[V]) publish(ctx context.Context, keys, tags []string) error {
 	return nil
 }
 
-// queue keeps a failed invalidation for replay and returns the error the
-// caller gets. When the outbox is full, this instance drops its own L1 (it
-// can no longer tell which of its copies are stale) and says so.
-func (c *Cache[V]) queue(ctx context.Context, op string, keys, tags []string, err error) error {
-	if c.out.add(keys, tags) {
+// queue keeps the steps left of a failed invalidation for replay and
+// returns the error the caller gets (matching ErrL2). What cannot be kept
+// (the outbox is full) is not lost: the namespace then owes a move to its
+// next epoch, which makes every key of this epoch unreachable, and makes it
+// as soon as L2 answers.
+func (c *Cache[V]) queue(op string, keys, tags []string, left pendingOps, err error) error {
+	switch c.out.add(keys, tags, left) {
+	case addKept:
 		return fmt.Errorf("tier: %s: %w: %w (kept for replay)", op, ErrL2, err)
+	case addCovered:
+		return fmt.Errorf("tier: %s: %w: %w (covered by the namespace's owed epoch move)", op, ErrL2, err)
 	}
-	sink[V]{c}.Untrust(c.now()+1, "invalidation_overflow")
-	return fmt.Errorf("tier: %s: %w: %w (replay queue full: L1 dropped)", op, ErrL2, err)
+	c.ctr.invOverflows.Add(uint64(len(keys) + len(tags)))
+	if c.l2 != nil && c.epocher == nil {
+		// No epoch to move: the L2 step is lost. The other instances at
+		// least drop their L1.
+		c.out.pubClear.Store(true)
+		c.out.wake()
+		c.obs.Event(context.Background(), Event{Cache: c.o.Name, Kind: EventEpochOwed, Tier: TierL2, Reason: ReasonInvalidationOverflow, Err: errNoEpoch})
+		return fmt.Errorf("tier: %s: %w: %w (replay queue full, and L2 cannot move epochs: the L2 step is lost)", op, ErrL2, err)
+	}
+	if c.l2 == nil {
+		c.out.pubClear.Store(true) // the other instances drop all of L1
+		c.out.wake()
+		return fmt.Errorf("tier: %s: %w: %w (replay queue full: the other instances will drop their L1)", op, ErrL2, err)
+	}
+	c.oweEpochMove(ReasonInvalidationOverflow)
+	return fmt.Errorf("tier: %s: %w: %w (replay queue full: the namespace moves to its next epoch when L2 answers)", op, ErrL2, err)
 }
 
-// epochRefresh is how often the namespace's epoch is re-read from L2, in
-// case a clear was missed.
-const epochRefresh = 5 * time.Second
-
-// replay retries the queued invalidations until Close, and keeps the
-// namespace's epoch current. It runs on its own
-// goroutine, counted by c.bg.
+// replay retries the queued invalidations until Close, makes the epoch
+// move the namespace owes, and keeps the namespace's epoch current. It
+// runs on its own goroutine, counted by c.bg.
 func (c *Cache[V]) replay() {
 	defer c.bg.Done()
 	t := time.NewTicker(replayInterval)
@@ -253,21 +310,68 @@ func (c *Cache[V]) replay() {
 			continue // wait for the next tick: the failure that queued it is fresh
 		}
 		if c.epocher != nil {
-			if now := time.Now(); !c.epochKnown.Load() || c.epochStale.Load() || now.Sub(lastEpoch) >= epochRefresh {
+			switch now := time.Now(); {
+			case c.out.owing.Load():
+				c.moveEpoch(c.stop)
+			case !c.epochKnown.Load() || c.epochStale.Load() || now.Sub(lastEpoch) >= epochRefresh:
 				lastEpoch = now
 				c.readEpoch(c.stop)
 			}
 		}
-		if c.out.len() == 0 {
+		c.replayPending(c.stop)
+	}
+}
+
+// replayPending retries every queued step once. An entry leaves the
+// outbox only when all its steps succeeded.
+func (c *Cache[V]) replayPending(ctx context.Context) {
+	if c.out.pubClear.Load() && !c.out.owing.Load() && c.pub != nil {
+		if c.out.pubClear.CompareAndSwap(true, false) && c.publish(ctx, nil, []string{epochTag}) != nil {
+			c.out.pubClear.Store(true)
+		}
+	}
+	entries := c.out.snapshot()
+	if len(entries) == 0 {
+		return
+	}
+	var keys, tags []string
+	for _, e := range entries {
+		if e.tag {
+			tags = append(tags, e.name)
+		} else {
+			keys = append(keys, e.name)
+		}
+	}
+	// Entries whose L2 step is done need only the message.
+	var l2Keys, l2Tags []string
+	for _, e := range entries {
+		if e.ops&opL2 == 0 {
 			continue
 		}
-		keys, tags := c.out.take()
-		if err := c.invalidate(c.stop, keys, tags, false); err != nil {
-			if !c.out.add(keys, tags) {
-				sink[V]{c}.Untrust(c.now()+1, "invalidation_overflow")
-			}
-			continue
+		if e.tag {
+			l2Tags = append(l2Tags, e.name)
+		} else {
+			l2Keys = append(l2Keys, e.name)
 		}
-		c.ctr.replayed.Add(uint64(len(keys) + len(tags)))
+	}
+	l2ok := true
+	if c.l2 != nil && len(l2Keys)+len(l2Tags) > 0 {
+		l2ok = c.invalidateL2(ctx, l2Keys, l2Tags, false) == nil
+	}
+	pubOK := true
+	if c.pub != nil && l2ok {
+		pubOK = c.publish(ctx, keys, tags) == nil
+	}
+	for i := range entries {
+		e := &entries[i]
+		if l2ok {
+			e.ops &^= opL2
+		}
+		if pubOK && l2ok {
+			e.ops &^= opPub
+		}
+	}
+	if done := c.out.settle(entries); done > 0 {
+		c.ctr.replayed.Add(uint64(done))
 	}
 }
