@@ -99,6 +99,8 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 	}
 	c.fl.wait = c.l1.Wait
 	c.fl.trusted = c.trustedCall
+	c.fl.now = c.now
+	c.fl.kick = make(chan struct{}, 1)
 	c.l1stats, _ = c.l1.(LocalStats)
 	c.leaser, _ = c.l2.(Leaser)
 	c.tagger, _ = c.l2.(TagStore)
@@ -191,49 +193,6 @@ func (c *Cache[V]) hitNow() int64 {
 	return c.clock.Now().UnixNano()
 }
 
-// trusted reports whether nothing this cache heard of (a drop of L1, a
-// tag invalidation, an age limit while the invalidator is down) rules e out.
-func (c *Cache[V]) trusted(e *Entry[V]) bool {
-	return c.trustedAt(e.Created, e.Tags)
-}
-
-// trustedAt is trusted for a value whose read began at created and that
-// depends on tags.
-func (c *Cache[V]) trustedAt(created int64, tags []string) bool {
-	if created < c.trustFloor.Load() {
-		return false
-	}
-	if ma := c.maxAge.Load(); ma != 0 && c.now()-created > ma {
-		return false
-	}
-	return len(tags) == 0 || c.tags.valid(tags, created)
-}
-
-// trustedCall is trustedAt for a call in the flight table: a call still
-// loading is not subject to the age limit (its value is read now, not at
-// its start; a slow load must not be restarted by every caller while the
-// invalidator is down).
-func (c *Cache[V]) trustedCall(started int64, tags []string, running bool) bool {
-	if !running {
-		return c.trustedAt(started, tags)
-	}
-	return started >= c.trustFloor.Load() && (len(tags) == 0 || c.tags.valid(tags, started))
-}
-
-// fresh reports whether e may be served now.
-func (c *Cache[V]) fresh(e *Entry[V]) bool {
-	return c.hitNow() < e.Fresh && c.trusted(e)
-}
-
-// staleOf returns e if it may stand in for a failed or slow load
-// (Options.FailSafe), else nil.
-func (c *Cache[V]) staleOf(e *Entry[V], now int64) *Entry[V] {
-	if c.o.FailSafe == 0 || now >= e.Deadline || !c.trusted(e) {
-		return nil
-	}
-	return e
-}
-
 // GetOrLoad returns the value of key from L1, else L2, else load (once per
 // key in the process, however many callers miss together), and caches it.
 // It returns an error matching [ErrNotFound] when the key has no value.
@@ -260,20 +219,21 @@ func (c *Cache[V]) GetOrLoadTagged(ctx context.Context, key string, tags []strin
 	return c.get(ctx, key, tags, load)
 }
 
-// get is the read path. Its L1-hit part is kept small: one L1 Get, one
-// clock read, two atomic loads, no allocation, no lock.
+// get is the L1 hit path, kept small: one L1 Get, one clock read, two
+// atomic loads, no allocation, no lock, no observer call. A miss goes on in
+// miss (read.go).
 func (c *Cache[V]) get(ctx context.Context, key string, tags []string, load LoadFunc[V]) (V, error) {
 	e, ok := c.l1.Get(key)
 	if !ok {
-		return c.miss(ctx, req{key: key, tags: tags}, load, nil)
+		return c.miss(ctx, key, tags, load, nil)
 	}
 	now := c.hitNow()
 	if now >= e.Fresh || !c.trusted(e) {
 		c.ctr.l1Unserved.Add(1)
-		return c.miss(ctx, req{key: key, tags: tags}, load, c.staleOf(e, now))
+		return c.miss(ctx, key, tags, load, c.staleOf(e, now))
 	}
 	if e.RefreshAt != 0 && now >= e.RefreshAt && load != nil {
-		c.refreshAhead(ctx, req{key: key, tags: tags}, load, e)
+		c.refreshAhead(ctx, key, tags, load, e)
 	}
 	if e.Stale {
 		c.ctr.staleServed.Add(1)
@@ -299,14 +259,43 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 // GetIfPresent returns the value of key if L1 holds a fresh one. It never
 // blocks and never leaves the process.
 func (c *Cache[V]) GetIfPresent(key string) (V, bool) {
-	if e, ok := c.l1.Get(key); ok {
-		if c.fresh(e) && !e.Negative {
-			return e.Value, true
+	if e, ok := c.l1Fresh(key); ok {
+		if !e.Negative {
+			v, _ := c.served(e)
+			return v, true
 		}
-		c.ctr.l1Unserved.Add(1)
+		c.ctr.l1Unserved.Add(1) // "not present" to this caller: not an L1 hit
 	}
 	var zero V
 	return zero, false
+}
+
+// l1Fresh returns key's L1 entry if it may be served now; an entry found
+// but not served is counted as such (it is not an L1 hit). get makes the
+// same check inline, for speed.
+func (c *Cache[V]) l1Fresh(key string) (*Entry[V], bool) {
+	e, ok := c.l1.Get(key)
+	if !ok {
+		return nil, false
+	}
+	if !c.fresh(e) {
+		c.ctr.l1Unserved.Add(1)
+		return nil, false
+	}
+	return e, true
+}
+
+// served is the answer of an L1 hit on e, counted as get counts it.
+func (c *Cache[V]) served(e *Entry[V]) (V, error) {
+	if e.Stale {
+		c.ctr.staleServed.Add(1)
+	}
+	if e.Negative {
+		c.ctr.negativeHits.Add(1)
+		var zero V
+		return zero, ErrNotFound
+	}
+	return e.Value, nil
 }
 
 func (c *Cache[V]) checkKey(key string) error {
@@ -337,7 +326,7 @@ func (c *Cache[V]) jitter(d time.Duration) time.Duration {
 // walking it) and fences the running loads. L2 and other instances are not
 // touched.
 func (c *Cache[V]) DropLocal(ctx context.Context) {
-	sink[V]{c}.Untrust(c.now()+1, "drop_local")
+	c.untrust(c.now()+1, ReasonDropLocal)
 }
 
 // Stats returns a snapshot of the cache's counters.
@@ -409,11 +398,6 @@ func (c *Cache[V]) Close() error {
 		c.l1.Close()
 	})
 	return nil
-}
-
-// call describes an operation on key for the observer.
-func (c *Cache[V]) call(op Op, key string) Call {
-	return Call{Cache: c.o.Name, Op: op, Key: c.obsKey(key), KeyHashed: key != "" && !c.o.ObserveRawKeys}
 }
 
 // obsKey is the key as the observer may see it: a keyed hash (HMAC-SHA256,

@@ -3,34 +3,37 @@
 // a shared remote tier (L2, a [Remote], Redis through backends/goredis), and
 // loads from the origin (the database) on a miss.
 //
-// The read path of [Cache.GetOrLoad]:
+// The read path of [Cache.GetOrLoad] (read.go tells it in the same order):
 //
 //  1. L1. A fresh hit returns the stored value: no decode, no allocation, no
-//     lock, no observer call. L1 hits are counted by the L1 itself and appear
-//     in [Cache.Stats].
-//  2. On an L1 miss the caller joins or starts the single flight for the key:
-//     one load per key in the process, however many callers miss together.
-//     Each caller stops waiting when its own context ends.
-//  3. L2, bounded by [Options.L2Timeout] and skipped while the circuit breaker
-//     is open. The flight's first L2 round trip runs on the goroutine of the
-//     caller that started it (no goroutine hand-off on an L2 hit), on its
-//     context's values but not its cancellation: a cancel is noticed when
-//     the read ends, at most L2Timeout later. A caller whose deadline is
-//     nearer than L2Timeout, or that holds a stale value to serve after
-//     [Options.SoftTimeout], leaves the read to the flight's goroutine
-//     instead. When the cache's L2 reads mostly miss, that round trip is
-//     get-or-lease, which answers a hit too and takes the key's lease on a
-//     miss: one round trip before the load. A hit is decoded and put in L1.
-//     Bad bytes are a miss: the key is deleted and the observer hears
-//     [EventDecodeError].
-//  4. The origin, bounded by [Options.LoadTimeout], on the flight's own
+//     lock, no observer call. L1 hits (cached "not found"s included) are
+//     counted, and appear in [Cache.Stats].
+//  2. On an L1 miss the caller joins the key's flight, or starts one: one
+//     load per key in the process, however many callers miss together. Each
+//     caller stops waiting when its own context ends.
+//  3. L2: one round trip, bounded by [Options.L2Timeout] and skipped while
+//     the circuit breaker is open. It runs on the goroutine of the caller
+//     that started the flight (an L2 hit costs no goroutine hand-off), on
+//     its context's values but not its cancellation. A hit is decoded, put
+//     in L1 and returned. Bad bytes are a miss: the key is deleted and the
+//     observer hears [EventDecodeError].
+//  4. The lease, with an L2 that is a [Leaser] (backends/goredis): after a
+//     miss the flight takes the key's lease, or, while another instance
+//     holds it, waits up to [Options.LeaseWait] for that instance's value.
+//     When the cache's L2 reads mostly miss, step 3 is get-or-lease, which
+//     answers a hit too and takes the lease on a miss.
+//  5. The origin, bounded by [Options.LoadTimeout], on the flight's own
 //     goroutine and a context that keeps the first caller's values but not
 //     its cancellation. [ErrNotFound] (or an error that [Options.IsNotFound]
 //     accepts) is cached as a negative entry for [Options.NegativeTTL].
-//  5. The value goes to L1, the callers get it, then the flight writes L2
-//     (the L2 write is not on the callers' path). A value whose encoding is
+//  6. The value goes to L1, the callers get it, then the flight writes L2
+//     under its lease (off the callers' path). A value whose encoding is
 //     larger than [Options.MaxValueBytes] is returned but not cached, and
 //     reported.
+//
+// L1 charges every entry it holds, whichever step put it there, with its
+// encoded size ([Options.Cost]), so [Options.L1MaxCost] bounds what it
+// holds.
 //
 // Fencing: [Cache.Delete], [Cache.Set] and [Cache.InvalidateAll] fence the
 // flights that are running, so a load that began before an invalidation

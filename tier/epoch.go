@@ -53,7 +53,7 @@ func (c *Cache[V]) readEpoch(ctx context.Context) {
 	}
 	c.epochStale.Store(false)
 	if c.setEpoch(n) && c.epochKnown.Load() {
-		sink[V]{c}.Untrust(c.now()+1, "namespace_cleared")
+		c.untrust(c.now()+1, ReasonNamespaceCleared)
 	}
 	c.epochKnown.Store(true)
 }
@@ -72,7 +72,7 @@ func (c *Cache[V]) epochUsable() bool {
 // oweEpochMove records that the namespace must move to its next epoch, for
 // reason. Until the replayer has made the move, this instance does not use
 // L2 (see epochUsable).
-func (c *Cache[V]) oweEpochMove(reason string) {
+func (c *Cache[V]) oweEpochMove(reason Reason) {
 	if _, first := c.out.owe(reason); first {
 		c.obs.Event(context.Background(), Event{Cache: c.o.Name, Kind: EventEpochOwed, Tier: TierL2, Reason: reason})
 	}

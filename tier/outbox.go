@@ -54,7 +54,7 @@ type outbox struct {
 	keys  map[string]outItem // guarded by mu
 	tags  map[string]outItem // guarded by mu
 	gen   uint64             // guarded by mu: counts adds
-	owed  string             // guarded by mu: why an epoch move is owed ("" none)
+	owed  Reason             // guarded by mu: why an epoch move is owed ("" none)
 	owedN uint64             // guarded by mu: counts the times a move became owed
 
 	// owing mirrors owed != "" for the read path (one atomic load).
@@ -154,7 +154,7 @@ func (o *outbox) settle(entries []outEntry) (done int) {
 // owe records that the namespace owes an epoch move, for reason. It
 // reports whether the move was not owed already, and returns the number
 // that [outbox.moved] needs.
-func (o *outbox) owe(reason string) (seq uint64, first bool) {
+func (o *outbox) owe(reason Reason) (seq uint64, first bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.owedN++
@@ -168,7 +168,7 @@ func (o *outbox) owe(reason string) (seq uint64, first bool) {
 }
 
 // owedMove returns why an epoch move is owed ("" when none) and its number.
-func (o *outbox) owedMove() (reason string, seq uint64) {
+func (o *outbox) owedMove() (reason Reason, seq uint64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.owed, o.owedN

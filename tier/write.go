@@ -93,7 +93,7 @@ func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
 	if c.isClosed() {
 		return ErrClosed
 	}
-	sink[V]{c}.Untrust(c.now()+1, "invalidate_all")
+	c.untrust(c.now()+1, ReasonInvalidateAll)
 	if c.l2 == nil && c.pub == nil {
 		return nil
 	}
