@@ -6,10 +6,12 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/tiercache/tiercache/codec"
+	"github.com/tiercache/tiercache/internal/breaker"
 )
 
 // errStaleTag reports an L2 value older than an invalidation of one of its
@@ -98,7 +100,7 @@ func (c *Cache[V]) l2Start(ctx context.Context, r req, start int64, wantLease bo
 	if c.l2 == nil {
 		return true
 	}
-	if !c.br.allow() {
+	if !c.breakerOf(r.key).Allow() {
 		s.failed = errBreakerOpen
 		c.fallback(ctx, r.key, ReasonBreakerOpen, nil)
 		return true
@@ -276,31 +278,33 @@ func (c *Cache[V]) l2Get(ctx context.Context, r req) (b []byte, tagAt []int64, e
 	octx := c.obs.Begin(ctx, call)
 	t0 := c.opStart()
 	l2ctx := octx
+	full := c.Key(r.key)
+	br := c.breakerOfFull(full)
 	if len(r.tags) > 0 && c.tagger != nil {
 		tagKeys := make([]string, len(r.tags))
 		for i, t := range r.tags {
 			tagKeys[i] = c.tagPfx + t
 		}
-		b, tagAt, err = c.tagger.GetTagged(l2ctx, c.Key(r.key), tagKeys)
+		b, tagAt, err = c.tagger.GetTagged(l2ctx, full, tagKeys)
 	} else {
-		b, err = c.l2.Get(l2ctx, c.Key(r.key))
+		b, err = c.l2.Get(l2ctx, full)
 	}
 	res := Result{Duration: opDuration(t0)}
 	switch {
 	case err == nil:
-		c.br.success()
+		br.Success()
 		res.Hit = !isLease(b)
 	case errors.Is(err, ErrNotFound):
-		c.br.success()
+		br.Success()
 		b, err = nil, nil
 	case errors.Is(err, ErrCorrupt), errors.Is(err, ErrValueTooLarge):
-		c.br.success()
+		br.Success()
 		c.corrupt(octx, r.key, err)
 		b, err = nil, nil
 	case c.stop.Err() != nil: // closing: not Redis's fault
 		res.Err = err
 	default:
-		c.l2Failed(octx, r.key, err)
+		c.l2Failed(octx, br, r.key, err)
 		res.Err = err
 	}
 	c.obs.End(octx, call, res)
@@ -344,7 +348,7 @@ func (c *Cache[V]) decodeChecked(ctx context.Context, r req, b []byte, start int
 func (c *Cache[V]) corrupt(ctx context.Context, key string, err error) {
 	c.ctr.decodeErrors.Add(1)
 	c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventDecodeError, Key: c.obsKey(key), Tier: TierL2, Err: err})
-	_ = c.l2Delete(ctx, key) // a failure is counted by l2Delete; the next miss retries.
+	_, _ = c.l2Delete(ctx, key) // a failure is counted by l2Delete; the next miss retries.
 }
 
 // decode turns L2 bytes into an L1 entry read at start. A value past its
@@ -369,9 +373,9 @@ func (c *Cache[V]) decode(b []byte, start int64) (*Entry[V], codec.Header, error
 	return e, h, nil
 }
 
-func (c *Cache[V]) l2Failed(ctx context.Context, key string, err error) {
+func (c *Cache[V]) l2Failed(ctx context.Context, br *breaker.Breaker, key string, err error) {
 	c.ctr.l2Errors.Add(1)
-	c.br.failure()
+	br.Failure()
 	c.l2FailedEvent(ctx, key, err)
 }
 
@@ -390,32 +394,34 @@ func (c *Cache[V]) fallback(ctx context.Context, key, reason string, err error) 
 	c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventFallback, Key: c.obsKey(key), Tier: TierL2, Reason: reason, Err: err})
 }
 
-// l2Op runs one L2 operation with the observer and the breaker's
-// accounting, within L2Timeout (and ctx's own deadline, if sooner).
+// l2Op runs one L2 operation on the user's key with the observer and the
+// accounting of the key's shard's breaker, within L2Timeout (and ctx's own
+// deadline, if sooner).
 func (c *Cache[V]) l2Op(ctx context.Context, op Op, key string, f func(ctx context.Context) error) error {
+	return c.l2OpOn(ctx, c.breakerOf(key), op, key, f)
+}
+
+// l2OpOn is l2Op with the breaker br (for operations on other keys than
+// one user's key: several keys of one shard, tag times, the epoch).
+func (c *Cache[V]) l2OpOn(ctx context.Context, br *breaker.Breaker, op Op, key string, f func(ctx context.Context) error) error {
 	l2ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
-	return c.l2Call(l2ctx, op, key, f)
+	return c.l2CallHit(l2ctx, br, op, key, func(ctx context.Context) (bool, error) { return false, f(ctx) })
 }
 
-// l2Call is l2Op within ctx's deadline.
-func (c *Cache[V]) l2Call(ctx context.Context, op Op, key string, f func(ctx context.Context) error) error {
-	return c.l2CallHit(ctx, op, key, func(ctx context.Context) (bool, error) { return false, f(ctx) })
-}
-
-// l2CallHit is l2Call for an operation that can find a value (reported as
-// Result.Hit).
-func (c *Cache[V]) l2CallHit(ctx context.Context, op Op, key string, f func(ctx context.Context) (bool, error)) error {
+// l2CallHit runs an operation that can find a value (reported as
+// Result.Hit) within ctx's deadline, accounted to br.
+func (c *Cache[V]) l2CallHit(ctx context.Context, br *breaker.Breaker, op Op, key string, f func(ctx context.Context) (bool, error)) error {
 	call := c.call(op, key)
 	ctx = c.obs.Begin(ctx, call)
 	t0 := c.opStart()
 	hit, err := f(ctx)
 	switch {
 	case !isL2Failure(err):
-		c.br.success()
+		br.Success()
 	case c.stop.Err() == nil: // closing: not Redis's fault
 		c.ctr.l2Errors.Add(1)
-		c.br.failure()
+		br.Failure()
 	}
 	res := Result{Hit: hit && err == nil, Duration: opDuration(t0)}
 	if isL2Failure(err) {
@@ -449,7 +455,7 @@ func (c *Cache[V]) l2SetLeased(ctx context.Context, key, lease string, enc []byt
 // deadline.
 func (c *Cache[V]) l2Lease(ctx context.Context, key, lease string, replace bool) (cur []byte, err error) {
 	full := c.Key(key)
-	err = c.l2CallHit(ctx, OpL2Lease, key, func(ctx context.Context) (bool, error) {
+	err = c.l2CallHit(ctx, c.breakerOfFull(full), OpL2Lease, key, func(ctx context.Context) (bool, error) {
 		cur, err = c.leaser.Lease(ctx, full, lease, c.o.LoadTimeout+c.o.L2Timeout, replace)
 		return cur != nil && !isLease(cur), err
 	})
@@ -467,18 +473,75 @@ func (c *Cache[V]) l2Lease(ctx context.Context, key, lease string, replace bool)
 	return nil, err
 }
 
-// l2Delete deletes keys (the user's keys) from L2.
-func (c *Cache[V]) l2Delete(ctx context.Context, keys ...string) error {
-	key := ""
-	if len(keys) == 1 {
-		key = keys[0]
-	}
-	pfx := c.epoch.Load().pfx
-	full := make([]string, len(keys))
-	for i, k := range keys {
-		full[i] = pfx + k
-	}
-	return c.l2Op(ctx, OpL2Delete, key, func(ctx context.Context) error {
-		return c.l2.Delete(ctx, full...)
+// l2Delete deletes keys (the user's keys) from L2: one call per shard,
+// each accounted to its shard's breaker. It returns the keys it could not
+// delete and the first error.
+func (c *Cache[V]) l2Delete(ctx context.Context, keys ...string) (failed []string, err error) {
+	return c.perShard(keys, func(br *breaker.Breaker, keys, full []string) error {
+		key := ""
+		if len(keys) == 1 {
+			key = keys[0]
+		}
+		return c.l2OpOn(ctx, br, OpL2Delete, key, func(ctx context.Context) error {
+			return c.l2.Delete(ctx, full...)
+		})
 	})
+}
+
+// perShard groups keys (the user's keys) by the shard of their full L2
+// keys and calls f once per shard, concurrently when there are several, so
+// that a slow or dead shard does not hold back the others. It returns the
+// keys of the shards whose call failed and the first error.
+func (c *Cache[V]) perShard(keys []string, f func(br *breaker.Breaker, keys, full []string) error) (failed []string, err error) {
+	pfx := c.epoch.Load().pfx
+	return c.perShardFull(keys, func(k string) string { return pfx + k }, f)
+}
+
+// perShardFull is perShard with fullOf naming the full L2 key of each
+// name (a user's key, or a tag).
+func (c *Cache[V]) perShardFull(names []string, fullOf func(string) string, f func(br *breaker.Breaker, names, full []string) error) (failed []string, err error) {
+	type group struct {
+		names, full []string
+		err         error
+	}
+	groups := map[string]*group{}
+	var order []*group
+	for _, n := range names {
+		full := fullOf(n)
+		shard := c.shardOf(full)
+		g := groups[shard]
+		if g == nil {
+			g = &group{}
+			groups[shard] = g
+			order = append(order, g)
+		}
+		g.names = append(g.names, n)
+		g.full = append(g.full, full)
+	}
+	if len(order) == 1 {
+		for shard, g := range groups {
+			if err := f(c.brs.of(shard), g.names, g.full); err != nil {
+				return g.names, err
+			}
+		}
+		return nil, nil
+	}
+	var wg sync.WaitGroup
+	for shard, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.err = f(c.brs.of(shard), g.names, g.full)
+		}()
+	}
+	wg.Wait()
+	for _, g := range order {
+		if g.err != nil {
+			failed = append(failed, g.names...)
+			if err == nil {
+				err = g.err
+			}
+		}
+	}
+	return failed, err
 }

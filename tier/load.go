@@ -463,7 +463,7 @@ func (c *Cache[V]) store(ctx context.Context, cl *call[V], r req, v V, negative 
 			c.l1.Wait()
 			c.ctr.leaseLost.Add(1)
 		}
-	case c.leaser == nil && !c.fl.isFenced(cl) && c.br.allow():
+	case c.leaser == nil && !c.fl.isFenced(cl) && c.breakerOf(r.key).Allow():
 		_ = c.l2Set(ctx, r.key, enc, ttl+c.o.FailSafe) // counted and reported by l2Set
 	}
 	// With a Leaser but no lease (another instance's load outlived

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/tiercache/tiercache/internal/breaker"
 )
 
 // BatchLoadFunc loads several keys from the origin in one go. It returns the
@@ -206,15 +208,12 @@ func (c *Cache[V]) callBatchLoader(ctx context.Context, keys []string, load Batc
 	return vals, err, nil
 }
 
-// manyFromL2 reads keys from L2 in one round trip; entries[i] is nil for a
-// miss. Failures are handled as in fromL2.
+// manyFromL2 reads keys from L2, one round trip per shard (one in all
+// without a [Sharder]; the keys of a shard whose breaker is open are not
+// read); entries[i] is nil for a miss. Failures are handled as in l2Get.
 func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) []*Entry[V] {
 	entries := make([]*Entry[V], len(keys))
 	if c.l2 == nil {
-		return entries
-	}
-	if !c.br.allow() {
-		c.fallback(ctx, "", ReasonBreakerOpen, nil)
 		return entries
 	}
 	if !c.epochUsable() {
@@ -222,9 +221,28 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) [
 		return entries
 	}
 	pfx := c.epoch.Load().pfx
-	full := make([]string, len(keys))
+	shards := map[string][]int{}
 	for i, k := range keys {
-		full[i] = pfx + k
+		shard := c.shardOf(pfx + k)
+		shards[shard] = append(shards[shard], i)
+	}
+	for shard, idx := range shards {
+		br := c.brs.of(shard)
+		if !br.Allow() {
+			c.fallback(ctx, "", ReasonBreakerOpen, nil)
+			continue
+		}
+		c.manyFromShard(ctx, br, keys, idx, pfx, start, entries)
+	}
+	return entries
+}
+
+// manyFromShard reads the keys keys[i] for i in idx, all on the shard of
+// br, in one round trip, into entries.
+func (c *Cache[V]) manyFromShard(ctx context.Context, br *breaker.Breaker, keys []string, idx []int, pfx string, start int64, entries []*Entry[V]) {
+	full := make([]string, len(idx))
+	for j, i := range idx {
+		full[j] = pfx + keys[i]
 	}
 	call := c.call(OpL2Get, "")
 	octx := c.obs.Begin(ctx, call)
@@ -234,21 +252,22 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) [
 	cancel()
 	if err != nil {
 		if c.stop.Err() == nil {
-			c.l2Failed(octx, "", err)
+			c.l2Failed(octx, br, "", err)
 		}
 		c.obs.End(octx, call, Result{Err: err, Duration: opDuration(t0)})
-		return entries
+		return
 	}
-	c.br.success()
+	br.Success()
 	var corrupt []string
 	hits := 0
-	for i, b := range bs {
-		if b == nil || i >= len(entries) {
+	for j, b := range bs {
+		if b == nil || j >= len(idx) {
 			continue
 		}
 		if isLease(b) {
 			continue // another instance is loading it; this batch loads it too
 		}
+		i := idx[j]
 		e, _, derr := c.decode(b, start)
 		switch {
 		case derr == nil:
@@ -263,8 +282,7 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) [
 	}
 	c.ctr.l2Hits.Add(uint64(hits))
 	if len(corrupt) > 0 {
-		_ = c.l2Delete(octx, corrupt...) // a failure is counted by l2Delete; the key is retried on its next miss.
+		_, _ = c.l2Delete(octx, corrupt...) // a failure is counted by l2Delete; the key is retried on its next miss.
 	}
 	c.obs.End(octx, call, Result{Hit: hits > 0, Duration: opDuration(t0)})
-	return entries
 }
