@@ -42,7 +42,9 @@ func (s *twoShards) of(key string) *goredis.Backend {
 	return s.a
 }
 
-func (s *twoShards) Get(ctx context.Context, key string) ([]byte, error) { return s.of(key).Get(ctx, key) }
+func (s *twoShards) Get(ctx context.Context, key string) ([]byte, error) {
+	return s.of(key).Get(ctx, key)
+}
 
 func (s *twoShards) GetMany(ctx context.Context, keys []string) ([][]byte, error) {
 	out := make([][]byte, len(keys))
