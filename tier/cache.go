@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tiercache/tiercache/backends/ristretto"
+	"github.com/tiercache/tiercache/internal/breaker"
 	"github.com/tiercache/tiercache/internal/coarsetime"
 )
 
@@ -53,8 +54,9 @@ type Cache[V any] struct {
 	epochStale atomic.Bool           // re-read the epoch soon (a clear may have been missed)
 	epochErr   atomic.Pointer[error] // why the last epoch read failed
 
-	br breaker
-	fl flights[V]
+	sharder Sharder // l2 as a Sharder, or nil
+	brs     breakers
+	fl      flights[V]
 	// l2Misses tells whether the first L2 round trip of a miss should be
 	// the get-or-lease script (L2 reads mostly miss) or a plain read.
 	l2Misses missScore
@@ -106,6 +108,7 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 	c.tagger, _ = c.l2.(TagStore)
 	c.epocher, _ = c.l2.(Epocher)
 	c.raiser, _ = c.l2.(EpochRaiser)
+	c.sharder, _ = c.l2.(Sharder)
 	_, c.noObs = c.obs.(NoopObserver)
 	ns := "tc:" + strconv.Itoa(len(opts.Namespace)) + ":" + opts.Namespace
 	c.base = ns + ":"
@@ -120,14 +123,20 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 	if opts.MaxConcurrentLoads > 0 {
 		c.sem = make(chan struct{}, opts.MaxConcurrentLoads)
 	}
-	c.br = breaker{
-		threshold: int32(opts.BreakerFailures),
-		cooldown:  opts.BreakerCooldown,
-		now:       c.now,
-		onChange: func(from, to BreakerState) {
-			c.obs.Event(context.Background(), Event{Cache: opts.Name, Kind: EventBreaker, Tier: TierL2, From: from, To: to})
-		},
+	c.brs.newBreaker = func(shard string) *breaker.Breaker {
+		return breaker.New(breaker.Options{
+			Failures: opts.BreakerFailures,
+			Cooldown: opts.BreakerCooldown,
+			Now:      c.now,
+			OnChange: func(from, to breaker.State) {
+				if to == breaker.Open {
+					c.ctr.breakerOpens.Add(1)
+				}
+				c.obs.Event(context.Background(), Event{Cache: opts.Name, Kind: EventBreaker, Tier: TierL2, From: BreakerState(from), To: BreakerState(to), Shard: shard})
+			},
+		})
 	}
+	c.brs.one = c.brs.newBreaker("")
 	c.hmacs.New = func() any { return hmac.New(sha256.New, c.o.KeyHashSecret) }
 	c.stop, c.cancel = context.WithCancel(context.Background())
 	if opts.Invalidator != nil {
@@ -352,8 +361,8 @@ func (c *Cache[V]) Stats() Stats {
 		InvalidationsSent:     c.ctr.invSent.Load(),
 		InvalidationsReceived: c.ctr.invReceived.Load(),
 		Refreshes:             c.ctr.refreshes.Load(),
-		Breaker:               BreakerState(c.br.state.Load()),
-		BreakerOpens:          c.br.opens.Load(),
+		Breaker:               c.brs.state(),
+		BreakerOpens:          c.ctr.breakerOpens.Load(),
 	}
 	if ls := c.l1stats; ls != nil {
 		if h, u := ls.Hits(), c.ctr.l1Unserved.Load(); h > u {

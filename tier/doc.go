@@ -50,19 +50,28 @@
 // fixes where the namespace ends), and [Cache.InvalidateAll] clears a
 // namespace by moving it to the next epoch. Tag times live under
 // "tc:<len>:<namespace>#t:<tag>" and the epoch under "…#epoch": the byte
-// after the namespace tells them apart from value keys.
+// after the namespace tells them apart from value keys. On a Redis Cluster
+// the first "{…}" of a key is a hash tag: it picks the key's slot (the
+// namespace may not contain braces, so only the user's key can carry one).
 //
 // Consistency across instances: [Cache.Delete], [Cache.Set],
 // [Cache.InvalidateTags] and [Cache.InvalidateAll] update L2 first (DEL also
 // removes the key's lease, so a load that read the origin before the write
 // can never write its value afterwards: the memcache-lease fence), then
 // tell the other instances through [Options.Invalidator] (package
-// invalidate). What could not reach Redis is kept and replayed. While the
-// invalidator cannot vouch for L1 (subscription down or silent), L1 serves
-// only entries younger than its bound.
+// invalidate), whether or not the L2 step worked. A step that failed is
+// kept and replayed (an L2 step that is replayed is announced again); what
+// cannot be kept makes the namespace owe a move to its next epoch, made as
+// soon as L2 answers. While the invalidator cannot vouch for L1
+// (subscription down or silent), L1 serves only entries younger than its
+// bound. When L2 may have lost acknowledged writes (a failover or restart
+// seen by a [Lineager]), the namespace moves to its next epoch and L1 is
+// dropped.
 //
 // Failure: every L2 call is bounded by [Options.L2Timeout]; L2 failures
-// count against a circuit breaker, and while it is open reads skip L2. With
+// count against a circuit breaker, one per L2 shard (see [Sharder]), and
+// while a shard's is open the calls to it skip L2: reads go to the origin
+// ([Cache.Get] reports [ErrL2]), writes are kept for replay. With
 // [Options.FailSafe] a stale value stands in for a failing or slow origin.
 //
 // Package tier imports neither OpenTelemetry nor go-redis; [Observer] and

@@ -90,7 +90,7 @@ func (c *Cache[V]) moveEpoch(ctx context.Context) {
 	}
 	known := c.epoch.Load().n
 	var n int64
-	err := c.l2Op(ctx, OpL2Set, "", func(ctx context.Context) (err error) {
+	err := c.l2OpOn(ctx, c.breakerOfFull(c.epochK), OpL2Set, "", func(ctx context.Context) (err error) {
 		n, err = c.epocher.NextEpoch(ctx, c.epochK)
 		if err == nil && n <= known && c.raiser != nil {
 			// The counter went back (a failover undid increments): move past

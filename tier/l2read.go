@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/tiercache/tiercache/internal/breaker"
 )
 
 // l2Outcome is where a flight's L2 read stands.
@@ -79,7 +81,7 @@ func (f *flight[V]) readL2(ctx context.Context) l2Outcome {
 	if c.l2 == nil {
 		return f.l2.end(l2Miss)
 	}
-	if err := c.l2Gate(ctx, f.key); err != nil {
+	if err := c.l2Gate(ctx, c.breakerOf(f.key), f.key); err != nil {
 		f.l2.err = err
 		return f.l2.end(l2Failed)
 	}
@@ -222,7 +224,7 @@ func (f *flight[V]) look(ctx context.Context, b []byte, tagAt []int64) bool {
 	case errors.Is(err, errExpired):
 		f.l2.stale = e
 	case errors.Is(err, ErrCorrupt):
-		_ = f.c.l2Delete(ctx, f.key) // a failure is counted by l2Delete; the next miss retries
+		_, _ = f.c.l2Delete(ctx, f.key) // a failure is counted by l2Delete; the next miss retries
 	}
 	return false
 }
@@ -240,22 +242,29 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// l2Gate returns why L2 must not be asked now, or nil: the breaker is open,
-// or the namespace's epoch is not known or an epoch move is owed (counted
-// as an L2 error). It reports the fallback for key ("" for a batch). Single
-// and batch reads share it.
-func (c *Cache[V]) l2Gate(ctx context.Context, key string) error {
-	if !c.br.allow() {
+// l2Gate returns why L2 must not be asked now on the shard of br, or nil:
+// its breaker is open, or epochGate says no. It reports the fallback for
+// key.
+func (c *Cache[V]) l2Gate(ctx context.Context, br *breaker.Breaker, key string) error {
+	if !br.Allow() {
 		c.fallback(ctx, key, ReasonBreakerOpen, nil)
 		return errBreakerOpen
 	}
-	if !c.epochUsable() {
-		err := c.errEpoch()
-		c.ctr.l2Errors.Add(1)
-		c.fallback(ctx, key, ReasonEpochUnknown, err)
-		return err
+	return c.epochGate(ctx, key)
+}
+
+// epochGate returns why no L2 key may be named now, or nil: the
+// namespace's epoch is not known, or an epoch move is owed. That is counted
+// as an L2 error and reported as a fallback for key ("" for a batch).
+// Single and batch reads share it.
+func (c *Cache[V]) epochGate(ctx context.Context, key string) error {
+	if c.epochUsable() {
+		return nil
 	}
-	return nil
+	err := c.errEpoch()
+	c.ctr.l2Errors.Add(1)
+	c.fallback(ctx, key, ReasonEpochUnknown, err)
+	return err
 }
 
 func isLease(b []byte) bool { return bytes.HasPrefix(b, []byte(LeasePrefix)) }

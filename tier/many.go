@@ -141,52 +141,70 @@ func (c *Cache[V]) loadMany(ctx context.Context, fs []*flight[V], load BatchLoad
 	}
 }
 
-// readManyL2 reads the keys of fs from L2 in one round trip and records
-// each one's outcome: l2Hit, l2Miss (nothing usable, or another instance's
-// lease: the batch loads the key too), or l2Failed for all when L2 could
-// not be asked. Bad bytes are reported and deleted, in one call.
+// readManyL2 reads the keys of fs from L2, one round trip per shard (one
+// in all without a [Sharder]), and records each one's outcome: l2Hit,
+// l2Miss (nothing usable, or another instance's lease: the batch loads the
+// key too), or l2Failed (L2 could not be asked: the epoch for all, a
+// shard's open breaker for its keys; or its round trip failed). Bad bytes
+// are reported and deleted.
 func (c *Cache[V]) readManyL2(ctx context.Context, fs []*flight[V]) {
-	fail := func(err error) {
-		for _, f := range fs {
-			f.l2.err = err
-			f.l2.end(l2Failed)
-		}
-	}
 	if c.l2 == nil {
 		for _, f := range fs {
 			f.l2.end(l2Miss)
 		}
 		return
 	}
-	if err := c.l2Gate(ctx, ""); err != nil {
-		fail(err)
+	if err := c.epochGate(ctx, ""); err != nil {
+		failAll(fs, err)
 		return
 	}
-	keys := make([]string, len(fs))
-	for i, f := range fs {
-		keys[i] = f.key
-	}
-	bs, err := c.l2GetMany(ctx, keys)
-	if err != nil {
-		fail(err)
-		return
+	pfx := c.epoch.Load().pfx
+	shards := map[string][]*flight[V]{}
+	for _, f := range fs {
+		shard := c.shardOf(pfx + f.key)
+		shards[shard] = append(shards[shard], f)
 	}
 	var bad []string
-	for i, f := range fs {
-		f.l2.end(l2Miss)
-		if i >= len(bs) || bs[i] == nil || isLease(bs[i]) {
+	for shard, fs := range shards {
+		br := c.brs.of(shard)
+		if !br.Allow() {
+			c.fallback(ctx, "", ReasonBreakerOpen, nil)
+			failAll(fs, errBreakerOpen)
 			continue
 		}
-		e, err := c.fromL2(ctx, f.key, nil, bs[i], nil, f.start())
-		switch {
-		case err == nil:
-			f.l2.hit = e
-			f.l2.end(l2Hit)
-		case errors.Is(err, ErrCorrupt):
-			bad = append(bad, f.key)
+		keys, full := make([]string, len(fs)), make([]string, len(fs))
+		for i, f := range fs {
+			keys[i], full[i] = f.key, pfx+f.key
+		}
+		bs, err := c.l2GetMany(ctx, br, keys, full)
+		if err != nil {
+			failAll(fs, err)
+			continue
+		}
+		for i, f := range fs {
+			f.l2.end(l2Miss)
+			if i >= len(bs) || bs[i] == nil || isLease(bs[i]) {
+				continue
+			}
+			e, err := c.fromL2(ctx, f.key, nil, bs[i], nil, f.start())
+			switch {
+			case err == nil:
+				f.l2.hit = e
+				f.l2.end(l2Hit)
+			case errors.Is(err, ErrCorrupt):
+				bad = append(bad, f.key)
+			}
 		}
 	}
 	if len(bad) > 0 {
-		_ = c.l2Delete(ctx, bad...) // a failure is counted by l2Delete; the key is retried on its next miss.
+		_, _ = c.l2Delete(ctx, bad...) // a failure is counted by l2Delete; the key is retried on its next miss.
+	}
+}
+
+// failAll records that L2 could not be asked for fs, for err.
+func failAll[V any](fs []*flight[V], err error) {
+	for _, f := range fs {
+		f.l2.err = err
+		f.l2.end(l2Failed)
 	}
 }

@@ -229,6 +229,9 @@ type Event struct {
 	Err    error
 	From   BreakerState // EventBreaker only
 	To     BreakerState // EventBreaker only
+	// Shard is the L2 shard whose breaker changed (EventBreaker; see
+	// [Sharder]); empty when L2 has one shard.
+	Shard string
 }
 
 // Observer receives what the cache does beyond L1 hits (those are counted,

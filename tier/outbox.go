@@ -14,8 +14,12 @@ const (
 	// opL2 is the L2 step: DEL of the key (which also removes its lease),
 	// or the tag's invalidation time.
 	opL2 pendingOps = 1 << iota
-	// opPub is the message that tells the other instances.
+	// opPub is a message that tells the other instances, to send now.
 	opPub
+	// opRepub is a message to send once the L2 step is done: while L2
+	// held the old value, another instance may have read it back into its
+	// L1 after the first message.
+	opRepub
 )
 
 // outItem is one key or tag waiting for replay.
@@ -65,10 +69,10 @@ type outbox struct {
 	n        atomic.Int64 // len(keys) + len(tags), for Stats
 }
 
-// add queues the steps ops of keys and tags. While an epoch move is owed
+// add queues the steps (ops) of each entry. While an epoch move is owed
 // nothing is queued (the move and the message that follows it cover every
 // key and tag of the namespace). Past the bound nothing is queued either.
-func (o *outbox) add(keys, tags []string, ops pendingOps) addResult {
+func (o *outbox) add(entries []outEntry) addResult {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.owed != "" {
@@ -78,25 +82,28 @@ func (o *outbox) add(keys, tags []string, ops pendingOps) addResult {
 		o.keys, o.tags = map[string]outItem{}, map[string]outItem{}
 	}
 	n := len(o.keys) + len(o.tags)
-	for _, k := range keys {
-		if _, ok := o.keys[k]; !ok {
+	seen := make(map[outEntry]bool, len(entries))
+	for _, e := range entries {
+		m := o.keys
+		if e.tag {
+			m = o.tags
+		}
+		id := outEntry{name: e.name, tag: e.tag}
+		if _, ok := m[e.name]; !ok && !seen[id] {
 			n++
 		}
-	}
-	for _, t := range tags {
-		if _, ok := o.tags[t]; !ok {
-			n++
-		}
+		seen[id] = true
 	}
 	if n > o.limit {
 		return addOverflow
 	}
 	o.gen++
-	for _, k := range keys {
-		o.keys[k] = outItem{ops: o.keys[k].ops | ops, gen: o.gen}
-	}
-	for _, t := range tags {
-		o.tags[t] = outItem{ops: o.tags[t].ops | ops, gen: o.gen}
+	for _, e := range entries {
+		m := o.keys
+		if e.tag {
+			m = o.tags
+		}
+		m[e.name] = outItem{ops: m[e.name].ops | e.ops, gen: o.gen}
 	}
 	o.n.Store(int64(n))
 	o.wake()

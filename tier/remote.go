@@ -91,3 +91,15 @@ type EpochRaiser interface {
 	// it is left as it is), and returns the counter's value.
 	RaiseEpoch(ctx context.Context, key string, known int64) (int64, error)
 }
+
+// Sharder is implemented by a [Remote] whose keys live on several
+// independent servers (a Redis Cluster's masters). The cache keeps one
+// circuit breaker per shard, and replays invalidations per shard, so that
+// a dead shard never stops or delays the calls to the others.
+type Sharder interface {
+	// Shard names the shard that holds the full L2 key now (for example
+	// the address of the master serving its slot); "" means the only one.
+	// It is called on every L2 call and must not block: answer from what
+	// is known (it may change after a failover).
+	Shard(key string) string
+}

@@ -55,8 +55,9 @@ type Stats struct {
 	// other instances; InvalidationsReceived those it dropped on their word.
 	InvalidationsSent     uint64
 	InvalidationsReceived uint64
-	// Breaker is the L2 circuit breaker's state now; BreakerOpens counts how
-	// many times it opened.
+	// Breaker is the L2 circuit breakers' state now: with a [Sharder] L2
+	// (one breaker per shard), open if any shard's is open, else half-open
+	// if any is. BreakerOpens counts how many times one opened.
 	Breaker      BreakerState
 	BreakerOpens uint64
 	// L1Cost is the sum of the costs stored in L1 (bytes); L1SetsDropped and
@@ -85,6 +86,7 @@ type counters struct {
 	leaseLost    atomic.Uint64
 	replayed     atomic.Uint64
 	invOverflows atomic.Uint64
+	breakerOpens atomic.Uint64
 	epochMoves   atomic.Uint64
 	staleServed  atomic.Uint64
 	invSent      atomic.Uint64

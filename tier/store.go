@@ -90,7 +90,7 @@ func (f *flight[V]) writeL2(ctx context.Context, enc []byte, ttl time.Duration) 
 			c.l1.Wait()
 			c.ctr.leaseLost.Add(1)
 		}
-	case c.leaser == nil && !c.fl.isFenced(&f.cl) && c.br.allow():
+	case c.leaser == nil && !c.fl.isFenced(&f.cl) && c.breakerOf(f.key).Allow():
 		_ = c.l2Set(ctx, f.key, enc, ttl) // counted and reported by l2Set
 	}
 }

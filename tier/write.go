@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/tiercache/tiercache/internal/breaker"
 )
 
 // Set stores v under key in L1 and L2 for ttl (0 means Options.TTL), fences
@@ -46,26 +48,24 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 	if c.l2 == nil && c.pub == nil {
 		return nil
 	}
-	var l2err error
+	var left []outEntry
 	if c.l2 != nil {
-		switch {
-		case !c.br.allow():
-			l2err = errBreakerOpen
+		switch br := c.breakerOf(key); {
+		case !br.Allow():
+			err = errBreakerOpen
 		case !c.epochUsable():
-			l2err = c.errEpoch()
+			err = c.errEpoch()
 		default:
-			l2err = c.l2Set(ctx, key, enc, ttl+c.o.FailSafe)
+			err = c.l2Set(ctx, key, enc, ttl+c.o.FailSafe)
+		}
+		if err != nil {
+			// L2 may still hold the old value: replay as a Delete.
+			left = c.leftL2([]string{key}, nil)
 		}
 	}
-	if l2err != nil {
-		// L2 may still hold the old value: replay as a Delete, and tell
-		// the other instances then.
-		return c.queue("set", []string{key}, nil, c.remoteOps(), l2err)
-	}
-	if c.pub != nil {
-		if err := c.publish(ctx, []string{key}, nil); err != nil {
-			return c.queue("set", []string{key}, nil, opPub, err)
-		}
+	// The other instances drop their copies whether or not L2 was written.
+	if left, err = c.announce(ctx, []string{key}, nil, left, err); err != nil {
+		return c.queue("set", left, err)
 	}
 	return nil
 }
@@ -103,17 +103,21 @@ func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
 		// A read that began before the new epoch was in use may have read
 		// the old one's value into L1: distrust those reads too.
 		c.raiseTrustFloor(c.now() + 1)
+		if err != nil && c.epocher != nil {
+			// This instance stops using L2 until the move is made; the move
+			// tells the other instances again.
+			c.oweEpochMove(ReasonInvalidateAll)
+			err = fmt.Errorf("%w (the namespace moves to its next epoch when L2 answers)", err)
+		}
 	}
-	switch {
-	case err != nil && c.epocher != nil:
-		// The move publishes the clear once it is made.
-		c.oweEpochMove(ReasonInvalidateAll)
-		return fmt.Errorf("tier: invalidate all: %w: %w (the namespace moves to its next epoch when L2 answers)", ErrL2, err)
-	case c.pub == nil:
-	case c.publish(ctx, nil, []string{epochTag}) != nil && err == nil:
-		c.out.pubClear.Store(true)
-		c.out.wake()
-		return fmt.Errorf("tier: invalidate all: %w: publish failed (kept for replay)", ErrL2)
+	// The other instances drop their L1 (and re-read the epoch) whether or
+	// not the move could be made.
+	if c.pub != nil {
+		if perr := c.publish(ctx, nil, []string{epochTag}); perr != nil {
+			c.out.pubClear.Store(true)
+			c.out.wake()
+			err = errors.Join(err, fmt.Errorf("publish: %w (kept for replay)", perr))
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("tier: invalidate all: %w: %w", ErrL2, err)
@@ -123,16 +127,17 @@ func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
 
 // clearL2 moves the namespace to its next epoch in L2.
 func (c *Cache[V]) clearL2(ctx context.Context) error {
+	br := c.breakerOfFull(c.epochK)
 	switch {
 	case c.epocher == nil:
 		return errNoEpoch
-	case !c.br.allow():
+	case !br.Allow():
 		return errBreakerOpen
 	case !c.epochUsable():
 		return c.errEpoch()
 	}
 	var n int64
-	err := c.l2Op(ctx, OpL2Set, "", func(ctx context.Context) (err error) {
+	err := c.l2OpOn(ctx, br, OpL2Set, "", func(ctx context.Context) (err error) {
 		n, err = c.epocher.NextEpoch(ctx, c.epochK)
 		return err
 	})
@@ -146,8 +151,11 @@ func (c *Cache[V]) clearL2(ctx context.Context) error {
 // are running (here, and through the L2 lease, on every instance), and tells
 // the other instances to drop their copies. Call it after the origin
 // changed. An L2 or invalidator failure returns an error matching [ErrL2];
-// L1 is cleared anyway, and the invalidation is kept (bounded by
-// Options.MaxPendingInvalidations) and replayed when L2 answers again.
+// L1 is cleared anyway, the other instances are told anyway when only the
+// L2 step failed (and again once it is replayed), and what failed is kept
+// and replayed when L2 answers again, per key on each key's shard (bounded
+// by Options.MaxPendingInvalidations; past it the namespace owes an epoch
+// move, see there).
 func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 	if c.isClosed() {
 		return ErrClosed
@@ -168,7 +176,7 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 		c.dropLocal(keys, true)
 	}
 	if err != nil {
-		return c.queue("delete", keys, nil, left, err)
+		return c.queue("delete", left, err)
 	}
 	return nil
 }
@@ -190,67 +198,105 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 	}
 	c.tags.touch(tags, c.now())
 	if left, err := c.invalidate(ctx, nil, tags, true); err != nil {
-		return c.queue("invalidate tags", nil, tags, left, err)
+		return c.queue("invalidate tags", left, err)
 	}
 	return nil
 }
 
 // invalidate does the remote part of an invalidation of keys and tags:
-// the L2 step (DEL of the keys, which also removes their leases; the tags'
-// times), then one message to the other instances. It returns the steps
-// left to do when it fails. useBreaker is false for replays, which are the
-// probes that find L2 back.
-func (c *Cache[V]) invalidate(ctx context.Context, keys, tags []string, useBreaker bool) (left pendingOps, err error) {
+// the L2 step of each (DEL of the keys, which also removes their leases;
+// the tags' times), one call per L2 shard, then one message naming them
+// all, whatever the L2 step did: the other instances must drop their
+// copies even when L2 could not be told (a dead shard, an open breaker).
+// Those whose L2 step failed are told again once it has been replayed. It
+// returns what is left to do and the first error. useBreaker is false for
+// replays, which are the probes that find L2 back.
+func (c *Cache[V]) invalidate(ctx context.Context, keys, tags []string, useBreaker bool) (left []outEntry, err error) {
 	if c.l2 != nil {
-		if err := c.invalidateL2(ctx, keys, tags, useBreaker); err != nil {
-			return c.remoteOps(), err
-		}
+		var fk, ft []string
+		fk, ft, err = c.invalidateL2(ctx, keys, tags, useBreaker)
+		left = c.leftL2(fk, ft)
 	}
-	if c.pub != nil {
-		if err := c.publish(ctx, keys, tags); err != nil {
-			return opPub, err
-		}
-	}
-	return 0, nil
+	return c.announce(ctx, keys, tags, left, err)
 }
 
-// remoteOps are the steps of an invalidation this cache makes: the L2 step
-// if it has an L2, the message if it has an invalidator.
-func (c *Cache[V]) remoteOps() pendingOps {
-	var ops pendingOps
-	if c.l2 != nil {
-		ops |= opL2
-	}
+// leftL2 are the outbox entries of keys and tags whose L2 step failed:
+// the step, and a message once it is done.
+func (c *Cache[V]) leftL2(keys, tags []string) []outEntry {
+	ops := opL2
 	if c.pub != nil {
-		ops |= opPub
+		ops |= opRepub
 	}
-	return ops
+	left := make([]outEntry, 0, len(keys)+len(tags))
+	for _, k := range keys {
+		left = append(left, outEntry{name: k, outItem: outItem{ops: ops}})
+	}
+	for _, t := range tags {
+		left = append(left, outEntry{name: t, tag: true, outItem: outItem{ops: ops}})
+	}
+	return left
 }
 
-// invalidateL2 is the L2 step of an invalidation of keys and tags.
-func (c *Cache[V]) invalidateL2(ctx context.Context, keys, tags []string, useBreaker bool) error {
-	if useBreaker && !c.br.allow() {
-		return errBreakerOpen
+// announce tells the other instances to drop keys and tags (if the cache
+// has an invalidator) and adds to left, and to err, what a failed publish
+// leaves to do.
+func (c *Cache[V]) announce(ctx context.Context, keys, tags []string, left []outEntry, err error) ([]outEntry, error) {
+	if c.pub == nil {
+		return left, err
 	}
+	perr := c.publish(ctx, keys, tags)
+	if perr == nil {
+		return left, err
+	}
+	for _, k := range keys {
+		left = append(left, outEntry{name: k, outItem: outItem{ops: opPub}})
+	}
+	for _, t := range tags {
+		left = append(left, outEntry{name: t, tag: true, outItem: outItem{ops: opPub}})
+	}
+	if err == nil {
+		return left, perr
+	}
+	return left, errors.Join(err, perr)
+}
+
+// invalidateL2 is the L2 step of an invalidation of keys and tags, one
+// call per shard (concurrently), each guarded by its shard's breaker when
+// useBreaker. It returns the keys and tags whose step failed.
+func (c *Cache[V]) invalidateL2(ctx context.Context, keys, tags []string, useBreaker bool) (failedKeys, failedTags []string, err error) {
 	if !c.epochUsable() {
-		return c.errEpoch()
+		return keys, tags, c.errEpoch()
 	}
 	if len(keys) > 0 {
-		if err := c.l2Delete(ctx, keys...); err != nil {
-			return err
-		}
-	}
-	if len(tags) > 0 && c.tagger != nil {
-		tagKeys := make([]string, len(tags))
-		for i, t := range tags {
-			tagKeys[i] = c.tagPfx + t
-		}
-		at := c.now()
-		return c.l2Op(ctx, OpL2Set, "", func(ctx context.Context) error {
-			return c.tagger.TouchTags(ctx, tagKeys, at, time.Duration(c.tags.horizon+c.tags.skew))
+		failedKeys, err = c.perShard(keys, func(br *breaker.Breaker, keys, full []string) error {
+			if useBreaker && !br.Allow() {
+				return errBreakerOpen
+			}
+			key := ""
+			if len(keys) == 1 {
+				key = keys[0]
+			}
+			return c.l2OpOn(ctx, br, OpL2Delete, key, func(ctx context.Context) error {
+				return c.l2.Delete(ctx, full...)
+			})
 		})
 	}
-	return nil
+	if len(tags) > 0 && c.tagger != nil {
+		at := c.now()
+		var terr error
+		failedTags, terr = c.perShardFull(tags, func(t string) string { return c.tagPfx + t }, func(br *breaker.Breaker, _, full []string) error {
+			if useBreaker && !br.Allow() {
+				return errBreakerOpen
+			}
+			return c.l2OpOn(ctx, br, OpL2Set, "", func(ctx context.Context) error {
+				return c.tagger.TouchTags(ctx, full, at, time.Duration(c.tags.horizon+c.tags.skew))
+			})
+		})
+		if err == nil {
+			err = terr
+		}
+	}
+	return failedKeys, failedTags, err
 }
 
 func (c *Cache[V]) publish(ctx context.Context, keys, tags []string) error {
@@ -263,31 +309,35 @@ func (c *Cache[V]) publish(ctx context.Context, keys, tags []string) error {
 	return nil
 }
 
-// queue keeps the steps left of a failed invalidation for replay and
+// queue keeps what is left of a failed invalidation for replay and
 // returns the error the caller gets (matching ErrL2). What cannot be kept
 // (the outbox is full) is not lost: the namespace then owes a move to its
 // next epoch, which makes every key of this epoch unreachable, and makes it
-// as soon as L2 answers.
-func (c *Cache[V]) queue(op string, keys, tags []string, left pendingOps, err error) error {
-	switch c.out.add(keys, tags, left) {
-	case addKept:
+// as soon as L2 answers; the other instances are told to drop their L1 as
+// soon as the invalidator can carry it.
+func (c *Cache[V]) queue(op string, left []outEntry, err error) error {
+	res := c.out.add(left)
+	if res == addKept {
 		return fmt.Errorf("tier: %s: %w: %w (kept for replay)", op, ErrL2, err)
-	case addCovered:
-		return fmt.Errorf("tier: %s: %w: %w (covered by the namespace's owed epoch move)", op, ErrL2, err)
 	}
-	c.ctr.invOverflows.Add(uint64(len(keys) + len(tags)))
-	if c.l2 != nil && c.epocher == nil {
-		// No epoch to move: the L2 step is lost. The other instances at
-		// least drop their L1.
-		c.out.pubClear.Store(true)
-		c.out.wake()
-		c.obs.Event(context.Background(), Event{Cache: c.o.Name, Kind: EventEpochOwed, Tier: TierL2, Reason: ReasonInvalidationOverflow, Err: errNoEpoch})
-		return fmt.Errorf("tier: %s: %w: %w (replay queue full, and L2 cannot move epochs: the L2 step is lost)", op, ErrL2, err)
+	pub := false
+	for _, e := range left {
+		pub = pub || e.ops&(opPub|opRepub) != 0
 	}
-	if c.l2 == nil {
+	if pub {
 		c.out.pubClear.Store(true) // the other instances drop all of L1
 		c.out.wake()
+	}
+	if res == addCovered {
+		return fmt.Errorf("tier: %s: %w: %w (covered by the namespace's owed epoch move)", op, ErrL2, err)
+	}
+	c.ctr.invOverflows.Add(uint64(len(left)))
+	switch {
+	case c.l2 == nil:
 		return fmt.Errorf("tier: %s: %w: %w (replay queue full: the other instances will drop their L1)", op, ErrL2, err)
+	case c.epocher == nil:
+		c.obs.Event(context.Background(), Event{Cache: c.o.Name, Kind: EventEpochOwed, Tier: TierL2, Reason: ReasonInvalidationOverflow, Err: errNoEpoch})
+		return fmt.Errorf("tier: %s: %w: %w (replay queue full, and L2 cannot move epochs: the L2 step is lost)", op, ErrL2, err)
 	}
 	c.oweEpochMove(ReasonInvalidationOverflow)
 	return fmt.Errorf("tier: %s: %w: %w (replay queue full: the namespace moves to its next epoch when L2 answers)", op, ErrL2, err)
@@ -322,11 +372,13 @@ func (c *Cache[V]) replay() {
 	}
 }
 
-// replayPending retries every queued step once. An entry leaves the
-// outbox only when all its steps succeeded.
+// replayPending retries every queued step once: the L2 steps per shard
+// (concurrently: a dead shard does not hold back the others), then one
+// message for what must be told now. An entry leaves the outbox only when
+// all its steps succeeded.
 func (c *Cache[V]) replayPending(ctx context.Context) {
-	if c.out.pubClear.Load() && !c.out.owing.Load() && c.pub != nil {
-		if c.out.pubClear.CompareAndSwap(true, false) && c.publish(ctx, nil, []string{epochTag}) != nil {
+	if c.pub != nil && c.out.pubClear.CompareAndSwap(true, false) {
+		if c.publish(ctx, nil, []string{epochTag}) != nil {
 			c.out.pubClear.Store(true)
 		}
 	}
@@ -334,41 +386,53 @@ func (c *Cache[V]) replayPending(ctx context.Context) {
 	if len(entries) == 0 {
 		return
 	}
-	var keys, tags []string
-	for _, e := range entries {
-		if e.tag {
-			tags = append(tags, e.name)
-		} else {
-			keys = append(keys, e.name)
+	if c.l2 != nil && c.epochUsable() {
+		var keys, tags []string
+		for _, e := range entries {
+			switch {
+			case e.ops&opL2 == 0:
+			case e.tag:
+				tags = append(tags, e.name)
+			default:
+				keys = append(keys, e.name)
+			}
+		}
+		if len(keys)+len(tags) > 0 {
+			fk, ft, _ := c.invalidateL2(ctx, keys, tags, false)
+			failed := make(map[outEntry]bool, len(fk)+len(ft))
+			for _, k := range fk {
+				failed[outEntry{name: k}] = true
+			}
+			for _, t := range ft {
+				failed[outEntry{name: t, tag: true}] = true
+			}
+			for i := range entries {
+				e := &entries[i]
+				if e.ops&opL2 == 0 || failed[outEntry{name: e.name, tag: e.tag}] {
+					continue
+				}
+				e.ops &^= opL2
+				if e.ops&opRepub != 0 {
+					e.ops = e.ops&^opRepub | opPub
+				}
+			}
 		}
 	}
-	// Entries whose L2 step is done need only the message.
-	var l2Keys, l2Tags []string
-	for _, e := range entries {
-		if e.ops&opL2 == 0 {
-			continue
+	if c.pub != nil {
+		var keys, tags []string
+		for _, e := range entries {
+			switch {
+			case e.ops&opPub == 0:
+			case e.tag:
+				tags = append(tags, e.name)
+			default:
+				keys = append(keys, e.name)
+			}
 		}
-		if e.tag {
-			l2Tags = append(l2Tags, e.name)
-		} else {
-			l2Keys = append(l2Keys, e.name)
-		}
-	}
-	l2ok := true
-	if c.l2 != nil && len(l2Keys)+len(l2Tags) > 0 {
-		l2ok = c.invalidateL2(ctx, l2Keys, l2Tags, false) == nil
-	}
-	pubOK := true
-	if c.pub != nil && l2ok {
-		pubOK = c.publish(ctx, keys, tags) == nil
-	}
-	for i := range entries {
-		e := &entries[i]
-		if l2ok {
-			e.ops &^= opL2
-		}
-		if pubOK && l2ok {
-			e.ops &^= opPub
+		if len(keys)+len(tags) > 0 && c.publish(ctx, keys, tags) == nil {
+			for i := range entries {
+				entries[i].ops &^= opPub
+			}
 		}
 	}
 	if done := c.out.settle(entries); done > 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -30,8 +31,12 @@ type Options struct {
 // Backend is a tier.Remote over a go-redis client. It is safe for
 // concurrent use.
 type Backend struct {
-	c   redis.UniversalClient
-	max int
+	c       redis.UniversalClient
+	cluster *redis.ClusterClient // c, if it is a Cluster client
+	max     int
+
+	lastReload  atomic.Int64 // unix nanos of the last slot-map reload this Backend asked for
+	slotsLoaded atomic.Bool  // cluster has answered a slot lookup: lookups no longer block
 }
 
 var _ tier.Remote = (*Backend)(nil)
@@ -64,7 +69,9 @@ func New(client redis.UniversalClient, o *Options) (*Backend, error) {
 	if opts.MaxValueBytes == 0 {
 		opts.MaxValueBytes = DefaultMaxValueBytes
 	}
-	return &Backend{c: client, max: opts.MaxValueBytes}, nil
+	b := &Backend{c: client, max: opts.MaxValueBytes}
+	b.cluster, _ = client.(*redis.ClusterClient)
+	return b, nil
 }
 
 // Must is like [New] but panics on an error.
@@ -99,7 +106,7 @@ func (b *Backend) readEnd() int64 { return int64(b.max + leaseSlack) }
 func (b *Backend) result(s string, err error) ([]byte, error) {
 	switch {
 	case err != nil:
-		return nil, translate("get", err)
+		return nil, b.translate("get", err)
 	case s == "":
 		return nil, tier.ErrNotFound
 	case len(s) > b.max && (len(s) > b.max+leaseSlack || !strings.HasPrefix(s, tier.LeasePrefix)):
@@ -130,14 +137,14 @@ func (b *Backend) GetMany(ctx context.Context, keys []string) ([][]byte, error) 
 		}
 	}
 	if err != nil && !isWrongType(err) {
-		return nil, translate("get many", err)
+		return nil, b.translate("get many", err)
 	}
 	return out, nil
 }
 
 // Set stores value under key for ttl.
 func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	return translate("set", b.c.Set(ctx, key, value, ttl).Err())
+	return b.translate("set", b.c.Set(ctx, key, value, ttl).Err())
 }
 
 // Delete removes keys, one pipelined command per key.
@@ -146,7 +153,7 @@ func (b *Backend) Delete(ctx context.Context, keys ...string) error {
 	case 0:
 		return nil
 	case 1:
-		return translate("delete", b.c.Del(ctx, keys[0]).Err())
+		return b.translate("delete", b.c.Del(ctx, keys[0]).Err())
 	}
 	_, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range keys {
@@ -154,7 +161,16 @@ func (b *Backend) Delete(ctx context.Context, keys ...string) error {
 		}
 		return nil
 	})
-	return translate("delete", err)
+	return b.translate("delete", err)
+}
+
+// translate is the package's translate for an error of b's client, which
+// it first reports to the topology follower (see [Backend.topology]).
+func (b *Backend) translate(op string, err error) error {
+	if err != nil {
+		b.topology(err)
+	}
+	return translate(op, err)
 }
 
 // translate wraps a go-redis error so that no backend sentinel leaks:
