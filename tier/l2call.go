@@ -12,15 +12,14 @@ import (
 	"github.com/tiercache/tiercache/internal/breaker"
 )
 
-// l2Get reads the bytes of key (and, with a TagStore, the invalidation
-// times of tags), within ctx's deadline. err is not nil when L2 failed; b is
-// nil for a miss or a value refused and deleted.
-func (c *Cache[V]) l2Get(ctx context.Context, key string, tags []string) (b []byte, tagAt []int64, err error) {
+// l2Get reads the bytes of key, whose full L2 key is full (on the shard of
+// br), and, with a TagStore, the invalidation times of tags, within ctx's
+// deadline. err is not nil when L2 failed; b is nil for a miss or a value
+// refused and deleted.
+func (c *Cache[V]) l2Get(ctx context.Context, br *breaker.Breaker, key, full string, tags []string) (b []byte, tagAt []int64, err error) {
 	op := c.describe(OpL2Get, key)
 	ctx = c.obs.Begin(ctx, op)
 	t0 := c.opStart()
-	full := c.Key(key)
-	br := c.breakerOfFull(full)
 	if len(tags) > 0 && c.tagger != nil {
 		tagKeys := make([]string, len(tags))
 		for i, t := range tags {
@@ -56,7 +55,8 @@ func (c *Cache[V]) l2Get(ctx context.Context, key string, tags []string) (b []by
 func (c *Cache[V]) l2GetWithin(ctx context.Context, key string, tags []string) ([]byte, []int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
-	return c.l2Get(ctx, key, tags)
+	full := c.Key(key)
+	return c.l2Get(ctx, c.breakerOfFull(full), key, full, tags)
 }
 
 // l2GetMany reads keys, whose full L2 keys are full, all on the shard of
@@ -93,15 +93,16 @@ func (c *Cache[V]) l2GetMany(ctx context.Context, br *breaker.Breaker, keys, ful
 func (c *Cache[V]) l2LeaseWithin(ctx context.Context, key, lease string, replace bool) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
-	return c.l2Lease(ctx, key, lease, replace)
+	full := c.Key(key)
+	return c.l2Lease(ctx, c.breakerOfFull(full), key, full, lease, replace)
 }
 
-// l2Lease takes the lease of key or returns what it holds, within ctx's
-// deadline. Bad bytes are reported and deleted, and returned as an error
-// matching ErrCorrupt or ErrValueTooLarge.
-func (c *Cache[V]) l2Lease(ctx context.Context, key, lease string, replace bool) (cur []byte, err error) {
-	full := c.Key(key)
-	err = c.l2CallHit(ctx, c.breakerOfFull(full), OpL2Lease, key, func(ctx context.Context) (bool, error) {
+// l2Lease takes the lease of key (full L2 key full, on the shard of br) or
+// returns what it holds, within ctx's deadline. Bad bytes are reported and
+// deleted, and returned as an error matching ErrCorrupt or
+// ErrValueTooLarge.
+func (c *Cache[V]) l2Lease(ctx context.Context, br *breaker.Breaker, key, full, lease string, replace bool) (cur []byte, err error) {
+	err = c.l2CallHit(ctx, br, OpL2Lease, key, func(ctx context.Context) (bool, error) {
 		cur, err = c.leaser.Lease(ctx, full, lease, c.o.LoadTimeout+c.o.L2Timeout, replace)
 		return cur != nil && !isLease(cur), err
 	})

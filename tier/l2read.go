@@ -81,7 +81,9 @@ func (f *flight[V]) readL2(ctx context.Context) l2Outcome {
 	if c.l2 == nil {
 		return f.l2.end(l2Miss)
 	}
-	if err := c.l2Gate(ctx, c.breakerOf(f.key), f.key); err != nil {
+	full := c.Key(f.key)
+	br := c.breakerOfFull(full)
+	if err := c.l2Gate(ctx, br, f.key); err != nil {
 		f.l2.err = err
 		return f.l2.end(l2Failed)
 	}
@@ -95,7 +97,7 @@ func (f *flight[V]) readL2(ctx context.Context) l2Outcome {
 	)
 	if wantLease && len(f.cl.tags) == 0 && c.l2Misses.leaseFirst() {
 		lease := newLease()
-		b, err = c.l2Lease(budget, f.key, lease, false)
+		b, err = c.l2Lease(budget, br, f.key, full, lease, false)
 		switch {
 		case errors.Is(err, ErrCorrupt), errors.Is(err, ErrValueTooLarge):
 			// The bad bytes were reported and deleted: take the lease on
@@ -108,7 +110,7 @@ func (f *flight[V]) readL2(ctx context.Context) l2Outcome {
 			return f.l2.end(l2Leased)
 		}
 	} else {
-		b, tagAt, err = c.l2Get(budget, f.key, f.cl.tags)
+		b, tagAt, err = c.l2Get(budget, br, f.key, full, f.cl.tags)
 	}
 	if err != nil {
 		f.l2.err = err
