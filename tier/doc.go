@@ -10,7 +10,9 @@
 //     counted, and appear in [Cache.Stats].
 //  2. On an L1 miss the caller joins the key's flight, or starts one: one
 //     load per key in the process, however many callers miss together. Each
-//     caller stops waiting when its own context ends.
+//     caller stops waiting when its own context ends. A new flight first
+//     re-checks L1, where the previous flight's value may just have become
+//     visible.
 //  3. L2: one round trip, bounded by [Options.L2Timeout] and skipped while
 //     the circuit breaker is open. It runs on the goroutine of the caller
 //     that started the flight (an L2 hit costs no goroutine hand-off), on

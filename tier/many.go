@@ -103,7 +103,7 @@ func (c *Cache[V]) loadMany(ctx context.Context, fs []*flight[V], load BatchLoad
 	}()
 	ctx, cancel := c.flightContext(ctx)
 	defer cancel()
-	c.readManyL2(ctx, fs) // 2. one L2 round trip for the batch
+	c.readManyL2(ctx, fs) // 3. one L2 round trip for the batch
 	var rest []*flight[V]
 	for _, f := range fs {
 		if f.l2.outcome == l2Hit {
@@ -122,8 +122,8 @@ func (c *Cache[V]) loadMany(ctx context.Context, fs []*flight[V], load BatchLoad
 		}
 		return
 	}
-	vals, err := c.callBatchLoader(ctx, rest, load) // 4. one origin call
-	for _, f := range rest {                        // 5. L1, the answer, L2
+	vals, err := c.callBatchLoader(ctx, rest, load) // 5. one origin call
+	for _, f := range rest {                        // 6. L1, the answer, L2
 		v, found := vals[f.key]
 		switch {
 		case f.cl.panicked != nil:

@@ -1,7 +1,8 @@
 package tier
 
 // read.go: the read path after an L1 miss, as one story: a flight per load,
-// the steps it takes in order, and how it ends.
+// the steps it takes in order (numbered as in the package doc), and how it
+// ends.
 
 import (
 	"context"
@@ -95,13 +96,13 @@ func (f *flight[V]) lead(ctx context.Context) (goOn bool) {
 			f.leave(errLeaderPanicked)
 		}
 	}()
-	if f.fromL1() { // 1. the previous flight's value reached L1 meanwhile
+	if f.fromL1() { // 2. re-check L1: the previous flight's value may have reached it
 		return false
 	}
 	if !f.readsInline(ctx) {
 		return true
 	}
-	switch f.readL2(f.ctx) { // 2. the first L2 round trip
+	switch f.readL2(f.ctx) { // 3. the first L2 round trip
 	case l2Hit:
 		f.answerHit()
 		return false
@@ -111,7 +112,7 @@ func (f *flight[V]) lead(ctx context.Context) (goOn bool) {
 			return false
 		}
 	}
-	return true // 3-5 (lease, origin, stores) on the flight's goroutine
+	return true // 4-6 (lease, origin, stores) on the flight's goroutine
 }
 
 // finish runs the rest of f on its own goroutine, on a context that no
@@ -126,7 +127,7 @@ func (f *flight[V]) finish() {
 		f.readL2(ctx)
 	}
 	if f.l2.outcome == l2LeaseNeeded {
-		f.leaseOrWait(ctx) // 3. take the key's lease, or wait for another instance's load
+		f.leaseOrWait(ctx) // 4. take the key's lease, or wait for another instance's load
 	}
 	switch {
 	case f.l2.outcome == l2Hit:
@@ -134,8 +135,8 @@ func (f *flight[V]) finish() {
 	case f.load == nil:
 		f.answerAbsent()
 	default:
-		v, err := f.callLoader(ctx) // 4. the origin
-		f.settle(ctx, v, err)       // 5. L1, the answer, L2; or fail-safe; or the error
+		v, err := f.callLoader(ctx) // 5. the origin
+		f.settle(ctx, v, err)       // 6. L1, the answer, L2; or fail-safe; or the error
 	}
 }
 
@@ -156,13 +157,13 @@ func (f *flight[V]) leave(why error) {
 }
 
 // readsInline reports whether the first L2 round trip may run on the
-// goroutine of the leader, whose context is ctx. Not when the caller holds a stale value to serve
-// after SoftTimeout, which the read could outlast; nor when its deadline is
-// nearer than L2Timeout: the deadline could end the read midway, and
-// go-redis closes a connection whose reply was cut (with many such callers
-// the pool would churn). The read is on the caller's values but not its
-// cancellation (f.ctx): a cancel during it is noticed when it ends, at
-// most L2Timeout later.
+// goroutine of the leader, whose context is ctx. Not when the caller holds
+// a stale value to serve after SoftTimeout, which the read could outlast;
+// nor when its deadline is nearer than L2Timeout: the deadline could end
+// the read midway, and go-redis closes a connection whose reply was cut
+// (with many such callers the pool would churn). The read is on the
+// caller's values but not its cancellation (f.ctx): a cancel during it is
+// noticed when it ends, at most L2Timeout later.
 func (f *flight[V]) readsInline(ctx context.Context) bool {
 	if f.stale != nil && f.c.o.SoftTimeout > 0 {
 		return false
@@ -196,11 +197,11 @@ func (f *flight[V]) fromL1() bool {
 }
 
 // answerWith sets the call's answer to e's value (or its "not found"),
-// shared with late joiners while e is fresh; e came from tier. The caller
-// closes done.
-func (f *flight[V]) answerWith(e *Entry[V], tier Tier) {
+// shared with late joiners while e is fresh; e came from the tier from.
+// The caller closes done.
+func (f *flight[V]) answerWith(e *Entry[V], from Tier) {
 	if e.Negative {
-		f.c.negativeHit(f.ctx, f.key, tier)
+		f.c.negativeHit(f.ctx, f.key, from)
 		f.cl.err = ErrNotFound
 	} else {
 		f.cl.val = e.Value
@@ -338,12 +339,12 @@ func (c *Cache[V]) serveStale(ctx context.Context, key string, e *Entry[V], reas
 	return e.Value, nil
 }
 
-// negativeHit counts a miss answered by a cached "not found" found in tier
-// and reports it (L1 hits, negative or not, are only counted).
-func (c *Cache[V]) negativeHit(ctx context.Context, key string, tier Tier) {
+// negativeHit counts a miss answered by a cached "not found" found in the
+// tier from, and reports it (L1 hits, negative or not, are only counted).
+func (c *Cache[V]) negativeHit(ctx context.Context, key string, from Tier) {
 	c.ctr.negativeHits.Add(1)
 	if !c.noObs {
-		c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventNegativeHit, Key: c.obsKey(key), Tier: tier})
+		c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventNegativeHit, Key: c.obsKey(key), Tier: from})
 	}
 }
 
