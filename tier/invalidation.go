@@ -55,8 +55,8 @@ type Sink interface {
 type sink[V any] struct{ c *Cache[V] }
 
 func (s sink[V]) DropKeys(keys []string) {
-	s.c.ctr.invReceived.Add(uint64(len(keys)))
 	s.c.dropLocal(keys, false) // no wait: a Sink must not block the bus
+	s.c.ctr.invReceived.Add(uint64(len(keys)))
 }
 
 // dropLocal fences the loads of keys and deletes them from L1. With wait,
@@ -98,7 +98,7 @@ func (c *Cache[V]) setL1(key string, e *Entry[V], cost int64, ttl time.Duration)
 // instant is dropped, one read after it saw the origin after the write, and
 // no clock skew between instances enters the comparison.
 func (s sink[V]) DropTags(tags []string, _ int64) {
-	s.c.ctr.invReceived.Add(uint64(len(tags)))
+	defer s.c.ctr.invReceived.Add(uint64(len(tags))) // counted once applied
 	if i := slices.Index(tags, epochTag); i >= 0 {
 		// Another instance cleared the namespace: L2 is not used until the
 		// replayer has read the new epoch (within replayInterval), so no
