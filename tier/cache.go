@@ -54,9 +54,14 @@ type Cache[V any] struct {
 	epochStale atomic.Bool           // re-read the epoch soon (a clear may have been missed)
 	epochErr   atomic.Pointer[error] // why the last epoch read failed
 
-	sharder Sharder // l2 as a Sharder, or nil
-	brs     breakers
-	fl      flights[V]
+	sharder Sharder  // l2 as a Sharder, or nil
+	lineage Lineager // l2 as a Lineager, or nil
+	// lastLineage is the last token lineage gave; the replayer's (and New's)
+	// alone. "" until one was read.
+	lastLineage string
+	checked     time.Time // when lineage was last asked; the replayer's alone
+	brs         breakers
+	fl          flights[V]
 	// l2Misses tells whether the first L2 round trip of a miss should be
 	// the get-or-lease script (L2 reads mostly miss) or a plain read.
 	l2Misses missScore
@@ -109,6 +114,7 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 	c.epocher, _ = c.l2.(Epocher)
 	c.raiser, _ = c.l2.(EpochRaiser)
 	c.sharder, _ = c.l2.(Sharder)
+	c.lineage, _ = c.l2.(Lineager)
 	_, c.noObs = c.obs.(NoopObserver)
 	ns := "tc:" + strconv.Itoa(len(opts.Namespace)) + ":" + opts.Namespace
 	c.base = ns + ":"
@@ -152,6 +158,9 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 	}
 	if c.epocher != nil {
 		c.readEpoch(c.stop) // a failure leaves L2 unused until the replayer reads it
+	}
+	if c.lineage != nil {
+		c.checkLineage(c.stop) // the first token: what later ones are compared with
 	}
 	if c.l2 != nil || c.pub != nil {
 		c.bg.Add(1)
@@ -357,6 +366,7 @@ func (c *Cache[V]) Stats() Stats {
 		InvalidationOverflows: c.ctr.invOverflows.Load(),
 		EpochMoveOwed:         c.out.owing.Load(),
 		EpochMoves:            c.ctr.epochMoves.Load(),
+		L2Failovers:           c.ctr.failovers.Load(),
 		StaleServed:           c.ctr.staleServed.Load(),
 		InvalidationsSent:     c.ctr.invSent.Load(),
 		InvalidationsReceived: c.ctr.invReceived.Load(),

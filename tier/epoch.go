@@ -91,6 +91,12 @@ func (c *Cache[V]) moveEpoch(ctx context.Context) {
 	known := c.epoch.Load().n
 	var n int64
 	err := c.l2OpOn(ctx, c.breakerOfFull(c.epochK), OpL2Set, "", func(ctx context.Context) (err error) {
+		if reason == ReasonL2Failover && c.raiser != nil {
+			// Every instance that saw the failover moves; the first one
+			// moves for all (the others find the counter past known).
+			n, err = c.raiser.RaiseEpoch(ctx, c.epochK, known)
+			return err
+		}
 		n, err = c.epocher.NextEpoch(ctx, c.epochK)
 		if err == nil && n <= known && c.raiser != nil {
 			// The counter went back (a failover undid increments): move past
@@ -114,5 +120,32 @@ func (c *Cache[V]) moveEpoch(ctx context.Context) {
 	c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventEpochMoved, Tier: TierL2, Reason: reason})
 	if c.pub != nil {
 		c.out.pubClear.Store(true) // sent by the replayer right after
+	}
+}
+
+// checkLineage asks the Lineager L2 whether it may have lost acknowledged
+// writes since the last check. If so, L1 is dropped at once (what it holds
+// may have been read after an undone Delete) and the namespace owes an
+// epoch move, made right away if L2 answers: the keys written before the
+// change are never read again. It runs on the replayer's goroutine (and
+// once in New).
+func (c *Cache[V]) checkLineage(ctx context.Context) {
+	c.checked = time.Now()
+	lctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
+	tok, err := c.lineage.Lineage(lctx)
+	cancel()
+	if err != nil || tok == c.lastLineage {
+		return
+	}
+	prev := c.lastLineage
+	c.lastLineage = tok
+	if prev == "" {
+		return
+	}
+	c.ctr.failovers.Add(1)
+	c.untrust(c.now()+1, ReasonL2Failover)
+	if c.epocher != nil {
+		c.oweEpochMove(ReasonL2Failover)
+		c.moveEpoch(ctx)
 	}
 }

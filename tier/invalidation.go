@@ -41,9 +41,9 @@ type Sink interface {
 	// miss, and fences the running loads that began before it. reason is
 	// reported to the observer ([EventL1Dropped]); every reason but the
 	// cache's own (ReasonDropLocal, ReasonInvalidateAll,
-	// ReasonNamespaceCleared) is taken to mean that invalidations were
-	// lost, a clear of the namespace perhaps among them: the cache then
-	// re-reads the namespace's epoch soon.
+	// ReasonNamespaceCleared, ReasonL2Failover) is taken to mean that
+	// invalidations were lost, a clear of the namespace perhaps among them:
+	// the cache then re-reads the namespace's epoch soon.
 	Untrust(before int64, reason Reason)
 	// LimitAge makes every L1 entry whose read began more than maxAge ago a
 	// miss, checked at each read, until it is called again; 0 lifts the
@@ -58,8 +58,8 @@ type Sink interface {
 type sink[V any] struct{ c *Cache[V] }
 
 func (s sink[V]) DropKeys(keys []string) {
-	s.c.ctr.invReceived.Add(uint64(len(keys)))
 	s.c.dropLocal(keys, false) // no wait: a Sink must not block the bus
+	s.c.ctr.invReceived.Add(uint64(len(keys)))
 }
 
 // dropLocal fences the loads of keys and deletes them from L1. With wait,
@@ -101,7 +101,7 @@ func (c *Cache[V]) setL1(key string, e *Entry[V], cost int64, ttl time.Duration)
 // instant is dropped, one read after it saw the origin after the write, and
 // no clock skew between instances enters the comparison.
 func (s sink[V]) DropTags(tags []string, _ int64) {
-	s.c.ctr.invReceived.Add(uint64(len(tags)))
+	defer s.c.ctr.invReceived.Add(uint64(len(tags))) // counted once applied
 	if i := slices.Index(tags, epochTag); i >= 0 {
 		// Another instance cleared the namespace: L2 is not used until the
 		// replayer has read the new epoch (within replayInterval), so no

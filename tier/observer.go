@@ -189,11 +189,12 @@ const (
 
 // mayHaveMissedClear reports whether an L1 drop for r may hide a lost
 // clear of the namespace: every reason an invalidator gives (messages were
-// lost, or could not be received), unlike the cache's own drops. The cache
-// then re-reads the namespace's epoch soon (one L2 read).
+// lost, or could not be received), unlike the cache's own drops (after a
+// failover the cache moves the epoch itself). The cache then re-reads the
+// namespace's epoch soon (one L2 read).
 func (r Reason) mayHaveMissedClear() bool {
 	switch r {
-	case ReasonDropLocal, ReasonInvalidateAll, ReasonNamespaceCleared:
+	case ReasonDropLocal, ReasonInvalidateAll, ReasonNamespaceCleared, ReasonL2Failover:
 		return false
 	}
 	return true

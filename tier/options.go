@@ -24,6 +24,8 @@ const (
 	DefaultLeaseWait    = 500 * time.Millisecond
 	DefaultMaxClockSkew = 10 * time.Millisecond
 	DefaultMaxPending   = 10000
+	// DefaultLineageInterval is the default of Options.LineageInterval.
+	DefaultLineageInterval = 500 * time.Millisecond
 )
 
 // Clock tells the time. Tests inject a fake one.
@@ -147,6 +149,15 @@ type Options[V any] struct {
 	// lost, and reported.) Default: 10000.
 	MaxPendingInvalidations int
 
+	// LineageInterval is how often the cache asks a [Lineager] L2 whether it
+	// may have lost acknowledged writes (a failover, a restart). After a
+	// change it is seen, L1 is dropped and the namespace moves to its next
+	// epoch: a read between the change and the next check (at most
+	// LineageInterval + L2Timeout) may still return a value an undone write
+	// had replaced or deleted. Keep it well below the invalidator's bound
+	// (invalidate.Options.StaleBound, 3 s by default). Default: 500 ms.
+	LineageInterval time.Duration
+
 	// Observer receives everything beyond L1 hits. Default: NoopObserver.
 	Observer Observer
 	// ObserveRawKeys gives the observer raw keys. By default it gets a
@@ -197,6 +208,7 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 		{"FailSafe", &c.FailSafe, 0},
 		{"FailSafeThrottle", &c.FailSafeThrottle, time.Second},
 		{"SoftTimeout", &c.SoftTimeout, 0},
+		{"LineageInterval", &c.LineageInterval, DefaultLineageInterval},
 	}
 	for _, d := range durations {
 		if *d.d < 0 {

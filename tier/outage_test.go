@@ -171,8 +171,8 @@ func TestCache_Delete_NotLostWhenReplayOverflows(t *testing.T) {
 		s := a.Stats()
 		return !s.EpochMoveOwed && s.EpochMoves == 1 && s.PendingInvalidations == 0
 	}, 10*time.Second, 5*time.Millisecond, "the namespace moved to its next epoch once L2 answered")
-	require.Eventually(t, func() bool { return b.Stats().InvalidationsReceived > heard },
-		10*time.Second, 5*time.Millisecond, "B heard that the namespace was cleared")
+	require.Eventually(t, func() bool { return b.Stats().InvalidationsReceived > heard && b.Key("k") == a.Key("k") },
+		10*time.Second, 5*time.Millisecond, "B heard that the namespace was cleared, and uses the new epoch")
 	for _, k := range keys {
 		neverServes(t, a, k, "old:"+k, "this instance")
 		neverServes(t, b, k, "old:"+k, "another instance")

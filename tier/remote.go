@@ -103,3 +103,17 @@ type Sharder interface {
 	// is known (it may change after a failover).
 	Shard(key string) string
 }
+
+// Lineager is implemented by a [Remote] that can tell when it may have lost
+// writes it acknowledged. Redis replicates asynchronously: a failover (or a
+// restart without persistence) can undo acknowledged writes, and an undone
+// Delete leaves the old bytes in L2 for every instance to read. When the
+// token changes, the cache stops trusting its L1 and moves the namespace to
+// its next epoch (with [EpochRaiser], if L2 has it), so that no key written
+// before the change is read again.
+type Lineager interface {
+	// Lineage returns a token that changes whenever writes L2 acknowledged
+	// may have been lost (for Redis: each master's run_id and replication
+	// id). It is called every Options.LineageInterval, with L2Timeout.
+	Lineage(ctx context.Context) (string, error)
+}

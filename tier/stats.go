@@ -51,6 +51,10 @@ type Stats struct {
 	InvalidationOverflows uint64
 	EpochMoveOwed         bool
 	EpochMoves            uint64
+	// L2Failovers counts the times a [Lineager] L2 said it may have lost
+	// acknowledged writes (a failover or a restart): each dropped L1 and
+	// made the namespace move to its next epoch.
+	L2Failovers uint64
 	// InvalidationsSent counts keys and tags this cache published to the
 	// other instances; InvalidationsReceived those it dropped on their word.
 	InvalidationsSent     uint64
@@ -87,6 +91,7 @@ type counters struct {
 	replayed     atomic.Uint64
 	invOverflows atomic.Uint64
 	breakerOpens atomic.Uint64
+	failovers    atomic.Uint64
 	epochMoves   atomic.Uint64
 	staleServed  atomic.Uint64
 	invSent      atomic.Uint64

@@ -359,14 +359,21 @@ func (c *Cache[V]) replay() {
 		case <-c.out.kick:
 			continue // wait for the next tick: the failure that queued it is fresh
 		}
-		if c.epocher != nil {
-			switch now := time.Now(); {
-			case c.out.owing.Load():
-				c.moveEpoch(c.stop)
-			case !c.epochKnown.Load() || c.epochStale.Load() || now.Sub(lastEpoch) >= epochRefresh:
-				lastEpoch = now
-				c.readEpoch(c.stop)
-			}
+		now := time.Now()
+		readEpoch := c.epocher != nil && (!c.epochKnown.Load() || c.epochStale.Load() || now.Sub(lastEpoch) >= epochRefresh)
+		if c.lineage != nil && (readEpoch || now.Sub(c.checked) >= c.o.LineageInterval) {
+			// Before adopting an epoch another instance moved to (after a
+			// failover, say), see whether L2 changed: the move covers
+			// this instance's view too, and it must not move again past it.
+			c.checkLineage(c.stop)
+		}
+		switch {
+		case c.epocher == nil:
+		case c.out.owing.Load():
+			c.moveEpoch(c.stop)
+		case readEpoch:
+			lastEpoch = now
+			c.readEpoch(c.stop)
 		}
 		c.replayPending(c.stop)
 	}

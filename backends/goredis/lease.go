@@ -163,6 +163,13 @@ func (b *Backend) GetTagged(ctx context.Context, key string, tagKeys []string) (
 
 // TouchTags implements tier.TagStore, one script call per tag, pipelined.
 func (b *Backend) TouchTags(ctx context.Context, tagKeys []string, at int64, ttl time.Duration) error {
+	if b.wait > 0 {
+		return b.replicated(ctx, "touch tags", tagKeys, func(p redis.Pipeliner, keys []string) {
+			for _, k := range keys {
+				p.Eval(ctx, touchTagScript, []string{k}, at, ms(ttl))
+			}
+		})
+	}
 	_, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range tagKeys {
 			p.Eval(ctx, touchTagScript, []string{k}, at, ms(ttl))
@@ -188,6 +195,15 @@ func (b *Backend) Epoch(ctx context.Context, key string) (int64, error) {
 
 // NextEpoch implements tier.Epocher with INCR.
 func (b *Backend) NextEpoch(ctx context.Context, key string) (int64, error) {
+	if b.wait > 0 {
+		var cmd *redis.IntCmd
+		if err := b.replicated(ctx, "next epoch", []string{key}, func(p redis.Pipeliner, keys []string) {
+			cmd = p.Incr(ctx, keys[0])
+		}); err != nil {
+			return 0, err
+		}
+		return cmd.Val(), nil
+	}
 	n, err := b.c.Incr(ctx, key).Result()
 	return n, b.translate("next epoch", err)
 }

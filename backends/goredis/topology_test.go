@@ -2,12 +2,15 @@ package goredis_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tiercache/tiercache/backends/goredis"
+	"github.com/tiercache/tiercache/internal/redistest"
 )
 
 // TestBackend_Cluster_FollowsKilledMaster: a master is SIGKILLed and its
@@ -21,18 +24,21 @@ func TestBackend_Cluster_FollowsKilledMaster(t *testing.T) {
 		t.Skip("long fault test; run without -short")
 	}
 	t.Parallel()
-	cl := startCluster(t)
-	cc := cl.client(t)
+	cl := redistest.StartCluster(t, nil)
+	cc := cl.Client(t) // go-redis's defaults
 	be := goredis.Must(cc, nil)
 	ctx := t.Context()
-	key := keyOn(t, cc, "k:", cl.masters[0].Addr())
-	other := keyOn(t, cc, "o:", cl.masters[1].Addr())
-	require.Equal(t, cl.masters[0].Addr(), be.Shard(key), "Shard names the slot's master")
-	require.Equal(t, cl.masters[1].Addr(), be.Shard(other))
+	masters := cl.Masters()
+	key := keyOn(t, cc, "k:", masters[0].Addr())
+	other := keyOn(t, cc, "o:", masters[1].Addr())
+	require.Equal(t, masters[0].Addr(), be.Shard(key), "Shard names the slot's master")
+	require.Equal(t, masters[1].Addr(), be.Shard(other))
 	require.NoError(t, be.Set(ctx, key, []byte("v1"), time.Minute))
 
-	replica := cl.replica.Client(t)
-	cl.masters[0].Kill()
+	replicaSrv := cl.ReplicaOf(masters[0])
+	require.NotNil(t, replicaSrv)
+	replica := replicaSrv.Client(t)
+	masters[0].Kill()
 	killed := time.Now()
 	var promoted time.Time
 	require.Eventually(t, func() bool {
@@ -48,8 +54,34 @@ func TestBackend_Cluster_FollowsKilledMaster(t *testing.T) {
 	t.Logf("replica promoted %v after the kill; writes back %v after the promotion",
 		promoted.Sub(killed).Round(time.Millisecond), back.Sub(promoted).Round(time.Millisecond))
 	require.Less(t, back.Sub(promoted), 2*time.Second, "writes came back within 2 s of the promotion")
-	require.Equal(t, cl.replica.Addr(), be.Shard(key), "the key's shard is the promoted replica")
+	require.Equal(t, replicaSrv.Addr(), be.Shard(key), "the key's shard is the promoted replica")
 	v, err := be.Get(ctx, key)
 	require.NoError(t, err)
 	require.Equal(t, "v2", string(v))
+}
+
+// keyOn returns a key (with prefix) whose slot master addr serves.
+func keyOn(t *testing.T, c *redis.ClusterClient, prefix, addr string) string {
+	t.Helper()
+	for i := range 10000 {
+		k := prefix + strconv.Itoa(i)
+		m, err := c.MasterForKey(t.Context(), k)
+		require.NoError(t, err)
+		if m.Options().Addr == addr {
+			return k
+		}
+	}
+	t.Fatalf("no key on %s", addr)
+	return ""
+}
+
+// role returns a server's replication role ("master", "slave"), or "" if
+// it does not answer.
+func role(ctx context.Context, c *redis.Client) string {
+	v, err := c.Do(ctx, "ROLE").Slice()
+	if err != nil || len(v) == 0 {
+		return ""
+	}
+	s, _ := v[0].(string)
+	return s
 }

@@ -20,6 +20,35 @@
 //		srv.Restart() // same port, no data
 //	}
 //
+// # Cluster and Sentinel
+//
+// [StartCluster] starts a Redis Cluster (default 3 masters, each with one
+// replica, cluster-node-timeout 1500 ms) and [StartSentinel] a master with
+// its replica watched by three Sentinels (`redis-server --sentinel`), both
+// on free loopback ports and ready to use when they return (every node
+// agrees on the slot map or the master, replicas are in sync). Their
+// Client methods return go-redis's cluster and failover clients with
+// go-redis's defaults. The faults a test drives:
+//
+//	c := redistest.StartCluster(t, nil)
+//	m := c.MasterOfKey("user:1")
+//	r := c.ReplicaOf(m)
+//	c.MigrateSlot(c.Slot("user:1"), other) // the slot and its keys move
+//	c.Failover(r)                         // graceful CLUSTER FAILOVER, waits until promoted
+//	r.Kill()                              // or Pause: the nodes are Servers
+//	c.WaitPromoted(m)                     // m, its replica now, takes over
+//
+//	s := redistest.StartSentinel(t, nil)
+//	s.Failover()                 // SENTINEL FAILOVER, waits for +switch-master
+//	s.WaitSwitch(s.KillMaster()) // SIGKILL, then wait until the Sentinels switch
+//
+// Every wait polls the servers' own state (CLUSTER NODES, CLUSTER INFO,
+// ROLE, SENTINEL MASTER), bounded by [DefaultWaitTimeout]. A cluster starts
+// in about 2.5 s (a new master reports cluster_state:ok no sooner than 2 s
+// after it started); a Sentinel set in about 3 s (Sentinels announce
+// themselves every 2 s); a killed master is replaced about NodeTimeout or
+// DownAfter plus 1–2 s later.
+//
 // The server's log is kept in its temporary directory and written to the test
 // log only if the test fails.
 //

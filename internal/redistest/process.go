@@ -24,6 +24,9 @@ const (
 	// as well as for PING makes sure the PING was answered by our process
 	// and not by another server that owns the port.
 	readyLine = "Ready to accept connections"
+	// sentinelReadyLine is what redis-server --sentinel logs once it
+	// listens (it never logs readyLine).
+	sentinelReadyLine = "Sentinel ID is"
 	// addrInUseLine is what redis-server logs when it cannot bind.
 	addrInUseLine = "Address already in use"
 )
@@ -86,14 +89,21 @@ func (s *Server) launch() (*process, error) {
 
 // commandLine returns the redis-server arguments for s.port.
 func (s *Server) commandLine() []string {
-	args := []string{
+	var args []string
+	if s.confPath != "" {
+		args = append(args, s.confPath) // must come first
+	}
+	if s.busPort != 0 {
+		args = append(args, "--cluster-port", strconv.Itoa(s.busPort))
+	}
+	args = append(args,
 		"--save", "",
 		"--appendonly", "no",
 		"--bind", host,
 		"--port", strconv.Itoa(s.port),
 		"--dir", s.dir,
 		"--daemonize", "no",
-	}
+	)
 	return append(args, s.args...)
 }
 
@@ -111,7 +121,7 @@ func (s *Server) waitReady(p *process, off int64) error {
 			}
 			return fmt.Errorf("redistest: redis-server on %s exited before it was ready: %v", addr, p.err)
 		}
-		if strings.Contains(s.readLog(off), readyLine) && ping(addr) == nil {
+		if strings.Contains(s.readLog(off), s.readyLine) && ping(addr) == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -177,13 +187,14 @@ func (s *Server) readLog(off int64) string {
 // them could expose the server beyond loopback, persist data across Restart,
 // or hide its log.
 var reservedArgs = map[string]bool{
-	"bind":       true,
-	"port":       true,
-	"dir":        true,
-	"daemonize":  true,
-	"logfile":    true,
-	"save":       true,
-	"appendonly": true,
+	"bind":         true,
+	"port":         true,
+	"dir":          true,
+	"daemonize":    true,
+	"logfile":      true,
+	"cluster-port": true,
+	"save":         true,
+	"appendonly":   true,
 }
 
 // quietLogLevels hide readyLine, which launch waits for.

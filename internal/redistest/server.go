@@ -48,9 +48,13 @@ type Server struct {
 	logPath  string   // redis-server's stdout and stderr, appended across restarts
 	password string   // value of --requirepass, if any
 
-	// port is set once by Start before the Server is returned and is
-	// immutable afterwards.
-	port int
+	confPath  string // config file given as the first argument, or ""
+	readyLine string // what the log says once the server listens
+
+	// port and busPort (the cluster bus port, 0 if none) are set once by
+	// Start before the Server is returned and are immutable afterwards.
+	port, busPort int
+	clusterBus    bool // Start picks a busPort
 
 	mu      sync.Mutex // guards the fields below
 	proc    *process   // nil while the server is not running
@@ -70,11 +74,29 @@ type Server struct {
 // installs it. It never skips the test.
 func Start(t testing.TB, args ...string) *Server {
 	t.Helper()
+	return start(t, serverConfig{args: args})
+}
+
+// serverConfig is what the cluster and sentinel helpers add to [Start].
+type serverConfig struct {
+	args []string
+	// conf, if not empty, is written to a file given to redis-server as its
+	// first argument (Sentinel needs a config file it can rewrite).
+	conf string
+	// sentinel runs the server in Sentinel mode.
+	sentinel bool
+	// clusterBus picks a second free port for --cluster-port.
+	clusterBus bool
+}
+
+// start is [Start] with the options of serverConfig.
+func start(t testing.TB, cfg serverConfig) *Server {
+	t.Helper()
 	bin, err := exec.LookPath(binary)
 	if err != nil {
 		t.Fatalf("redistest: %s not found on PATH (%v); install it with: %s", binary, err, installHint)
 	}
-	password, err := checkArgs(args)
+	password, err := checkArgs(cfg.args)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -85,16 +107,28 @@ func Start(t testing.TB, args ...string) *Server {
 		t.Fatalf("redistest: create log: %v", err)
 	}
 	s := &Server{
-		tb:       t,
-		bin:      bin,
-		args:     append([]string(nil), args...),
-		dir:      dir,
-		logPath:  logPath,
-		password: password,
-		logFile:  logFile,
+		tb:         t,
+		bin:        bin,
+		args:       append([]string(nil), cfg.args...),
+		dir:        dir,
+		logPath:    logPath,
+		password:   password,
+		readyLine:  readyLine,
+		clusterBus: cfg.clusterBus,
+		logFile:    logFile,
+	}
+	if cfg.sentinel {
+		s.readyLine = sentinelReadyLine
+		s.args = append([]string{"--sentinel"}, s.args...)
 	}
 	// Registered after t.TempDir, so it runs before the directory is removed.
 	t.Cleanup(s.cleanup)
+	if cfg.conf != "" {
+		s.confPath = filepath.Join(dir, "redis.conf")
+		if err := os.WriteFile(s.confPath, []byte(cfg.conf), 0o600); err != nil {
+			t.Fatalf("redistest: write config: %v", err)
+		}
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -104,6 +138,11 @@ func Start(t testing.TB, args ...string) *Server {
 			t.Fatalf("redistest: pick a free port: %v", err)
 		}
 		s.port = port
+		if s.clusterBus {
+			if s.busPort, err = freePortOtherThan(port); err != nil {
+				t.Fatalf("redistest: pick a free port: %v", err)
+			}
+		}
 		p, err := s.launch()
 		if err == nil {
 			s.proc = p
@@ -295,6 +334,16 @@ func (s *Server) cleanup() {
 	}
 	if s.tb.Failed() {
 		s.tb.Logf("redistest: redis-server %s log:\n%s", s.Addr(), s.readLog(0))
+	}
+}
+
+// freePortOtherThan returns a free loopback TCP port other than port.
+func freePortOtherThan(port int) (int, error) {
+	for {
+		p, err := freePort()
+		if err != nil || p != port {
+			return p, err
+		}
 	}
 }
 

@@ -1,0 +1,401 @@
+package ratelimit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Limiter decides, per policy and actor, whether a call fits its quotas.
+// Create it with [New]. It is safe for concurrent use and starts no
+// goroutines, so it needs no Close; the Redis client stays the caller's.
+type Limiter struct {
+	o        Options
+	policies map[string]*policy
+	list     []*policy
+	hash     *hasher
+	br       circuit
+	denials  *denials // nil with Options.NoDenialCache
+	locals   *locals
+	base     time.Time // the zero of now()
+	idPrefix string    // unique to this Limiter: sliding-log members
+	seq      atomic.Uint64
+	noObs    bool
+
+	st stats
+}
+
+// New returns a Limiter for the policies in o.
+func New(o *Options) (*Limiter, error) {
+	c, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	l := &Limiter{o: c, policies: make(map[string]*policy, len(c.Policies)), hash: newHasher(c.ActorSecret)}
+	for i, p := range c.Policies {
+		cp, err := compile(p, i)
+		if err != nil {
+			return nil, err
+		}
+		l.list = append(l.list, cp)
+	}
+	if err := resolve(l.list); err != nil {
+		return nil, err
+	}
+	for _, p := range l.list {
+		l.policies[p.Name] = p
+	}
+	l.base = c.Clock.Now()
+	l.br = newBreaker(c.BreakerFailures, c.BreakerCooldown, l.now)
+	if !c.NoDenialCache {
+		l.denials = newDenials(c.DenialCacheSize)
+	}
+	l.locals = newLocals(c.LocalActors, l.list)
+	var id [6]byte
+	_, _ = rand.Read(id[:]) // crypto/rand.Read never fails (Go 1.24+).
+	l.idPrefix = base64.RawURLEncoding.EncodeToString(id[:]) + "."
+	_, l.noObs = c.Observer.(NoopObserver)
+	return l, nil
+}
+
+// Must is like [New] but panics on an error.
+func Must(o *Options) *Limiter {
+	l, err := New(o)
+	if err != nil {
+		panic(err)
+	}
+	return l
+}
+
+// now is the Limiter's monotonic clock, in nanoseconds since New.
+func (l *Limiter) now() int64 { return int64(l.o.Clock.Now().Sub(l.base)) }
+
+// Allow asks for one unit of policy for actor. It is AllowN with n = 1.
+func (l *Limiter) Allow(ctx context.Context, policy, actor string) (Decision, error) {
+	return l.AllowN(ctx, policy, actor, 1)
+}
+
+// AllowN asks for n units of policy (and of the policies it includes) for
+// actor, and consumes them from every window if and only if every window
+// has room.
+//
+// A Redis failure is never returned: while Redis cannot be reached the
+// policy's OutageMode decides (see [Decision.Source]), and the fallback is
+// counted ([Limiter.Stats]) and reported to the Observer. The errors are
+// [ErrUnknownPolicy], [ErrInvalidActor], [ErrInvalidCost], and the
+// caller's own context error when ctx ends before Redis answers.
+//
+// The actor is any string naming who is limited ("admin:42", an IP); it
+// never leaves the process as given: Redis keys and telemetry carry its
+// keyed hash.
+func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Decision, error) {
+	p := l.policies[policy]
+	switch {
+	case p == nil:
+		return Decision{}, fmt.Errorf("%w: %q", ErrUnknownPolicy, policy)
+	case actor == "":
+		return Decision{}, ErrInvalidActor
+	case n < 1 || n > p.callMaxCost:
+		return Decision{}, fmt.Errorf("%w: %d units of policy %q (it admits 1 to %d at once)", ErrInvalidCost, n, p.Name, p.callMaxCost)
+	}
+	now := l.now()
+	if l.denials != nil && p.cacheable {
+		for _, q := range p.all {
+			if e, ok := l.denials.get(actorKey{q.index, actor}, n, now); ok {
+				d := cachedDecision(p, q, e, n, now)
+				l.st.cacheDenied.Add(1)
+				if !l.noObs {
+					l.o.Observer.Decided(ctx, Event{Policy: p.Name, Actor: l.hash.hash(actor), Decision: &d})
+				}
+				return d, nil
+			}
+		}
+	}
+	if l.o.Client == nil {
+		return l.outage(ctx, p, actor, "", n, ReasonNoRedis, nil, 0), nil
+	}
+	ah := l.hash.hash(actor)
+	if !l.br.Allow() {
+		return l.outage(ctx, p, actor, ah, n, ReasonBreakerOpen, nil, 0), nil
+	}
+
+	keys := make([]string, len(p.all))
+	for i, q := range p.all {
+		keys[i] = key(l.o.Namespace, ah, q.Name)
+	}
+	args := make([]any, 0, 2+p.nargs)
+	id := ""
+	if p.logs {
+		id = l.idPrefix + strconv.FormatUint(l.seq.Add(1), 36)
+	}
+	args = append(args, n, id)
+	for _, q := range p.all {
+		args = append(args, q.args...)
+	}
+	t0 := l.now()
+	cctx, cancel := l.callContext(ctx)
+	v, err := decideScript.Run(cctx, l.o.Client, keys, args...).Result()
+	dur := time.Duration(l.now() - t0)
+	cancel()
+	var r reply
+	if err == nil {
+		r, err = parseReply(v, p.nwin)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			// The caller gave up: neither Redis's failure nor a decision.
+			return Decision{}, fmt.Errorf("ratelimit: %s: %w", p.Name, ctx.Err())
+		}
+		l.br.Failure(err)
+		reason := ReasonRedisError
+		if isTimeout(err) {
+			reason = ReasonRedisTimeout
+			l.st.redisTimeouts.Add(1)
+		} else {
+			l.st.redisErrors.Add(1)
+		}
+		return l.outage(ctx, p, actor, ah, n, reason, err, dur), nil
+	}
+	l.br.Success()
+
+	d := l.redisDecision(p, n, r)
+	if d.Allowed {
+		l.st.redisAllowed.Add(1)
+		for _, q := range p.all {
+			if q.Outage == Local && !l.locals.record(q, actor, n, t0) {
+				l.st.localUntracked.Add(1)
+			}
+		}
+	} else {
+		l.st.redisDenied.Add(1)
+		if l.denials != nil && p.cacheable {
+			l.cacheDenials(p, actor, n, t0, d.Windows)
+		}
+	}
+	if !l.noObs {
+		l.o.Observer.Decided(ctx, Event{Policy: p.Name, Actor: ah, Decision: &d, Duration: dur})
+	}
+	return d, nil
+}
+
+// callContext bounds a Redis call by Options.Timeout, unless ctx already
+// ends sooner (then ctx is used as is, sparing a context per call).
+func (l *Limiter) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= l.o.Timeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, l.o.Timeout)
+}
+
+// isTimeout reports whether err is a timeout (ours or the network's).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// redisDecision builds the Decision of a script reply.
+func (l *Limiter) redisDecision(p *policy, n int, r reply) Decision {
+	d := Decision{
+		Allowed: r.allowed,
+		Policy:  p.Name,
+		Cost:    n,
+		Source:  SourceRedis,
+		Windows: make([]Window, 0, p.nwin),
+		Time:    time.UnixMicro(r.nowMicros),
+	}
+	j := 0
+	for _, q := range p.all {
+		for i, lim := range q.Limits {
+			d.Windows = append(d.Windows, Window{
+				Policy:     q.Name,
+				Name:       q.names[i],
+				Limit:      lim.N,
+				Per:        lim.Per,
+				Remaining:  int(max(0, r.windows[j])),
+				Reset:      time.Duration(max(0, r.windows[j+1])) * time.Microsecond,
+				RetryAfter: time.Duration(max(0, r.windows[j+2])) * time.Microsecond,
+			})
+			j += 3
+		}
+	}
+	summarize(&d)
+	return d
+}
+
+// summarize fills the Decision's summary fields from its windows: the
+// window with the least room, and the one that denied for longest.
+func summarize(d *Decision) {
+	d.Remaining, d.Limit, d.Reset, d.RetryAfter, d.DeniedBy = -1, 0, 0, 0, ""
+	for i, w := range d.Windows {
+		if i == 0 || w.Remaining < d.Remaining || w.Remaining == d.Remaining && w.Reset > d.Reset {
+			d.Remaining, d.Limit, d.Reset = w.Remaining, w.Limit, w.Reset
+		}
+		if !d.Allowed && w.RetryAfter > 0 && (d.DeniedBy == "" || w.RetryAfter > d.RetryAfter) {
+			d.RetryAfter, d.DeniedBy = w.RetryAfter, w.Name
+		}
+	}
+}
+
+// cacheDenials remembers, for each policy of the call that denied it, until
+// when no call of cost n can fit it. until is counted from t0, taken before
+// the call was sent and so before Redis decided: the cached denial ends no
+// later than the real one.
+func (l *Limiter) cacheDenials(p *policy, actor string, n int, t0 int64, ws []Window) {
+	j := 0
+	for _, q := range p.all {
+		best := -1
+		for i := range q.Limits {
+			if w := ws[j+i]; w.RetryAfter > 0 && (best < 0 || w.RetryAfter > ws[j+best].RetryAfter) {
+				best = i
+			}
+		}
+		if best >= 0 {
+			l.denials.put(actorKey{q.index, actor}, denial{until: t0 + int64(ws[j+best].RetryAfter), cost: n, window: best}, l.now())
+		}
+		j += len(q.Limits)
+	}
+}
+
+// cachedDecision is the Decision for a call the denial cache answers.
+func cachedDecision(p, q *policy, e denial, n int, now int64) Decision {
+	lim := q.Limits[e.window]
+	retry := time.Duration(e.until - now)
+	d := Decision{
+		Policy: p.Name,
+		Cost:   n,
+		Source: SourceDenialCache,
+		Windows: []Window{{
+			Policy: q.Name, Name: q.names[e.window], Limit: lim.N, Per: lim.Per,
+			// Known only to be short of n: reported as none.
+			Remaining: 0, Reset: retry, RetryAfter: retry,
+		}},
+	}
+	summarize(&d)
+	return d
+}
+
+// outage decides a call without Redis, by the strictest outage mode of the
+// policies it touches (FailClosed over Local over FailOpen), and counts and
+// reports it as a fallback.
+func (l *Limiter) outage(ctx context.Context, p *policy, actor, ah string, n int, reason string, err error, dur time.Duration) Decision {
+	d := Decision{Policy: p.Name, Cost: n, Remaining: -1}
+	switch p.outage {
+	case FailClosed:
+		d.Source = SourceFailClosed
+		d.RetryAfter = l.o.BreakerCooldown
+		l.st.failClosed.Add(1)
+	case FailOpen:
+		d.Source, d.Allowed = SourceFailOpen, true
+		l.st.failOpen.Add(1)
+	default:
+		d.Source = SourceLocal
+		now := l.now()
+		results := make([]localResult, 0, len(p.all))
+		ok := true
+		for _, q := range p.all {
+			if q.Outage != Local {
+				continue // FailOpen: nothing to check
+			}
+			res := l.locals.check(q, actor, n, now)
+			if res.full {
+				reason = ReasonLocalFull
+			}
+			ok = ok && res.ok
+			results = append(results, res)
+			d.Windows = append(d.Windows, res.windows...)
+		}
+		d.Allowed = ok
+		if ok {
+			for _, q := range p.all {
+				if q.Outage == Local && !l.locals.record(q, actor, n, now) {
+					l.st.localUntracked.Add(1)
+				}
+			}
+			l.st.localAllowed.Add(1)
+		} else {
+			l.st.localDenied.Add(1)
+		}
+		summarize(&d)
+	}
+	switch reason {
+	case ReasonBreakerOpen:
+		l.st.breakerSkips.Add(1)
+	case ReasonLocalFull:
+		l.st.localFull.Add(1)
+	}
+	if !l.noObs {
+		if ah == "" {
+			ah = l.hash.hash(actor)
+		}
+		l.o.Observer.Decided(ctx, Event{Policy: p.Name, Actor: ah, Decision: &d, Reason: reason, Err: err, Duration: dur})
+	}
+	return d
+}
+
+// Quotas returns the windows of policy and of the policies it includes, in
+// the order of Decision.Windows, with Remaining at each window's full
+// quota: what the RateLimit-Policy HTTP field describes.
+func (l *Limiter) Quotas(policy string) ([]Window, error) {
+	p := l.policies[policy]
+	if p == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownPolicy, policy)
+	}
+	var ws []Window
+	for _, q := range p.all {
+		for i, lim := range q.Limits {
+			ws = append(ws, Window{Policy: q.Name, Name: q.names[i], Limit: lim.N, Per: lim.Per, Remaining: lim.N, Reset: lim.Per})
+		}
+	}
+	return ws, nil
+}
+
+// Outage returns the outage mode a call of policy falls back to: the
+// strictest of the policy's and those it includes (FailClosed over Local
+// over FailOpen).
+func (l *Limiter) Outage(policy string) (OutageMode, error) {
+	p := l.policies[policy]
+	if p == nil {
+		return 0, fmt.Errorf("%w: %q", ErrUnknownPolicy, policy)
+	}
+	return p.outage, nil
+}
+
+// Reset forgets actor's use of policy (not of the policies it includes):
+// its Redis key, and this instance's cached denials and local log. It is
+// for administrators and tests.
+//
+// NOTE: other instances keep their cached denials of actor until those run
+// out (at most the policy's longest window).
+func (l *Limiter) Reset(ctx context.Context, policy, actor string) error {
+	p := l.policies[policy]
+	if p == nil {
+		return fmt.Errorf("%w: %q", ErrUnknownPolicy, policy)
+	}
+	if actor == "" {
+		return ErrInvalidActor
+	}
+	l.forget(p, actor)
+	if l.o.Client == nil {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
+	defer cancel()
+	if err := l.o.Client.Del(cctx, key(l.o.Namespace, l.hash.hash(actor), p.Name)).Err(); err != nil {
+		return fmt.Errorf("ratelimit: reset %s: %w", p.Name, err)
+	}
+	return nil
+}
+
+// forget drops this instance's in-memory state of actor for p.
+func (l *Limiter) forget(p *policy, actor string) {
+	if l.denials != nil {
+		l.denials.forget(actor, []*policy{p})
+	}
+	l.locals.forget(actor, []*policy{p})
+}
