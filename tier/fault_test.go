@@ -127,8 +127,8 @@ func over[V any](t *testing.T, rdb *redis.Client, o tier.Options[V]) *tier.Cache
 }
 
 // reasons counts the fallback reasons an observer heard.
-func reasons(rec *recorder) map[string]int {
-	m := map[string]int{}
+func reasons(rec *recorder) map[tier.Reason]int {
+	m := map[tier.Reason]int{}
 	for _, e := range rec.Events() {
 		if e.Kind == tier.EventFallback {
 			m[e.Reason]++

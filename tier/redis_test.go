@@ -650,3 +650,38 @@ func TestCache_L2_DeleteDuringSetWins(t *testing.T) {
 	}
 	require.Zero(t, rdb.Exists(ctx, c.Key("k")).Val(), "L2 holds nothing")
 }
+
+// A cached "not found" that answers a read from L2 is reported
+// (EventNegativeHit, on the tier it came from) and counted; one in L1 is
+// only counted, like every L1 hit.
+func TestCache_L2_NegativeHitReported(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	notFound := func(context.Context, string) (string, error) { return "", tier.ErrNotFound }
+	a, rdb := instance(t, srv, tier.Options[string]{L2Timeout: 5 * time.Second})
+	_, err := a.GetOrLoad(t.Context(), "gone", notFound)
+	require.ErrorIs(t, err, tier.ErrNotFound)
+	require.Eventually(t, func() bool { return rdb.Exists(t.Context(), a.Key("gone")).Val() == 1 }, 5*time.Second, time.Millisecond)
+
+	rec := &recorder{}
+	b, _ := instance(t, srv, tier.Options[string]{L2Timeout: 5 * time.Second, Observer: rec})
+	_, err = b.GetOrLoad(t.Context(), "gone", func(context.Context, string) (string, error) {
+		t.Error("loader called: the negative entry is in L2")
+		return "", nil
+	})
+	require.ErrorIs(t, err, tier.ErrNotFound)
+	require.Equal(t, 1, rec.Count(tier.EventNegativeHit))
+	for _, e := range rec.Events() {
+		if e.Kind == tier.EventNegativeHit {
+			require.Equal(t, tier.TierL2, e.Tier)
+		}
+	}
+	require.EqualValues(t, 1, b.Stats().NegativeHits)
+
+	require.Eventually(t, func() bool { // now from L1
+		_, err := b.GetOrLoad(t.Context(), "gone", notFound)
+		return errors.Is(err, tier.ErrNotFound) && b.Stats().L1Hits > 0
+	}, 5*time.Second, time.Millisecond)
+	require.Equal(t, 1, rec.Count(tier.EventNegativeHit), "an L1 hit is not reported")
+	require.GreaterOrEqual(t, b.Stats().NegativeHits, uint64(2))
+}

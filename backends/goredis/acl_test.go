@@ -43,8 +43,10 @@ func TestMain(m *testing.M) {
 //     SET and DEL (writes), EVALSHA and EVAL (the lease and tag-time Lua
 //     scripts; go-redis falls back to EVAL on NOSCRIPT, and the scripts
 //     call GETRANGE, SET and GET), GET (tag times and the epoch), INCR
-//     (InvalidateAll), and PUBLISH, SUBSCRIBE and UNSUBSCRIBE
-//     (invalidate.Bus). go-redis's HELLO with AUTH needs no grant.
+//     (InvalidateAll), INFO (the cache's lineage check: run_id and
+//     replication id, to notice a failover; see tier.Lineager), and
+//     PUBLISH, SUBSCRIBE and UNSUBSCRIBE (invalidate.Bus). go-redis's HELLO
+//     with AUTH needs no grant.
 //
 // Nothing in the list can be dropped: TestBackend_LeastPrivilegeACL shows
 // that the cache's work is refused without each one.
@@ -55,7 +57,7 @@ func TestMain(m *testing.M) {
 // DisableIdentity, to keep the log clean.
 const tenantACL = "tc on >tc-secret resetkeys ~tc:7:tenantA:* ~tc:7:tenantA#t:* ~tc:7:tenantA#epoch " +
 	"resetchannels &tc:7:tenantA#inv " +
-	"-@all +getrange +get +set +del +evalsha +eval +incr +publish +subscribe +unsubscribe"
+	"-@all +getrange +get +set +del +evalsha +eval +incr +info +publish +subscribe +unsubscribe"
 
 // setUser runs ACL SETUSER with acl (reset first, so a shorter list really
 // takes commands away) and clears ACL LOG.

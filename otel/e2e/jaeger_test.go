@@ -301,7 +301,7 @@ func TestJaeger(t *testing.T) {
 				require.NotEmpty(t, tg["error.type"])
 				fb := s.events("cache.fallback")
 				require.Len(t, fb, 1, "the failed read says it fell back")
-				require.Contains(t, []any{tier.ReasonL2Error, tier.ReasonL2Timeout}, fb[0]["cache.fallback.reason"])
+				require.Contains(t, []any{string(tier.ReasonL2Error), string(tier.ReasonL2Timeout)}, fb[0]["cache.fallback.reason"])
 				l2Failures++
 			case s.OperationName == "tiercache load":
 				require.Equal(t, "origin", tg["cache.tier"])
@@ -310,7 +310,7 @@ func TestJaeger(t *testing.T) {
 				loads++
 			case strings.HasSuffix(s.OperationName, "(redis down)"):
 				for _, fb := range s.events("cache.fallback") {
-					if fb["cache.fallback.reason"] == tier.ReasonBreakerOpen {
+					if fb["cache.fallback.reason"] == string(tier.ReasonBreakerOpen) {
 						breakerFallbacks++
 					}
 				}
