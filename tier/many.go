@@ -161,7 +161,7 @@ func (c *Cache[V]) runMany(ctx context.Context, keys []string, calls []*call[V],
 	for j, i := range rest {
 		restKeys[j] = keys[i]
 	}
-	vals, err, panicked := c.callBatchLoader(fctx, restKeys, load)
+	vals, panicked, err := c.callBatchLoader(fctx, restKeys, load)
 	for _, i := range rest {
 		cl := calls[i]
 		switch {
@@ -184,7 +184,9 @@ func (c *Cache[V]) runMany(ctx context.Context, keys []string, calls []*call[V],
 	}
 }
 
-func (c *Cache[V]) callBatchLoader(ctx context.Context, keys []string, load BatchLoadFunc[V]) (vals map[string]V, err error, panicked *PanicError) {
+// callBatchLoader calls load for keys, turning a panic into panicked (err
+// is then panicked too).
+func (c *Cache[V]) callBatchLoader(ctx context.Context, keys []string, load BatchLoadFunc[V]) (vals map[string]V, panicked *PanicError, err error) {
 	call := c.call(OpLoad, "")
 	if len(keys) == 1 {
 		call = c.call(OpLoad, keys[0])
@@ -203,7 +205,7 @@ func (c *Cache[V]) callBatchLoader(ctx context.Context, keys []string, load Batc
 		c.obs.End(ctx, call, Result{Hit: err == nil, Err: err, Duration: opDuration(t0)})
 	}()
 	vals, err = load(ctx, keys)
-	return vals, err, nil
+	return vals, nil, err
 }
 
 // manyFromL2 reads keys from L2 in one round trip; entries[i] is nil for a

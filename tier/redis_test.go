@@ -264,6 +264,9 @@ func TestCache_L2_Tags(t *testing.T) {
 // L2Timeout and an instant origin); BenchmarkCache_L2Down measures the
 // wait of a read while L2 is down.
 func TestCache_L2_RedisKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long fault test; run without -short")
+	}
 	t.Parallel()
 	srv := redistest.Start(t)
 	const l2Timeout = 50 * time.Millisecond
