@@ -542,7 +542,7 @@ func TestCache_L2_ReadDuringWriteDoesNotSurviveIt(t *testing.T) {
 				require.Eventually(t, func() bool { // and the old value is in L1
 					v, ok := c.GetIfPresent("k")
 					return ok && v.Name == "old"
-				}, time.Second, time.Millisecond)
+				}, 5*time.Second, time.Millisecond)
 			}
 			require.NoError(t, tt.write(ctx, c))
 			// An observation window: the old copy's L1 write may be queued
@@ -573,7 +573,7 @@ func TestCache_L2_SoftTimeoutWhileL2Stuck(t *testing.T) {
 	load := func(context.Context, string) (*profile, error) { return &profile{Name: fmt.Sprint(n.Add(1))}, nil }
 	_, err := c.GetOrLoad(ctx, "k", load)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { _, ok := c.GetIfPresent("k"); return ok }, time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { _, ok := c.GetIfPresent("k"); return ok }, 5*time.Second, time.Millisecond)
 	clock.Advance(2 * time.Minute) // the L1 copy is stale, within FailSafe
 	srv.Pause()
 	type res struct {
@@ -644,7 +644,7 @@ func TestCache_L2_LeaseFirstReplacesBadBytes(t *testing.T) {
 				var p profile
 				_, derr := codec.Decode(codec.Msgpack(), b, 0, 0, &p)
 				return err == nil && derr == nil && p.Name == "bad"
-			}, 2*time.Second, 5*time.Millisecond, "L2 holds the loaded value")
+			}, 10*time.Second, 5*time.Millisecond, "L2 holds the loaded value")
 			o.Observer = nil
 			b, _ := instance(t, srv, o)
 			n := loads.Load()
