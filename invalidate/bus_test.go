@@ -52,7 +52,11 @@ func newNode(t testing.TB, srv *redistest.Server, ns string, no nodeOpts) *node 
 			o.Addr = addr
 		}
 		o.MaxRetries = -1
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+		// Socket timeouts far above the contexts' deadlines (L2Timeout,
+		// the bus's own), which bound every call. At 200 ms, a busy
+		// machine made DELs and PUBLISHes time out in tests that are not
+		// about timeouts.
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 5*time.Second, 5*time.Second, 5*time.Second
 		c := redis.NewClient(o)
 		t.Cleanup(func() { _ = c.Close() })
 		return c
@@ -61,7 +65,10 @@ func newNode(t testing.TB, srv *redistest.Server, ns string, no nodeOpts) *node 
 	rec := &obstest.Recorder{}
 	l2Timeout := no.l2Timeout
 	if l2Timeout == 0 {
-		l2Timeout = time.Second
+		// Generous: most tests here are not about a slow Redis, and on a
+		// busy machine 500 concurrent Deletes did not all get their DEL
+		// and PUBLISH through a 20-connection pool within 1 s.
+		l2Timeout = 5 * time.Second
 	}
 	c, err := tier.New(&tier.Options[string]{
 		Namespace: ns, L2: goredis.Must(client(no.cacheAddr), nil), Invalidator: bus, Observer: rec,
