@@ -48,14 +48,14 @@ func (s *sink) DropKeys(keys []string) {
 
 func (s *sink) DropTags([]string, int64) {}
 
-func (s *sink) Untrust(_ int64, reason string) {
+func (s *sink) Untrust(_ int64, reason tier.Reason) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.untrust[reason]++
+	s.untrust[string(reason)]++
 	s.note()
 }
 
-func (s *sink) LimitAge(maxAge time.Duration, _ string) {
+func (s *sink) LimitAge(maxAge time.Duration, _ tier.Reason) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.limited = maxAge > 0
