@@ -218,6 +218,23 @@ func (f *flight[V]) answerHit() {
 	close(f.cl.done)
 }
 
+// toL1 puts e in L1 unless the flight was fenced (keeps I3), charged with
+// its encoded size, and if L1 took it the call must be retired: the write
+// becomes visible asynchronously, and the call answers until it does.
+func (f *flight[V]) toL1(e *Entry[V]) {
+	c := f.c
+	ttl := time.Duration(e.Deadline - c.now())
+	if ttl <= 0 {
+		return
+	}
+	cost := c.cost(f.key, e.Value, e.size)
+	accepted := false
+	c.fl.install(&f.cl, func() { accepted = c.l1.Set(f.key, e, cost, ttl) })
+	if accepted {
+		f.exit = exitRetire
+	}
+}
+
 // answerAbsent answers a read without a loader that L2 did not answer:
 // ErrNotFound if L2 was asked, else an error matching ErrL2 that says why it
 // could not be (an outage is not an answer).

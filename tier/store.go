@@ -43,23 +43,6 @@ func (f *flight[V]) store(ctx context.Context, v V, negative bool) {
 	f.writeL2(ctx, enc, ttl+c.o.FailSafe)
 }
 
-// toL1 puts e in L1 unless the flight was fenced (keeps I3), charged with
-// its encoded size, and if L1 took it the call must be retired: the write
-// becomes visible asynchronously, and the call answers until it does.
-func (f *flight[V]) toL1(e *Entry[V]) {
-	c := f.c
-	ttl := time.Duration(e.Deadline - c.now())
-	if ttl <= 0 {
-		return
-	}
-	cost := c.cost(f.key, e.Value, e.size)
-	accepted := false
-	c.fl.install(&f.cl, func() { accepted = c.l1.Set(f.key, e, cost, ttl) })
-	if accepted {
-		f.exit = exitRetire
-	}
-}
-
 // writeL2 writes enc, the value just stored in L1, to L2 for ttl: under the
 // flight's lease with a [Leaser] (keeps I4: if the lease is gone, an
 // invalidation came after the read began, and the value is taken back from
