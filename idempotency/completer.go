@@ -37,7 +37,7 @@ type completer struct {
 	count   int                  // guarded by mu: queued, or being retried
 	closed  bool                 // guarded by mu
 
-	busy    map[string]chan struct{} // guarded by mu: records being retried now, closed when done
+	busy map[string]chan struct{} // guarded by mu: records being retried now, closed when done
 
 	waiting atomic.Int64 // count, readable without mu
 }
