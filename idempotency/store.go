@@ -214,7 +214,9 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 	s.report(ctx, err)
 	d := time.Since(t0)
 	if err != nil {
-		s.event(ctx, Event{Kind: EventUnavailable, Record: id.short, Err: err, Duration: d})
+		if ctx.Err() == nil { // not the caller's own cancellation
+			s.event(ctx, Event{Kind: EventUnavailable, Record: id.short, Err: err, Duration: d})
+		}
 		return Begun{}, err
 	}
 	rep, err := parseBegin(v)
