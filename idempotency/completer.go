@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,10 +36,15 @@ type completer struct {
 	pending []*pendingCompletion // guarded by mu; not those being retried
 	count   int                  // guarded by mu: queued, or being retried
 	closed  bool                 // guarded by mu
+
+	busy map[string]chan struct{} // guarded by mu: records being retried now, closed when done
+
+	waiting atomic.Int64 // count, readable without mu
 }
 
 func newCompleter(s *Store) *completer {
-	c := &completer{s: s, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	c := &completer{s: s, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
+		busy: map[string]chan struct{}{}}
 	go c.loop()
 	return c
 }
@@ -56,6 +62,7 @@ func (c *completer) add(ctx context.Context, pc *pendingCompletion) bool {
 	pc.deadline = time.Now().Add(c.s.o.CompleteDeadline)
 	c.pending = append(c.pending, pc)
 	c.count++
+	c.waiting.Store(int64(c.count))
 	c.mu.Unlock()
 	c.s.event(ctx, Event{Kind: EventCompleteDeferred, Record: pc.a.id.short, Fence: pc.a.Fence})
 	select {
@@ -63,6 +70,66 @@ func (c *completer) add(ctx context.Context, pc *pendingCompletion) bool {
 	default:
 	}
 	return true
+}
+
+// nudge wakes the completer if completions wait: a call that just reached
+// Redis says it is back, and a retry may be about to take over a finished
+// request whose completion is still queued.
+func (c *completer) nudge() {
+	if c.waiting.Load() == 0 {
+		return
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take removes and returns the queued completion of the record key, if
+// any. If the completer is retrying it right now, take waits for that try
+// to end (or ctx) and looks again.
+func (c *completer) take(ctx context.Context, key string) *pendingCompletion {
+	for c.waiting.Load() != 0 {
+		c.mu.Lock()
+		busy, retrying := c.busy[key]
+		if !retrying {
+			pc := c.removeLocked(key)
+			c.mu.Unlock()
+			return pc
+		}
+		c.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return nil
+}
+
+// removeLocked removes the queued completion of key from pending and
+// returns it, or nil. c.mu must be held.
+func (c *completer) removeLocked(key string) *pendingCompletion {
+	for i, pc := range c.pending {
+		if pc.a.id.key == key {
+			c.pending = append(c.pending[:i], c.pending[i+1:]...)
+			return pc
+		}
+	}
+	return nil
+}
+
+// settle reports what became of a completion taken with take: done, or
+// back in the queue.
+func (c *completer) settle(pc *pendingCompletion, done bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if done || c.closed {
+		c.count--
+		c.waiting.Store(int64(c.count))
+		return
+	}
+	c.pending = append(c.pending, pc)
 }
 
 // Pending returns how many completions wait for Redis.
@@ -133,7 +200,15 @@ func (c *completer) retryAll() (unavailable bool) {
 			continue
 		default:
 		}
+		c.mu.Lock()
+		busy := make(chan struct{})
+		c.busy[pc.a.id.key] = busy
+		c.mu.Unlock()
 		err := c.s.completeOnce(ctx, pc)
+		c.mu.Lock()
+		delete(c.busy, pc.a.id.key)
+		c.mu.Unlock()
+		close(busy)
 		switch {
 		case err == nil, errors.Is(err, ErrLeaseLost), errors.Is(err, ErrCorrupt):
 			// Done, or nothing more to do (both reported by completeOnce).
@@ -148,6 +223,7 @@ func (c *completer) retryAll() (unavailable bool) {
 	c.mu.Lock()
 	c.pending = append(keep, c.pending...)
 	c.count -= len(batch) - len(keep)
+	c.waiting.Store(int64(c.count))
 	c.mu.Unlock()
 	return unavailable
 }
@@ -164,6 +240,7 @@ func (c *completer) close() {
 	left := c.pending
 	c.pending = nil
 	c.count = 0
+	c.waiting.Store(0)
 	c.mu.Unlock()
 	for _, pc := range left {
 		c.s.event(context.Background(), Event{Kind: EventCompleteDropped, Record: pc.a.id.short, Fence: pc.a.Fence, Err: ErrClosed})

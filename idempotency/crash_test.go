@@ -94,11 +94,11 @@ func bookAndPay(d downstream, at func(ctx context.Context, point string)) http.H
 		}
 		charge, err := d.charge(ctx, a.DerivedKey("charge"))
 		if err != nil {
-			http.Error(w, err.Error(), 502)
+			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		if err := a.Checkpoint(ctx, "charged"); err != nil {
-			http.Error(w, err.Error(), 503)
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		at(ctx, "during")
@@ -107,7 +107,7 @@ func bookAndPay(d downstream, at func(ctx context.Context, point string)) http.H
 		}
 		if a.RecoveryPoint != "booked" {
 			if _, err := d.book(ctx, "2027-01-05T10:00", charge, a.Fence); err != nil {
-				http.Error(w, err.Error(), 500)
+				http.Error(w, err.Error(), http.StatusInternalServerError)
 				return
 			}
 			_ = a.Checkpoint(ctx, "booked")

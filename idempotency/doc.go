@@ -123,8 +123,11 @@
 //	                                        keep the second run from doing the work twice.
 //	Redis unreachable when it completes     the client gets the handler's answer; the result is queued and
 //	                                        written by a background completer (Options.CompleteDeadline,
-//	                                        10 min; EventCompleteDeferred). Retries meanwhile get 503, then
-//	                                        409, then the replay.
+//	                                        10 min; EventCompleteDeferred), woken by the first call that
+//	                                        reaches Redis again. A retry on the same instance writes it
+//	                                        before anything else, so it gets the replay even if the lease
+//	                                        ran out; a retry on another instance in the moment before the
+//	                                        completer writes may take the request over (fences, derived key).
 //	Redis restarted empty                   a running attempt writes its record again at its next heartbeat
 //	                                        (EventRecreated), and a queued completion writes it completed;
 //	                                        records of finished requests are lost: their retries run again.
@@ -140,7 +143,8 @@
 //	                                        are refused.
 //
 // TestOutage_RestartWhileRunning and TestOutage_CompleteAfterRecovery kill
-// Redis during a request and check that the handler runs once.
+// Redis during a request, TestOutage_PausedAtCompletion stops it until the
+// lease is over, and each checks that the handler runs once.
 //
 // # L1
 //

@@ -373,8 +373,10 @@ type recorder struct {
 	tooLarge bool
 }
 
+// Header returns the headers the handler sets.
 func (rec *recorder) Header() http.Header { return rec.h }
 
+// WriteHeader keeps the first final status.
 func (rec *recorder) WriteHeader(code int) {
 	if rec.status != 0 || code < 200 { // informational answers are not kept
 		return
@@ -383,6 +385,8 @@ func (rec *recorder) WriteHeader(code int) {
 	rec.wrote = true
 }
 
+// Write keeps p, up to the limit; past it, it fails with
+// ErrResponseTooLarge.
 func (rec *recorder) Write(p []byte) (int, error) {
 	if rec.status == 0 {
 		rec.WriteHeader(http.StatusOK)

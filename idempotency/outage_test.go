@@ -128,3 +128,43 @@ func TestOutage_CloseDropsPending(t *testing.T) {
 	require.Zero(t, s.Pending())
 	require.Equal(t, 1, ev.count(idempotency.EventCompleteDropped))
 }
+
+// TestOutage_PausedAtCompletion: Redis stops answering (SIGSTOP) while the
+// handler runs, so its completion is queued; Redis comes back with the
+// record still in flight and its lease over. A retry on the same instance
+// records the queued completion before anything else, and gets the replay
+// instead of taking the request over and running it again.
+func TestOutage_PausedAtCompletion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long fault test; run without -short")
+	}
+	t.Parallel()
+	srv, rdb := startRedis(t)
+	s, ev := newStore(t, rdb, &idempotency.Options{Timeout: time.Second, NoBreaker: true})
+	watch := ev.watch()
+	var runs atomic.Int32
+	started, release := make(chan struct{}), make(chan struct{})
+	unblock := releaser(t, release)
+	h := newMiddleware(t, s, nil).Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if runs.Add(1) == 1 {
+			close(started)
+			<-release
+		}
+		_, _ = w.Write([]byte("booked"))
+	}))
+	first := make(chan response, 1)
+	go func() { first <- do(t, h, "POST", "/b", "k", nil) }()
+	<-started
+	srv.Pause()
+	unblock()
+	f := <-first
+	require.Equal(t, http.StatusOK, f.status)
+	waitFor(t, watch, idempotency.EventCompleteDeferred)
+	srv.Resume()
+	idempotency.SetClockOffset(s, time.Hour) // the lease is long over
+	r := do(t, h, "POST", "/b", "k", nil)
+	require.Equal(t, http.StatusOK, r.status)
+	require.Equal(t, "true", r.header.Get(idempotency.HeaderReplayed))
+	require.Equal(t, f.body, r.body)
+	require.Equal(t, int32(1), runs.Load(), "not taken over")
+}

@@ -198,12 +198,25 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 			return Begun{Outcome: OutcomeCompleted, Result: rp.res, FromL1: true}, nil
 		}
 	}
+	if err := s.allow(); err != nil {
+		s.event(ctx, Event{Kind: EventUnavailable, Record: id.short, Err: err})
+		return Begun{}, err
+	}
+	if pc := s.c.take(ctx, id.key); pc != nil {
+		// This instance finished the request and could not record it: record
+		// it now, before the request can be taken over and run again.
+		err := s.completeOnce(ctx, pc)
+		s.c.settle(pc, !errors.Is(err, ErrUnavailable))
+	}
 	owner := newOwner()
 	t0 := time.Now()
-	v, err := s.runGuarded(ctx, beginScript, id.key, fp, owner, ms(s.o.Lease), ms(s.o.Retention), s.offsetMS.Load())
+	v, err := s.run(ctx, beginScript, id.key, fp, owner, ms(s.o.Lease), ms(s.o.Retention), s.offsetMS.Load())
+	s.report(ctx, err)
 	d := time.Since(t0)
 	if err != nil {
-		s.event(ctx, Event{Kind: EventUnavailable, Record: id.short, Err: err, Duration: d})
+		if ctx.Err() == nil { // not the caller's own cancellation
+			s.event(ctx, Event{Kind: EventUnavailable, Record: id.short, Err: err, Duration: d})
+		}
 		return Begun{}, err
 	}
 	rep, err := parseBegin(v)
@@ -403,27 +416,30 @@ func (s *Store) remember(key, fp string, res *Result, ttl time.Duration) {
 	s.l1.Set(key, &replay{fp: fp, res: res, expires: time.Now().Add(ttl).UnixNano()}, res.size()+int64(len(key)), ttl)
 }
 
-// runGuarded is run behind the breaker: it fails at once while the breaker
-// refuses, and tells it how the call went.
-func (s *Store) runGuarded(ctx context.Context, sc *redis.Script, key string, args ...any) (any, error) {
-	b := s.o.Breaker
-	if b == nil {
-		return s.run(ctx, sc, key, args...)
+// allow asks the breaker whether a request may call Redis.
+func (s *Store) allow() error {
+	if b := s.o.Breaker; b != nil && !b.Allow() {
+		return fmt.Errorf("%w: circuit breaker open", ErrUnavailable)
 	}
-	if !b.Allow() {
-		return nil, fmt.Errorf("%w: circuit breaker open", ErrUnavailable)
-	}
-	v, err := s.run(ctx, sc, key, args...)
+	return nil
+}
+
+// report tells the breaker how a request's call went, and wakes the
+// completer when Redis answered.
+func (s *Store) report(ctx context.Context, err error) {
 	var re redis.Error
+	b := s.o.Breaker
 	switch {
 	case err == nil, errors.As(err, &re):
-		b.Success() // Redis answered, perhaps with an error (OOM, READONLY, ...)
+		if b != nil {
+			b.Success() // Redis answered, perhaps with an error (OOM, READONLY, ...)
+		}
+		s.c.nudge()
 	case ctx.Err() != nil:
 		// The caller gave up; that says nothing about Redis.
-	default:
+	case b != nil:
 		b.Failure()
 	}
-	return v, err
 }
 
 // run runs a script on the record key under Options.Timeout. Failures to
