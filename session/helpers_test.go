@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -111,3 +112,5 @@ func (e *events) of(kind session.EventKind) []session.Event {
 	}
 	return out
 }
+
+func errorIs(err, target error) bool { return errors.Is(err, target) }
