@@ -93,7 +93,9 @@ func benchSessionRead(b *testing.B, mode, impl string) {
 			return true
 		}
 		defer func() {
-			if st := m.Stats(); st.Touches > 0 || st.Reads-st.L1Reads > sessionKeys {
+			// A few L1 writes are dropped by ristretto's buffers (those
+			// reads go to Redis once more); more than that is a bug.
+			if st := m.Stats(); st.Touches > 0 || st.Reads-st.L1Reads > 2*sessionKeys+st.Reads/1000 {
 				b.Errorf("reads left L1: %+v", st)
 			}
 		}()
