@@ -38,8 +38,8 @@ func TestManager_CreateGet(t *testing.T) {
 		require.Equal(t, "firefox", s.Device())
 		require.Equal(t, a.m.Ref(tok), s.Ref())
 	}
-	require.EqualValues(t, 1, a.m.Stats().L1Reads, "the second read on A is from L1")
-	require.EqualValues(t, 1, b.m.Stats().L1Reads)
+	require.EqualValues(t, 1, a.m.Stats().Loads, "A read Redis once; its second read is from L1")
+	require.EqualValues(t, 1, b.m.Stats().Loads)
 
 	_, err = a.m.Get(ctx, "not a token")
 	require.ErrorIs(t, err, session.ErrNotFound)

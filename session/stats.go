@@ -5,9 +5,10 @@ import "sync/atomic"
 // Stats counts what a [Manager] did since New. Fallbacks (answers given
 // without Redis) are TouchSkipped, ReadsRefused and WritesRefused.
 type Stats struct {
-	// Reads counts Get calls; L1Reads those answered from process memory
-	// with no round trip (a touch may still have followed).
-	Reads, L1Reads uint64
+	// L1Reads counts the reads answered from process memory with no round
+	// trip (a touch may still have followed); Loads the reads of a session
+	// from Redis (the L1 cache's Stats.L1Hits and Stats.Loads).
+	L1Reads, Loads uint64
 	// Refused counts reads that found no live session (unknown, revoked,
 	// expired or malformed tokens).
 	Refused uint64
@@ -51,8 +52,9 @@ type stats struct {
 
 // Stats returns a snapshot of the Manager's counters.
 func (m *Manager) Stats() Stats {
+	cs := m.cache.Stats()
 	return Stats{
-		Reads: m.st.reads.Load(), L1Reads: m.st.l1Reads.Load(), Refused: m.st.refused.Load(),
+		L1Reads: cs.L1Hits, Loads: cs.Loads, Refused: m.st.refused.Load(),
 		Touches: m.st.touches.Load(), TouchWrites: m.st.touchWrites.Load(),
 		Created: m.st.created.Load(), Renewed: m.st.renewed.Load(), Updated: m.st.updated.Load(),
 		Revoked: m.st.revoked.Load(), Conflicts: m.st.conflicts.Load(),
