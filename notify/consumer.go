@@ -183,6 +183,9 @@ func (c *Consumer) work(ctx context.Context, shard int, user string) error {
 		remaining += rest
 		due(next)
 		for i, d := range ready {
+			if ctx.Err() != nil {
+				return ctx.Err() // stopped: leave the rest (and the lock) as a crash would
+			}
 			if err := c.send(ctx, k.stream, user, ch, d); err != nil {
 				errs = append(errs, err)
 				for _, left := range ready[i:] {
