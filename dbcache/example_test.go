@@ -11,6 +11,8 @@ import (
 	"github.com/tiercache/tiercache/tier"
 )
 
+// A query function read through a cache. The second and third reads of
+// each id are answered by the cache, including the cached "not found".
 func ExampleWrap() {
 	// A query function, as sqlc would generate it.
 	names := map[int64]string{42: "Ada Lovelace"}
@@ -19,7 +21,7 @@ func ExampleWrap() {
 		queries++
 		name, ok := names[id]
 		if !ok {
-			return "", sql.ErrNoRows
+			return "", sql.ErrNoRows // or pgx.ErrNoRows: no option needed either way
 		}
 		return name, nil
 	}
@@ -27,37 +29,39 @@ func ExampleWrap() {
 	// An L1-only cache; give it L2: goredis.Must(client, nil) to share it.
 	c := tier.Must(&tier.Options[string]{Name: "names"})
 	defer c.Close()
-	cachedGetName := dbcache.Wrap(c,
+	names42 := dbcache.Wrap(c,
 		func(id int64) string { return "name:" + strconv.FormatInt(id, 10) },
 		getName)
 
 	ctx := context.Background()
 	for range 3 {
-		name, err := cachedGetName(ctx, 42)
+		name, err := names42.Get(ctx, 42)
 		fmt.Println(name, err)
 	}
-	for range 2 {
-		_, err := cachedGetName(ctx, 7)
-		fmt.Println(errors.Is(err, sql.ErrNoRows))
+	for range 3 {
+		_, err := names42.Get(ctx, 7)
+		fmt.Println(errors.Is(err, sql.ErrNoRows), errors.Is(err, dbcache.ErrNotFound))
 	}
 	fmt.Println("queries:", queries)
 	// Output:
 	// Ada Lovelace <nil>
 	// Ada Lovelace <nil>
 	// Ada Lovelace <nil>
-	// true
-	// true
+	// true true
+	// true true
+	// true true
 	// queries: 2
 }
 
+// A write that drops what it changed once it has succeeded, on every
+// instance; the Query names the key, so the write site does not.
 func ExampleWrapWrite() {
 	names := map[int64]string{42: "Ada"}
 	c := tier.Must(&tier.Options[string]{Name: "names"})
 	defer c.Close()
-	key := func(id int64) string { return "name:" + strconv.FormatInt(id, 10) }
-	getName := dbcache.Wrap(c, key, func(_ context.Context, id int64) (string, error) {
-		return names[id], nil
-	})
+	getName := dbcache.Wrap(c,
+		func(id int64) string { return "name:" + strconv.FormatInt(id, 10) },
+		func(_ context.Context, id int64) (string, error) { return names[id], nil })
 
 	type rename struct {
 		id   int64
@@ -69,15 +73,44 @@ func ExampleWrapWrite() {
 			return struct{}{}, nil
 		},
 		func(r rename, _ struct{}) []dbcache.Invalidation {
-			return []dbcache.Invalidation{{Cache: c, Keys: []string{key(r.id)}}}
+			return []dbcache.Invalidation{getName.Invalidation(r.id)}
 		})
 
 	ctx := context.Background()
-	before, _ := getName(ctx, 42)
+	before, _ := getName.Get(ctx, 42)
 	if _, err := setName(ctx, rename{42, "Ada Lovelace"}); err != nil {
 		fmt.Println(err)
 	}
-	after, _ := getName(ctx, 42)
+	after, _ := getName.Get(ctx, 42)
 	fmt.Println(before, "->", after)
 	// Output: Ada -> Ada Lovelace
+}
+
+// Forget drops cached values directly, for writes made outside WrapWrite;
+// Peek looks at this process's L1 without running the query.
+func ExampleQuery_Forget() {
+	names := map[int64]string{42: "Ada"}
+	c := tier.Must(&tier.Options[string]{Name: "names"})
+	defer c.Close()
+	getName := dbcache.Wrap(c,
+		func(id int64) string { return "name:" + strconv.FormatInt(id, 10) },
+		func(_ context.Context, id int64) (string, error) { return names[id], nil })
+
+	ctx := context.Background()
+	_, _ = getName.Get(ctx, 42)
+	v, ok := getName.Peek(42)
+	fmt.Println(v, ok)
+
+	names[42] = "Ada Lovelace" // UPDATE ... and COMMIT
+	if err := getName.Forget(ctx, 42); err != nil {
+		fmt.Println(err)
+	}
+	_, ok = getName.Peek(42)
+	fmt.Println(ok)
+	v, _ = getName.Get(ctx, 42)
+	fmt.Println(v)
+	// Output:
+	// Ada true
+	// false
+	// Ada Lovelace
 }

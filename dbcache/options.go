@@ -3,6 +3,8 @@ package dbcache
 import (
 	"database/sql"
 	"errors"
+
+	"github.com/tiercache/tiercache/tier"
 )
 
 // Option configures [Wrap], [WrapTagged] and [WrapList].
@@ -29,12 +31,14 @@ func newConfig(opts []Option) config {
 }
 
 // WithNotFound sets the error by which the query reports that no row
-// matched. A query error that matches it (errors.Is) is cached as a
-// negative entry, and a read answered by that negative entry returns err
-// itself, so the wrapped function fails the way the query does. Use
-// pgx.ErrNoRows for queries run through pgx: it matches sql.ErrNoRows, but
-// sql.ErrNoRows does not match it. A nil err keeps the default.
-// Default: sql.ErrNoRows.
+// matched, for queries that use neither database/sql's nor pgx's (a query
+// error that matches it with errors.Is is cached as a "not found"). A nil
+// err keeps the default.
+//
+// The default, sql.ErrNoRows, needs no option with database/sql, with pgx
+// (pgx.ErrNoRows wraps sql.ErrNoRows) and with the code sqlc generates for
+// either. A query error matching [ErrNotFound] is a "not found" whatever
+// the option. Default: sql.ErrNoRows.
 func WithNotFound(err error) Option {
 	return optionFunc(func(c *config) {
 		if err != nil {
@@ -44,5 +48,5 @@ func WithNotFound(err error) Option {
 }
 
 func (c *config) isNotFound(err error) bool {
-	return errors.Is(err, c.notFound)
+	return errors.Is(err, c.notFound) || errors.Is(err, tier.ErrNotFound)
 }

@@ -20,10 +20,14 @@ type Cache interface {
 
 // Invalidation names what a write changed in one cache: the keys whose
 // values it changed and the tags of the lists it changed.
+// [Query.Invalidation] makes the one for a query's keys.
 type Invalidation struct {
+	// Cache is the cache to invalidate; nil skips the Invalidation.
 	Cache Cache
-	Keys  []string
-	Tags  []string
+	// Keys are deleted from Cache, as its Delete does.
+	Keys []string
+	// Tags are invalidated in Cache, as its InvalidateTags does.
+	Tags []string
 }
 
 // Invalidate deletes the keys and invalidates the tags of every inv. Call it

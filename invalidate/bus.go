@@ -19,9 +19,10 @@ import (
 )
 
 var (
-	// ErrNotRunning is returned by Publish while [Bus.Run] is not running;
-	// the cache keeps the invalidation and replays it.
-	ErrNotRunning = errors.New("invalidate: bus not running")
+	// ErrNotRunning is returned by Publish while [Bus.Run] is not running
+	// (the cache keeps the invalidation and replays it), and matched by
+	// the error of a [Bus.Ready] that ended before Run started.
+	ErrNotRunning = errors.New("invalidate: bus not running (start it with go bus.Run(ctx))")
 	// ErrRunning is returned by a second concurrent [Bus.Run].
 	ErrRunning = errors.New("invalidate: bus already running")
 	// ErrDuplicate is returned by Register for a namespace already registered.
@@ -80,25 +81,51 @@ type Stats struct {
 	// SubscribeErrors counts the SUBSCRIBE commands Redis refused (each
 	// refused channel is retried with backoff; see [Bus.SubscribeErr]).
 	SubscribeErrors uint64
+	// Misplaced counts the subscriptions replaced because they were not on
+	// the node this bus publishes to (after a Sentinel failover; see the
+	// package documentation). They are also counted in Reconnects.
+	Misplaced uint64
 }
 
 // Bus is the pub/sub invalidation bus of one instance. It is safe for
 // concurrent use. Create it with [New], run it with [Bus.Run], and give it
 // to caches as tier.Options.Invalidator.
 type Bus struct {
-	c redis.UniversalClient
-	o Options
+	c    redis.UniversalClient
+	o    Options
+	topo *topology // immutable
 
+	// mu is held while a SUBSCRIBE or UNSUBSCRIBE is written on ps (to
+	// keep unread in the order of the writes), but not while a new ps
+	// connects (see [Bus.subscribeAll]).
 	mu      sync.Mutex
 	regs    map[string]*reg // by channel; guarded by mu
 	ps      *redis.PubSub   // the live subscription; guarded by mu
+	psGen   uint64          // counts subscriptions; guarded by mu
 	unread  []psCmd         // commands written on ps whose replies are not read yet, oldest first; guarded by mu
 	running bool            // guarded by mu
+	// changed is closed, and replaced, whenever running or a channel's
+	// confirmation changes (what Ready waits for); guarded by mu.
+	changed chan struct{}
+
+	// probe is the channel only this bus subscribes to, on a Sentinel
+	// failover client (see [Bus.checkProbe]); nil otherwise. Immutable.
+	// Its confirmed flag is written under mu.
+	probe    *reg
+	probeOff atomic.Bool // the probe gave up
+	// The last subscription the probe found misplaced, and how many in a
+	// row were; sender goroutine only.
+	lastMisplaced   uint64
+	misplacedStreak int
 
 	reqs      chan *pubReq
 	lastHeard atomic.Int64 // unix nanos of the last thing heard on the subscription
 
-	sent, sendErrors, received, keysDropped, gaps, reconnects, bad, subscribeErrors atomic.Uint64
+	sent, sendErrors, received, keysDropped, gaps, reconnects, bad, subscribeErrors, misplaced atomic.Uint64
+
+	// dropOnSend, set by tests before Run, loses the data messages it
+	// returns true for.
+	dropOnSend func(channel string, seq uint64) bool
 }
 
 var _ tier.Invalidator = (*Bus)(nil)
@@ -135,7 +162,14 @@ func New(client redis.UniversalClient, o *Options) (*Bus, error) {
 	if opts.MaxBatch == 0 {
 		opts.MaxBatch = DefaultMaxBatch
 	}
-	return &Bus{c: client, o: opts, regs: map[string]*reg{}, reqs: make(chan *pubReq, 1024)}, nil
+	b := &Bus{
+		c: client, o: opts, topo: newTopology(client),
+		regs: map[string]*reg{}, changed: make(chan struct{}), reqs: make(chan *pubReq, 1024),
+	}
+	if b.topo.probe {
+		b.probe = &reg{bus: b, channel: probeChannel(opts.InstanceID)}
+	}
+	return b, nil
 }
 
 // Must is like [New] but panics on an error.
@@ -160,7 +194,7 @@ func (b *Bus) Stats() Stats {
 	return Stats{
 		Sent: b.sent.Load(), SendErrors: b.sendErrors.Load(), Received: b.received.Load(),
 		KeysDropped: b.keysDropped.Load(), Gaps: b.gaps.Load(), Reconnects: b.reconnects.Load(), BadMessages: b.bad.Load(),
-		SubscribeErrors: b.subscribeErrors.Load(),
+		SubscribeErrors: b.subscribeErrors.Load(), Misplaced: b.misplaced.Load(),
 	}
 }
 
@@ -176,6 +210,65 @@ func (b *Bus) SubscribeErr(namespace string) error {
 		return r.refusal
 	}
 	return nil
+}
+
+// Ready waits until [Bus.Run] is running and the channel of every
+// registered namespace is confirmed subscribed, so that the caches hear
+// other instances' invalidations from then on. If ctx ends first, it
+// returns an error matching ctx's cause and saying what was missing: one
+// matching [ErrNotRunning] if Run had not started, or the refusal of a
+// channel Redis refused (matching [ErrSubscribeRefused]).
+//
+// A bus with no namespace registered is ready once Run runs. Readiness
+// can be lost again (a connection fails, a namespace registers); the
+// caches are protected meanwhile by the age limit (Options.StaleBound).
+func (b *Bus) Ready(ctx context.Context) error {
+	for {
+		b.mu.Lock()
+		missing := b.missingLocked()
+		changed := b.changed
+		b.mu.Unlock()
+		if missing == nil {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("invalidate: not ready: %w: %w", missing, context.Cause(ctx))
+		}
+	}
+}
+
+// missingLocked returns what keeps the bus from being ready, or nil. b.mu
+// must be held.
+func (b *Bus) missingLocked() error {
+	if !b.running {
+		return ErrNotRunning
+	}
+	var first *reg
+	n := 0
+	for ch, r := range b.regs {
+		if !r.subscribed {
+			n++
+			if first == nil || ch < first.channel {
+				first = r
+			}
+		}
+	}
+	switch {
+	case first == nil:
+		return nil
+	case first.refusal != nil:
+		return fmt.Errorf("%d channel(s) not subscribed, %w", n, first.refusal)
+	default:
+		return fmt.Errorf("%d channel(s) not subscribed yet, %s among them", n, first.channel)
+	}
+}
+
+// changedLocked wakes the callers of Ready. b.mu must be held.
+func (b *Bus) changedLocked() {
+	close(b.changed)
+	b.changed = make(chan struct{})
 }
 
 // Register implements tier.Invalidator.
@@ -205,8 +298,11 @@ type reg struct {
 	sink    tier.Sink
 
 	confirmed atomic.Bool // the subscription to channel is confirmed
-	silenced  atomic.Bool // the last tick found the subscription silent; tick goroutine only
-	seq       uint64      // last data sequence number sent; sender goroutine only
+	// subscribed: confirmed, and the cache told so (what Ready waits
+	// for); guarded by Bus.mu.
+	subscribed bool
+	silenced   atomic.Bool // the last tick found the subscription silent; tick goroutine only
+	seq        uint64      // last data sequence number sent; sender goroutine only
 
 	// Guarded by Bus.mu: the last refusal of channel's SUBSCRIBE since it
 	// was last confirmed (nil if none), when to try again (unix nanos; 0:
@@ -222,8 +318,13 @@ var _ tier.Publisher = (*reg)(nil)
 
 // Run subscribes and keeps the bus working until ctx ends: it receives
 // other instances' invalidations, publishes this instance's and the
-// heartbeats, and replaces a subscription that fails or goes silent. It
-// returns nil when ctx ends, after its goroutines have exited.
+// heartbeats, and replaces a subscription that fails or goes silent. Until
+// it runs, Publish fails with [ErrNotRunning]; [Bus.Ready] tells when its
+// subscriptions are confirmed.
+//
+// Run returns nil when ctx ends, after its goroutines have exited: within
+// milliseconds, unless a PUBLISH is in flight on a connection that does
+// not answer; that one ends at the client's read timeout.
 func (b *Bus) Run(ctx context.Context) error {
 	b.mu.Lock()
 	if b.running {
@@ -231,6 +332,7 @@ func (b *Bus) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	b.running = true
+	b.changedLocked()
 	b.mu.Unlock()
 
 	var wg sync.WaitGroup
@@ -241,6 +343,7 @@ func (b *Bus) Run(ctx context.Context) error {
 		wg.Wait()
 		b.mu.Lock()
 		b.running = false
+		b.changedLocked()
 		b.mu.Unlock()
 	}()
 

@@ -1,4 +1,4 @@
-// heartbeat.go holds the heartbeats and the age limit while a channel is not known to work.
+// heartbeat.go holds heartbeats, sequence gaps, and the age limit while a channel is not known to work.
 
 package invalidate
 
@@ -22,6 +22,11 @@ func (b *Bus) tick(ctx context.Context) {
 		}
 		now := time.Now()
 		silent := now.UnixNano()-b.lastHeard.Load() > int64(b.o.DeadAfter)
+		if b.topo.troubled() {
+			// Until the slot map names live masters again (it names a
+			// dead one until it is reloaded).
+			b.topo.reload()
+		}
 		b.mu.Lock()
 		regs := make([]*reg, 0, len(b.regs))
 		for _, r := range b.regs {
@@ -52,6 +57,55 @@ func (b *Bus) tick(ctx context.Context) {
 				default: // the sender is backed up; it is busy publishing anyway
 				}
 			}
+		}
+	}
+}
+
+// origin is what the receiver knows of another instance on one channel.
+type origin struct {
+	seq   uint64 // the last data message's number
+	heard int64  // unix nanos
+}
+
+// sequence checks m, from another instance on r's channel, against that
+// origin's sequence numbers. A data message must carry the number after
+// the last one; a heartbeat carries the last one sent. Anything else means
+// messages were lost (or the origin restarted its numbering): the gap is
+// counted and the cache stops trusting its L1 (reason "sequence_gap").
+// Receiver goroutine only.
+func (b *Bus) sequence(r *reg, m *message, now int64) {
+	o, known := r.seen[m.origin]
+	if !known {
+		// First contact: the subscription's confirmation dropped L1, so
+		// what this origin sent before is covered.
+		o = &origin{seq: m.seq}
+		if m.kind == kindInvalidate {
+			o.seq = m.seq - 1
+		}
+		r.seen[m.origin] = o
+		b.prune(r, now)
+	}
+	o.heard = now
+	want := o.seq // a heartbeat
+	if m.kind == kindInvalidate {
+		want = o.seq + 1
+	}
+	if m.seq != want {
+		b.gaps.Add(1)
+		r.sink.Untrust(now, "sequence_gap")
+	}
+	o.seq = m.seq
+}
+
+// prune forgets origins not heard from for a long time (instances that
+// went away), so r.seen does not grow without bound.
+func (b *Bus) prune(r *reg, now int64) {
+	if len(r.seen) < 64 {
+		return
+	}
+	for id, o := range r.seen {
+		if now-o.heard > 10*int64(b.o.DeadAfter) {
+			delete(r.seen, id)
 		}
 	}
 }

@@ -1,3 +1,5 @@
+// message.go holds the wire format of a message: encode and decode.
+
 package invalidate
 
 import (

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -72,69 +74,196 @@ func (b *Bus) send(ctx context.Context) {
 	}
 }
 
-// flush publishes one message per channel for the batch, pipelined.
+// outMsg is one PUBLISH of a flush: a data message with the requests it
+// answers, or a heartbeat (reqs == nil).
+type outMsg struct {
+	r       *reg
+	payload []byte
+	reqs    []*pubReq
+	lost    bool  // a test drops it (see DropOnSend)
+	err     error // set by publish
+	// receivers is the PUBLISH reply: how many subscribers of the node
+	// published on got it (only the probe reads it).
+	receivers int64
+	// probeGen is, for the probe, the subscription it checks (Bus.psGen).
+	probeGen uint64
+}
+
+// flush publishes one data message per channel for the batch's requests,
+// and the heartbeats it carries, then answers the requests.
 func (b *Bus) flush(ctx context.Context, batch []*pubReq) {
-	type out struct {
-		m    message
-		reqs []*pubReq
-	}
-	var order []*reg
-	data := map[*reg]*out{}
-	beats := map[*reg]bool{}
+	now := time.Now().UnixNano()
+	var msgs []*outMsg
+	data := map[*reg]*message{}
+	byReg := map[*reg]*outMsg{}
+	var beats []*reg
 	for _, q := range batch {
 		if q.heartbeat {
-			beats[q.r] = true
+			if !slices.Contains(beats, q.r) {
+				beats = append(beats, q.r)
+			}
 			continue
 		}
-		o, ok := data[q.r]
+		m, ok := data[q.r]
 		if !ok {
-			o = &out{m: message{kind: kindInvalidate, origin: b.o.InstanceID}}
-			data[q.r] = o
-			order = append(order, q.r)
+			m = &message{kind: kindInvalidate, origin: b.o.InstanceID}
+			data[q.r] = m
+			byReg[q.r] = &outMsg{r: q.r}
+			msgs = append(msgs, byReg[q.r])
 		}
-		o.m.keys = append(o.m.keys, q.keys...)
-		o.m.tags = append(o.m.tags, q.tags...)
-		o.reqs = append(o.reqs, q)
+		m.keys = append(m.keys, q.keys...)
+		m.tags = append(m.tags, q.tags...)
+		byReg[q.r].reqs = append(byReg[q.r].reqs, q)
 	}
-	now := time.Now().UnixNano()
+	for _, o := range msgs {
+		o.r.seq++
+		m := data[o.r]
+		m.seq, m.at = o.r.seq, now
+		o.payload = m.encode()
+		o.lost = b.dropOnSend != nil && b.dropOnSend(o.r.channel, m.seq)
+	}
+	// A channel's heartbeat follows its data message (it carries the last
+	// number sent), on the same node.
+	for _, r := range beats {
+		m := message{kind: kindHeartbeat, origin: b.o.InstanceID, seq: r.seq, at: now}
+		msgs = append(msgs, &outMsg{r: r, payload: m.encode()})
+	}
+	var probe *outMsg
+	if len(beats) > 0 {
+		if probe = b.probeMsg(); probe != nil {
+			msgs = append(msgs, probe)
+		}
+	}
+	b.publish(ctx, msgs)
+	if probe != nil {
+		b.checkProbe(probe)
+	}
+	for _, o := range msgs {
+		if o.reqs == nil {
+			continue
+		}
+		err := o.err
+		if err != nil {
+			b.sendErrors.Add(1)
+			err = fmt.Errorf("invalidate: publish: %w", err)
+		} else {
+			b.sent.Add(1)
+		}
+		for _, q := range o.reqs {
+			q.done <- err
+		}
+	}
+}
+
+// publish sends msgs, each on its channel's node (see [topology.publisher]),
+// one pipeline per node, keeping their order within a channel; it sets
+// each one's err. Redis delivers one node's messages in the order it
+// received them, so publishing every message of a channel on one node is
+// what keeps an origin's messages in order on Cluster.
+//
+// On Cluster, the messages a node failed to take because of its
+// connection (not a Redis error reply) are sent once more, on the node
+// that replaces it (see [topology.node]), with the same sequence numbers:
+// if the first attempt did deliver one, the receivers see it twice, count
+// a gap and drop L1, the safe direction.
+func (b *Bus) publish(ctx context.Context, msgs []*outMsg) {
+	var pending []*outMsg
+	for _, o := range msgs {
+		if !o.lost {
+			pending = append(pending, o)
+		}
+	}
+	for attempt := 0; len(pending) > 0; attempt++ {
+		failed := b.publishOnce(ctx, pending)
+		if attempt > 0 || !b.topo.retries() || ctx.Err() != nil {
+			return
+		}
+		pending = failed
+	}
+}
+
+// publishOnce is one attempt of publish. It returns the messages that
+// failed on a connection error, after reporting their node as failed.
+func (b *Bus) publishOnce(ctx context.Context, msgs []*outMsg) (failed []*outMsg) {
+	type group struct {
+		node redis.Cmdable
+		addr string
+		msgs []*outMsg
+	}
+	var groups []*group
+	byNode := map[string]*group{}
+	for _, o := range msgs {
+		node, addr, err := b.topo.publisher(ctx, o.r.channel)
+		if err != nil {
+			o.err = err
+			continue
+		}
+		g := byNode[addr]
+		if g == nil {
+			g = &group{node: node, addr: addr}
+			byNode[addr] = g
+			groups = append(groups, g)
+		}
+		g.msgs = append(g.msgs, o)
+	}
+	if len(groups) == 1 {
+		b.pipeline(ctx, groups[0].node, groups[0].msgs)
+	} else {
+		var wg sync.WaitGroup
+		for _, g := range groups {
+			// Nodes are independent: a stuck one does not hold back the others.
+			wg.Go(func() { b.pipeline(ctx, g.node, g.msgs) })
+		}
+		wg.Wait()
+	}
+	for _, g := range groups {
+		n := len(failed)
+		for _, o := range g.msgs {
+			var reply redis.Error
+			if o.err != nil && !errors.As(o.err, &reply) {
+				failed = append(failed, o)
+			}
+		}
+		if len(failed) > n && ctx.Err() == nil {
+			b.topo.failed(g.addr)
+		}
+	}
+	return failed
+}
+
+// pipeline publishes msgs on node in one round trip and sets each one's
+// err (and a probe's receivers).
+func (b *Bus) pipeline(ctx context.Context, node redis.Cmdable, msgs []*outMsg) {
 	// Callers wait with their own deadlines; this one only keeps a stuck
 	// connection from holding the sender forever.
 	pctx, cancel := context.WithTimeout(ctx, max(b.o.Heartbeat, time.Second))
 	defer cancel()
-	cmds := map[*reg]*redis.IntCmd{}
-	_, err := b.c.Pipelined(pctx, func(p redis.Pipeliner) error {
-		for _, r := range order {
-			o := data[r]
-			r.seq++
-			o.m.seq, o.m.at = r.seq, now
-			cmds[r] = p.Publish(pctx, r.channel, o.m.encode())
-		}
-		for r := range beats {
-			m := message{kind: kindHeartbeat, origin: b.o.InstanceID, seq: r.seq, at: now}
-			p.Publish(pctx, r.channel, m.encode())
+	cmds := make([]*redis.IntCmd, len(msgs))
+	_, err := node.Pipelined(pctx, func(p redis.Pipeliner) error {
+		for i, o := range msgs {
+			cmds[i] = p.Publish(pctx, o.r.channel, o.payload)
 		}
 		return nil
 	})
-	for _, r := range order {
-		// Err is the first failed command's error. A Redis error reply
-		// belongs to its own command (a heartbeat refused on another
-		// channel does not fail this one); any other error may have lost
-		// them all.
-		rerr := err
-		var reply redis.Error
-		if c := cmds[r]; c != nil && (c.Err() != nil || errors.As(err, &reply)) {
-			rerr = c.Err()
-		}
-		if rerr != nil {
-			b.sendErrors.Add(1)
-			rerr = fmt.Errorf("invalidate: publish: %w", rerr)
-		} else {
-			b.sent.Add(1)
-		}
-		for _, q := range data[r].reqs {
-			q.done <- rerr
-		}
+	for i, o := range msgs {
+		o.err = cmdErr(cmds[i], err)
+		o.receivers = cmds[i].Val()
 	}
+}
+
+// cmdErr returns the error of one command of a pipeline whose error (the
+// first failed command's) is err. A Redis error reply belongs to its own
+// command (a heartbeat refused on another channel does not fail this one);
+// any other error may have lost them all.
+func cmdErr(c *redis.IntCmd, err error) error {
+	if c != nil && c.Err() != nil {
+		return c.Err()
+	}
+	var reply redis.Error
+	if err == nil || errors.As(err, &reply) {
+		return nil
+	}
+	return err
 }
 
 // failPending answers the requests still queued when Run stops.

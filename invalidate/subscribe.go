@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,6 +20,7 @@ func (r *reg) Unregister() {
 	defer b.mu.Unlock()
 	if b.regs[r.channel] == r {
 		delete(b.regs, r.channel)
+		b.changedLocked() // it may have been the last channel Ready waited for
 		if b.ps != nil {
 			_ = b.writeLocked(context.Background(), nil, r.channel)
 		}
@@ -56,31 +58,44 @@ func (b *Bus) writeLocked(ctx context.Context, r *reg, channel string) error {
 	return err
 }
 
-// receive runs one subscription until it fails or goes silent; it reports
-// whether any of its channels was confirmed. Each channel is confirmed or
-// refused on its own; a refused one is retried on the same connection (see
+// receive runs one subscription until it fails, goes silent, is found on
+// a node this bus does not publish to, or ctx ends; it reports whether any
+// of its channels was confirmed. Each channel is confirmed or refused on
+// its own; a refused one is retried on the same connection (see
 // [Bus.refused]).
 func (b *Bus) receive(ctx context.Context) (confirmed bool) {
-	b.mu.Lock()
-	ps := b.c.Subscribe(ctx) // no channel yet: it connects on first use
-	b.ps, b.unread = ps, nil
-	for _, r := range b.regs {
-		r.retryAt = 0
-		if b.writeLocked(ctx, r, r.channel) != nil {
-			break // ps is closed: the receive below fails
+	ps, node := b.topo.subscription(ctx, b.firstChannel())
+	// Closing the subscription ends a ReceiveTimeout at once, so Run
+	// returns within milliseconds of ctx's end rather than a heartbeat.
+	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
+	defer stop()
+	if err := b.subscribeAll(ctx, ps); err != nil {
+		_ = ps.Close()
+		if ctx.Err() == nil {
+			b.topo.failed(node)
 		}
+		return false
 	}
-	b.mu.Unlock()
 	b.lastHeard.Store(time.Now().UnixNano()) // a grace period for the new connection
 	defer func() {
 		b.mu.Lock()
 		b.ps, b.unread = nil, nil
 		for _, r := range b.regs {
 			r.confirmed.Store(false)
+			r.subscribed = false
 			r.sink.LimitAge(b.o.StaleBound, "bus_down")
 		}
+		if b.probe != nil {
+			b.probe.confirmed.Store(false)
+		}
+		b.changedLocked()
 		b.mu.Unlock()
 		_ = ps.Close()
+		if ctx.Err() == nil {
+			// On Cluster, subscribe elsewhere next time, and have the
+			// slot map reloaded.
+			b.topo.failed(node)
+		}
 	}()
 	for {
 		timeout := b.o.Heartbeat
@@ -117,11 +132,11 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 			}
 			if r != nil {
 				confirmed = true
-				r.confirmed.Store(true)
 				clear(r.seen)
 				// Anything may have been missed before this point.
 				r.sink.Untrust(now, "subscribed")
 				r.sink.LimitAge(0, "")
+				b.told(r, ps)
 			}
 		case *redis.Message:
 			if r := b.lookup(m.Channel); r != nil {
@@ -129,6 +144,90 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 			}
 		}
 	}
+}
+
+// subscribeAll subscribes ps to every registered channel (and the probe),
+// then makes it the bus's subscription.
+//
+// The first SUBSCRIBE connects (dial, auth), which can take as long as the
+// client's dial timeout; it is written before ps is published in b.ps, so
+// that nothing else writes on ps meanwhile and b.mu, which Publish and the
+// heartbeat loop take, is not held. The registrations made or removed
+// meanwhile are caught up once ps is published.
+func (b *Bus) subscribeAll(ctx context.Context, ps *redis.PubSub) error {
+	b.mu.Lock()
+	regs := make([]*reg, 0, len(b.regs)+1)
+	if b.probe != nil && !b.probeOff.Load() {
+		// First: its answer is read before any channel's confirmation, so
+		// a refusal is known by the time the bus is Ready.
+		regs = append(regs, b.probe)
+	}
+	for _, r := range b.regs {
+		r.retryAt = 0
+		regs = append(regs, r)
+	}
+	b.mu.Unlock()
+	unread := make([]psCmd, 0, len(regs))
+	for _, r := range regs {
+		unread = append(unread, psCmd{r: r, channel: r.channel})
+		if err := ps.Subscribe(ctx, r.channel); err != nil {
+			return err
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.ps, b.unread = ps, unread
+	b.psGen++
+	if err := b.catchUpLocked(ctx, regs); err != nil {
+		b.ps, b.unread = nil, nil
+		return err
+	}
+	return nil
+}
+
+// catchUpLocked subscribes b.ps to the channels registered since regs was
+// taken, and unsubscribes it from those unregistered since. b.mu must be
+// held.
+func (b *Bus) catchUpLocked(ctx context.Context, regs []*reg) error {
+	for ch, r := range b.regs {
+		if !slices.Contains(regs, r) {
+			if err := b.writeLocked(ctx, r, ch); err != nil {
+				return err
+			}
+		}
+	}
+	for _, r := range regs {
+		if r != b.probe && b.regs[r.channel] != r {
+			if err := b.writeLocked(ctx, nil, r.channel); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// told records that r's cache was told its channel is subscribed on ps,
+// for Ready.
+func (b *Bus) told(r *reg, ps *redis.PubSub) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ps == ps && r.confirmed.Load() {
+		r.subscribed = true
+		b.changedLocked()
+	}
+}
+
+// firstChannel returns the registered channel that sorts first, or "".
+func (b *Bus) firstChannel() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	first := ""
+	for ch := range b.regs {
+		if first == "" || ch < first {
+			first = ch
+		}
+	}
+	return first
 }
 
 // answered takes the oldest unread command, which a confirmation of kind
@@ -152,10 +251,15 @@ func (b *Bus) answered(kind, channel string) (*reg, bool) {
 	if c.channel != channel || kind != want {
 		return nil, false
 	}
+	if c.r != nil && c.r == b.probe {
+		c.r.confirmed.Store(true)
+		return nil, true
+	}
 	if c.r == nil || b.regs[channel] != c.r {
 		return nil, true
 	}
 	c.r.refusal, c.r.retryAt, c.r.backoff = nil, 0, 0
+	c.r.confirmed.Store(true)
 	return c.r, true
 }
 
@@ -175,7 +279,14 @@ func (b *Bus) refused(err error, now int64) bool {
 	c := b.unread[0]
 	b.unread = b.unread[1:]
 	r := c.r
+	if r != nil && r == b.probe {
+		// An ACL that does not grant it: go without (see [Bus.checkProbe]).
+		b.probeOff.Store(true)
+		b.mu.Unlock()
+		return true
+	}
 	if r == nil || b.regs[c.channel] != r {
+		// An UNSUBSCRIBE, or a channel no longer registered.
 		b.mu.Unlock()
 		return true
 	}

@@ -22,6 +22,7 @@
 // context:
 //
 //	tiercache l2.get     cache.tier=l2      cache.hit
+//	tiercache l2.lease   cache.tier=l2      cache.hit (true: a value was there, no lease taken)
 //	tiercache load       cache.tier=origin  cache.hit (false: "not found")
 //	tiercache l2.set     cache.tier=l2
 //	tiercache l2.delete  cache.tier=l2

@@ -36,7 +36,7 @@ func ExampleNew() {
 		fmt.Print(s.Name())
 		for _, a := range s.Attributes() {
 			if a.Key != "cache.key.hash" { // an HMAC of the key, random per run here
-				fmt.Printf(" %s=%s", a.Key, a.Value.Emit())
+				fmt.Printf(" %s=%s", a.Key, a.Value.String())
 			}
 		}
 		for _, e := range s.Events() {

@@ -185,6 +185,13 @@ func eventsNamed(s sdktrace.ReadOnlySpan, name string) []sdktrace.Event {
 // newCache returns a cache closed at the end of the test.
 func newCache[V any](t *testing.T, o *tier.Options[V]) *tier.Cache[V] {
 	t.Helper()
+	if o.L2 != nil && o.L2Timeout == 0 {
+		// Generous: with the default 100 ms, a busy machine made New's
+		// epoch read time out, and the cache then skipped L2 (a fallback
+		// "epoch_unknown" instead of the spans a test expects). A dead
+		// server still fails at once: its connections are refused.
+		o.L2Timeout = 5 * time.Second
+	}
 	c, err := tier.New(o)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, c.Close()) })

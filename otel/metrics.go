@@ -312,9 +312,9 @@ func newCacheAttrs(name string) cacheAttrs {
 		l2LeaseMiss:         set(keyOperation.String("lease"), keyCacheHit.Bool(false)),
 		l2Set:               set(keyOperation.String("set")),
 		l2Delete:            set(keyOperation.String("delete")),
-		fallbackBreakerOpen: set(keyFallbackReason.String(tier.ReasonBreakerOpen)),
-		fallbackL2Error:     set(keyFallbackReason.String(tier.ReasonL2Error)),
-		fallbackL2Timeout:   set(keyFallbackReason.String(tier.ReasonL2Timeout)),
+		fallbackBreakerOpen: set(keyFallbackReason.String(string(tier.ReasonBreakerOpen))),
+		fallbackL2Error:     set(keyFallbackReason.String(string(tier.ReasonL2Error))),
+		fallbackL2Timeout:   set(keyFallbackReason.String(string(tier.ReasonL2Timeout))),
 	}
 }
 
@@ -370,7 +370,7 @@ func (a *cacheAttrs) duration(op tier.Op, r tier.Result) metric.MeasurementOptio
 }
 
 // fallback returns the attributes of a fallback for reason.
-func (a *cacheAttrs) fallback(reason string) metric.MeasurementOption {
+func (a *cacheAttrs) fallback(reason tier.Reason) metric.MeasurementOption {
 	switch reason {
 	case tier.ReasonBreakerOpen:
 		return a.fallbackBreakerOpen
@@ -379,5 +379,5 @@ func (a *cacheAttrs) fallback(reason string) metric.MeasurementOption {
 	case tier.ReasonL2Timeout:
 		return a.fallbackL2Timeout
 	}
-	return metric.WithAttributes(a.nameKV, keyFallbackReason.String(reason))
+	return metric.WithAttributes(a.nameKV, keyFallbackReason.String(string(reason)))
 }

@@ -20,8 +20,9 @@ import (
 // concurrent use. Create it with [New].
 //
 // Spans: one per operation that leaves L1, named "tiercache l2.get",
-// "tiercache load", "tiercache l2.set" and "tiercache l2.delete", with
-// cache.name, cache.tier ("l2" or "origin"), cache.key.hash and, for gets and
+// "tiercache l2.lease" (take a key's lease, or get-or-lease), "tiercache
+// load", "tiercache l2.set" and "tiercache l2.delete", with cache.name,
+// cache.tier ("l2" or "origin"), cache.key.hash and, for gets, leases and
 // loads, cache.hit. A miss is not an error; a failure sets the span's status
 // to Error with the error's message and sets error.type.
 //
@@ -194,7 +195,7 @@ func (o *Observer) Event(ctx context.Context, e tier.Event) {
 	case tier.EventFallback:
 		o.inst.fallbacks.Add(ctx, 1, o.state(e.Cache).attrs.fallback(e.Reason))
 	case tier.EventL1Dropped:
-		o.inst.l1Drops.Add(ctx, 1, metric.WithAttributes(keyCacheName.String(e.Cache), keyDropReason.String(e.Reason)))
+		o.inst.l1Drops.Add(ctx, 1, metric.WithAttributes(keyCacheName.String(e.Cache), keyDropReason.String(string(e.Reason))))
 	}
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {
@@ -210,9 +211,9 @@ func (o *Observer) Event(ctx context.Context, e tier.Event) {
 	}
 	switch e.Kind {
 	case tier.EventFallback:
-		attrs = append(attrs, keyFallbackReason.String(e.Reason))
+		attrs = append(attrs, keyFallbackReason.String(string(e.Reason)))
 	case tier.EventL1Dropped:
-		attrs = append(attrs, keyDropReason.String(e.Reason))
+		attrs = append(attrs, keyDropReason.String(string(e.Reason)))
 	case tier.EventBreaker:
 		attrs = append(attrs, keyBreakerFrom.String(e.From.String()), keyBreakerTo.String(e.To.String()))
 	}

@@ -333,25 +333,25 @@ func TestObserver_Fallback(t *testing.T) {
 		fb := eventsNamed(s, "cache.fallback")
 		require.Len(t, fb, 1, "the failed read's span says it fell back")
 		fa := attrs(fb[0].Attributes)
-		require.Contains(t, []any{tier.ReasonL2Error, tier.ReasonL2Timeout}, fa["cache.fallback.reason"])
+		require.Contains(t, []any{string(tier.ReasonL2Error), string(tier.ReasonL2Timeout)}, fa["cache.fallback.reason"])
 		require.Equal(t, a["error.type"], fa["error.type"])
 	}
 	require.Len(t, tm.ended("tiercache load"), 3)
 	fb := eventsNamed(tm.only(t, "GET /profile"), "cache.fallback")
 	require.Len(t, fb, 1, "the breaker-open fallback is on the caller's span")
-	require.Equal(t, tier.ReasonBreakerOpen, attrs(fb[0].Attributes)["cache.fallback.reason"])
+	require.Equal(t, string(tier.ReasonBreakerOpen), attrs(fb[0].Attributes)["cache.fallback.reason"])
 
 	rm := tm.collect(t)
 	name := attribute.String("cache.name", "c")
 	fallbacks := metricNamed(t, rm, "tiercache.fallbacks")
 	var l2Failures int64
 	for _, dp := range fallbacks.Data.(metricdata.Sum[int64]).DataPoints {
-		if r, _ := dp.Attributes.Value("cache.fallback.reason"); r.AsString() != tier.ReasonBreakerOpen {
+		if r, _ := dp.Attributes.Value("cache.fallback.reason"); r.AsString() != string(tier.ReasonBreakerOpen) {
 			l2Failures += dp.Value
 		}
 	}
 	require.EqualValues(t, 2, l2Failures)
-	require.EqualValues(t, 1, sumOf(t, fallbacks, name, attribute.String("cache.fallback.reason", tier.ReasonBreakerOpen)))
+	require.EqualValues(t, 1, sumOf(t, fallbacks, name, attribute.String("cache.fallback.reason", string(tier.ReasonBreakerOpen))))
 	require.EqualValues(t, 2, sumOf(t, metricNamed(t, rm, "tiercache.requests"), name,
 		attribute.String("cache.tier", "l2"), attribute.String("cache.result", "error")))
 	state := metricNamed(t, rm, "tiercache.breaker.state")

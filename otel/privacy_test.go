@@ -130,7 +130,7 @@ func telemetryText(spans []sdktrace.ReadOnlySpan, rm metricdata.ResourceMetrics)
 	var b strings.Builder
 	kvs := func(prefix string, kv []attribute.KeyValue) {
 		for _, a := range kv {
-			fmt.Fprintf(&b, "%s %s=%s\n", prefix, a.Key, a.Value.Emit())
+			fmt.Fprintf(&b, "%s %s=%s\n", prefix, a.Key, a.Value.String())
 		}
 	}
 	for _, s := range spans {

@@ -1,109 +1,101 @@
 package tier
 
 import (
+	"sync"
 	"sync/atomic"
-	"time"
+
+	"github.com/tiercache/tiercache/internal/breaker"
 )
 
-// BreakerState is the state of the L2 circuit breaker.
+// BreakerState is the state of an L2 circuit breaker.
 type BreakerState int32
 
 // The breaker states.
 const (
 	// BreakerClosed: L2 is used.
-	BreakerClosed BreakerState = iota
+	BreakerClosed = BreakerState(breaker.Closed)
 	// BreakerOpen: L2 is skipped until the cool-down ends.
-	BreakerOpen
+	BreakerOpen = BreakerState(breaker.Open)
 	// BreakerHalfOpen: one probe call is let through; its outcome closes or
 	// reopens the breaker.
-	BreakerHalfOpen
+	BreakerHalfOpen = BreakerState(breaker.HalfOpen)
 )
 
 // String returns "closed", "open" or "half_open".
-func (s BreakerState) String() string {
-	switch s {
-	case BreakerClosed:
-		return "closed"
-	case BreakerOpen:
-		return "open"
-	case BreakerHalfOpen:
-		return "half_open"
+func (s BreakerState) String() string { return breaker.State(s).String() }
+
+// maxBreakers bounds the breakers a cache keeps (one per L2 shard; shards
+// come and go with failovers): past it, closed ones are forgotten.
+const maxBreakers = 1024
+
+// breakers are a cache's L2 circuit breakers: one per shard of L2, as its
+// [Sharder] names them, so that a dead shard never stops the calls to the
+// healthy ones; a single one when L2 is not sharded.
+type breakers struct {
+	// newBreaker returns the breaker of a shard; immutable after New.
+	newBreaker func(shard string) *breaker.Breaker
+	one        *breaker.Breaker // shard "": immutable after New
+	m          sync.Map         // shard name -> *breaker.Breaker
+	n          atomic.Int32     // entries in m (approximately)
+}
+
+// of returns the breaker of shard.
+func (bs *breakers) of(shard string) *breaker.Breaker {
+	if shard == "" {
+		return bs.one
 	}
-	return "unknown"
+	if b, ok := bs.m.Load(shard); ok {
+		return b.(*breaker.Breaker)
+	}
+	if bs.n.Load() >= maxBreakers {
+		bs.m.Range(func(k, v any) bool {
+			if v.(*breaker.Breaker).State() == breaker.Closed && bs.m.CompareAndDelete(k, v) {
+				bs.n.Add(-1)
+			}
+			return true
+		})
+	}
+	b, loaded := bs.m.LoadOrStore(shard, bs.newBreaker(shard))
+	if !loaded {
+		bs.n.Add(1)
+	}
+	return b.(*breaker.Breaker)
 }
 
-// breaker is a consecutive-failures circuit breaker with one probe in
-// half-open state. It is ours rather than sony/gobreaker because the closed
-// state, the only one on the hot L2 path, costs one atomic load here, where
-// gobreaker takes a mutex twice per call; we need nothing else it offers.
-type breaker struct {
-	threshold int32
-	cooldown  time.Duration
-	now       func() int64
-	onChange  func(from, to BreakerState)
-
-	state    atomic.Int32
-	failures atomic.Int32 // consecutive failures while closed
-	since    atomic.Int64 // unix nanos: when it opened, or when the probe began
-	opens    atomic.Uint64
-}
-
-// allow reports whether an L2 call may go ahead.
-func (b *breaker) allow() bool {
-	switch BreakerState(b.state.Load()) {
-	case BreakerClosed:
-		return true
-	case BreakerOpen:
-		if b.now()-b.since.Load() < int64(b.cooldown) {
+// state is the state of the most open breaker: open if any shard's is,
+// else half-open if any is, else closed.
+func (bs *breakers) state() BreakerState {
+	worst := BreakerState(bs.one.State())
+	bs.m.Range(func(_, v any) bool {
+		switch s := BreakerState(v.(*breaker.Breaker).State()); s {
+		case BreakerOpen:
+			worst = s
 			return false
+		case BreakerHalfOpen:
+			worst = s
 		}
-		if b.state.CompareAndSwap(int32(BreakerOpen), int32(BreakerHalfOpen)) {
-			b.since.Store(b.now())
-			b.onChange(BreakerOpen, BreakerHalfOpen)
-			return true
-		}
-		return false
-	default: // half-open: a probe is out; let another go if it never reported.
-		since := b.since.Load()
-		if b.now()-since >= int64(b.cooldown) && b.since.CompareAndSwap(since, b.now()) {
-			return true
-		}
-		return false
-	}
+		return true
+	})
+	return worst
 }
 
-// success records an L2 call that worked.
-func (b *breaker) success() {
-	if b.failures.Load() != 0 {
-		b.failures.Store(0)
+// shardOf returns the shard of a full L2 key ("" when L2 has one).
+func (c *Cache[V]) shardOf(full string) string {
+	if c.sharder == nil {
+		return ""
 	}
-	if s := BreakerState(b.state.Load()); s != BreakerClosed {
-		if b.state.CompareAndSwap(int32(s), int32(BreakerClosed)) {
-			b.onChange(s, BreakerClosed)
-		}
-	}
+	return c.sharder.Shard(full)
 }
 
-// failure records an L2 call that failed.
-func (b *breaker) failure() {
-	switch s := BreakerState(b.state.Load()); s {
-	case BreakerClosed:
-		if b.failures.Add(1) >= b.threshold {
-			b.open(BreakerClosed)
-		}
-	case BreakerHalfOpen:
-		b.open(BreakerHalfOpen)
+// breakerOf returns the breaker of the shard holding the user's key.
+func (c *Cache[V]) breakerOf(key string) *breaker.Breaker {
+	if c.sharder == nil {
+		return c.brs.one
 	}
+	return c.brs.of(c.sharder.Shard(c.Key(key)))
 }
 
-// open moves the breaker from state from to open. since is stored before
-// the state changes, so no reader sees an open breaker with an old since.
-func (b *breaker) open(from BreakerState) {
-	b.since.Store(b.now())
-	if !b.state.CompareAndSwap(int32(from), int32(BreakerOpen)) {
-		return
-	}
-	b.failures.Store(0)
-	b.opens.Add(1)
-	b.onChange(from, BreakerOpen)
+// breakerOfFull returns the breaker of the shard holding a full L2 key.
+func (c *Cache[V]) breakerOfFull(full string) *breaker.Breaker {
+	return c.brs.of(c.shardOf(full))
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tiercache/tiercache/backends/ristretto"
+	"github.com/tiercache/tiercache/internal/breaker"
 	"github.com/tiercache/tiercache/internal/coarsetime"
 )
 
@@ -37,22 +38,30 @@ type Cache[V any] struct {
 	pub     Publisher  // nil without an Invalidator
 	obs     Observer
 	noObs   bool
-	clock   Clock   // nil: time.Now
-	epocher Epocher // l2 as an Epocher, or nil
-	base    string  // "tc:<len>:<namespace>:" (keys add "<epoch>:")
+	clock   Clock       // nil: time.Now
+	epocher Epocher     // l2 as an Epocher, or nil
+	raiser  EpochRaiser // l2 as an EpochRaiser, or nil
+	base    string      // "tc:<len>:<namespace>:" (keys add "<epoch>:")
 	tagPfx  string
 	epochK  string // the L2 key of the namespace's epoch
 
-	// pfx is the L2 key prefix for the current epoch; epochKnown is false
-	// until the epoch has been read from L2 (L2 is not used before).
-	pfx        atomic.Pointer[string]
-	epoch      atomic.Int64
+	// epoch is the namespace's current epoch and its L2 key prefix, one
+	// value so that the two never disagree; never nil after New, and it
+	// only moves forward. epochKnown is false until the epoch has been read
+	// from L2 (L2 is not used before).
+	epoch      atomic.Pointer[epochState]
 	epochKnown atomic.Bool
 	epochStale atomic.Bool           // re-read the epoch soon (a clear may have been missed)
 	epochErr   atomic.Pointer[error] // why the last epoch read failed
 
-	br breaker
-	fl flights[V]
+	sharder Sharder  // l2 as a Sharder, or nil
+	lineage Lineager // l2 as a Lineager, or nil
+	// lastLineage is the last token lineage gave; the replayer's (and New's)
+	// alone. "" until one was read.
+	lastLineage string
+	checked     time.Time // when lineage was last asked; the replayer's alone
+	brs         breakers
+	fl          flights[V]
 	// l2Misses tells whether the first L2 round trip of a miss should be
 	// the get-or-lease script (L2 reads mostly miss) or a plain read.
 	l2Misses missScore
@@ -97,10 +106,15 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 	}
 	c.fl.wait = c.l1.Wait
 	c.fl.trusted = c.trustedCall
+	c.fl.now = c.now
+	c.fl.kick = make(chan struct{}, 1)
 	c.l1stats, _ = c.l1.(LocalStats)
 	c.leaser, _ = c.l2.(Leaser)
 	c.tagger, _ = c.l2.(TagStore)
 	c.epocher, _ = c.l2.(Epocher)
+	c.raiser, _ = c.l2.(EpochRaiser)
+	c.sharder, _ = c.l2.(Sharder)
+	c.lineage, _ = c.l2.(Lineager)
 	_, c.noObs = c.obs.(NoopObserver)
 	ns := "tc:" + strconv.Itoa(len(opts.Namespace)) + ":" + opts.Namespace
 	c.base = ns + ":"
@@ -115,14 +129,20 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 	if opts.MaxConcurrentLoads > 0 {
 		c.sem = make(chan struct{}, opts.MaxConcurrentLoads)
 	}
-	c.br = breaker{
-		threshold: int32(opts.BreakerFailures),
-		cooldown:  opts.BreakerCooldown,
-		now:       c.now,
-		onChange: func(from, to BreakerState) {
-			c.obs.Event(context.Background(), Event{Cache: opts.Name, Kind: EventBreaker, Tier: TierL2, From: from, To: to})
-		},
+	c.brs.newBreaker = func(shard string) *breaker.Breaker {
+		return breaker.New(breaker.Options{
+			Failures: opts.BreakerFailures,
+			Cooldown: opts.BreakerCooldown,
+			Now:      c.now,
+			OnChange: func(from, to breaker.State) {
+				if to == breaker.Open {
+					c.ctr.breakerOpens.Add(1)
+				}
+				c.obs.Event(context.Background(), Event{Cache: opts.Name, Kind: EventBreaker, Tier: TierL2, From: BreakerState(from), To: BreakerState(to), Shard: shard})
+			},
+		})
 	}
+	c.brs.one = c.brs.newBreaker("")
 	c.hmacs.New = func() any { return hmac.New(sha256.New, c.o.KeyHashSecret) }
 	c.stop, c.cancel = context.WithCancel(context.Background())
 	if opts.Invalidator != nil {
@@ -138,6 +158,9 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 	}
 	if c.epocher != nil {
 		c.readEpoch(c.stop) // a failure leaves L2 unused until the replayer reads it
+	}
+	if c.lineage != nil {
+		c.checkLineage(c.stop) // the first token: what later ones are compared with
 	}
 	if c.l2 != nil || c.pub != nil {
 		c.bg.Add(1)
@@ -163,47 +186,7 @@ func (c *Cache[V]) Name() string { return c.o.Name }
 
 // Key returns the full L2 key under which key is stored now:
 // "tc:<len(namespace)>:<namespace>:<epoch>:<key>".
-func (c *Cache[V]) Key(key string) string { return *c.pfx.Load() + key }
-
-// setEpoch moves to epoch n (never back).
-func (c *Cache[V]) setEpoch(n int64) bool {
-	for {
-		cur := c.epoch.Load()
-		if n < cur || (n == cur && c.pfx.Load() != nil) {
-			return false
-		}
-		if c.epoch.CompareAndSwap(cur, n) {
-			p := c.base + strconv.FormatInt(n, 10) + ":"
-			c.pfx.Store(&p)
-			return n != cur
-		}
-	}
-}
-
-// errEpoch is errEpochUnknown with the reason the epoch could not be read.
-func (c *Cache[V]) errEpoch() error {
-	if p := c.epochErr.Load(); p != nil {
-		return fmt.Errorf("%w: %w", errEpochUnknown, *p)
-	}
-	return errEpochUnknown
-}
-
-// readEpoch reads the namespace's epoch from L2. Moving to a newer one
-// drops L1: the namespace was cleared.
-func (c *Cache[V]) readEpoch(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
-	defer cancel()
-	n, err := c.epocher.Epoch(ctx, c.epochK)
-	if err != nil {
-		c.epochErr.Store(&err)
-		return
-	}
-	c.epochStale.Store(false)
-	if c.setEpoch(n) && c.epochKnown.Load() {
-		sink[V]{c}.Untrust(c.now()+1, "namespace_cleared")
-	}
-	c.epochKnown.Store(true)
-}
+func (c *Cache[V]) Key(key string) string { return c.epoch.Load().pfx + key }
 
 // TagKey returns the full L2 key under which tag's invalidation time is kept.
 func (c *Cache[V]) TagKey(tag string) string { return c.tagPfx + tag }
@@ -226,49 +209,6 @@ func (c *Cache[V]) hitNow() int64 {
 		return coarsetime.Now()
 	}
 	return c.clock.Now().UnixNano()
-}
-
-// trusted reports whether nothing this cache heard of (a drop of L1, a
-// tag invalidation, an age limit while the invalidator is down) rules e out.
-func (c *Cache[V]) trusted(e *Entry[V]) bool {
-	return c.trustedAt(e.Created, e.Tags)
-}
-
-// trustedAt is trusted for a value whose read began at created and that
-// depends on tags.
-func (c *Cache[V]) trustedAt(created int64, tags []string) bool {
-	if created < c.trustFloor.Load() {
-		return false
-	}
-	if ma := c.maxAge.Load(); ma != 0 && c.now()-created > ma {
-		return false
-	}
-	return len(tags) == 0 || c.tags.valid(tags, created)
-}
-
-// trustedCall is trustedAt for a call in the flight table: a call still
-// loading is not subject to the age limit (its value is read now, not at
-// its start; a slow load must not be restarted by every caller while the
-// invalidator is down).
-func (c *Cache[V]) trustedCall(started int64, tags []string, running bool) bool {
-	if !running {
-		return c.trustedAt(started, tags)
-	}
-	return started >= c.trustFloor.Load() && (len(tags) == 0 || c.tags.valid(tags, started))
-}
-
-// fresh reports whether e may be served now.
-func (c *Cache[V]) fresh(e *Entry[V]) bool {
-	return c.hitNow() < e.Fresh && c.trusted(e)
-}
-
-// staleOf returns e if it may stand in for a failed or slow load
-// (Options.FailSafe), else nil.
-func (c *Cache[V]) staleOf(e *Entry[V], now int64) *Entry[V] {
-	if c.o.FailSafe == 0 || now >= e.Deadline || !c.trusted(e) {
-		return nil
-	}
-	return e
 }
 
 // GetOrLoad returns the value of key from L1, else L2, else load (once per
@@ -297,20 +237,21 @@ func (c *Cache[V]) GetOrLoadTagged(ctx context.Context, key string, tags []strin
 	return c.get(ctx, key, tags, load)
 }
 
-// get is the read path. Its L1-hit part is kept small: one L1 Get, one
-// clock read, two atomic loads, no allocation, no lock.
+// get is the L1 hit path, kept small: one L1 Get, one clock read, two
+// atomic loads, no allocation, no lock, no observer call. A miss goes on in
+// miss (read.go).
 func (c *Cache[V]) get(ctx context.Context, key string, tags []string, load LoadFunc[V]) (V, error) {
 	e, ok := c.l1.Get(key)
 	if !ok {
-		return c.miss(ctx, req{key: key, tags: tags}, load, nil)
+		return c.miss(ctx, key, tags, load, nil)
 	}
 	now := c.hitNow()
 	if now >= e.Fresh || !c.trusted(e) {
 		c.ctr.l1Unserved.Add(1)
-		return c.miss(ctx, req{key: key, tags: tags}, load, c.staleOf(e, now))
+		return c.miss(ctx, key, tags, load, c.staleOf(e, now))
 	}
 	if e.RefreshAt != 0 && now >= e.RefreshAt && load != nil {
-		c.refreshAhead(ctx, req{key: key, tags: tags}, load, e)
+		c.refreshAhead(ctx, key, tags, load, e)
 	}
 	if e.Stale {
 		c.ctr.staleServed.Add(1)
@@ -324,7 +265,11 @@ func (c *Cache[V]) get(ctx context.Context, key string, tags []string, load Load
 }
 
 // Get returns the value of key from L1, else L2, without loading it. It
-// returns [ErrNotFound] when neither tier has it.
+// returns [ErrNotFound] when neither tier has it, and an error matching
+// [ErrL2] (not ErrNotFound) when L1 does not have it and L2 could not be
+// asked: the connection failed, the breaker is open, or the namespace's
+// epoch is not known (see [Cache.InvalidateAll]). An outage is never
+// reported as "absent".
 func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 	return c.GetOrLoad(ctx, key, nil)
 }
@@ -332,14 +277,43 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 // GetIfPresent returns the value of key if L1 holds a fresh one. It never
 // blocks and never leaves the process.
 func (c *Cache[V]) GetIfPresent(key string) (V, bool) {
-	if e, ok := c.l1.Get(key); ok {
-		if c.fresh(e) && !e.Negative {
-			return e.Value, true
+	if e, ok := c.l1Fresh(key); ok {
+		if !e.Negative {
+			v, _ := c.served(e)
+			return v, true
 		}
-		c.ctr.l1Unserved.Add(1)
+		c.ctr.l1Unserved.Add(1) // "not present" to this caller: not an L1 hit
 	}
 	var zero V
 	return zero, false
+}
+
+// l1Fresh returns key's L1 entry if it may be served now; an entry found
+// but not served is counted as such (it is not an L1 hit). get makes the
+// same check inline, for speed.
+func (c *Cache[V]) l1Fresh(key string) (*Entry[V], bool) {
+	e, ok := c.l1.Get(key)
+	if !ok {
+		return nil, false
+	}
+	if !c.fresh(e) {
+		c.ctr.l1Unserved.Add(1)
+		return nil, false
+	}
+	return e, true
+}
+
+// served is the answer of an L1 hit on e, counted as get counts it.
+func (c *Cache[V]) served(e *Entry[V]) (V, error) {
+	if e.Stale {
+		c.ctr.staleServed.Add(1)
+	}
+	if e.Negative {
+		c.ctr.negativeHits.Add(1)
+		var zero V
+		return zero, ErrNotFound
+	}
+	return e.Value, nil
 }
 
 func (c *Cache[V]) checkKey(key string) error {
@@ -370,7 +344,7 @@ func (c *Cache[V]) jitter(d time.Duration) time.Duration {
 // walking it) and fences the running loads. L2 and other instances are not
 // touched.
 func (c *Cache[V]) DropLocal(ctx context.Context) {
-	sink[V]{c}.Untrust(c.now()+1, "drop_local")
+	c.untrust(c.now()+1, ReasonDropLocal)
 }
 
 // Stats returns a snapshot of the cache's counters.
@@ -389,12 +363,16 @@ func (c *Cache[V]) Stats() Stats {
 		LeaseLost:             c.ctr.leaseLost.Load(),
 		PendingInvalidations:  c.out.len(),
 		Replayed:              c.ctr.replayed.Load(),
+		InvalidationOverflows: c.ctr.invOverflows.Load(),
+		EpochMoveOwed:         c.out.owing.Load(),
+		EpochMoves:            c.ctr.epochMoves.Load(),
+		L2Failovers:           c.ctr.failovers.Load(),
 		StaleServed:           c.ctr.staleServed.Load(),
 		InvalidationsSent:     c.ctr.invSent.Load(),
 		InvalidationsReceived: c.ctr.invReceived.Load(),
 		Refreshes:             c.ctr.refreshes.Load(),
-		Breaker:               BreakerState(c.br.state.Load()),
-		BreakerOpens:          c.br.opens.Load(),
+		Breaker:               c.brs.state(),
+		BreakerOpens:          c.ctr.breakerOpens.Load(),
 	}
 	if ls := c.l1stats; ls != nil {
 		if h, u := ls.Hits(), c.ctr.l1Unserved.Load(); h > u {
@@ -414,10 +392,14 @@ func (c *Cache[V]) isClosed() bool {
 
 // Close stops the cache: running loads are cancelled, Close waits for the
 // cache's goroutines to exit (and for L2 reads in progress, at most
-// L2Timeout), unregisters from the invalidator, then closes L1. Later calls return ErrClosed. Close is idempotent and always returns
-// nil. It does not close the Redis client behind L2, which belongs to the
-// caller. Invalidations still waiting for replay are dropped (and counted
-// in Stats.PendingInvalidations).
+// L2Timeout), unregisters from the invalidator, then closes L1. Later
+// calls return ErrClosed. Close is idempotent and always returns nil. It
+// does not close the Redis client behind L2, which belongs to the caller.
+//
+// WARNING: invalidations still waiting for replay, and an owed epoch move,
+// are dropped (they are in Stats.PendingInvalidations and
+// Stats.EpochMoveOwed): after an outage, close a cache only once they are
+// zero, or call InvalidateAll from another instance.
 func (c *Cache[V]) Close() error {
 	c.closeOnce.Do(func() {
 		c.cancel()
@@ -435,11 +417,6 @@ func (c *Cache[V]) Close() error {
 		c.l1.Close()
 	})
 	return nil
-}
-
-// call describes an operation on key for the observer.
-func (c *Cache[V]) call(op Op, key string) Call {
-	return Call{Cache: c.o.Name, Op: op, Key: c.obsKey(key), KeyHashed: key != "" && !c.o.ObserveRawKeys}
 }
 
 // obsKey is the key as the observer may see it: a keyed hash (HMAC-SHA256,

@@ -453,9 +453,11 @@ func TestCache_Close_DuringWrites(t *testing.T) {
 		require.NoError(t, err)
 		ctx := context.Background()
 		var wg sync.WaitGroup
+		var ops atomic.Int64 // rounds of writes begun, by all writers
 		for w := range 8 {
 			wg.Go(func() {
 				for i := 0; ; i++ {
+					ops.Add(1)
 					key := fmt.Sprint("k", w, "-", i%5)
 					if w%2 == 0 { // Set alone: it always waits for L1
 						if err := c.Set(ctx, key, "v", 0); err != nil {
@@ -472,7 +474,8 @@ func TestCache_Close_DuringWrites(t *testing.T) {
 				}
 			})
 		}
-		time.Sleep(time.Duration(round%3) * time.Millisecond)
+		// Close lands at a different point of the writes in each round.
+		require.Eventually(t, func() bool { return ops.Load() >= int64(round%4*20) }, 5*time.Second, 50*time.Microsecond)
 		done := make(chan struct{})
 		go func() {
 			_ = c.Close()

@@ -3,34 +3,39 @@
 // a shared remote tier (L2, a [Remote], Redis through backends/goredis), and
 // loads from the origin (the database) on a miss.
 //
-// The read path of [Cache.GetOrLoad]:
+// The read path of [Cache.GetOrLoad] (read.go tells it in the same order):
 //
 //  1. L1. A fresh hit returns the stored value: no decode, no allocation, no
-//     lock, no observer call. L1 hits are counted by the L1 itself and appear
-//     in [Cache.Stats].
-//  2. On an L1 miss the caller joins or starts the single flight for the key:
-//     one load per key in the process, however many callers miss together.
-//     Each caller stops waiting when its own context ends.
-//  3. L2, bounded by [Options.L2Timeout] and skipped while the circuit breaker
-//     is open. The flight's first L2 round trip runs on the goroutine of the
-//     caller that started it (no goroutine hand-off on an L2 hit), on its
-//     context's values but not its cancellation: a cancel is noticed when
-//     the read ends, at most L2Timeout later. A caller whose deadline is
-//     nearer than L2Timeout, or that holds a stale value to serve after
-//     [Options.SoftTimeout], leaves the read to the flight's goroutine
-//     instead. When the cache's L2 reads mostly miss, that round trip is
-//     get-or-lease, which answers a hit too and takes the key's lease on a
-//     miss: one round trip before the load. A hit is decoded and put in L1.
-//     Bad bytes are a miss: the key is deleted and the observer hears
-//     [EventDecodeError].
-//  4. The origin, bounded by [Options.LoadTimeout], on the flight's own
+//     lock, no observer call. L1 hits (cached "not found"s included) are
+//     counted, and appear in [Cache.Stats].
+//  2. On an L1 miss the caller joins the key's flight, or starts one: one
+//     load per key in the process, however many callers miss together. Each
+//     caller stops waiting when its own context ends. A new flight first
+//     re-checks L1, where the previous flight's value may just have become
+//     visible.
+//  3. L2: one round trip, bounded by [Options.L2Timeout] and skipped while
+//     the circuit breaker is open. It runs on the goroutine of the caller
+//     that started the flight (an L2 hit costs no goroutine hand-off), on
+//     its context's values but not its cancellation. A hit is decoded, put
+//     in L1 and returned. Bad bytes are a miss: the key is deleted and the
+//     observer hears [EventDecodeError].
+//  4. The lease, with an L2 that is a [Leaser] (backends/goredis): after a
+//     miss the flight takes the key's lease, or, while another instance
+//     holds it, waits up to [Options.LeaseWait] for that instance's value.
+//     When the cache's L2 reads mostly miss, step 3 is get-or-lease, which
+//     answers a hit too and takes the lease on a miss.
+//  5. The origin, bounded by [Options.LoadTimeout], on the flight's own
 //     goroutine and a context that keeps the first caller's values but not
 //     its cancellation. [ErrNotFound] (or an error that [Options.IsNotFound]
 //     accepts) is cached as a negative entry for [Options.NegativeTTL].
-//  5. The value goes to L1, the callers get it, then the flight writes L2
-//     (the L2 write is not on the callers' path). A value whose encoding is
+//  6. The value goes to L1, the callers get it, then the flight writes L2
+//     under its lease (off the callers' path). A value whose encoding is
 //     larger than [Options.MaxValueBytes] is returned but not cached, and
 //     reported.
+//
+// L1 charges every entry it holds, whichever step put it there, with its
+// encoded size ([Options.Cost]), so [Options.L1MaxCost] bounds what it
+// holds.
 //
 // Fencing: [Cache.Delete], [Cache.Set] and [Cache.InvalidateAll] fence the
 // flights that are running, so a load that began before an invalidation
@@ -47,19 +52,28 @@
 // fixes where the namespace ends), and [Cache.InvalidateAll] clears a
 // namespace by moving it to the next epoch. Tag times live under
 // "tc:<len>:<namespace>#t:<tag>" and the epoch under "…#epoch": the byte
-// after the namespace tells them apart from value keys.
+// after the namespace tells them apart from value keys. On a Redis Cluster
+// the first "{…}" of a key is a hash tag: it picks the key's slot (the
+// namespace may not contain braces, so only the user's key can carry one).
 //
 // Consistency across instances: [Cache.Delete], [Cache.Set],
 // [Cache.InvalidateTags] and [Cache.InvalidateAll] update L2 first (DEL also
 // removes the key's lease, so a load that read the origin before the write
 // can never write its value afterwards: the memcache-lease fence), then
 // tell the other instances through [Options.Invalidator] (package
-// invalidate). What could not reach Redis is kept and replayed. While the
-// invalidator cannot vouch for L1 (subscription down or silent), L1 serves
-// only entries younger than its bound.
+// invalidate), whether or not the L2 step worked. A step that failed is
+// kept and replayed (an L2 step that is replayed is announced again); what
+// cannot be kept makes the namespace owe a move to its next epoch, made as
+// soon as L2 answers. While the invalidator cannot vouch for L1
+// (subscription down or silent), L1 serves only entries younger than its
+// bound. When L2 may have lost acknowledged writes (a failover or restart
+// seen by a [Lineager]), the namespace moves to its next epoch and L1 is
+// dropped.
 //
 // Failure: every L2 call is bounded by [Options.L2Timeout]; L2 failures
-// count against a circuit breaker, and while it is open reads skip L2. With
+// count against a circuit breaker, one per L2 shard (see [Sharder]), and
+// while a shard's is open the calls to it skip L2: reads go to the origin
+// ([Cache.Get] reports [ErrL2]), writes are kept for replay. With
 // [Options.FailSafe] a stale value stands in for a failing or slow origin.
 //
 // Package tier imports neither OpenTelemetry nor go-redis; [Observer] and

@@ -27,8 +27,9 @@ var (
 	// its leader's goroutine panicked before handing the flight on (in an
 	// Observer, say).
 	errLeaderPanicked = errors.New("tier: the caller reading the key panicked")
-	// ErrL2 is matched by the errors of calls that could not reach L2
-	// (Set and Delete return it; reads fall back to the origin instead).
+	// ErrL2 is matched by the errors of calls that could not reach L2:
+	// Set, Delete and the other writes, and Get (which has no origin to
+	// fall back on). Reads with a loader fall back to the origin instead.
 	ErrL2 = errors.New("tier: l2 unavailable")
 	// ErrCorrupt is returned by a [Remote] for bytes it refuses to hand
 	// over (for example a stored value of the wrong type); the cache treats

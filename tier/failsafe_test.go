@@ -55,11 +55,10 @@ func TestCache_FailSafe_ServesStaleWhenOriginFails(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, before+2, attempts.Load())
 
-	// A key without a stale value fails, and fast.
-	t0 := time.Now()
+	// A key without a stale value fails. (There is no L2 and the origin
+	// fails at once: nothing here could make it slow, so no time bound.)
 	_, err = c.GetOrLoad(t.Context(), "cold", load)
 	require.ErrorIs(t, err, errDB)
-	require.Less(t, time.Since(t0), time.Second)
 
 	// Past the fail-safe deadline the error comes through.
 	clock.Advance(2 * time.Hour)
@@ -88,11 +87,11 @@ func TestCache_SoftTimeout(t *testing.T) {
 	require.Eventually(t, func() bool { _, ok := c.GetIfPresent("k"); return ok }, 5*time.Second, time.Millisecond)
 	clock.Advance(2 * time.Minute)
 
-	t0 := time.Now()
+	// The second load blocks until release is closed below: the answer
+	// can only be the soft timeout's.
 	v, err = c.GetOrLoad(t.Context(), "k", load)
 	require.NoError(t, err)
 	require.Equal(t, "1", v, "the stale value after the soft timeout")
-	require.Less(t, time.Since(t0), 5*time.Second)
 	close(release) // the load goes on and updates the tiers when it ends
 	require.Eventually(t, func() bool {
 		v, err := c.GetOrLoad(t.Context(), "k", load)

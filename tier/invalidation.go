@@ -3,7 +3,6 @@ package tier
 import (
 	"context"
 	"slices"
-	"sync"
 	"time"
 )
 
@@ -40,14 +39,18 @@ type Sink interface {
 	DropTags(tags []string, at int64)
 	// Untrust makes every L1 entry whose read began before (unix nanos) a
 	// miss, and fences the running loads that began before it. reason is
-	// reported to the observer ([EventL1Dropped]).
-	Untrust(before int64, reason string)
+	// reported to the observer ([EventL1Dropped]); every reason but the
+	// cache's own (ReasonDropLocal, ReasonInvalidateAll,
+	// ReasonNamespaceCleared, ReasonL2Failover) is taken to mean that
+	// invalidations were lost, a clear of the namespace perhaps among them:
+	// the cache then re-reads the namespace's epoch soon.
+	Untrust(before int64, reason Reason)
 	// LimitAge makes every L1 entry whose read began more than maxAge ago a
 	// miss, checked at each read, until it is called again; 0 lifts the
 	// limit. The invalidator sets it while it cannot vouch for L1 (the
 	// subscription is down or silent), so the bound holds however late its
 	// own goroutines run. reason is reported when a limit is set.
-	LimitAge(maxAge time.Duration, reason string)
+	LimitAge(maxAge time.Duration, reason Reason)
 }
 
 // sink is the cache's [Sink]: the cache under another name, so that the
@@ -55,8 +58,8 @@ type Sink interface {
 type sink[V any] struct{ c *Cache[V] }
 
 func (s sink[V]) DropKeys(keys []string) {
-	s.c.ctr.invReceived.Add(uint64(len(keys)))
 	s.c.dropLocal(keys, false) // no wait: a Sink must not block the bus
+	s.c.ctr.invReceived.Add(uint64(len(keys)))
 }
 
 // dropLocal fences the loads of keys and deletes them from L1. With wait,
@@ -98,178 +101,22 @@ func (c *Cache[V]) setL1(key string, e *Entry[V], cost int64, ttl time.Duration)
 // instant is dropped, one read after it saw the origin after the write, and
 // no clock skew between instances enters the comparison.
 func (s sink[V]) DropTags(tags []string, _ int64) {
-	s.c.ctr.invReceived.Add(uint64(len(tags)))
+	defer s.c.ctr.invReceived.Add(uint64(len(tags))) // counted once applied
 	if i := slices.Index(tags, epochTag); i >= 0 {
 		// Another instance cleared the namespace: L2 is not used until the
 		// replayer has read the new epoch (within replayInterval), so no
 		// key of the old epoch is read meanwhile.
-		s.c.epochKnown.Store(false)
-		s.Untrust(s.c.now()+1, "namespace_cleared")
+		if s.c.epocher != nil {
+			s.c.epochKnown.Store(false)
+		}
+		s.c.untrust(s.c.now()+1, ReasonNamespaceCleared)
 		tags = slices.Delete(slices.Clone(tags), i, i+1)
 	}
 	s.c.tags.touch(tags, s.c.now())
 }
 
-func (s sink[V]) Untrust(before int64, reason string) {
-	c := s.c
-	if !c.raiseTrustFloor(before) {
-		return
-	}
-	if reason == "subscribed" || reason == "sequence_gap" {
-		c.epochStale.Store(true) // a clear may have been among what was missed
-	}
-	c.obs.Event(context.Background(), Event{Cache: c.o.Name, Kind: EventL1Dropped, Tier: TierL1, Reason: reason})
-}
+// Untrust implements [Sink].
+func (s sink[V]) Untrust(before int64, reason Reason) { s.c.untrust(before, reason) }
 
-// raiseTrustFloor makes every L1 entry and running load that began before
-// before untrusted, and reports whether the floor moved.
-func (c *Cache[V]) raiseTrustFloor(before int64) bool {
-	for {
-		cur := c.trustFloor.Load()
-		if before <= cur {
-			return false
-		}
-		if c.trustFloor.CompareAndSwap(cur, before) {
-			break
-		}
-	}
-	c.fl.fenceBefore(before)
-	return true
-}
-
-func (s sink[V]) LimitAge(maxAge time.Duration, reason string) {
-	c := s.c
-	old := c.maxAge.Swap(int64(maxAge))
-	if maxAge > 0 && old == 0 {
-		c.fl.fenceBefore(c.now() - int64(maxAge))
-		c.obs.Event(context.Background(), Event{Cache: c.o.Name, Kind: EventL1Dropped, Tier: TierL1, Reason: reason})
-	}
-}
-
-// tagTimes remembers, per tag, the last time this instance learned it was
-// invalidated (unix nanos, this instance's clock). Reads are lock-free
-// (sync.Map); it forgets tags older than the longest life of an entry, so it
-// does not grow without bound.
-type tagTimes struct {
-	m       sync.Map // string -> int64
-	mu      sync.Mutex
-	stores  int   // guarded by mu: stores since the last prune
-	horizon int64 // entries older than this many nanos are gone anyway
-	skew    int64 // clock skew allowed between instances, in nanos
-}
-
-// touch records at for tags (keeping the latest time per tag).
-func (t *tagTimes) touch(tags []string, at int64) {
-	for _, tag := range tags {
-		for {
-			old, loaded := t.m.LoadOrStore(tag, at)
-			if !loaded || old.(int64) >= at || t.m.CompareAndSwap(tag, old, at) {
-				break
-			}
-		}
-	}
-	t.mu.Lock()
-	t.stores += len(tags)
-	prune := t.stores >= 1024
-	if prune {
-		t.stores = 0
-	}
-	t.mu.Unlock()
-	if prune {
-		cutoff := at - t.horizon - t.skew
-		t.m.Range(func(k, v any) bool {
-			if v.(int64) < cutoff {
-				t.m.CompareAndDelete(k, v)
-			}
-			return true
-		})
-	}
-}
-
-// valid reports whether a value of tags that this instance read at created
-// (its own clock) is newer than every invalidation of those tags it knows.
-func (t *tagTimes) valid(tags []string, created int64) bool {
-	return t.validWithin(tags, created, 0)
-}
-
-// validWithin is valid for a value created on another instance's clock,
-// allowing skew between the clocks.
-func (t *tagTimes) validWithin(tags []string, created, skew int64) bool {
-	for _, tag := range tags {
-		if at, ok := t.m.Load(tag); ok && created <= at.(int64)+skew {
-			return false
-		}
-	}
-	return true
-}
-
-// outbox keeps the invalidations that could not reach Redis, de-duplicated
-// and bounded, until they can be replayed.
-type outbox struct {
-	mu    sync.Mutex
-	keys  map[string]struct{} // guarded by mu
-	tags  map[string]struct{} // guarded by mu
-	limit int
-	kick  chan struct{} // wakes the replayer
-}
-
-// add queues keys and tags; it reports false (and queues nothing) when
-// the outbox would exceed its bound.
-func (o *outbox) add(keys, tags []string) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.keys == nil {
-		o.keys, o.tags = map[string]struct{}{}, map[string]struct{}{}
-	}
-	n := len(o.keys) + len(o.tags)
-	for _, k := range keys {
-		if _, ok := o.keys[k]; !ok {
-			n++
-		}
-	}
-	for _, t := range tags {
-		if _, ok := o.tags[t]; !ok {
-			n++
-		}
-	}
-	if n > o.limit {
-		return false
-	}
-	for _, k := range keys {
-		o.keys[k] = struct{}{}
-	}
-	for _, t := range tags {
-		o.tags[t] = struct{}{}
-	}
-	select {
-	case o.kick <- struct{}{}:
-	default:
-	}
-	return true
-}
-
-// take removes and returns everything queued.
-func (o *outbox) take() (keys, tags []string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for k := range o.keys {
-		keys = append(keys, k)
-	}
-	for t := range o.tags {
-		tags = append(tags, t)
-	}
-	clear(o.keys)
-	clear(o.tags)
-	return keys, tags
-}
-
-// len returns how many keys and tags are queued.
-func (o *outbox) len() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.keys) + len(o.tags)
-}
-
-// replayInterval is how often the replayer retries while the outbox is not
-// empty.
-const replayInterval = 100 * time.Millisecond
+// LimitAge implements [Sink].
+func (s sink[V]) LimitAge(maxAge time.Duration, reason Reason) { s.c.limitAge(maxAge, reason) }

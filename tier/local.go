@@ -34,6 +34,7 @@ type Entry[V any] struct {
 	Stale bool
 
 	refreshing atomic.Bool // a background refresh was started from this entry
+	size       int         // the length of its encoding (0: unknown), for the L1 cost of copies
 }
 
 // Local is the in-process tier (L1). Implementations must be safe for

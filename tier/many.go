@@ -1,5 +1,10 @@
 package tier
 
+// many.go: the batch read path, GetOrLoadMany. It shares the single read's
+// L1 check, L2 gate and decode (fromL2), loader call and store; what
+// differs is one L2 round trip and one loader call for the whole batch, and
+// no leases.
+
 import (
 	"context"
 	"errors"
@@ -42,40 +47,28 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, load BatchL
 			}
 			asked[k] = struct{}{}
 		}
-		if e, ok := c.l1.Get(k); ok {
-			if c.fresh(e) {
-				if e.Stale {
-					c.ctr.staleServed.Add(1)
-				}
-				if e.Negative {
-					c.ctr.negativeHits.Add(1)
-				} else {
-					out[k] = e.Value
-				}
-				continue
+		if e, ok := c.l1Fresh(k); ok {
+			if v, err := c.served(e); err == nil {
+				out[k] = v
 			}
-			c.ctr.l1Unserved.Add(1)
+			continue
 		}
 		missing = append(missing, k)
 	}
 	if len(missing) == 0 {
 		return out, nil
 	}
-	calls, leaders, ok := c.fl.joinMany(missing, c.now())
+	calls, lead, ok := c.fl.joinMany(missing, c.now())
 	if !ok {
 		return nil, ErrClosed
 	}
 	c.ctr.misses.Add(uint64(len(missing)))
-	var ownKeys []string
-	var ownCalls []*call[V]
-	for i, lead := range leaders {
-		if lead {
-			ownKeys = append(ownKeys, missing[i])
-			ownCalls = append(ownCalls, calls[i])
+	if len(lead) > 0 {
+		wctx := detach(ctx)
+		for _, f := range lead {
+			f.c, f.ctx = c, wctx
 		}
-	}
-	if len(ownKeys) > 0 {
-		go c.runMany(ctx, ownKeys, ownCalls, load)
+		go c.loadMany(wctx, lead, load)
 	}
 	var errs []error
 	for i, cl := range calls {
@@ -98,173 +91,120 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, load BatchL
 	return out, errors.Join(errs...)
 }
 
-// runMany is the flight for a batch of keys; it owns one count of c.fl.wg.
-func (c *Cache[V]) runMany(ctx context.Context, keys []string, calls []*call[V], load BatchLoadFunc[V]) {
-	defer c.fl.wg.Done()
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.o.LoadTimeout)
-	stop := context.AfterFunc(c.stop, cancel)
+// loadMany runs the flights fs of a batch on one goroutine: one L2 round
+// trip for all, one loader call for those L2 did not answer, then each
+// one's store. It owns fs and their wg counts, and ends each through leave
+// (I1).
+func (c *Cache[V]) loadMany(ctx context.Context, fs []*flight[V], load BatchLoadFunc[V]) {
 	defer func() {
-		stop()
-		cancel()
-	}()
-	start := c.now()
-	done := make([]bool, len(calls))
-	installed := make([]bool, len(calls)) // retire these calls, forget the others
-	complete := func(i int) {
-		done[i] = true
-		close(calls[i].done)
-	}
-	defer func() {
-		for i, cl := range calls {
-			if !done[i] { // the loader called runtime.Goexit
-				cl.err = fmt.Errorf("tier: load %q: %w", keys[i], ErrLoaderGoexit)
-				complete(i)
-			}
-			if installed[i] {
-				c.fl.retire(keys[i], cl)
-			} else {
-				c.fl.forget(keys[i], cl)
-			}
+		for _, f := range fs {
+			f.leave(ErrLoaderGoexit)
 		}
 	}()
-
-	// L2: one round trip for the whole batch.
-	var rest []int
-	entries := c.manyFromL2(fctx, keys, start)
-	for i, e := range entries {
-		if e == nil {
-			rest = append(rest, i)
-			continue
-		}
-		if e.Negative {
-			c.ctr.negativeHits.Add(1)
-			calls[i].err = ErrNotFound
+	ctx, cancel := c.flightContext(ctx)
+	defer cancel()
+	c.readManyL2(ctx, fs) // 3. one L2 round trip for the batch
+	var rest []*flight[V]
+	for _, f := range fs {
+		if f.l2.outcome == l2Hit {
+			f.answerHit()
 		} else {
-			calls[i].val = e.Value
+			rest = append(rest, f)
 		}
-		calls[i].expires = e.Fresh
-		complete(i)
-		installed[i] = c.installL1(calls[i], keys[i], e, c.cost(keys[i], e.Value, 0))
 	}
 	if len(rest) == 0 {
 		return
 	}
 	if load == nil {
-		for _, i := range rest {
-			calls[i].err = ErrNotFound
-			complete(i)
+		for _, f := range rest {
+			f.cl.err = ErrNotFound
+			close(f.cl.done)
 		}
 		return
 	}
-
-	restKeys := make([]string, len(rest))
-	for j, i := range rest {
-		restKeys[j] = keys[i]
-	}
-	vals, err, panicked := c.callBatchLoader(fctx, restKeys, load)
-	for _, i := range rest {
-		cl := calls[i]
+	vals, err := c.callBatchLoader(ctx, rest, load) // 5. one origin call
+	for _, f := range rest {                        // 6. L1, the answer, L2
+		v, found := vals[f.key]
 		switch {
-		case panicked != nil:
-			cl.panicked = panicked
-			complete(i)
+		case f.cl.panicked != nil:
+			close(f.cl.done)
 		case err != nil:
-			cl.err = fmt.Errorf("tier: load %q: %w", keys[i], err)
-			complete(i)
+			f.cl.err = fmt.Errorf("tier: load %q: %w", f.key, err)
+			close(f.cl.done)
+		case found:
+			f.cl.val = v
+			f.store(ctx, v, false)
 		default:
-			v, found := vals[keys[i]]
-			if found {
-				cl.val = v
-			} else {
-				cl.err = ErrNotFound
-			}
-			cl.expires = c.shareUntil(!found)
-			installed[i] = c.store(fctx, cl, req{key: keys[i]}, v, !found, start, "", func() { complete(i) })
+			f.cl.err = ErrNotFound
+			f.store(ctx, v, true)
 		}
 	}
 }
 
-func (c *Cache[V]) callBatchLoader(ctx context.Context, keys []string, load BatchLoadFunc[V]) (vals map[string]V, err error, panicked *PanicError) {
-	call := c.call(OpLoad, "")
-	if len(keys) == 1 {
-		call = c.call(OpLoad, keys[0])
-	}
-	ctx = c.obs.Begin(ctx, call)
-	t0 := c.opStart()
-	c.ctr.loads.Add(1)
-	defer func() {
-		if r := recover(); r != nil {
-			panicked = newPanicError(r)
-			err = panicked
-		}
-		if err != nil {
-			c.ctr.loadErrors.Add(1)
-		}
-		c.obs.End(ctx, call, Result{Hit: err == nil, Err: err, Duration: opDuration(t0)})
-	}()
-	vals, err = load(ctx, keys)
-	return vals, err, nil
-}
-
-// manyFromL2 reads keys from L2 in one round trip; entries[i] is nil for a
-// miss. Failures are handled as in fromL2.
-func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) []*Entry[V] {
-	entries := make([]*Entry[V], len(keys))
+// readManyL2 reads the keys of fs from L2, one round trip per shard (one
+// in all without a [Sharder]), and records each one's outcome: l2Hit,
+// l2Miss (nothing usable, or another instance's lease: the batch loads the
+// key too), or l2Failed (L2 could not be asked: the epoch for all, a
+// shard's open breaker for its keys; or its round trip failed). Bad bytes
+// are reported and deleted.
+func (c *Cache[V]) readManyL2(ctx context.Context, fs []*flight[V]) {
 	if c.l2 == nil {
-		return entries
-	}
-	if !c.br.allow() {
-		c.fallback(ctx, "", ReasonBreakerOpen, nil)
-		return entries
-	}
-	if !c.epochKnown.Load() {
-		c.fallback(ctx, "", ReasonEpochUnknown, nil)
-		return entries
-	}
-	pfx := *c.pfx.Load()
-	full := make([]string, len(keys))
-	for i, k := range keys {
-		full[i] = pfx + k
-	}
-	call := c.call(OpL2Get, "")
-	octx := c.obs.Begin(ctx, call)
-	t0 := c.opStart()
-	l2ctx, cancel := context.WithTimeout(octx, c.o.L2Timeout)
-	bs, err := c.l2.GetMany(l2ctx, full)
-	cancel()
-	if err != nil {
-		if c.stop.Err() == nil {
-			c.l2Failed(octx, "", err)
+		for _, f := range fs {
+			f.l2.end(l2Miss)
 		}
-		c.obs.End(octx, call, Result{Err: err, Duration: opDuration(t0)})
-		return entries
+		return
 	}
-	c.br.success()
-	var corrupt []string
-	hits := 0
-	for i, b := range bs {
-		if b == nil || i >= len(entries) {
+	if err := c.epochGate(ctx, ""); err != nil {
+		failAll(fs, err)
+		return
+	}
+	pfx := c.epoch.Load().pfx
+	shards := map[string][]*flight[V]{}
+	for _, f := range fs {
+		shard := c.shardOf(pfx + f.key)
+		shards[shard] = append(shards[shard], f)
+	}
+	var bad []string
+	for shard, fs := range shards {
+		br := c.brs.of(shard)
+		if !br.Allow() {
+			c.fallback(ctx, "", ReasonBreakerOpen, nil)
+			failAll(fs, errBreakerOpen)
 			continue
 		}
-		if isLease(b) {
-			continue // another instance is loading it; this batch loads it too
+		keys, full := make([]string, len(fs)), make([]string, len(fs))
+		for i, f := range fs {
+			keys[i], full[i] = f.key, pfx+f.key
 		}
-		e, _, derr := c.decode(b, start)
-		switch {
-		case derr == nil:
-			entries[i] = e
-			hits++
-		case errors.Is(derr, ErrNotFound), errors.Is(derr, errExpired):
-		default:
-			c.ctr.decodeErrors.Add(1)
-			c.obs.Event(octx, Event{Cache: c.o.Name, Kind: EventDecodeError, Key: c.obsKey(keys[i]), Tier: TierL2, Err: derr})
-			corrupt = append(corrupt, keys[i])
+		bs, err := c.l2GetMany(ctx, br, keys, full)
+		if err != nil {
+			failAll(fs, err)
+			continue
+		}
+		for i, f := range fs {
+			f.l2.end(l2Miss)
+			if i >= len(bs) || bs[i] == nil || isLease(bs[i]) {
+				continue
+			}
+			e, err := c.fromL2(ctx, f.key, nil, bs[i], nil, f.start())
+			switch {
+			case err == nil:
+				f.l2.hit = e
+				f.l2.end(l2Hit)
+			case errors.Is(err, ErrCorrupt):
+				bad = append(bad, f.key)
+			}
 		}
 	}
-	c.ctr.l2Hits.Add(uint64(hits))
-	if len(corrupt) > 0 {
-		_ = c.l2Delete(octx, corrupt...) // a failure is counted by l2Delete; the key is retried on its next miss.
+	if len(bad) > 0 {
+		_, _ = c.l2Delete(ctx, bad...) // a failure is counted by l2Delete; the key is retried on its next miss.
 	}
-	c.obs.End(octx, call, Result{Hit: hits > 0, Duration: opDuration(t0)})
-	return entries
+}
+
+// failAll records that L2 could not be asked for fs, for err.
+func failAll[V any](fs []*flight[V], err error) {
+	for _, f := range fs {
+		f.l2.err = err
+		f.l2.end(l2Failed)
+	}
 }

@@ -77,7 +77,10 @@ const (
 	EventDecodeError
 	// EventValueRefused: a value was not cached because it is too large.
 	EventValueRefused
-	// EventNegativeHit: a cached "not found" answered a read.
+	// EventNegativeHit: a cached "not found" answered a read that missed
+	// L1 (Tier: where it was found, L2, or L1 by the flight's re-check).
+	// Negative L1 hits are counted in Stats.NegativeHits, not reported,
+	// like every L1 hit.
 	EventNegativeHit
 	// EventL1Dropped: L1 stopped being trusted as a whole (InvalidateAll,
 	// or a consistency signal); Reason says why.
@@ -86,6 +89,15 @@ const (
 	// failed or was slow (Reason: "origin_error", "soft_timeout"); Err is
 	// the origin's error, if any.
 	EventStaleServed
+	// EventEpochOwed: the namespace must move to its next epoch (Reason:
+	// "invalidation_overflow", "invalidate_all", "l2_failover"), and this
+	// instance does not use L2 until it has; it moves as soon as L2
+	// answers. With an L2 that cannot move epochs (Err), an overflow loses
+	// the L2 step of the invalidations it could not keep.
+	EventEpochOwed
+	// EventEpochMoved: this instance moved the namespace to its next epoch
+	// (Reason as for EventEpochOwed): no key written before is read again.
+	EventEpochMoved
 )
 
 // String returns the kind's name in snake case.
@@ -107,22 +119,86 @@ func (k EventKind) String() string {
 		return "l1_dropped"
 	case EventStaleServed:
 		return "stale_served"
+	case EventEpochOwed:
+		return "epoch_owed"
+	case EventEpochMoved:
+		return "epoch_moved"
 	}
 	return "unknown"
 }
 
-// Fallback reasons, as found in [Event.Reason].
+// Reason says why something happened: in [Event.Reason], and from an
+// [Invalidator] to its cache ([Sink.Untrust], [Sink.LimitAge]). Telemetry
+// records it as it is (snake case).
+type Reason string
+
+// Fallback reasons ([EventFallback]).
 const (
-	ReasonBreakerOpen = "breaker_open"
-	ReasonL2Error     = "l2_error"
-	ReasonL2Timeout   = "l2_timeout"
+	ReasonBreakerOpen Reason = "breaker_open"
+	ReasonL2Error     Reason = "l2_error"
+	ReasonL2Timeout   Reason = "l2_timeout"
 	// ReasonEpochUnknown: the namespace's epoch could not be read from L2
-	// yet, so L2 keys cannot be named.
-	ReasonEpochUnknown = "epoch_unknown"
-	// Stale-serve reasons.
-	ReasonOriginError = "origin_error"
-	ReasonSoftTimeout = "soft_timeout"
+	// yet (or an epoch move is owed), so L2 keys cannot be named.
+	ReasonEpochUnknown Reason = "epoch_unknown"
 )
+
+// Stale-serve reasons ([EventStaleServed]).
+const (
+	ReasonOriginError Reason = "origin_error"
+	ReasonSoftTimeout Reason = "soft_timeout"
+)
+
+// Epoch-move reasons ([EventEpochOwed], [EventEpochMoved]).
+const (
+	// ReasonInvalidationOverflow: invalidations could not be kept for
+	// replay (MaxPendingInvalidations).
+	ReasonInvalidationOverflow Reason = "invalidation_overflow"
+	// ReasonInvalidateAll: InvalidateAll could not reach L2 (also the
+	// reason of the L1 drop InvalidateAll makes).
+	ReasonInvalidateAll Reason = "invalidate_all"
+	// ReasonL2Failover: L2 lost acknowledged writes (a failover or a
+	// restart: see [Lineager]).
+	ReasonL2Failover Reason = "l2_failover"
+)
+
+// Reasons L1 is dropped as a whole ([EventL1Dropped]): by the cache itself,
+const (
+	// ReasonDropLocal: [Cache.DropLocal].
+	ReasonDropLocal Reason = "drop_local"
+	// ReasonNamespaceCleared: another instance cleared the namespace, or
+	// this one read a newer epoch from L2.
+	ReasonNamespaceCleared Reason = "namespace_cleared"
+)
+
+// and by an invalidator ([Sink.Untrust], [Sink.LimitAge]; package
+// invalidate gives these).
+const (
+	// ReasonSubscribed: the subscription was (re)established; what was
+	// published before may have been missed.
+	ReasonSubscribed Reason = "subscribed"
+	// ReasonSequenceGap: messages from another instance were lost.
+	ReasonSequenceGap Reason = "sequence_gap"
+	// ReasonSubscribeRefused: the server refused the subscription.
+	ReasonSubscribeRefused Reason = "subscribe_refused"
+	// ReasonBusDown: the subscription is down or silent; L1 serves only
+	// entries younger than the invalidator's bound (LimitAge).
+	ReasonBusDown Reason = "bus_down"
+	// ReasonBusSilenceOver: the subscription spoke again after a silence.
+	ReasonBusSilenceOver Reason = "bus_silence_over"
+)
+
+// mayHaveMissedClear reports whether an L1 drop for r may hide a lost
+// clear of the namespace: every reason an invalidator gives (messages were
+// lost, or could not be received), unlike the cache's own drops (after a
+// failover the cache moves the epoch itself). The cache then re-reads the
+// namespace's epoch soon (one L2 read).
+func (r Reason) mayHaveMissedClear() bool {
+	switch r {
+	case ReasonDropLocal, ReasonInvalidateAll, ReasonNamespaceCleared, ReasonL2Failover:
+		return false
+	}
+	return true
+}
 
 // Call describes an operation given to [Observer.Begin] and [Observer.End].
 type Call struct {
@@ -150,10 +226,13 @@ type Event struct {
 	Kind   EventKind
 	Key    string // as in Call.Key; empty for cache-wide events
 	Tier   Tier
-	Reason string
+	Reason Reason
 	Err    error
 	From   BreakerState // EventBreaker only
 	To     BreakerState // EventBreaker only
+	// Shard is the L2 shard whose breaker changed (EventBreaker; see
+	// [Sharder]); empty when L2 has one shard.
+	Shard string
 }
 
 // Observer receives what the cache does beyond L1 hits (those are counted,

@@ -24,6 +24,8 @@ const (
 	DefaultLeaseWait    = 500 * time.Millisecond
 	DefaultMaxClockSkew = 10 * time.Millisecond
 	DefaultMaxPending   = 10000
+	// DefaultLineageInterval is the default of Options.LineageInterval.
+	DefaultLineageInterval = 500 * time.Millisecond
 )
 
 // Clock tells the time. Tests inject a fake one.
@@ -138,9 +140,23 @@ type Options[V any] struct {
 	// Default: 10 ms.
 	MaxClockSkew time.Duration
 	// MaxPendingInvalidations bounds the keys and tags kept for replay
-	// while L2 or the invalidator cannot be reached; past it the cache drops
-	// its own L1 and reports EventL1Dropped. Default: 10000.
+	// while L2 or the invalidator cannot be reached. Nothing past it is
+	// lost: the namespace then owes a move to its next epoch (reported as
+	// EventEpochOwed and in Stats), this instance stops using L2 until it
+	// has made the move, and it makes it as soon as L2 answers, which makes
+	// every key written before unreachable and tells the other instances.
+	// (With an L2 that is not an [Epocher] the L2 step of what overflows is
+	// lost, and reported.) Default: 10000.
 	MaxPendingInvalidations int
+
+	// LineageInterval is how often the cache asks a [Lineager] L2 whether it
+	// may have lost acknowledged writes (a failover, a restart). After a
+	// change it is seen, L1 is dropped and the namespace moves to its next
+	// epoch: a read between the change and the next check (at most
+	// LineageInterval + L2Timeout) may still return a value an undone write
+	// had replaced or deleted. Keep it well below the invalidator's bound
+	// (invalidate.Options.StaleBound, 3 s by default). Default: 500 ms.
+	LineageInterval time.Duration
 
 	// Observer receives everything beyond L1 hits. Default: NoopObserver.
 	Observer Observer
@@ -192,6 +208,7 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 		{"FailSafe", &c.FailSafe, 0},
 		{"FailSafeThrottle", &c.FailSafeThrottle, time.Second},
 		{"SoftTimeout", &c.SoftTimeout, 0},
+		{"LineageInterval", &c.LineageInterval, DefaultLineageInterval},
 	}
 	for _, d := range durations {
 		if *d.d < 0 {

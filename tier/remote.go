@@ -79,3 +79,41 @@ type Epocher interface {
 	// NextEpoch increments the counter under key and returns its new value.
 	NextEpoch(ctx context.Context, key string) (int64, error)
 }
+
+// EpochRaiser is implemented by an [Epocher] that can move a namespace's
+// counter past a value it may no longer hold: after a failover or a restart
+// of L2, the counter can be lower than an epoch the instances have used
+// (the increments were lost), and counting up from it would name keys of
+// that epoch again.
+type EpochRaiser interface {
+	// RaiseEpoch atomically sets the counter under key to max(counter,
+	// known)+1, unless it is already above known (someone moved past known:
+	// it is left as it is), and returns the counter's value.
+	RaiseEpoch(ctx context.Context, key string, known int64) (int64, error)
+}
+
+// Sharder is implemented by a [Remote] whose keys live on several
+// independent servers (a Redis Cluster's masters). The cache keeps one
+// circuit breaker per shard, and replays invalidations per shard, so that
+// a dead shard never stops or delays the calls to the others.
+type Sharder interface {
+	// Shard names the shard that holds the full L2 key now (for example
+	// the address of the master serving its slot); "" means the only one.
+	// It is called on every L2 call and must not block: answer from what
+	// is known (it may change after a failover).
+	Shard(key string) string
+}
+
+// Lineager is implemented by a [Remote] that can tell when it may have lost
+// writes it acknowledged. Redis replicates asynchronously: a failover (or a
+// restart without persistence) can undo acknowledged writes, and an undone
+// Delete leaves the old bytes in L2 for every instance to read. When the
+// token changes, the cache stops trusting its L1 and moves the namespace to
+// its next epoch (with [EpochRaiser], if L2 has it), so that no key written
+// before the change is read again.
+type Lineager interface {
+	// Lineage returns a token that changes whenever writes L2 acknowledged
+	// may have been lost (for Redis: each master's run_id and replication
+	// id). It is called every Options.LineageInterval, with L2Timeout.
+	Lineage(ctx context.Context) (string, error)
+}

@@ -42,12 +42,26 @@ type Stats struct {
 	// those that were replayed later.
 	PendingInvalidations int
 	Replayed             uint64
+	// InvalidationOverflows counts keys and tags whose invalidation could
+	// not be kept for replay (MaxPendingInvalidations); each overflow makes
+	// the namespace owe an epoch move. EpochMoveOwed tells whether one is
+	// owed now (this instance then does not use L2), and EpochMoves counts
+	// the moves this instance made for an overflow, a failed InvalidateAll
+	// or a failover of L2 ([EventEpochMoved]).
+	InvalidationOverflows uint64
+	EpochMoveOwed         bool
+	EpochMoves            uint64
+	// L2Failovers counts the times a [Lineager] L2 said it may have lost
+	// acknowledged writes (a failover or a restart): each dropped L1 and
+	// made the namespace move to its next epoch.
+	L2Failovers uint64
 	// InvalidationsSent counts keys and tags this cache published to the
 	// other instances; InvalidationsReceived those it dropped on their word.
 	InvalidationsSent     uint64
 	InvalidationsReceived uint64
-	// Breaker is the L2 circuit breaker's state now; BreakerOpens counts how
-	// many times it opened.
+	// Breaker is the L2 circuit breakers' state now: with a [Sharder] L2
+	// (one breaker per shard), open if any shard's is open, else half-open
+	// if any is. BreakerOpens counts how many times one opened.
 	Breaker      BreakerState
 	BreakerOpens uint64
 	// L1Cost is the sum of the costs stored in L1 (bytes); L1SetsDropped and
@@ -75,6 +89,10 @@ type counters struct {
 	leaseWaits   atomic.Uint64
 	leaseLost    atomic.Uint64
 	replayed     atomic.Uint64
+	invOverflows atomic.Uint64
+	breakerOpens atomic.Uint64
+	failovers    atomic.Uint64
+	epochMoves   atomic.Uint64
 	staleServed  atomic.Uint64
 	invSent      atomic.Uint64
 	invReceived  atomic.Uint64

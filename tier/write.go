@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/tiercache/tiercache/internal/breaker"
 )
 
 // Set stores v under key in L1 and L2 for ttl (0 means Options.TTL), fences
@@ -46,23 +48,24 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 	if c.l2 == nil && c.pub == nil {
 		return nil
 	}
-	var l2err error
+	var left []outEntry
 	if c.l2 != nil {
-		switch {
-		case !c.br.allow():
-			l2err = errBreakerOpen
-		case !c.epochKnown.Load():
-			l2err = c.errEpoch()
+		switch br := c.breakerOf(key); {
+		case !br.Allow():
+			err = errBreakerOpen
+		case !c.epochUsable():
+			err = c.errEpoch()
 		default:
-			l2err = c.l2Set(ctx, key, enc, ttl+c.o.FailSafe)
+			err = c.l2Set(ctx, key, enc, ttl+c.o.FailSafe)
+		}
+		if err != nil {
+			// L2 may still hold the old value: replay as a Delete.
+			left = c.leftL2([]string{key}, nil)
 		}
 	}
-	if l2err == nil && c.pub != nil {
-		l2err = c.publish(ctx, []string{key}, nil)
-	}
-	if l2err != nil {
-		// The other instances must still hear of it: replay as a Delete.
-		return c.queue(ctx, "set", []string{key}, nil, l2err)
+	// The other instances drop their copies whether or not L2 was written.
+	if left, err = c.announce(ctx, []string{key}, nil, left, err); err != nil {
+		return c.queue("set", left, err)
 	}
 	return nil
 }
@@ -70,6 +73,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 var (
 	errBreakerOpen  = errors.New("circuit breaker open")
 	errEpochUnknown = errors.New("namespace epoch not read from L2 yet")
+	errEpochOwed    = errors.New("the namespace owes a move to its next epoch (L2 is not used until it is made)")
 	errNoEpoch      = errors.New("L2 cannot clear a namespace (it does not implement tier.Epocher)")
 )
 
@@ -82,33 +86,76 @@ const epochTag = "\x00tiercache:epoch"
 // epoch (no FLUSHALL, no KEYS: old keys are never read again and expire
 // with their TTL), and the other instances' L1 through the invalidator
 // (they also re-read the epoch whenever they resubscribe, and every few
-// seconds). Errors are as for [Cache.Delete].
+// seconds). When L2 cannot be reached the move is owed: this instance
+// stops reading L2 until it has made it (as soon as L2 answers), and
+// reports [ErrL2]. Other errors are as for [Cache.Delete].
 func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
 	if c.isClosed() {
 		return ErrClosed
 	}
-	sink[V]{c}.Untrust(c.now()+1, "invalidate_all")
+	c.untrust(c.now()+1, ReasonInvalidateAll)
 	if c.l2 == nil && c.pub == nil {
 		return nil
 	}
-	err := c.invalidate(ctx, nil, []string{epochTag}, true)
+	var err error
 	if c.l2 != nil {
+		err = c.clearL2(ctx)
 		// A read that began before the new epoch was in use may have read
 		// the old one's value into L1: distrust those reads too.
 		c.raiseTrustFloor(c.now() + 1)
+		if err != nil && c.epocher != nil {
+			// This instance stops using L2 until the move is made; the move
+			// tells the other instances again.
+			c.oweEpochMove(ReasonInvalidateAll)
+			err = fmt.Errorf("%w (the namespace moves to its next epoch when L2 answers)", err)
+		}
+	}
+	// The other instances drop their L1 (and re-read the epoch) whether or
+	// not the move could be made.
+	if c.pub != nil {
+		if perr := c.publish(ctx, nil, []string{epochTag}); perr != nil {
+			c.out.pubClear.Store(true)
+			c.out.wake()
+			err = errors.Join(err, fmt.Errorf("publish: %w (kept for replay)", perr))
+		}
 	}
 	if err != nil {
-		return c.queue(ctx, "invalidate all", nil, []string{epochTag}, err)
+		return fmt.Errorf("tier: invalidate all: %w: %w", ErrL2, err)
 	}
 	return nil
+}
+
+// clearL2 moves the namespace to its next epoch in L2.
+func (c *Cache[V]) clearL2(ctx context.Context) error {
+	br := c.breakerOfFull(c.epochK)
+	switch {
+	case c.epocher == nil:
+		return errNoEpoch
+	case !br.Allow():
+		return errBreakerOpen
+	case !c.epochUsable():
+		return c.errEpoch()
+	}
+	var n int64
+	err := c.l2OpOn(ctx, br, OpL2Set, "", func(ctx context.Context) (err error) {
+		n, err = c.epocher.NextEpoch(ctx, c.epochK)
+		return err
+	})
+	if err == nil {
+		c.setEpoch(n)
+	}
+	return err
 }
 
 // Delete removes keys from L1 and L2, fences the loads of those keys that
 // are running (here, and through the L2 lease, on every instance), and tells
 // the other instances to drop their copies. Call it after the origin
 // changed. An L2 or invalidator failure returns an error matching [ErrL2];
-// L1 is cleared anyway, and the invalidation is kept (bounded by
-// Options.MaxPendingInvalidations) and replayed when L2 answers again.
+// L1 is cleared anyway, the other instances are told anyway when only the
+// L2 step failed (and again once it is replayed), and what failed is kept
+// and replayed when L2 answers again, per key on each key's shard (bounded
+// by Options.MaxPendingInvalidations; past it the namespace owes an epoch
+// move, see there).
 func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 	if c.isClosed() {
 		return ErrClosed
@@ -122,14 +169,14 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 		return nil
 	}
 	c.dropLocal(keys, true)
-	err := c.invalidate(ctx, keys, nil, true)
+	left, err := c.invalidate(ctx, keys, nil, true)
 	if c.l2 != nil {
 		// A read that began between the drop above and the L2 DEL may have
 		// read the old value from L2 and put it in L1: drop it again.
 		c.dropLocal(keys, true)
 	}
 	if err != nil {
-		return c.queue(ctx, "delete", keys, nil, err)
+		return c.queue("delete", left, err)
 	}
 	return nil
 }
@@ -150,65 +197,106 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 		return fmt.Errorf("%w: reserved tag", ErrInvalidKey)
 	}
 	c.tags.touch(tags, c.now())
-	if err := c.invalidate(ctx, nil, tags, true); err != nil {
-		return c.queue(ctx, "invalidate tags", nil, tags, err)
+	if left, err := c.invalidate(ctx, nil, tags, true); err != nil {
+		return c.queue("invalidate tags", left, err)
 	}
 	return nil
 }
 
-// invalidate does the remote part of an invalidation: L2 DEL of the keys
-// (which also removes their leases), the tags' times in L2, then one
-// message to the other instances. useBreaker is false for replays, which
-// are the probes that find L2 back.
-func (c *Cache[V]) invalidate(ctx context.Context, keys, tags []string, useBreaker bool) error {
-	clearAll := slices.Contains(tags, epochTag)
+// invalidate does the remote part of an invalidation of keys and tags:
+// the L2 step of each (DEL of the keys, which also removes their leases;
+// the tags' times), one call per L2 shard, then one message naming them
+// all, whatever the L2 step did: the other instances must drop their
+// copies even when L2 could not be told (a dead shard, an open breaker).
+// Those whose L2 step failed are told again once it has been replayed. It
+// returns what is left to do and the first error. useBreaker is false for
+// replays, which are the probes that find L2 back.
+func (c *Cache[V]) invalidate(ctx context.Context, keys, tags []string, useBreaker bool) (left []outEntry, err error) {
 	if c.l2 != nil {
-		if useBreaker && !c.br.allow() {
-			return errBreakerOpen
-		}
-		if !c.epochKnown.Load() {
-			return c.errEpoch()
-		}
-		if clearAll {
-			// The namespace moves to the next epoch: every key before it is
-			// gone at once (and expires with its TTL); no DEL is needed.
-			if c.epocher == nil {
-				return errNoEpoch
-			}
-			var n int64
-			err := c.l2Op(ctx, OpL2Set, "", func(ctx context.Context) (err error) {
-				n, err = c.epocher.NextEpoch(ctx, c.epochK)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			c.setEpoch(n)
-			keys = nil
-		}
-		if len(keys) > 0 {
-			if err := c.l2Delete(ctx, keys...); err != nil {
-				return err
-			}
-		}
-		if tt := slices.DeleteFunc(slices.Clone(tags), func(t string) bool { return t == epochTag }); len(tt) > 0 && c.tagger != nil {
-			tagKeys := make([]string, len(tt))
-			for i, t := range tt {
-				tagKeys[i] = c.tagPfx + t
-			}
-			at := c.now()
-			err := c.l2Op(ctx, OpL2Set, "", func(ctx context.Context) error {
-				return c.tagger.TouchTags(ctx, tagKeys, at, time.Duration(c.tags.horizon+c.tags.skew))
-			})
-			if err != nil {
-				return err
-			}
-		}
+		var fk, ft []string
+		fk, ft, err = c.invalidateL2(ctx, keys, tags, useBreaker)
+		left = c.leftL2(fk, ft)
 	}
+	return c.announce(ctx, keys, tags, left, err)
+}
+
+// leftL2 are the outbox entries of keys and tags whose L2 step failed:
+// the step, and a message once it is done.
+func (c *Cache[V]) leftL2(keys, tags []string) []outEntry {
+	ops := opL2
 	if c.pub != nil {
-		return c.publish(ctx, keys, tags)
+		ops |= opRepub
 	}
-	return nil
+	left := make([]outEntry, 0, len(keys)+len(tags))
+	for _, k := range keys {
+		left = append(left, outEntry{name: k, outItem: outItem{ops: ops}})
+	}
+	for _, t := range tags {
+		left = append(left, outEntry{name: t, tag: true, outItem: outItem{ops: ops}})
+	}
+	return left
+}
+
+// announce tells the other instances to drop keys and tags (if the cache
+// has an invalidator) and adds to left, and to err, what a failed publish
+// leaves to do.
+func (c *Cache[V]) announce(ctx context.Context, keys, tags []string, left []outEntry, err error) ([]outEntry, error) {
+	if c.pub == nil {
+		return left, err
+	}
+	perr := c.publish(ctx, keys, tags)
+	if perr == nil {
+		return left, err
+	}
+	for _, k := range keys {
+		left = append(left, outEntry{name: k, outItem: outItem{ops: opPub}})
+	}
+	for _, t := range tags {
+		left = append(left, outEntry{name: t, tag: true, outItem: outItem{ops: opPub}})
+	}
+	if err == nil {
+		return left, perr
+	}
+	return left, errors.Join(err, perr)
+}
+
+// invalidateL2 is the L2 step of an invalidation of keys and tags, one
+// call per shard (concurrently), each guarded by its shard's breaker when
+// useBreaker. It returns the keys and tags whose step failed.
+func (c *Cache[V]) invalidateL2(ctx context.Context, keys, tags []string, useBreaker bool) (failedKeys, failedTags []string, err error) {
+	if !c.epochUsable() {
+		return keys, tags, c.errEpoch()
+	}
+	if len(keys) > 0 {
+		failedKeys, err = c.perShard(keys, func(br *breaker.Breaker, keys, full []string) error {
+			if useBreaker && !br.Allow() {
+				return errBreakerOpen
+			}
+			key := ""
+			if len(keys) == 1 {
+				key = keys[0]
+			}
+			return c.l2OpOn(ctx, br, OpL2Delete, key, func(ctx context.Context) error {
+				return c.l2.Delete(ctx, full...)
+			})
+		})
+	}
+	if len(tags) > 0 && c.tagger != nil {
+		at := c.now()
+		var terr error
+		failedTags, terr = c.perShardFull(tags, func(t string) string { return c.tagPfx + t }, func(br *breaker.Breaker, _, full []string) error {
+			if useBreaker && !br.Allow() {
+				return errBreakerOpen
+			}
+			return c.l2OpOn(ctx, br, OpL2Set, "", func(ctx context.Context) error {
+				return c.tagger.TouchTags(ctx, full, at, time.Duration(c.tags.horizon+c.tags.skew))
+			})
+		})
+		if err == nil {
+			err = terr
+		}
+	}
+	return failedKeys, failedTags, err
 }
 
 func (c *Cache[V]) publish(ctx context.Context, keys, tags []string) error {
@@ -221,24 +309,43 @@ func (c *Cache[V]) publish(ctx context.Context, keys, tags []string) error {
 	return nil
 }
 
-// queue keeps a failed invalidation for replay and returns the error the
-// caller gets. When the outbox is full, this instance drops its own L1 (it
-// can no longer tell which of its copies are stale) and says so.
-func (c *Cache[V]) queue(ctx context.Context, op string, keys, tags []string, err error) error {
-	if c.out.add(keys, tags) {
+// queue keeps what is left of a failed invalidation for replay and
+// returns the error the caller gets (matching ErrL2). What cannot be kept
+// (the outbox is full) is not lost: the namespace then owes a move to its
+// next epoch, which makes every key of this epoch unreachable, and makes it
+// as soon as L2 answers; the other instances are told to drop their L1 as
+// soon as the invalidator can carry it.
+func (c *Cache[V]) queue(op string, left []outEntry, err error) error {
+	res := c.out.add(left)
+	if res == addKept {
 		return fmt.Errorf("tier: %s: %w: %w (kept for replay)", op, ErrL2, err)
 	}
-	sink[V]{c}.Untrust(c.now()+1, "invalidation_overflow")
-	return fmt.Errorf("tier: %s: %w: %w (replay queue full: L1 dropped)", op, ErrL2, err)
+	pub := false
+	for _, e := range left {
+		pub = pub || e.ops&(opPub|opRepub) != 0
+	}
+	if pub {
+		c.out.pubClear.Store(true) // the other instances drop all of L1
+		c.out.wake()
+	}
+	if res == addCovered {
+		return fmt.Errorf("tier: %s: %w: %w (covered by the namespace's owed epoch move)", op, ErrL2, err)
+	}
+	c.ctr.invOverflows.Add(uint64(len(left)))
+	switch {
+	case c.l2 == nil:
+		return fmt.Errorf("tier: %s: %w: %w (replay queue full: the other instances will drop their L1)", op, ErrL2, err)
+	case c.epocher == nil:
+		c.obs.Event(context.Background(), Event{Cache: c.o.Name, Kind: EventEpochOwed, Tier: TierL2, Reason: ReasonInvalidationOverflow, Err: errNoEpoch})
+		return fmt.Errorf("tier: %s: %w: %w (replay queue full, and L2 cannot move epochs: the L2 step is lost)", op, ErrL2, err)
+	}
+	c.oweEpochMove(ReasonInvalidationOverflow)
+	return fmt.Errorf("tier: %s: %w: %w (replay queue full: the namespace moves to its next epoch when L2 answers)", op, ErrL2, err)
 }
 
-// epochRefresh is how often the namespace's epoch is re-read from L2, in
-// case a clear was missed.
-const epochRefresh = 5 * time.Second
-
-// replay retries the queued invalidations until Close, and keeps the
-// namespace's epoch current. It runs on its own
-// goroutine, counted by c.bg.
+// replay retries the queued invalidations until Close, makes the epoch
+// move the namespace owes, and keeps the namespace's epoch current. It
+// runs on its own goroutine, counted by c.bg.
 func (c *Cache[V]) replay() {
 	defer c.bg.Done()
 	t := time.NewTicker(replayInterval)
@@ -252,22 +359,90 @@ func (c *Cache[V]) replay() {
 		case <-c.out.kick:
 			continue // wait for the next tick: the failure that queued it is fresh
 		}
-		if c.epocher != nil {
-			if now := time.Now(); !c.epochKnown.Load() || c.epochStale.Load() || now.Sub(lastEpoch) >= epochRefresh {
-				lastEpoch = now
-				c.readEpoch(c.stop)
+		now := time.Now()
+		readEpoch := c.epocher != nil && (!c.epochKnown.Load() || c.epochStale.Load() || now.Sub(lastEpoch) >= epochRefresh)
+		if c.lineage != nil && (readEpoch || now.Sub(c.checked) >= c.o.LineageInterval) {
+			// Before adopting an epoch another instance moved to (after a
+			// failover, say), see whether L2 changed: the move covers
+			// this instance's view too, and it must not move again past it.
+			c.checkLineage(c.stop)
+		}
+		switch {
+		case c.epocher == nil:
+		case c.out.owing.Load():
+			c.moveEpoch(c.stop)
+		case readEpoch:
+			lastEpoch = now
+			c.readEpoch(c.stop)
+		}
+		c.replayPending(c.stop)
+	}
+}
+
+// replayPending retries every queued step once: the L2 steps per shard
+// (concurrently: a dead shard does not hold back the others), then one
+// message for what must be told now. An entry leaves the outbox only when
+// all its steps succeeded.
+func (c *Cache[V]) replayPending(ctx context.Context) {
+	if c.pub != nil && c.out.pubClear.CompareAndSwap(true, false) {
+		if c.publish(ctx, nil, []string{epochTag}) != nil {
+			c.out.pubClear.Store(true)
+		}
+	}
+	entries := c.out.snapshot()
+	if len(entries) == 0 {
+		return
+	}
+	if c.l2 != nil && c.epochUsable() {
+		var keys, tags []string
+		for _, e := range entries {
+			switch {
+			case e.ops&opL2 == 0:
+			case e.tag:
+				tags = append(tags, e.name)
+			default:
+				keys = append(keys, e.name)
 			}
 		}
-		if c.out.len() == 0 {
-			continue
-		}
-		keys, tags := c.out.take()
-		if err := c.invalidate(c.stop, keys, tags, false); err != nil {
-			if !c.out.add(keys, tags) {
-				sink[V]{c}.Untrust(c.now()+1, "invalidation_overflow")
+		if len(keys)+len(tags) > 0 {
+			fk, ft, _ := c.invalidateL2(ctx, keys, tags, false)
+			failed := make(map[outEntry]bool, len(fk)+len(ft))
+			for _, k := range fk {
+				failed[outEntry{name: k}] = true
 			}
-			continue
+			for _, t := range ft {
+				failed[outEntry{name: t, tag: true}] = true
+			}
+			for i := range entries {
+				e := &entries[i]
+				if e.ops&opL2 == 0 || failed[outEntry{name: e.name, tag: e.tag}] {
+					continue
+				}
+				e.ops &^= opL2
+				if e.ops&opRepub != 0 {
+					e.ops = e.ops&^opRepub | opPub
+				}
+			}
 		}
-		c.ctr.replayed.Add(uint64(len(keys) + len(tags)))
+	}
+	if c.pub != nil {
+		var keys, tags []string
+		for _, e := range entries {
+			switch {
+			case e.ops&opPub == 0:
+			case e.tag:
+				tags = append(tags, e.name)
+			default:
+				keys = append(keys, e.name)
+			}
+		}
+		if len(keys)+len(tags) > 0 && c.publish(ctx, keys, tags) == nil {
+			for i := range entries {
+				entries[i].ops &^= opPub
+			}
+		}
+	}
+	if done := c.out.settle(entries); done > 0 {
+		c.ctr.replayed.Add(uint64(done))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -25,13 +26,34 @@ type Options struct {
 	// longer). Keep it equal to the cache's tier.Options.MaxValueBytes.
 	// Default: 1 MiB.
 	MaxValueBytes int
+	// WaitReplicas, when > 0, makes every write that an undone copy would
+	// turn into a stale read (Set, Delete, the tag times, the epoch moves)
+	// wait until that many replicas have acknowledged it (WAIT, on the
+	// master's connection, within the call's deadline); fewer is an error
+	// matching [ErrNotReplicated] (and tier.ErrL2 for the caller), and the
+	// cache keeps the write for replay. Not for a Ring client.
+	//
+	// Default: 0, off. A failover can undo writes Redis acknowledged
+	// (replication is asynchronous); the cache already covers that by
+	// noticing the new master (tier.Lineager) and moving to a new epoch, at
+	// the cost of one namespace-wide miss per failover, and WAIT cannot make
+	// Redis consistent anyway (a replica that missed the write can still be
+	// promoted). WaitReplicas narrows what is left: reads between the
+	// failover and the cache noticing it (tier.Options.LineageInterval)
+	// find fewer undone writes. It costs a replica round trip per write.
+	WaitReplicas int
 }
 
 // Backend is a tier.Remote over a go-redis client. It is safe for
 // concurrent use.
 type Backend struct {
-	c   redis.UniversalClient
-	max int
+	c       redis.UniversalClient
+	cluster *redis.ClusterClient // c, if it is a Cluster client
+	max     int
+	wait    int // Options.WaitReplicas
+
+	lastReload  atomic.Int64 // unix nanos of the last slot-map reload this Backend asked for
+	slotsLoaded atomic.Bool  // cluster has answered a slot lookup: lookups no longer block
 }
 
 var _ tier.Remote = (*Backend)(nil)
@@ -64,7 +86,15 @@ func New(client redis.UniversalClient, o *Options) (*Backend, error) {
 	if opts.MaxValueBytes == 0 {
 		opts.MaxValueBytes = DefaultMaxValueBytes
 	}
-	return &Backend{c: client, max: opts.MaxValueBytes}, nil
+	if opts.WaitReplicas < 0 {
+		return nil, fmt.Errorf("goredis: %w: negative WaitReplicas", tier.ErrInvalidOptions)
+	}
+	if _, ring := client.(*redis.Ring); ring && opts.WaitReplicas > 0 {
+		return nil, fmt.Errorf("goredis: %w: WaitReplicas with a Ring client", tier.ErrInvalidOptions)
+	}
+	b := &Backend{c: client, max: opts.MaxValueBytes, wait: opts.WaitReplicas}
+	b.cluster, _ = client.(*redis.ClusterClient)
+	return b, nil
 }
 
 // Must is like [New] but panics on an error.
@@ -99,7 +129,7 @@ func (b *Backend) readEnd() int64 { return int64(b.max + leaseSlack) }
 func (b *Backend) result(s string, err error) ([]byte, error) {
 	switch {
 	case err != nil:
-		return nil, translate("get", err)
+		return nil, b.translate("get", err)
 	case s == "":
 		return nil, tier.ErrNotFound
 	case len(s) > b.max && (len(s) > b.max+leaseSlack || !strings.HasPrefix(s, tier.LeasePrefix)):
@@ -130,23 +160,34 @@ func (b *Backend) GetMany(ctx context.Context, keys []string) ([][]byte, error) 
 		}
 	}
 	if err != nil && !isWrongType(err) {
-		return nil, translate("get many", err)
+		return nil, b.translate("get many", err)
 	}
 	return out, nil
 }
 
 // Set stores value under key for ttl.
 func (b *Backend) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	return translate("set", b.c.Set(ctx, key, value, ttl).Err())
+	if b.wait > 0 {
+		return b.replicated(ctx, "set", []string{key}, func(p redis.Pipeliner, keys []string) {
+			p.Set(ctx, keys[0], value, ttl)
+		})
+	}
+	return b.translate("set", b.c.Set(ctx, key, value, ttl).Err())
 }
 
 // Delete removes keys, one pipelined command per key.
 func (b *Backend) Delete(ctx context.Context, keys ...string) error {
-	switch len(keys) {
-	case 0:
+	switch {
+	case len(keys) == 0:
 		return nil
-	case 1:
-		return translate("delete", b.c.Del(ctx, keys[0]).Err())
+	case b.wait > 0:
+		return b.replicated(ctx, "delete", keys, func(p redis.Pipeliner, keys []string) {
+			for _, k := range keys {
+				p.Del(ctx, k)
+			}
+		})
+	case len(keys) == 1:
+		return b.translate("delete", b.c.Del(ctx, keys[0]).Err())
 	}
 	_, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range keys {
@@ -154,7 +195,16 @@ func (b *Backend) Delete(ctx context.Context, keys ...string) error {
 		}
 		return nil
 	})
-	return translate("delete", err)
+	return b.translate("delete", err)
+}
+
+// translate is the package's translate for an error of b's client, which
+// it first reports to the topology follower (see [Backend.topology]).
+func (b *Backend) translate(op string, err error) error {
+	if err != nil {
+		b.topology(err)
+	}
+	return translate(op, err)
 }
 
 // translate wraps a go-redis error so that no backend sentinel leaks:

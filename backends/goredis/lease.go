@@ -105,7 +105,7 @@ func (b *Backend) Lease(ctx context.Context, key, lease string, ttl time.Duratio
 			return nil, nil
 		}
 		if err != nil && !isWrongType(err) {
-			return nil, translate("lease", err)
+			return nil, b.translate("lease", err)
 		}
 		if v, err := b.result(get.Result()); !errors.Is(err, tier.ErrNotFound) {
 			return v, err
@@ -122,7 +122,7 @@ func (b *Backend) Lease(ctx context.Context, key, lease string, ttl time.Duratio
 func (b *Backend) SetLeased(ctx context.Context, key, lease string, value []byte, ttl time.Duration) (bool, error) {
 	n, err := setLeasedScript.Run(ctx, b.c, []string{key}, lease, value, ms(ttl)).Int()
 	if err != nil {
-		return false, translate("set leased", err)
+		return false, b.translate("set leased", err)
 	}
 	return n == 1, nil
 }
@@ -133,7 +133,7 @@ func (b *Backend) ReleaseLease(ctx context.Context, key, lease string, keep time
 	if keep > 0 {
 		ms = max(1, keep.Milliseconds())
 	}
-	return translate("release lease", releaseScript.Run(ctx, b.c, []string{key}, lease, ms).Err())
+	return b.translate("release lease", releaseScript.Run(ctx, b.c, []string{key}, lease, ms).Err())
 }
 
 // GetTagged implements tier.TagStore: the key and its tags' times in one
@@ -149,7 +149,7 @@ func (b *Backend) GetTagged(ctx context.Context, key string, tagKeys []string) (
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
-		return nil, nil, translate("get tagged", err)
+		return nil, nil, b.translate("get tagged", err)
 	}
 	at := make([]int64, len(tagKeys))
 	for i, cmd := range tags {
@@ -163,13 +163,20 @@ func (b *Backend) GetTagged(ctx context.Context, key string, tagKeys []string) (
 
 // TouchTags implements tier.TagStore, one script call per tag, pipelined.
 func (b *Backend) TouchTags(ctx context.Context, tagKeys []string, at int64, ttl time.Duration) error {
+	if b.wait > 0 {
+		return b.replicated(ctx, "touch tags", tagKeys, func(p redis.Pipeliner, keys []string) {
+			for _, k := range keys {
+				p.Eval(ctx, touchTagScript, []string{k}, at, ms(ttl))
+			}
+		})
+	}
 	_, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, k := range tagKeys {
 			p.Eval(ctx, touchTagScript, []string{k}, at, ms(ttl))
 		}
 		return nil
 	})
-	return translate("touch tags", err)
+	return b.translate("touch tags", err)
 }
 
 var _ tier.Epocher = (*Backend)(nil)
@@ -181,13 +188,22 @@ func (b *Backend) Epoch(ctx context.Context, key string) (int64, error) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, translate("epoch", err)
+		return 0, b.translate("epoch", err)
 	}
 	return n, nil
 }
 
 // NextEpoch implements tier.Epocher with INCR.
 func (b *Backend) NextEpoch(ctx context.Context, key string) (int64, error) {
+	if b.wait > 0 {
+		var cmd *redis.IntCmd
+		if err := b.replicated(ctx, "next epoch", []string{key}, func(p redis.Pipeliner, keys []string) {
+			cmd = p.Incr(ctx, keys[0])
+		}); err != nil {
+			return 0, err
+		}
+		return cmd.Val(), nil
+	}
 	n, err := b.c.Incr(ctx, key).Result()
-	return n, translate("next epoch", err)
+	return n, b.translate("next epoch", err)
 }

@@ -58,7 +58,7 @@ func TestCache_TTL(t *testing.T) {
 			require.Eventually(t, func() bool {
 				_, ok := c.Get("k")
 				return ok == tt.want
-			}, time.Second, time.Millisecond)
+			}, 5*time.Second, time.Millisecond)
 		})
 	}
 }

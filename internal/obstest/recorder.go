@@ -58,7 +58,7 @@ func (r *Recorder) Count(kind tier.EventKind) int {
 
 // Dropped returns how many times L1 was dropped for reason
 // (tier.EventL1Dropped events).
-func (r *Recorder) Dropped(reason string) int {
+func (r *Recorder) Dropped(reason tier.Reason) int {
 	n := 0
 	for _, e := range r.Events() {
 		if e.Kind == tier.EventL1Dropped && e.Reason == reason {

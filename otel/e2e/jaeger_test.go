@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -142,22 +143,23 @@ func (s jSpan) events(name string) []map[string]any {
 func fetchTraces(t *testing.T, service string, want int) ([]jTrace, []byte) {
 	t.Helper()
 	q := url.Values{"service": {service}, "limit": {"1000"}, "lookback": {"1h"}}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var (
+		data []jTrace
+		raw  []byte
+	)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		resp, err := http.Get(queryBase + "/api/traces?" + q.Encode())
-		require.NoError(t, err)
-		raw, err := io.ReadAll(resp.Body)
+		require.NoError(c, err)
+		raw, err = io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
-		require.NoError(t, err)
-		require.Equal(t, http.StatusOK, resp.StatusCode, "%s", raw)
+		require.NoError(c, err)
+		require.Equal(c, http.StatusOK, resp.StatusCode, "%s", raw)
 		var tr jTraces
-		require.NoError(t, json.Unmarshal(raw, &tr), "%s", raw)
-		if len(tr.Data) >= want || time.Now().After(deadline) {
-			require.GreaterOrEqual(t, len(tr.Data), want, "traces in Jaeger")
-			return tr.Data, raw
-		}
-		time.Sleep(200 * time.Millisecond) // polling an external process; nothing to wait on
-	}
+		require.NoError(c, json.Unmarshal(raw, &tr), "%s", raw)
+		data = tr.Data
+		require.GreaterOrEqual(c, len(data), want, "traces in Jaeger")
+	}, 30*time.Second, 200*time.Millisecond)
+	return data, raw
 }
 
 // newRedis returns a client built from o, closed when the test ends.
@@ -176,16 +178,11 @@ func waitL2(t *testing.T, rdb *redis.Client, c *tier.Cache[*profile], key func(i
 	for i := range full {
 		full[i] = c.Key(key(i + 1))
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		got, err := rdb.Exists(t.Context(), full...).Result()
-		require.NoError(t, err)
-		if got == int64(n) {
-			return
-		}
-		require.True(t, time.Now().Before(deadline), "%d of %d keys in L2", got, n)
-		time.Sleep(10 * time.Millisecond) // polling Redis; nothing to wait on
-	}
+		require.NoError(c, err)
+		require.Equal(c, int64(n), got, "keys in L2")
+	}, 10*time.Second, 10*time.Millisecond)
 }
 
 var hexHash = regexp.MustCompile(`^[0-9a-f]{16}$`)
@@ -301,7 +298,7 @@ func TestJaeger(t *testing.T) {
 				require.NotEmpty(t, tg["error.type"])
 				fb := s.events("cache.fallback")
 				require.Len(t, fb, 1, "the failed read says it fell back")
-				require.Contains(t, []any{tier.ReasonL2Error, tier.ReasonL2Timeout}, fb[0]["cache.fallback.reason"])
+				require.Contains(t, []any{string(tier.ReasonL2Error), string(tier.ReasonL2Timeout)}, fb[0]["cache.fallback.reason"])
 				l2Failures++
 			case s.OperationName == "tiercache load":
 				require.Equal(t, "origin", tg["cache.tier"])
@@ -310,7 +307,7 @@ func TestJaeger(t *testing.T) {
 				loads++
 			case strings.HasSuffix(s.OperationName, "(redis down)"):
 				for _, fb := range s.events("cache.fallback") {
-					if fb["cache.fallback.reason"] == tier.ReasonBreakerOpen {
+					if fb["cache.fallback.reason"] == string(tier.ReasonBreakerOpen) {
 						breakerFallbacks++
 					}
 				}

@@ -23,14 +23,6 @@ import (
 	"strings"
 )
 
-// result is one benchmark line.
-type result struct {
-	group string // e.g. "L1Hit/mode=serial" or "Zipf/phase=cold" plus "@cpu"
-	impl  string
-	cpu   int
-	vals  map[string]float64 // unit -> value
-}
-
 // series holds the rounds of one (group, impl).
 type series struct {
 	group, impl string

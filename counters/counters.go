@@ -1,0 +1,459 @@
+package counters
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/redisconf"
+)
+
+var (
+	// ErrInvalidOptions is wrapped by the errors of [New] and by calls
+	// given a name that cannot be a key ('{', '}', control characters).
+	ErrInvalidOptions = errors.New("counters: invalid options")
+	// ErrUnavailable is wrapped by every error caused by Redis being
+	// unreachable, slow or refusing a call.
+	ErrUnavailable = errors.New("counters: redis unavailable")
+	// ErrFull is returned by [Counters.Add] and [Counters.AddUnique] when
+	// Options.MaxPending cells already wait to be flushed (Redis has been
+	// unreachable for long): the increment is refused, not counted.
+	ErrFull = errors.New("counters: too many increments waiting for redis")
+)
+
+// Defaults of [Options].
+const (
+	DefaultNamespace  = "counters"
+	DefaultBucket     = time.Minute
+	DefaultRetention  = 8 * 24 * time.Hour
+	DefaultTimeout    = time.Second
+	DefaultMaxPending = 100000
+	// MaxQueryBuckets bounds the buckets one query reads.
+	MaxQueryBuckets = 10000
+)
+
+// Options configures [Counters]. New copies it.
+type Options struct {
+	// Client is the Redis client (ContextTimeoutEnabled); never closed
+	// here. Required.
+	Client redis.UniversalClient
+	// Namespace prefixes every key; no control characters, '{' or '}'.
+	// Default: "counters".
+	Namespace string
+	// Bucket is the width of a time bucket. Default: 1 minute.
+	Bucket time.Duration
+	// Retention is how long a bucket is kept after it ends (its TTL).
+	// Default: 8 days.
+	Retention time.Duration
+	// Timeout bounds every Redis call. Default: 1 second.
+	Timeout time.Duration
+	// MaxPending bounds the cells (a counter bucket, or a member of a unique
+	// count's bucket) held in memory while they wait to be flushed; past it
+	// Add and AddUnique refuse with ErrFull. Default: 100000.
+	MaxPending int
+	// Instance names this process in the flush markers; unique among the
+	// running instances. Default: random per New.
+	Instance string
+	// Now tells the time that picks an increment's bucket. Default:
+	// time.Now.
+	Now func() time.Time
+}
+
+// Counters keeps time-bucketed counters (INCRBY) and unique counts
+// (HyperLogLog, PFADD) in Redis, written from many instances. Increments
+// are added in memory and written by [Counters.Flush] (run it in a loop
+// with [Counters.Run]); while Redis is unreachable they accumulate, and
+// they are written once it is back: never lost (within MaxPending and the
+// process's life) and never twice.
+//
+// Never twice: a flush moves a counter's pending increments into a batch
+// numbered by a per-instance, per-counter sequence, and one script applies
+// the batch and records its number in a marker key in the counter's slot
+// (<ns>:{<name>}:f:<instance>). A batch whose outcome is unknown (a
+// timeout: it may have been applied) is retried as it is, with its number;
+// the script sees the marker and skips it. New increments wait for the
+// next batch. HyperLogLog adds are idempotent by themselves.
+//
+// It is safe for concurrent use; it starts no goroutine.
+type Counters struct {
+	o   Options
+	rdb redis.UniversalClient
+
+	mu      sync.Mutex        // guards names and npending
+	names   map[string]*state // guarded by mu
+	pending int               // guarded by mu: cells waiting (pending and in flight)
+	flushMu sync.Mutex        // one flush at a time
+}
+
+// state is one counter name's unflushed increments.
+type state struct {
+	seq      uint64
+	deltas   map[int64]int64               // bucket start (unix ms) → delta
+	uniq     map[int64]map[string]struct{} // bucket start → members
+	inflight *batch
+}
+
+type batch struct {
+	seq    uint64
+	deltas map[int64]int64
+	uniq   map[int64][]string
+	cells  int
+}
+
+// New checks o and returns Counters.
+func New(o *Options) (*Counters, error) {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.Client == nil {
+		return nil, fmt.Errorf("%w: nil Client", ErrInvalidOptions)
+	}
+	if !redisconf.ContextTimeouts(c.Client) {
+		return nil, fmt.Errorf("%w: the client ignores context deadlines: set ContextTimeoutEnabled", ErrInvalidOptions)
+	}
+	if c.Namespace == "" {
+		c.Namespace = DefaultNamespace
+	}
+	if err := checkName(c.Namespace); err != nil {
+		return nil, err
+	}
+	if c.Bucket < 0 || c.Retention < 0 || c.Timeout < 0 || c.MaxPending < 0 {
+		return nil, fmt.Errorf("%w: negative Bucket, Retention, Timeout or MaxPending", ErrInvalidOptions)
+	}
+	if c.Bucket == 0 {
+		c.Bucket = DefaultBucket
+	}
+	if c.Bucket < time.Millisecond {
+		return nil, fmt.Errorf("%w: Bucket %v under a millisecond", ErrInvalidOptions, c.Bucket)
+	}
+	if c.Retention == 0 {
+		c.Retention = DefaultRetention
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	if c.Instance == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		c.Instance = hex.EncodeToString(b[:])
+	}
+	if err := checkName(c.Instance); err != nil {
+		return nil, err
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return &Counters{o: c, rdb: c.Client, names: map[string]*state{}}, nil
+}
+
+func checkName(s string) error {
+	if s == "" || strings.ContainsAny(s, "{}") || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return fmt.Errorf("%w: name %q is empty or contains a control character, '{' or '}'", ErrInvalidOptions, s)
+	}
+	return nil
+}
+
+// bucketOf returns the start (unix ms) of t's bucket.
+func (c *Counters) bucketOf(t time.Time) int64 {
+	w := c.o.Bucket.Milliseconds()
+	ms := t.UnixMilli()
+	return ms - ((ms%w)+w)%w
+}
+
+// keys: every key of a counter name carries the name as its hash tag, so
+// a flush of the name and a query over any range of its buckets touch one
+// slot.
+//
+//	<ns>:{<name>}:c:<bucket ms>    counter bucket (string, INCRBY)
+//	<ns>:{<name>}:u:<bucket ms>    unique-count bucket (HyperLogLog)
+//	<ns>:{<name>}:f:<instance>     the instance's last applied flush
+func (c *Counters) key(name, kind string, suffix string) string {
+	return c.o.Namespace + ":{" + name + "}:" + kind + ":" + suffix
+}
+
+// Add adds n to counter name's bucket for now. It does not block on
+// Redis. It fails only with ErrFull or ErrInvalidOptions.
+func (c *Counters) Add(name string, n int64) error { return c.AddAt(name, n, c.o.Now()) }
+
+// AddAt adds n to counter name's bucket for t (an event's own time).
+func (c *Counters) AddAt(name string, n int64, t time.Time) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	b := c.bucketOf(t)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stateLocked(name)
+	if _, ok := s.deltas[b]; !ok {
+		if c.pending >= c.o.MaxPending {
+			return ErrFull
+		}
+		c.pending++
+	}
+	s.deltas[b] += n
+	return nil
+}
+
+// AddUnique adds member to unique count name's bucket for now.
+func (c *Counters) AddUnique(name, member string) error {
+	return c.AddUniqueAt(name, member, c.o.Now())
+}
+
+// AddUniqueAt adds member to unique count name's bucket for t.
+func (c *Counters) AddUniqueAt(name, member string, t time.Time) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	b := c.bucketOf(t)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stateLocked(name)
+	m := s.uniq[b]
+	if m == nil {
+		m = map[string]struct{}{}
+		s.uniq[b] = m
+	}
+	if _, ok := m[member]; !ok {
+		if c.pending >= c.o.MaxPending {
+			return ErrFull
+		}
+		c.pending++
+		m[member] = struct{}{}
+	}
+	return nil
+}
+
+func (c *Counters) stateLocked(name string) *state {
+	s := c.names[name]
+	if s == nil {
+		s = &state{deltas: map[int64]int64{}, uniq: map[int64]map[string]struct{}{}}
+		c.names[name] = s
+	}
+	return s
+}
+
+// Pending returns how many cells wait to be flushed.
+func (c *Counters) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pending
+}
+
+// Flush writes every counter's increments to Redis; it returns the
+// failures joined (each wrapping ErrUnavailable), and what failed stays
+// for the next Flush.
+func (c *Counters) Flush(ctx context.Context) error {
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	c.mu.Lock()
+	names := make([]string, 0, len(c.names))
+	for name := range c.names {
+		names = append(names, name)
+	}
+	c.mu.Unlock()
+	var errs []error
+	for _, name := range names {
+		// At most two batches: the one left in flight by a failed flush,
+		// then what was added since.
+		for range 2 {
+			b := c.next(name)
+			if b == nil {
+				break
+			}
+			if err := c.apply(ctx, name, b); err != nil {
+				errs = append(errs, fmt.Errorf("counters: flush %s: %w", name, err))
+				break
+			}
+			c.mu.Lock()
+			c.names[name].inflight = nil
+			c.pending -= b.cells
+			c.mu.Unlock()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// next returns name's batch in flight, or makes one of its pending
+// increments; nil if there is nothing to write.
+func (c *Counters) next(name string) *batch {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.names[name]
+	if s.inflight != nil || len(s.deltas) == 0 && len(s.uniq) == 0 {
+		return s.inflight
+	}
+	s.seq++
+	b := &batch{seq: s.seq, deltas: s.deltas, uniq: map[int64][]string{}}
+	b.cells = len(s.deltas)
+	for k, m := range s.uniq {
+		for mem := range m {
+			b.uniq[k] = append(b.uniq[k], mem)
+		}
+		b.cells += len(m)
+	}
+	s.inflight = b
+	s.deltas, s.uniq = map[int64]int64{}, map[int64]map[string]struct{}{}
+	return b
+}
+
+// uniqueChunk bounds the members of one PFADD.
+const uniqueChunk = 1000
+
+// flushScript applies one batch unless the instance's marker says it was.
+//
+//	KEYS[1] marker, KEYS[2..] counter buckets
+//	ARGV: seq, marker ttl ms, then per counter bucket: delta, ttl ms
+//
+// Returns 1 if applied, 0 if the marker had it.
+var flushScript = redis.NewScript(`
+local seq = tonumber(ARGV[1])
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+if last >= seq then return 0 end
+local a = 3
+for i = 2, #KEYS do
+  redis.call('INCRBY', KEYS[i], ARGV[a])
+  redis.call('PEXPIRE', KEYS[i], ARGV[a + 1])
+  a = a + 2
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
+func (c *Counters) ttl(bucket int64) int64 {
+	end := bucket + c.o.Bucket.Milliseconds()
+	return max(end+c.o.Retention.Milliseconds()-c.o.Now().UnixMilli(), 1000)
+}
+
+// apply writes a batch: its counter deltas in one script guarded by the
+// instance's marker, its unique members by PFADD in chunks (idempotent, so
+// a retried batch adds nothing twice). It is retried as a whole.
+func (c *Counters) apply(ctx context.Context, name string, b *batch) error {
+	if len(b.deltas) > 0 {
+		keys := []string{c.key(name, "f", c.o.Instance)}
+		args := []any{b.seq, (c.o.Retention + c.o.Bucket).Milliseconds()}
+		for bk, d := range b.deltas {
+			keys = append(keys, c.key(name, "c", strconv.FormatInt(bk, 10)))
+			args = append(args, d, c.ttl(bk))
+		}
+		cctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+		err := flushScript.Run(cctx, c.rdb, keys, args...).Err()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
+	for bk, ms := range b.uniq {
+		k := c.key(name, "u", strconv.FormatInt(bk, 10))
+		for i := 0; i < len(ms); i += uniqueChunk {
+			chunk := ms[i:min(i+uniqueChunk, len(ms))]
+			args := make([]any, len(chunk))
+			for j, m := range chunk {
+				args[j] = m
+			}
+			cctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+			_, err := c.rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
+				p.PFAdd(cctx, k, args...)
+				p.PExpire(cctx, k, time.Duration(c.ttl(bk))*time.Millisecond)
+				return nil
+			})
+			cancel()
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Run flushes every interval until ctx ends, then flushes once more
+// (bounded by Options.Timeout) and returns nil.
+func (c *Counters) Run(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.o.Timeout)
+			_ = c.Flush(fctx)
+			cancel()
+			return nil
+		case <-t.C:
+			_ = c.Flush(ctx)
+		}
+	}
+}
+
+// buckets returns the keys of name's buckets of kind from..to.
+func (c *Counters) buckets(name, kind string, from, to time.Time) ([]string, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	w := c.o.Bucket.Milliseconds()
+	a, b := c.bucketOf(from), c.bucketOf(to)
+	if b < a {
+		return nil, nil
+	}
+	if (b-a)/w+1 > MaxQueryBuckets {
+		return nil, fmt.Errorf("%w: %d buckets in one query, limit %d", ErrInvalidOptions, (b-a)/w+1, MaxQueryBuckets)
+	}
+	var keys []string
+	for x := a; x <= b; x += w {
+		keys = append(keys, c.key(name, kind, strconv.FormatInt(x, 10)))
+	}
+	return keys, nil
+}
+
+// Sum returns counter name's total over the buckets from from's to to's,
+// as Redis has it (increments not yet flushed are not in it).
+func (c *Counters) Sum(ctx context.Context, name string, from, to time.Time) (int64, error) {
+	keys, err := c.buckets(name, "c", from, to)
+	if err != nil || len(keys) == 0 {
+		return 0, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+	vs, err := c.rdb.MGet(cctx, keys...).Result()
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	var sum int64
+	for _, v := range vs {
+		if s, ok := v.(string); ok {
+			n, _ := strconv.ParseInt(s, 10, 64)
+			sum += n
+		}
+	}
+	return sum, nil
+}
+
+// Unique returns the estimated number of distinct members of unique
+// count name over the buckets from from's to to's (PFCOUNT of their
+// union). Redis's HyperLogLog has a standard error of 0.81%.
+func (c *Counters) Unique(ctx context.Context, name string, from, to time.Time) (int64, error) {
+	keys, err := c.buckets(name, "u", from, to)
+	if err != nil || len(keys) == 0 {
+		return 0, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+	n, err := c.rdb.PFCount(cctx, keys...).Result()
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return n, nil
+}

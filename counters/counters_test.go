@@ -1,0 +1,149 @@
+package counters_test
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/counters"
+	"github.com/tiercache/tiercache/internal/redistest"
+)
+
+func newCounters(t *testing.T, rdb redis.UniversalClient, instance string) *counters.Counters {
+	t.Helper()
+	c, err := counters.New(&counters.Options{Client: rdb, Instance: instance, Timeout: 300 * time.Millisecond})
+	require.NoError(t, err)
+	return c
+}
+
+// TestCounters_RedisKilled: two instances add N increments in all; in the
+// middle Redis is killed (after a SAVE, so the restarted server comes back
+// with what was flushed before, as a persistent Redis would) and both
+// instances go on adding. After the restart one flush each brings the
+// total to exactly N.
+func TestCounters_RedisKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long fault test; run without -short")
+	}
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	a, b := newCounters(t, rdb, "a"), newCounters(t, rdb, "b")
+	ctx := t.Context()
+	const perPhase = 500
+	add := func() {
+		var wg sync.WaitGroup
+		for _, c := range []*counters.Counters{a, b} {
+			wg.Go(func() {
+				for i := range perPhase {
+					require.NoError(t, c.Add("bookings", 1))
+					require.NoError(t, c.AddUnique("visitors", fmt.Sprint("v", i)))
+				}
+			})
+		}
+		wg.Wait()
+	}
+	add()
+	require.NoError(t, a.Flush(ctx))
+	require.NoError(t, b.Flush(ctx))
+	require.NoError(t, rdb.Save(ctx).Err())
+	srv.Kill()
+	add()
+	require.ErrorIs(t, a.Flush(ctx), counters.ErrUnavailable)
+	require.ErrorIs(t, b.Flush(ctx), counters.ErrUnavailable)
+	add()
+	srv.Restart()
+	// go-redis answers with its last dial error until its prober has
+	// reached the server again.
+	require.Eventually(t, func() bool { return a.Flush(ctx) == nil }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return b.Flush(ctx) == nil }, 10*time.Second, 10*time.Millisecond)
+	require.Zero(t, a.Pending())
+	now := time.Now()
+	sum, err := a.Sum(ctx, "bookings", now.Add(-time.Hour), now)
+	require.NoError(t, err)
+	require.EqualValues(t, 3*2*perPhase, sum)
+	u, err := b.Unique(ctx, "visitors", now.Add(-time.Hour), now)
+	require.NoError(t, err)
+	require.InDelta(t, perPhase, u, perPhase*0.05)
+}
+
+// TestCounters_UnknownOutcome: Redis is paused while a flush is in
+// flight, so the flush times out, and resumed: the script then runs (the
+// batch was applied, the instance does not know). The retry carries the
+// same batch number and is skipped: the total is exact.
+func TestCounters_UnknownOutcome(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long fault test; run without -short")
+	}
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	c := newCounters(t, rdb, "a")
+	ctx := t.Context()
+	for range 100 {
+		require.NoError(t, c.Add("revenue", 7))
+	}
+	srv.Pause()
+	require.ErrorIs(t, c.Flush(ctx), counters.ErrUnavailable)
+	require.NoError(t, c.Add("revenue", 1)) // waits for the next batch
+	srv.Resume()
+	require.Eventually(t, func() bool { return c.Flush(ctx) == nil }, 10*time.Second, 10*time.Millisecond)
+	require.NoError(t, c.Flush(ctx))
+	now := time.Now()
+	sum, err := c.Sum(ctx, "revenue", now.Add(-time.Hour), now)
+	require.NoError(t, err)
+	require.EqualValues(t, 701, sum)
+}
+
+// TestCounters_HyperLogLogError: 100,000 distinct members over two
+// instances and many buckets; the estimate is within 3 standard errors
+// (3 × 0.81%) of the truth.
+func TestCounters_HyperLogLogError(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	a, b := newCounters(t, rdb, "a"), newCounters(t, rdb, "b")
+	ctx := t.Context()
+	const n = 100000
+	start := time.Now().Add(-30 * time.Minute)
+	for i := range n {
+		c := a
+		if i%2 == 1 {
+			c = b
+		}
+		at := start.Add(time.Duration(i%30) * time.Minute)
+		require.NoError(t, c.AddUniqueAt("users", fmt.Sprint("user-", i), at))
+		if i%3 == 0 { // a member seen again elsewhere counts once
+			require.NoError(t, a.AddUniqueAt("users", fmt.Sprint("user-", i), at.Add(time.Minute)))
+		}
+	}
+	require.NoError(t, a.Flush(ctx))
+	require.NoError(t, b.Flush(ctx))
+	got, err := a.Unique(ctx, "users", start, start.Add(31*time.Minute))
+	require.NoError(t, err)
+	rel := math.Abs(float64(got)-n) / n
+	t.Logf("HyperLogLog estimate %d of %d: error %.3f%%", got, n, 100*rel)
+	require.Less(t, rel, 3*0.0081)
+}
+
+func TestCounters_Buckets(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	c := newCounters(t, rdb, "a")
+	ctx := t.Context()
+	base := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	for m := range 10 {
+		require.NoError(t, c.AddAt("signups", int64(m), base.Add(time.Duration(m)*time.Minute+30*time.Second)))
+	}
+	require.NoError(t, c.Flush(ctx))
+	sum, err := c.Sum(ctx, "signups", base.Add(2*time.Minute), base.Add(4*time.Minute))
+	require.NoError(t, err)
+	require.EqualValues(t, 2+3+4, sum)
+	require.ErrorIs(t, c.Add("bad{name}", 1), counters.ErrInvalidOptions)
+}

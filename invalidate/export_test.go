@@ -1,0 +1,8 @@
+package invalidate
+
+// DropOnSend makes the bus skip, without an error, every data message for
+// which drop returns true, as if it had been lost between the bus and its
+// subscribers. Call it before Run.
+func DropOnSend(b *Bus, drop func(channel string, seq uint64) bool) {
+	b.dropOnSend = drop
+}

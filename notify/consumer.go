@@ -1,0 +1,341 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Consumer reads the users' streams in the consumer group "notify",
+// groups their notifications into digests and hands each digest to its
+// Sender. Any number of consumers, in any number of processes, may run on
+// one Namespace. It is safe for concurrent use; it starts no goroutine
+// (see [Consumer.Run]).
+//
+// How a consumer finds and owns work:
+//
+//  1. It polls the index shards for users whose next digest is due and
+//     pushes their score Lease ahead (one script per shard), so another
+//     consumer does not pick them meanwhile and a user whose consumer dies
+//     comes back after Lease.
+//  2. For each user it takes the user's lock (SET NX PX Lease in the user's
+//     slot). Held, it XAUTOCLAIMs every entry pending in the group (those
+//     of a crashed consumer, whose lock has expired, and those left waiting
+//     for their window by an earlier turn) and reads the new ones
+//     (XREADGROUP >).
+//  3. It plans the digests (see the package doc), sends the ready ones and
+//     acknowledges each sent digest (XACK and XDEL in one MULTI). An entry
+//     is acknowledged only after its digest was sent: delivery is at least
+//     once, and a digest sent again carries the same provider key.
+//  4. It scores the user in the index at its next due time (or removes
+//     it), then checks the stream for entries queued after its read and
+//     makes the user due at once if there are: no notification is stranded
+//     whatever the interleaving with enqueues.
+//
+// Why a lock and not only XAUTOCLAIM's idle time: a digest keeps entries
+// pending for up to MaxDelay on purpose, so an entry's idle time cannot
+// tell "waiting for its window" from "its consumer crashed". The lock's
+// lease can: it is the idle time after which a crashed consumer's entries
+// are reclaimed.
+type Consumer struct {
+	q *Queue
+	o ConsumerOptions
+	w window
+}
+
+// NewConsumer returns a consumer of q's streams.
+func NewConsumer(q *Queue, o *ConsumerOptions) (*Consumer, error) {
+	opts, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Consumer{q: q, o: opts, w: window{maxDelay: q.o.MaxDelay.Milliseconds(), maxItems: q.o.MaxItems}}, nil
+}
+
+// Run consumes until ctx ends, then returns nil. Errors reaching Redis are
+// reported to the Observer and retried after PollInterval. Run may be
+// called from several goroutines for more parallelism.
+func (c *Consumer) Run(ctx context.Context) error {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		n, _ := c.RunOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if n > 0 {
+			continue
+		}
+		t.Reset(c.o.PollInterval)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// RunOnce makes one pass over the index shards, works on every user whose
+// digest is due, and returns how many users it worked on; the error joins
+// what failed.
+func (c *Consumer) RunOnce(ctx context.Context) (int, error) {
+	shards := c.q.o.Shards
+	off := rand.IntN(shards)
+	n := 0
+	var errs []error
+	for i := range shards {
+		if ctx.Err() != nil {
+			break
+		}
+		s := (off + i) % shards
+		users, err := c.claim(ctx, s)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, u := range users {
+			if err := c.work(ctx, s, u); err != nil {
+				errs = append(errs, err)
+			}
+			n++
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+func (c *Consumer) call(ctx context.Context, f func(ctx context.Context) error) error {
+	err := c.q.call(ctx, f)
+	if err != nil {
+		c.q.event(ctx, Event{Kind: EventUnavailable, Err: err})
+	}
+	return err
+}
+
+func (c *Consumer) claim(ctx context.Context, shard int) ([]string, error) {
+	var users []string
+	err := c.call(ctx, func(ctx context.Context) error {
+		v, err := claimScript.Run(ctx, c.q.rdb, []string{indexKey(c.q.o.Namespace, shard)},
+			c.o.Batch, c.o.Lease.Milliseconds()).Slice()
+		if err != nil {
+			return err
+		}
+		if len(v) == 2 {
+			us, _ := v[1].([]any)
+			for _, u := range us {
+				if s, ok := u.(string); ok {
+					users = append(users, s)
+				}
+			}
+		}
+		return nil
+	})
+	return users, err
+}
+
+// work is one turn on one user (steps 2 to 4 of the type's doc).
+func (c *Consumer) work(ctx context.Context, shard int, user string) error {
+	k := userKeys(c.q.o.Namespace, user)
+	token := randomID()
+	var now int64
+	err := c.call(ctx, func(ctx context.Context) error {
+		var err error
+		now, err = lockScript.Run(ctx, c.q.rdb, []string{k.lock}, token, c.o.Lease.Milliseconds()).Int64()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if now < 0 {
+		return nil // another consumer works on the user; the index brings it back
+	}
+	es, truncated, err := c.read(ctx, k.stream)
+	if err != nil {
+		return err // the lock expires; the index brings the user back after Lease
+	}
+	maxSeen := ""
+	var lastMs int64
+	if len(es) > 0 {
+		maxSeen, lastMs = es[len(es)-1].id, es[len(es)-1].ms
+	}
+	byCh := map[Channel][]entry{}
+	var chans []Channel
+	for _, e := range es {
+		if _, ok := byCh[e.ch]; !ok {
+			chans = append(chans, e.ch)
+		}
+		byCh[e.ch] = append(byCh[e.ch], e)
+	}
+	remaining := 0
+	var nextDue int64
+	due := func(t int64) {
+		if t > 0 && (nextDue == 0 || t < nextDue) {
+			nextDue = t
+		}
+	}
+	var errs []error
+	for _, ch := range chans {
+		ready, rest, next := c.w.plan(byCh[ch], now, truncated, lastMs)
+		remaining += rest
+		due(next)
+		for i, d := range ready {
+			if ctx.Err() != nil {
+				return ctx.Err() // stopped: leave the rest (and the lock) as a crash would
+			}
+			if err := c.send(ctx, k.stream, user, ch, d); err != nil {
+				errs = append(errs, err)
+				for _, left := range ready[i:] {
+					remaining += len(left)
+				}
+				due(now + c.o.RetryDelay.Milliseconds())
+				break
+			}
+		}
+	}
+	if truncated {
+		due(now)
+		remaining++
+	}
+	if err := c.release(ctx, shard, user, k, token, remaining, nextDue, maxSeen); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// read claims the group's pending entries of the stream and reads the new
+// ones, at most Batch in all, in stream order. truncated reports that the
+// limit was reached (more may be waiting).
+func (c *Consumer) read(ctx context.Context, stream string) (es []entry, truncated bool, err error) {
+	var msgs []redis.XMessage
+	claimed := 0
+	err = c.call(ctx, func(ctx context.Context) error {
+		start := "0-0"
+		for len(msgs) < c.o.Batch {
+			m, next, err := c.q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+				Stream: stream, Group: group, Consumer: c.o.Name,
+				MinIdle: 0, Start: start, Count: int64(c.o.Batch - len(msgs)),
+			}).Result()
+			if err != nil {
+				if isNoGroup(err) {
+					return nil
+				}
+				return err
+			}
+			msgs = append(msgs, m...)
+			claimed += len(m)
+			if next == "0-0" || next == "" {
+				break
+			}
+			start = next
+		}
+		if len(msgs) >= c.o.Batch {
+			return nil
+		}
+		res, err := c.q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group: group, Consumer: c.o.Name, Streams: []string{stream, ">"},
+			Count: int64(c.o.Batch - len(msgs)), Block: -1,
+		}).Result()
+		if err != nil {
+			if errors.Is(err, redis.Nil) || isNoGroup(err) {
+				return nil
+			}
+			return err
+		}
+		for _, s := range res {
+			msgs = append(msgs, s.Messages...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if claimed > 0 {
+		c.q.event(ctx, Event{Kind: EventClaimed, Items: claimed})
+	}
+	es = make([]entry, 0, len(msgs))
+	for _, m := range msgs {
+		e := entry{id: m.ID}
+		e.ms, _ = parseID(m.ID)
+		e.user, _ = m.Values["u"].(string)
+		ch, _ := m.Values["c"].(string)
+		e.ch = Channel(ch)
+		e.dedup, _ = m.Values["k"].(string)
+		p, _ := m.Values["p"].(string)
+		e.payload = []byte(p)
+		es = append(es, e)
+	}
+	slices.SortFunc(es, func(a, b entry) int {
+		switch {
+		case idLess(a.id, b.id):
+			return -1
+		case idLess(b.id, a.id):
+			return 1
+		}
+		return 0
+	})
+	return es, len(msgs) >= c.o.Batch, nil
+}
+
+func isNoGroup(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && len(re.Error()) >= 7 && re.Error()[:7] == "NOGROUP"
+}
+
+// send hands one digest to the Sender and, once it is accepted,
+// acknowledges and deletes its entries.
+func (c *Consumer) send(ctx context.Context, stream, user string, ch Channel, d []entry) error {
+	ids := make([]string, len(d))
+	items := make([]Item, len(d))
+	for i, e := range d {
+		ids[i] = e.id
+		items[i] = e.item()
+	}
+	m := Message{User: user, Channel: ch, Items: items, IdempotencyKey: ProviderKey(user, ch, ids)}
+	if err := c.o.Sender.Send(ctx, m); err != nil {
+		c.q.event(ctx, Event{Kind: EventSendFailed, Channel: ch, Items: len(d), Err: err})
+		return fmt.Errorf("notify: send %s digest of %d: %w", ch, len(d), err)
+	}
+	c.q.event(ctx, Event{Kind: EventSent, Channel: ch, Items: len(d)})
+	return c.call(ctx, func(ctx context.Context) error {
+		_, err := c.q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.XAck(ctx, stream, group, ids...)
+			p.XDel(ctx, stream, ids...)
+			return nil
+		})
+		return err
+	})
+}
+
+// release scores the user at its next due time (or removes it), checks
+// for entries queued since the read, and unlocks the user.
+func (c *Consumer) release(ctx context.Context, shard int, user string, k keys, token string, remaining int, nextDue int64, maxSeen string) error {
+	ix := indexKey(c.q.o.Namespace, shard)
+	return c.call(ctx, func(ctx context.Context) error {
+		var err error
+		if remaining == 0 {
+			err = c.q.rdb.ZRem(ctx, ix, user).Err()
+		} else {
+			err = c.q.rdb.ZAdd(ctx, ix, redis.Z{Score: float64(nextDue), Member: user}).Err()
+		}
+		if err != nil {
+			return err
+		}
+		// An enqueue writes the stream, then the index. Either its index
+		// write came after ours (and stands), or its stream write came
+		// before this read.
+		last, err := c.q.rdb.XRevRangeN(ctx, k.stream, "+", "-", 1).Result()
+		if err != nil {
+			return err
+		}
+		if len(last) > 0 && (maxSeen == "" || idLess(maxSeen, last[0].ID)) {
+			if err := c.q.rdb.ZAdd(ctx, ix, redis.Z{Score: 0, Member: user}).Err(); err != nil {
+				return err
+			}
+		}
+		return unlockScript.Run(ctx, c.q.rdb, []string{k.lock, k.stream}, token).Err()
+	})
+}

@@ -1,0 +1,208 @@
+package notify_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/notify"
+)
+
+// TestConsumer_DigestCount: 1,000 notifications for one user and channel
+// within one window. MaxItems 100 → exactly 10 digests of 100, each sent
+// as soon as it is full; MaxItems 1,000 → exactly 1 digest. MaxDelay is an
+// hour, so the count rule alone decides and the result does not depend on
+// timing.
+func TestConsumer_DigestCount(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	for _, tt := range []struct{ maxItems, want int }{{100, 10}, {1000, 1}} {
+		t.Run(fmt.Sprint("max_items=", tt.maxItems), func(t *testing.T) {
+			ns := fmt.Sprint("digest", tt.maxItems)
+			q := newQueue(t, rdb, notify.Options{Namespace: ns, MaxItems: tt.maxItems, MaxDelay: time.Hour})
+			ids := enqueueN(t, q, "ada", notify.Email, 1000)
+			rec := &notify.RecordingSender{}
+			c := newConsumer(t, q, notify.ConsumerOptions{Sender: rec})
+			for {
+				n, err := c.RunOnce(t.Context())
+				require.NoError(t, err)
+				if n == 0 {
+					break
+				}
+			}
+			msgs := rec.Delivered()
+			require.Len(t, msgs, tt.want)
+			got := deliveredIDs(rec)
+			require.Len(t, got, 1000)
+			for _, id := range ids {
+				require.Len(t, got[id], 1, id)
+			}
+			for _, m := range msgs {
+				require.Len(t, m.Items, tt.maxItems)
+				require.Equal(t, "ada", m.User)
+			}
+			keys, err := rdb.Keys(t.Context(), ns+":*:s").Result()
+			require.NoError(t, err)
+			require.Empty(t, keys, "a stream is deleted once it holds nothing")
+		})
+	}
+}
+
+// TestConsumer_WindowCloses: notifications below MaxItems go out as one
+// digest once MaxDelay has passed (on Redis's clock).
+func TestConsumer_WindowCloses(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	q := newQueue(t, rdb, notify.Options{MaxItems: 1000, MaxDelay: 300 * time.Millisecond})
+	enqueueN(t, q, "bob", notify.SMS, 7)
+	rec := &notify.RecordingSender{}
+	run(t, newConsumer(t, q, notify.ConsumerOptions{Sender: rec}))
+	require.Eventually(t, func() bool { return len(rec.Delivered()) > 0 }, 10*time.Second, 5*time.Millisecond)
+	msgs := rec.Delivered()
+	require.Len(t, msgs, 1, "seven notifications queued within the window: one digest")
+	require.Len(t, msgs[0].Items, 7)
+}
+
+// TestConsumer_StoppedMidBatch: consumer A sends digests until, on its
+// fourth, the provider accepts the message and A is stopped before it
+// acknowledges (its goroutine ends; its lock and index lease stay, as
+// after a crash). Consumer B takes the user over once A's lease has
+// expired, XAUTOCLAIMs A's pending entries and finishes. Every
+// notification is delivered, no notification is delivered under two
+// provider keys, and the one digest sent twice carries the same key and is
+// absorbed.
+func TestConsumer_StoppedMidBatch(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	q := newQueue(t, rdb, notify.Options{MaxItems: 5, MaxDelay: time.Hour, Shards: 4})
+	var all []string
+	for u := range 3 {
+		for _, ch := range []notify.Channel{notify.Email, notify.SMS, notify.Push} {
+			all = append(all, enqueueN(t, q, fmt.Sprint("user", u), ch, 20)...)
+		}
+	}
+	rec := &notify.RecordingSender{}
+	ctxA, stopA := context.WithCancel(t.Context())
+	var sends atomic.Int32
+	senderA := notify.SenderFunc(func(ctx context.Context, m notify.Message) error {
+		if err := rec.Send(ctx, m); err != nil {
+			return err
+		}
+		if sends.Add(1) == 4 {
+			stopA() // the provider has it; A stops before XACK
+			return errors.New("consumer stopped")
+		}
+		return nil
+	})
+	const lease = 300 * time.Millisecond
+	a := newConsumer(t, q, notify.ConsumerOptions{Name: "A", Sender: senderA, Lease: lease})
+	require.NoError(t, a.Run(ctxA))
+	require.Len(t, rec.Delivered(), 4)
+
+	b := newConsumer(t, q, notify.ConsumerOptions{Name: "B", Sender: rec, Lease: lease})
+	run(t, b)
+	require.Eventually(t, func() bool { return len(deliveredIDs(rec)) == len(all) }, 20*time.Second, 5*time.Millisecond)
+	got := deliveredIDs(rec)
+	for _, id := range all {
+		require.Len(t, got[id], 1, "entry %s delivered under %d provider keys", id, len(got[id]))
+	}
+	require.Len(t, rec.Delivered(), len(all)/5)
+	require.Equal(t, 1, rec.Absorbed(), "A's unacknowledged digest is sent again by B, with the same key")
+	require.Zero(t, rec.Conflicts())
+}
+
+// TestQueue_Dedup: the same (user, channel, dedup key) is queued once.
+func TestQueue_Dedup(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	q := newQueue(t, srv.Client(t), notify.Options{MaxItems: 1})
+	n := notify.Notification{User: "u", Channel: notify.Push, DedupKey: "booking:42:confirmed"}
+	r1, err := q.Enqueue(t.Context(), n)
+	require.NoError(t, err)
+	r2, err := q.Enqueue(t.Context(), n)
+	require.NoError(t, err)
+	require.True(t, r2.Duplicate)
+	require.Equal(t, r1.ID, r2.ID)
+	n.Channel = notify.Email
+	r3, err := q.Enqueue(t.Context(), n)
+	require.NoError(t, err)
+	require.False(t, r3.Duplicate, "another channel")
+
+	_, err = q.Enqueue(t.Context(), notify.Notification{User: "u", Channel: "fax"})
+	require.ErrorIs(t, err, notify.ErrInvalidOptions)
+}
+
+// TestQueue_RedisDown: with Redis killed, 40 notifications are buffered
+// and the next 10 refused with ErrBufferFull; after a restart Flush
+// writes the 40, which are then all delivered.
+func TestQueue_RedisDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long fault test; run without -short")
+	}
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	obs := &countObserver{}
+	q := newQueue(t, rdb, notify.Options{MaxItems: 1, MaxBuffered: 40, NoBreaker: true, Timeout: 200 * time.Millisecond, Observer: obs})
+	srv.Kill()
+	buffered := 0
+	for i := range 50 {
+		r, err := q.Enqueue(t.Context(), notify.Notification{User: fmt.Sprint("u", i%5), Channel: notify.Email, Payload: []byte{byte(i)}})
+		if i < 40 {
+			require.NoError(t, err)
+			require.True(t, r.Buffered)
+			buffered++
+			continue
+		}
+		require.ErrorIs(t, err, notify.ErrBufferFull)
+		require.ErrorIs(t, err, notify.ErrUnavailable)
+	}
+	require.Equal(t, 40, q.Buffered())
+	require.EqualValues(t, 40, obs.n(notify.EventBuffered))
+	require.EqualValues(t, 10, obs.n(notify.EventRefused))
+	srv.Restart()
+	// go-redis answers with its last dial error until its prober has
+	// reached the server again.
+	require.Eventually(t, func() bool { return q.Flush(t.Context()) == nil }, 10*time.Second, 10*time.Millisecond)
+	require.Zero(t, q.Buffered())
+	require.EqualValues(t, 40, obs.n(notify.EventFlushed))
+
+	rec := &notify.RecordingSender{}
+	run(t, newConsumer(t, q, notify.ConsumerOptions{Sender: rec}))
+	require.Eventually(t, func() bool { return len(rec.Delivered()) == buffered }, 10*time.Second, 5*time.Millisecond)
+}
+
+type countObserver struct{ counts [16]atomic.Int64 }
+
+func (o *countObserver) Event(_ context.Context, e notify.Event) { o.counts[e.Kind].Add(1) }
+func (o *countObserver) n(k notify.EventKind) int64              { return o.counts[k].Load() }
+
+// TestCluster: users spread over a Redis Cluster; every script touches
+// one slot (a user's, or an index shard's).
+func TestCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 6-node cluster; run without -short")
+	}
+	t.Parallel()
+	c := redistest.StartCluster(t, nil)
+	rdb := c.Client(t)
+	q := newQueue(t, rdb, notify.Options{MaxItems: 4, MaxDelay: time.Hour, Timeout: 10 * time.Second})
+	var all []string
+	for u := range 20 {
+		all = append(all, enqueueN(t, q, fmt.Sprint("u", u), notify.Email, 8)...)
+	}
+	rec := &notify.RecordingSender{}
+	run(t, newConsumer(t, q, notify.ConsumerOptions{Sender: rec}))
+	run(t, newConsumer(t, q, notify.ConsumerOptions{Sender: rec}))
+	require.Eventually(t, func() bool { return len(deliveredIDs(rec)) == len(all) }, 30*time.Second, 10*time.Millisecond)
+	require.Len(t, rec.Delivered(), 40)
+}

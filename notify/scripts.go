@@ -1,0 +1,64 @@
+package notify
+
+import "github.com/redis/go-redis/v9"
+
+// Every script touches keys of one slot: a user's (stream, dedup marker,
+// lock) or one index shard's. Time is Redis's (TIME), in milliseconds.
+
+// enqueueScript queues a notification unless its dedup marker exists.
+//
+//	KEYS[1] stream   KEYS[2] dedup marker
+//	ARGV: group, dedup ttl ms, user, channel, dedup key, payload, max delay ms, max items
+//
+// Returns {queued (0/1), id, due ms}: due is when the user's next digest
+// is due at the latest (now + max delay, or now once max items are queued).
+var enqueueScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local prev = redis.call('GET', KEYS[2])
+if prev then return {0, prev, now} end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
+end
+local id = redis.call('XADD', KEYS[1], '*', 'u', ARGV[3], 'c', ARGV[4], 'k', ARGV[5], 'p', ARGV[6])
+redis.call('SET', KEYS[2], id, 'PX', ARGV[2])
+local due = now + tonumber(ARGV[7])
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[8]) then due = now end
+return {1, id, due}
+`)
+
+// claimScript takes up to n users whose work is due from an index shard
+// and pushes their score lease ms ahead, so that no other consumer takes
+// them meanwhile and they come back if this one dies.
+//
+//	KEYS[1] index shard   ARGV: n, lease ms
+//
+// Returns {now ms, {users...}}.
+var claimScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local us = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, u in ipairs(us) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), u) end
+return {now, us}
+`)
+
+// lockScript takes a user's lock for lease ms.
+//
+//	KEYS[1] lock   ARGV: token, lease ms
+//
+// Returns now ms, or -1 if another consumer holds the lock.
+var lockScript = redis.NewScript(`
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return -1 end
+local t = redis.call('TIME')
+return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`)
+
+// unlockScript releases a user's lock if it is still this consumer's, and
+// deletes the stream (with its group) once it holds no entry.
+//
+//	KEYS[1] lock   KEYS[2] stream   ARGV: token
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+if redis.call('XLEN', KEYS[2]) == 0 then redis.call('DEL', KEYS[2]) end
+return 1
+`)

@@ -1,0 +1,226 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/session"
+)
+
+// twoNodes starts a private redis-server and two instances, each with its
+// own clients and bus.
+func twoNodes(t *testing.T, no nodeOpts) (*redistest.Server, *node, *node) {
+	t.Helper()
+	srv := redistest.Start(t)
+	mk := func() *node {
+		return newNode(t, newClient(t, srv.Options(), ""), newClient(t, srv.Options(), ""), no)
+	}
+	return srv, mk(), mk()
+}
+
+func TestManager_CreateGet(t *testing.T) {
+	t.Parallel()
+	_, a, b := twoNodes(t, nodeOpts{o: session.Options{L1TTL: time.Hour}})
+	ctx := t.Context()
+	tok, err := a.m.Create(ctx, "user:1", session.Client{Device: "firefox", IP: "192.0.2.1"}, map[string]string{"role": "client", "lang": "fr"})
+	require.NoError(t, err)
+	for _, n := range []*node{a, b, a, b} {
+		s, err := n.m.Get(ctx, tok)
+		require.NoError(t, err)
+		require.Equal(t, "user:1", s.User())
+		require.Equal(t, map[string]string{"role": "client", "lang": "fr"}, s.Values())
+		require.Equal(t, uint64(1), s.Version())
+		require.Equal(t, "firefox", s.Device())
+		require.Equal(t, a.m.Ref(tok), s.Ref())
+	}
+	require.EqualValues(t, 1, a.m.Stats().Loads, "A read Redis once; its second read is from L1")
+	require.EqualValues(t, 1, b.m.Stats().Loads)
+
+	_, err = a.m.Get(ctx, "not a token")
+	require.ErrorIs(t, err, session.ErrNotFound)
+	require.ErrorIs(t, err, session.ErrMalformed)
+	forged := tok[:17] + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	_, err = a.m.Get(ctx, forged)
+	require.ErrorIs(t, err, session.ErrNotFound)
+	require.Len(t, a.ev.of(session.EventCreated), 1)
+}
+
+func TestManager_Update(t *testing.T) {
+	t.Parallel()
+	_, a, b := twoNodes(t, nodeOpts{o: session.Options{L1TTL: time.Hour}})
+	ctx := t.Context()
+	tok, err := a.m.Create(ctx, "user:1", session.Client{}, map[string]string{"cart": "1", "x": "y"})
+	require.NoError(t, err)
+	s, err := b.m.Get(ctx, tok)
+	require.NoError(t, err)
+	require.Equal(t, "1", mustValue(t, s, "cart"))
+
+	v, err := a.m.Update(ctx, tok, session.Update{Set: map[string]string{"cart": "2"}, Delete: []string{"x"}})
+	require.NoError(t, err)
+	require.Equal(t, uint64(2), v)
+	// A's L1 was dropped at once; B's when the bus delivered.
+	s, err = a.m.Get(ctx, tok)
+	require.NoError(t, err)
+	require.Equal(t, "2", mustValue(t, s, "cart"))
+	require.Eventually(t, func() bool {
+		s, err := b.m.Get(ctx, tok)
+		return err == nil && s.Version() == 2
+	}, 5*time.Second, time.Millisecond)
+	s, _ = b.m.Get(ctx, tok)
+	require.Equal(t, map[string]string{"cart": "2"}, s.Values())
+
+	_, err = a.m.Update(ctx, tok, session.Update{Set: map[string]string{"cart": "3"}, IfVersion: 1})
+	require.ErrorIs(t, err, session.ErrConflict)
+	v, err = a.m.Update(ctx, tok, session.Update{Set: map[string]string{"cart": "3"}, IfVersion: 2})
+	require.NoError(t, err)
+	require.Equal(t, uint64(3), v)
+
+	_, err = a.m.Update(ctx, tok, session.Update{Set: map[string]string{"_u": "admin"}})
+	require.ErrorIs(t, err, session.ErrInvalidField)
+	require.NoError(t, a.m.Revoke(ctx, tok))
+	_, err = a.m.Update(ctx, tok, session.Update{Set: map[string]string{"cart": "4"}})
+	require.ErrorIs(t, err, session.ErrNotFound)
+}
+
+func mustValue(t *testing.T, s *session.Session, k string) string {
+	t.Helper()
+	v, ok := s.Value(k)
+	require.True(t, ok, "field %q", k)
+	return v
+}
+
+func TestManager_ListAndRevoke(t *testing.T) {
+	t.Parallel()
+	_, a, b := twoNodes(t, nodeOpts{o: session.Options{L1TTL: time.Hour}})
+	ctx := t.Context()
+	var toks []string
+	for _, dev := range []string{"phone", "laptop", "tablet"} {
+		tok, err := a.m.Create(ctx, "user:1", session.Client{Device: dev, IP: "198.51.100.7"}, nil)
+		require.NoError(t, err)
+		toks = append(toks, tok)
+	}
+	other, err := a.m.Create(ctx, "user:2", session.Client{Device: "phone"}, nil)
+	require.NoError(t, err)
+	require.Len(t, a.ev.of(session.EventNewDevice), 2, "laptop and tablet are new devices; user:1's first session and user:2's are not reported")
+
+	list, err := b.m.List(ctx, "user:1")
+	require.NoError(t, err)
+	require.Len(t, list, 3)
+	refs := map[string]string{}
+	for _, in := range list {
+		refs[in.Ref] = in.Device
+		require.Equal(t, "198.51.100.7", in.IP)
+		require.False(t, in.Created.IsZero())
+		require.True(t, in.Expires.After(in.LastSeen))
+	}
+	require.Equal(t, "phone", refs[a.m.Ref(toks[0])])
+
+	// End one device from the list, on B.
+	require.NoError(t, b.m.RevokeRef(ctx, "user:1", a.m.Ref(toks[1])))
+	_, err = a.m.Get(ctx, toks[1])
+	require.ErrorIs(t, err, session.ErrNotFound)
+
+	// All but the current one.
+	n, err := b.m.RevokeOthers(ctx, toks[0])
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	_, err = a.m.Get(ctx, toks[2])
+	require.ErrorIs(t, err, session.ErrNotFound)
+	_, err = a.m.Get(ctx, toks[0])
+	require.NoError(t, err)
+	list, err = a.m.List(ctx, "user:1")
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+
+	// Logout.
+	require.NoError(t, a.m.Revoke(ctx, toks[0]))
+	_, err = b.m.Get(ctx, toks[0])
+	require.ErrorIs(t, err, session.ErrNotFound)
+	_, err = b.m.RevokeOthers(ctx, toks[0])
+	require.ErrorIs(t, err, session.ErrNotFound)
+	_, err = b.m.Get(ctx, other)
+	require.NoError(t, err, "another user's session is untouched")
+}
+
+func TestManager_MaxPerUser(t *testing.T) {
+	t.Parallel()
+	_, a, _ := twoNodes(t, nodeOpts{o: session.Options{MaxPerUser: 2}})
+	ctx := t.Context()
+	var toks []string
+	for range 3 {
+		tok, err := a.m.Create(ctx, "user:1", session.Client{}, nil)
+		require.NoError(t, err)
+		toks = append(toks, tok)
+	}
+	_, err := a.m.Get(ctx, toks[0])
+	require.ErrorIs(t, err, session.ErrNotFound, "the least recently seen session was ended")
+	for _, tok := range toks[1:] {
+		_, err := a.m.Get(ctx, tok)
+		require.NoError(t, err)
+	}
+	ev := a.ev.of(session.EventRevoked)
+	require.Len(t, ev, 1)
+	require.Equal(t, "evicted", ev[0].Reason)
+}
+
+func TestManager_NewIP(t *testing.T) {
+	t.Parallel()
+	_, a, _ := twoNodes(t, nodeOpts{})
+	ctx := t.Context()
+	tok, err := a.m.Create(ctx, "user:1", session.Client{Device: "phone", IP: "192.0.2.1"}, nil)
+	require.NoError(t, err)
+	for range 3 {
+		_, err = a.m.GetFrom(ctx, tok, "192.0.2.1")
+		require.NoError(t, err)
+	}
+	require.Empty(t, a.ev.of(session.EventNewIP))
+	for range 3 {
+		_, err = a.m.GetFrom(ctx, tok, "203.0.113.9")
+		require.NoError(t, err)
+	}
+	ev := a.ev.of(session.EventNewIP)
+	require.Len(t, ev, 1, "reported once per change")
+	require.Equal(t, "203.0.113.9", ev[0].IP)
+	require.Equal(t, "192.0.2.1", ev[0].PrevIP)
+	require.Equal(t, "user:1", ev[0].User)
+	require.Equal(t, a.m.Ref(tok), ev[0].Ref)
+}
+
+func TestManager_closed(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	m, err := session.New(&session.Options{Client: srv.Client(t), Secret: secret})
+	require.NoError(t, err)
+	require.NoError(t, m.Close())
+	require.NoError(t, m.Close())
+	_, err = m.Get(context.Background(), "x")
+	require.True(t, errors.Is(err, session.ErrClosed))
+}
+
+func TestNew_invalidOptions(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	tests := []struct {
+		name string
+		o    *session.Options
+	}{
+		{"nil", nil},
+		{"no secret", &session.Options{Client: rdb}},
+		{"short secret", &session.Options{Client: rdb, Secret: []byte("short")}},
+		{"namespace", &session.Options{Client: rdb, Secret: secret, Namespace: "a{b}"}},
+		{"touch fraction", &session.Options{Client: rdb, Secret: secret, TouchFraction: 1}},
+		{"negative", &session.Options{Client: rdb, Secret: secret, IdleTimeout: -1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := session.New(tt.o)
+			require.ErrorIs(t, err, session.ErrInvalidOptions)
+		})
+	}
+}

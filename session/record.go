@@ -1,0 +1,131 @@
+package session
+
+import (
+	"maps"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Session is one live session as read from Redis, shared by the requests
+// that read it on this instance. Its methods are safe for concurrent use;
+// it never changes except for its activity record (LastSeen). A change
+// made through the Manager is seen by the next [Manager.Get], not by a
+// *Session already held.
+type Session struct {
+	key      string // the L1 key, "<tag>:<ref>"
+	ref, tag string
+	user     string
+	created  int64 // unix µs, Redis's clock
+	absolute int64 // unix µs, Redis's clock
+	version  uint64
+	device   string
+	ip       string
+	values   map[string]string // never changed after load
+
+	// offset is this instance's clock minus Redis's (ns), measured before
+	// the read that gave seen, so deadlines computed with it are early,
+	// never late; rtt is that read's round trip (ns): a touch is due no
+	// sooner than seen + interval + offset + rtt, so it is never sent
+	// before Redis agrees it is due.
+	offset, rtt atomic.Int64
+	seen        atomic.Int64 // unix µs (Redis's clock) of the last recorded activity
+	touching    atomic.Bool  // one request at a time records activity
+	lastIP      atomic.Pointer[string]
+}
+
+// User returns the user the session belongs to.
+func (s *Session) User() string { return s.user }
+
+// Ref returns the session's ref: a keyed hash of its token that names it
+// in the user's session list, the Observer and telemetry. It cannot be
+// turned back into a token.
+func (s *Session) Ref() string { return s.ref }
+
+// Value returns the value of a field.
+func (s *Session) Value(name string) (string, bool) {
+	v, ok := s.values[name]
+	return v, ok
+}
+
+// Values returns a copy of the session's fields.
+func (s *Session) Values() map[string]string { return maps.Clone(s.values) }
+
+// Version returns the session's version: 1 when created, one more after
+// each Update. Give it to Update.IfVersion for a change that must not
+// race.
+func (s *Session) Version() uint64 { return s.version }
+
+// Device returns the device recorded when the session was created.
+func (s *Session) Device() string { return s.device }
+
+// IP returns the address the session was last recorded from (when read).
+func (s *Session) IP() string { return s.ip }
+
+// Created returns when the session was created (Redis's clock).
+func (s *Session) Created() time.Time { return time.UnixMicro(s.created) }
+
+// LastSeen returns the last recorded activity (Redis's clock), at touch
+// granularity.
+func (s *Session) LastSeen() time.Time { return time.UnixMicro(s.seen.Load()) }
+
+// AbsoluteDeadline returns when the session ends whatever its activity.
+func (s *Session) AbsoluteDeadline() time.Time { return time.UnixMicro(s.absolute) }
+
+// size estimates the session's memory in bytes (its L1 cost).
+func (s *Session) size() int {
+	n := 256 + len(s.key) + len(s.user) + len(s.device) + len(s.ip)
+	for k, v := range s.values {
+		n += len(k) + len(v) + 32
+	}
+	return n
+}
+
+// observe records a fresh reading of the activity record: seen (Redis
+// µs), and the clock relation of the read that gave it.
+func (s *Session) observe(seen, offset, rtt int64) {
+	for {
+		cur := s.seen.Load()
+		if seen < cur || s.seen.CompareAndSwap(cur, seen) {
+			break
+		}
+	}
+	s.offset.Store(offset)
+	s.rtt.Store(rtt)
+}
+
+// parseSession builds a Session from a HGETALL reply.
+func parseSession(key, tag, ref string, kv []any) (*Session, bool) {
+	s := &Session{key: key, tag: tag, ref: ref, values: make(map[string]string, len(kv)/2)}
+	var seen int64
+	ok := 0
+	for i := 0; i+1 < len(kv); i += 2 {
+		f, _ := kv[i].(string)
+		v, _ := kv[i+1].(string)
+		if len(f) == 0 || f[0] != '_' {
+			s.values[f] = v
+			continue
+		}
+		switch f {
+		case "_u":
+			s.user = v
+			ok++
+		case "_c":
+			s.created, _ = strconv.ParseInt(v, 10, 64)
+		case "_a":
+			s.absolute, _ = strconv.ParseInt(v, 10, 64)
+			ok++
+		case "_s":
+			seen, _ = strconv.ParseInt(v, 10, 64)
+			ok++
+		case "_v":
+			s.version, _ = strconv.ParseUint(v, 10, 64)
+		case "_d":
+			s.device = v
+		case "_i":
+			s.ip = v
+		}
+	}
+	s.seen.Store(seen)
+	return s, ok == 3
+}

@@ -1,0 +1,5 @@
+package tier
+
+// WaitL1 blocks until the L1 writes c made so far are visible, for tests
+// outside the package that count what L1 holds.
+func WaitL1[V any](c *Cache[V]) { c.l1.Wait() }
