@@ -41,7 +41,7 @@ type Stats struct {
 func (s Stats) Fallbacks() uint64 { return s.TouchSkipped + s.ReadsRefused + s.WritesRefused }
 
 type stats struct {
-	reads, l1Reads, refused                   atomic.Uint64
+	refused                                   atomic.Uint64
 	touches, touchWrites                      atomic.Uint64
 	created, renewed, updated, revoked        atomic.Uint64
 	conflicts, newDevices, newIPs             atomic.Uint64
