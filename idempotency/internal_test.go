@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -67,29 +66,4 @@ func FuzzKeyFromHeader(f *testing.F) {
 			}
 		}
 	})
-}
-
-func TestBreaker(t *testing.T) {
-	t.Parallel()
-	b := NewBreaker(3, time.Hour).(*breaker)
-	for range 2 {
-		b.Failure()
-		require.True(t, b.Allow())
-	}
-	b.Success() // consecutive failures only
-	for range 3 {
-		require.True(t, b.Allow())
-		b.Failure()
-	}
-	require.False(t, b.Allow(), "open")
-	b.until.Store(time.Now().UnixNano()) // the cool-down is over
-	require.True(t, b.Allow(), "one probe")
-	require.False(t, b.Allow(), "only one")
-	b.Failure()
-	require.False(t, b.Allow(), "the failed probe reopens it")
-	b.until.Store(time.Now().UnixNano())
-	require.True(t, b.Allow())
-	b.Success()
-	require.True(t, b.Allow())
-	require.True(t, b.Allow(), "closed")
 }

@@ -335,3 +335,20 @@ func atoi(s string) int {
 	}
 	return n
 }
+
+// TestStore_Breaker: after DefaultBreakerFailures failed calls the breaker
+// answers for Redis, without a call.
+func TestStore_Breaker(t *testing.T) {
+	t.Parallel()
+	s, srv, _, _ := newStore(t, &onetime.Options{Secret: secret})
+	srv.Kill()
+	ctx := t.Context()
+	for range onetime.DefaultBreakerFailures {
+		_, err := s.Consume(ctx, "p", strings.Repeat("A", 43), "u")
+		require.ErrorIs(t, err, onetime.ErrUnavailable)
+		require.NotContains(t, err.Error(), "circuit breaker open")
+	}
+	_, err := s.Mint(ctx, "p", "u", time.Minute, nil)
+	require.ErrorIs(t, err, onetime.ErrUnavailable)
+	require.Contains(t, err.Error(), "circuit breaker open")
+}
