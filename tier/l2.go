@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/tiercache/tiercache/codec"
-	"github.com/tiercache/tiercache/internal/breaker"
 )
 
 // errStaleTag reports an L2 value older than an invalidation of one of its
@@ -109,6 +108,13 @@ func (c *Cache[V]) l2Start(ctx context.Context, r req, start int64, wantLease bo
 		s.failed = c.errEpoch()
 		c.ctr.l2Errors.Add(1)
 		c.fallback(ctx, r.key, ReasonEpochUnknown, s.failed)
+		return true
+	}
+	if c.out.pendingL2(r.key) {
+		// This instance's Delete of the key has not reached L2 yet: what L2
+		// holds is what it deleted.
+		s.failed = errDeletePending
+		c.fallback(ctx, r.key, ReasonDeletePending, nil)
 		return true
 	}
 	wantLease = wantLease && c.leaser != nil
@@ -373,7 +379,7 @@ func (c *Cache[V]) decode(b []byte, start int64) (*Entry[V], codec.Header, error
 	return e, h, nil
 }
 
-func (c *Cache[V]) l2Failed(ctx context.Context, br *breaker.Breaker, key string, err error) {
+func (c *Cache[V]) l2Failed(ctx context.Context, br *shard, key string, err error) {
 	c.ctr.l2Errors.Add(1)
 	br.Failure()
 	c.l2FailedEvent(ctx, key, err)
@@ -403,7 +409,7 @@ func (c *Cache[V]) l2Op(ctx context.Context, op Op, key string, f func(ctx conte
 
 // l2OpOn is l2Op with the breaker br (for operations on other keys than
 // one user's key: several keys of one shard, tag times, the epoch).
-func (c *Cache[V]) l2OpOn(ctx context.Context, br *breaker.Breaker, op Op, key string, f func(ctx context.Context) error) error {
+func (c *Cache[V]) l2OpOn(ctx context.Context, br *shard, op Op, key string, f func(ctx context.Context) error) error {
 	l2ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
 	return c.l2CallHit(l2ctx, br, op, key, func(ctx context.Context) (bool, error) { return false, f(ctx) })
@@ -411,7 +417,7 @@ func (c *Cache[V]) l2OpOn(ctx context.Context, br *breaker.Breaker, op Op, key s
 
 // l2CallHit runs an operation that can find a value (reported as
 // Result.Hit) within ctx's deadline, accounted to br.
-func (c *Cache[V]) l2CallHit(ctx context.Context, br *breaker.Breaker, op Op, key string, f func(ctx context.Context) (bool, error)) error {
+func (c *Cache[V]) l2CallHit(ctx context.Context, br *shard, op Op, key string, f func(ctx context.Context) (bool, error)) error {
 	call := c.call(op, key)
 	ctx = c.obs.Begin(ctx, call)
 	t0 := c.opStart()
@@ -477,7 +483,7 @@ func (c *Cache[V]) l2Lease(ctx context.Context, key, lease string, replace bool)
 // each accounted to its shard's breaker. It returns the keys it could not
 // delete and the first error.
 func (c *Cache[V]) l2Delete(ctx context.Context, keys ...string) (failed []string, err error) {
-	return c.perShard(keys, func(br *breaker.Breaker, keys, full []string) error {
+	return c.perShard(keys, func(br *shard, keys, full []string) error {
 		key := ""
 		if len(keys) == 1 {
 			key = keys[0]
@@ -492,14 +498,14 @@ func (c *Cache[V]) l2Delete(ctx context.Context, keys ...string) (failed []strin
 // keys and calls f once per shard, concurrently when there are several, so
 // that a slow or dead shard does not hold back the others. It returns the
 // keys of the shards whose call failed and the first error.
-func (c *Cache[V]) perShard(keys []string, f func(br *breaker.Breaker, keys, full []string) error) (failed []string, err error) {
+func (c *Cache[V]) perShard(keys []string, f func(br *shard, keys, full []string) error) (failed []string, err error) {
 	pfx := c.epoch.Load().pfx
 	return c.perShardFull(keys, func(k string) string { return pfx + k }, f)
 }
 
 // perShardFull is perShard with fullOf naming the full L2 key of each
 // name (a user's key, or a tag).
-func (c *Cache[V]) perShardFull(names []string, fullOf func(string) string, f func(br *breaker.Breaker, names, full []string) error) (failed []string, err error) {
+func (c *Cache[V]) perShardFull(names []string, fullOf func(string) string, f func(br *shard, names, full []string) error) (failed []string, err error) {
 	type group struct {
 		names, full []string
 		err         error

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
-	"github.com/tiercache/tiercache/internal/breaker"
 )
 
 // BatchLoadFunc loads several keys from the origin in one go. It returns the
@@ -239,7 +237,7 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) [
 
 // manyFromShard reads the keys keys[i] for i in idx, all on the shard of
 // br, in one round trip, into entries.
-func (c *Cache[V]) manyFromShard(ctx context.Context, br *breaker.Breaker, keys []string, idx []int, pfx string, start int64, entries []*Entry[V]) {
+func (c *Cache[V]) manyFromShard(ctx context.Context, br *shard, keys []string, idx []int, pfx string, start int64, entries []*Entry[V]) {
 	full := make([]string, len(idx))
 	for j, i := range idx {
 		full[j] = pfx + keys[i]

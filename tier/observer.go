@@ -132,6 +132,9 @@ const (
 	// ReasonEpochUnknown: the namespace's epoch could not be read from L2
 	// yet, so L2 keys cannot be named.
 	ReasonEpochUnknown = "epoch_unknown"
+	// ReasonDeletePending: this instance's Delete of the key has not
+	// reached L2 yet (it waits for replay), so L2 is not read for it.
+	ReasonDeletePending = "delete_pending"
 	// Stale-serve reasons.
 	ReasonOriginError = "origin_error"
 	ReasonSoftTimeout = "soft_timeout"
