@@ -140,6 +140,9 @@ const (
 	// ReasonEpochUnknown: the namespace's epoch could not be read from L2
 	// yet (or an epoch move is owed), so L2 keys cannot be named.
 	ReasonEpochUnknown Reason = "epoch_unknown"
+	// ReasonDeletePending: this instance's Delete of the key has not
+	// reached L2 yet (it waits for replay), so L2 is not read for it.
+	ReasonDeletePending Reason = "delete_pending"
 )
 
 // Stale-serve reasons ([EventStaleServed]).
