@@ -99,9 +99,10 @@ func (c *Cache[V]) l2Start(ctx context.Context, r req, start int64, wantLease bo
 	if c.l2 == nil {
 		return true
 	}
-	if !c.breakerOf(r.key).Allow() {
-		s.failed = errBreakerOpen
-		c.fallback(ctx, r.key, ReasonBreakerOpen, nil)
+	if sh := c.breakerOf(r.key); !sh.Allow() {
+		var reason string
+		reason, s.failed = sh.refused()
+		c.fallback(ctx, r.key, reason, nil)
 		return true
 	}
 	if !c.epochUsable() {

@@ -227,7 +227,8 @@ func (c *Cache[V]) manyFromL2(ctx context.Context, keys []string, start int64) [
 	for shard, idx := range shards {
 		br := c.brs.of(shard)
 		if !br.Allow() {
-			c.fallback(ctx, "", ReasonBreakerOpen, nil)
+			reason, _ := br.refused()
+			c.fallback(ctx, "", reason, nil)
 			continue
 		}
 		c.manyFromShard(ctx, br, keys, idx, pfx, start, entries)

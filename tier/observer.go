@@ -127,8 +127,12 @@ func (k EventKind) String() string {
 // Fallback reasons, as found in [Event.Reason].
 const (
 	ReasonBreakerOpen = "breaker_open"
-	ReasonL2Error     = "l2_error"
-	ReasonL2Timeout   = "l2_timeout"
+	// ReasonShardHeld: the key's L2 shard (a master, see [Sharder]) was
+	// first seen since the last [Lineager] check, after a failover say, and
+	// is not used until the next check (at most one replay tick, 100 ms).
+	ReasonShardHeld = "shard_held"
+	ReasonL2Error   = "l2_error"
+	ReasonL2Timeout = "l2_timeout"
 	// ReasonEpochUnknown: the namespace's epoch could not be read from L2
 	// yet, so L2 keys cannot be named.
 	ReasonEpochUnknown = "epoch_unknown"
