@@ -44,6 +44,14 @@ type shard struct {
 // and its breaker allows it.
 func (s *shard) Allow() bool { return s.heldSince.Load() == 0 && s.Breaker.Allow() }
 
+// refused is why Allow said no: the shard is held, or its breaker is open.
+func (s *shard) refused() (reason Reason, err error) {
+	if s.heldSince.Load() != 0 {
+		return ReasonShardHeld, errShardHeld
+	}
+	return ReasonBreakerOpen, errBreakerOpen
+}
+
 // breakers are a cache's L2 circuit breakers: one per shard of L2, as its
 // [Sharder] names them, so that a dead shard never stops the calls to the
 // healthy ones; a single one when L2 is not sharded.

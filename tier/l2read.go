@@ -243,12 +243,13 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // l2Gate returns why L2 must not be asked now for key, on the shard of br,
-// or nil: the shard's breaker is open (or the shard is held), epochGate or
-// deleteGate says no. It reports the fallback.
+// or nil: the shard's breaker is open, or the shard is held, or epochGate
+// or deleteGate says no. It reports the fallback.
 func (c *Cache[V]) l2Gate(ctx context.Context, br *shard, key string) error {
 	if !br.Allow() {
-		c.fallback(ctx, key, ReasonBreakerOpen, nil)
-		return errBreakerOpen
+		reason, err := br.refused()
+		c.fallback(ctx, key, reason, nil)
+		return err
 	}
 	if err := c.epochGate(ctx, key); err != nil {
 		return err

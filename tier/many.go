@@ -172,8 +172,9 @@ func (c *Cache[V]) readManyL2(ctx context.Context, fs []*flight[V]) {
 	for shard, fs := range shards {
 		br := c.brs.of(shard)
 		if !br.Allow() {
-			c.fallback(ctx, "", ReasonBreakerOpen, nil)
-			failAll(fs, errBreakerOpen)
+			reason, err := br.refused()
+			c.fallback(ctx, "", reason, nil)
+			failAll(fs, err)
 			continue
 		}
 		keys, full := make([]string, len(fs)), make([]string, len(fs))

@@ -50,7 +50,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 	if c.l2 != nil {
 		switch br := c.breakerOf(key); {
 		case !br.Allow():
-			err = errBreakerOpen
+			_, err = br.refused()
 		case !c.epochUsable():
 			err = c.errEpoch()
 		default:
@@ -70,6 +70,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 
 var (
 	errBreakerOpen   = errors.New("circuit breaker open")
+	errShardHeld     = errors.New("L2 shard first seen since the last lineage check: not used until the next one")
 	errEpochUnknown  = errors.New("namespace epoch not read from L2 yet")
 	errDeletePending = errors.New("a Delete of the key waits for replay (L2 still holds the value it removes)")
 	errEpochOwed     = errors.New("the namespace owes a move to its next epoch (L2 is not used until it is made)")
@@ -131,7 +132,8 @@ func (c *Cache[V]) clearL2(ctx context.Context) error {
 	case c.epocher == nil:
 		return errNoEpoch
 	case !br.Allow():
-		return errBreakerOpen
+		_, err := br.refused()
+		return err
 	case !c.epochUsable():
 		return c.errEpoch()
 	}
@@ -269,7 +271,8 @@ func (c *Cache[V]) invalidateL2(ctx context.Context, keys, tags []string, useBre
 	if len(keys) > 0 {
 		failedKeys, err = c.perShard(keys, func(br *shard, keys, full []string) error {
 			if useBreaker && !br.Allow() {
-				return errBreakerOpen
+				_, err := br.refused()
+				return err
 			}
 			key := ""
 			if len(keys) == 1 {
@@ -285,7 +288,8 @@ func (c *Cache[V]) invalidateL2(ctx context.Context, keys, tags []string, useBre
 		var terr error
 		failedTags, terr = c.perShardFull(tags, func(t string) string { return c.tagPfx + t }, func(br *shard, _, full []string) error {
 			if useBreaker && !br.Allow() {
-				return errBreakerOpen
+				_, err := br.refused()
+				return err
 			}
 			return c.l2OpOn(ctx, br, OpL2Set, "", func(ctx context.Context) error {
 				return c.tagger.TouchTags(ctx, full, at, time.Duration(c.tags.horizon+c.tags.skew))
