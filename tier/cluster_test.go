@@ -252,7 +252,7 @@ func TestCache_Cluster_OneShardDown(t *testing.T) {
 	var pausedAt, backAt atomic.Pointer[time.Time]
 	since := func(k string, at, start time.Time) time.Time {
 		p, b := pausedAt.Load(), backAt.Load()
-		if class[k] != "dead-shard" || p == nil || at.Before(*p) || b == nil || start.Before(*b) {
+		if class[k] != "dead-shard" || p == nil || at.Before(*p) || b == nil || start.Before(*b) || at.After(*b) {
 			return at
 		}
 		return *b
