@@ -28,38 +28,85 @@ func (s BreakerState) String() string { return breaker.State(s).String() }
 // come and go with failovers): past it, closed ones are forgotten.
 const maxBreakers = 1024
 
+// shard is one L2 shard's circuit breaker, and whether the shard may be
+// used yet.
+type shard struct {
+	*breaker.Breaker
+	// heldSince (unix nanos) is not 0 while the shard is held: it was first
+	// seen after the cache's first lineage check (a replica promoted in
+	// place of a dead master, say) and is not used until the next check has
+	// run, so that a master that may have lost acknowledged writes is never
+	// read before the cache knows it (see [Lineager]).
+	heldSince atomic.Int64
+}
+
+// Allow reports whether a call to the shard may go ahead: it is not held,
+// and its breaker allows it.
+func (s *shard) Allow() bool { return s.heldSince.Load() == 0 && s.Breaker.Allow() }
+
+// refused is why Allow said no: the shard is held, or its breaker is open.
+func (s *shard) refused() (reason Reason, err error) {
+	if s.heldSince.Load() != 0 {
+		return ReasonShardHeld, errShardHeld
+	}
+	return ReasonBreakerOpen, errBreakerOpen
+}
+
 // breakers are a cache's L2 circuit breakers: one per shard of L2, as its
 // [Sharder] names them, so that a dead shard never stops the calls to the
 // healthy ones; a single one when L2 is not sharded.
 type breakers struct {
 	// newBreaker returns the breaker of a shard; immutable after New.
 	newBreaker func(shard string) *breaker.Breaker
-	one        *breaker.Breaker // shard "": immutable after New
-	m          sync.Map         // shard name -> *breaker.Breaker
-	n          atomic.Int32     // entries in m (approximately)
+	// hold reports whether a shard seen for the first time now is held;
+	// immutable after New (nil: never).
+	hold func() bool
+	now  func() int64
+	one  *shard       // shard "": immutable after New, never held
+	m    sync.Map     // shard name -> *shard
+	n    atomic.Int32 // entries in m (approximately)
+	held atomic.Int32 // held entries in m
 }
 
 // of returns the breaker of shard.
-func (bs *breakers) of(shard string) *breaker.Breaker {
-	if shard == "" {
+func (bs *breakers) of(name string) *shard {
+	if name == "" {
 		return bs.one
 	}
-	if b, ok := bs.m.Load(shard); ok {
-		return b.(*breaker.Breaker)
+	if s, ok := bs.m.Load(name); ok {
+		return s.(*shard)
 	}
 	if bs.n.Load() >= maxBreakers {
 		bs.m.Range(func(k, v any) bool {
-			if v.(*breaker.Breaker).State() == breaker.Closed && bs.m.CompareAndDelete(k, v) {
+			if s := v.(*shard); s.State() == breaker.Closed && s.heldSince.Load() == 0 && bs.m.CompareAndDelete(k, v) {
 				bs.n.Add(-1)
 			}
 			return true
 		})
 	}
-	b, loaded := bs.m.LoadOrStore(shard, bs.newBreaker(shard))
+	s := &shard{Breaker: bs.newBreaker(name)}
+	if bs.hold != nil && bs.hold() {
+		s.heldSince.Store(bs.now())
+	}
+	v, loaded := bs.m.LoadOrStore(name, s)
 	if !loaded {
 		bs.n.Add(1)
+		if s.heldSince.Load() != 0 {
+			bs.held.Add(1)
+		}
 	}
-	return b.(*breaker.Breaker)
+	return v.(*shard)
+}
+
+// release stops holding the shards held since before cutoff (unix nanos).
+func (bs *breakers) release(cutoff int64) {
+	bs.m.Range(func(_, v any) bool {
+		s := v.(*shard)
+		if since := s.heldSince.Load(); since != 0 && since < cutoff && s.heldSince.CompareAndSwap(since, 0) {
+			bs.held.Add(-1)
+		}
+		return true
+	})
 }
 
 // state is the state of the most open breaker: open if any shard's is,
@@ -67,7 +114,7 @@ func (bs *breakers) of(shard string) *breaker.Breaker {
 func (bs *breakers) state() BreakerState {
 	worst := BreakerState(bs.one.State())
 	bs.m.Range(func(_, v any) bool {
-		switch s := BreakerState(v.(*breaker.Breaker).State()); s {
+		switch s := BreakerState(v.(*shard).State()); s {
 		case BreakerOpen:
 			worst = s
 			return false
@@ -88,7 +135,7 @@ func (c *Cache[V]) shardOf(full string) string {
 }
 
 // breakerOf returns the breaker of the shard holding the user's key.
-func (c *Cache[V]) breakerOf(key string) *breaker.Breaker {
+func (c *Cache[V]) breakerOf(key string) *shard {
 	if c.sharder == nil {
 		return c.brs.one
 	}
@@ -96,6 +143,6 @@ func (c *Cache[V]) breakerOf(key string) *breaker.Breaker {
 }
 
 // breakerOfFull returns the breaker of the shard holding a full L2 key.
-func (c *Cache[V]) breakerOfFull(full string) *breaker.Breaker {
+func (c *Cache[V]) breakerOfFull(full string) *shard {
 	return c.brs.of(c.shardOf(full))
 }

@@ -60,8 +60,11 @@ type Cache[V any] struct {
 	// alone. "" until one was read.
 	lastLineage string
 	checked     time.Time // when lineage was last asked; the replayer's alone
-	brs         breakers
-	fl          flights[V]
+	// lineageKnown: a lineage token was read (lastLineage != ""); from then
+	// on a shard seen for the first time is held until the next check.
+	lineageKnown atomic.Bool
+	brs          breakers
+	fl           flights[V]
 	// l2Misses tells whether the first L2 round trip of a miss should be
 	// the get-or-lease script (L2 reads mostly miss) or a plain read.
 	l2Misses missScore
@@ -142,7 +145,11 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 			},
 		})
 	}
-	c.brs.one = c.brs.newBreaker("")
+	c.brs.one = &shard{Breaker: c.brs.newBreaker("")}
+	c.brs.now = c.now
+	if c.lineage != nil {
+		c.brs.hold = c.lineageKnown.Load
+	}
 	c.hmacs.New = func() any { return hmac.New(sha256.New, c.o.KeyHashSecret) }
 	c.stop, c.cancel = context.WithCancel(context.Background())
 	if opts.Invalidator != nil {

@@ -127,18 +127,32 @@ func (c *Cache[V]) moveEpoch(ctx context.Context) {
 // writes since the last check. If so, L1 is dropped at once (what it holds
 // may have been read after an undone Delete) and the namespace owes an
 // epoch move, made right away if L2 answers: the keys written before the
-// change are never read again. It runs on the replayer's goroutine (and
-// once in New).
+// change are never read again. The shards held until a check (see shard)
+// are released once it has run, or, if it keeps failing, after at most
+// LineageInterval + 2 × L2Timeout. It runs on the replayer's goroutine
+// (and once in New).
 func (c *Cache[V]) checkLineage(ctx context.Context) {
+	start := c.now()
 	c.checked = time.Now()
 	lctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	tok, err := c.lineage.Lineage(lctx)
 	cancel()
+	defer func() {
+		if c.brs.held.Load() == 0 {
+			return
+		}
+		if err == nil {
+			c.brs.release(start)
+		} else {
+			c.brs.release(c.now() - int64(c.o.LineageInterval+2*c.o.L2Timeout))
+		}
+	}()
 	if err != nil || tok == c.lastLineage {
 		return
 	}
 	prev := c.lastLineage
 	c.lastLineage = tok
+	c.lineageKnown.Store(true)
 	if prev == "" {
 		return
 	}

@@ -8,15 +8,13 @@ import (
 	"errors"
 	"sync"
 	"time"
-
-	"github.com/tiercache/tiercache/internal/breaker"
 )
 
 // l2Get reads the bytes of key, whose full L2 key is full (on the shard of
 // br), and, with a TagStore, the invalidation times of tags, within ctx's
 // deadline. err is not nil when L2 failed; b is nil for a miss or a value
 // refused and deleted.
-func (c *Cache[V]) l2Get(ctx context.Context, br *breaker.Breaker, key, full string, tags []string) (b []byte, tagAt []int64, err error) {
+func (c *Cache[V]) l2Get(ctx context.Context, br *shard, key, full string, tags []string) (b []byte, tagAt []int64, err error) {
 	op := c.describe(OpL2Get, key)
 	ctx = c.obs.Begin(ctx, op)
 	t0 := c.opStart()
@@ -62,7 +60,7 @@ func (c *Cache[V]) l2GetWithin(ctx context.Context, key string, tags []string) (
 // l2GetMany reads keys, whose full L2 keys are full, all on the shard of
 // br, in one round trip, within L2Timeout: bs[i] is the bytes of keys[i],
 // nil for a miss. err is not nil when L2 failed.
-func (c *Cache[V]) l2GetMany(ctx context.Context, br *breaker.Breaker, keys, full []string) (bs [][]byte, err error) {
+func (c *Cache[V]) l2GetMany(ctx context.Context, br *shard, keys, full []string) (bs [][]byte, err error) {
 	op := c.describe(OpL2Get, "")
 	if len(keys) == 1 {
 		op = c.describe(OpL2Get, keys[0])
@@ -101,7 +99,7 @@ func (c *Cache[V]) l2LeaseWithin(ctx context.Context, key, lease string, replace
 // returns what it holds, within ctx's deadline. Bad bytes are reported and
 // deleted, and returned as an error matching ErrCorrupt or
 // ErrValueTooLarge.
-func (c *Cache[V]) l2Lease(ctx context.Context, br *breaker.Breaker, key, full, lease string, replace bool) (cur []byte, err error) {
+func (c *Cache[V]) l2Lease(ctx context.Context, br *shard, key, full, lease string, replace bool) (cur []byte, err error) {
 	err = c.l2CallHit(ctx, br, OpL2Lease, key, func(ctx context.Context) (bool, error) {
 		cur, err = c.leaser.Lease(ctx, full, lease, c.o.LoadTimeout+c.o.L2Timeout, replace)
 		return cur != nil && !isLease(cur), err
@@ -138,7 +136,7 @@ func (c *Cache[V]) l2SetLeased(ctx context.Context, key, lease string, enc []byt
 // each accounted to its shard's breaker. It returns the keys it could not
 // delete and the first error.
 func (c *Cache[V]) l2Delete(ctx context.Context, keys ...string) (failed []string, err error) {
-	return c.perShard(keys, func(br *breaker.Breaker, keys, full []string) error {
+	return c.perShard(keys, func(br *shard, keys, full []string) error {
 		key := ""
 		if len(keys) == 1 {
 			key = keys[0]
@@ -153,14 +151,14 @@ func (c *Cache[V]) l2Delete(ctx context.Context, keys ...string) (failed []strin
 // keys and calls f once per shard, concurrently when there are several, so
 // that a slow or dead shard does not hold back the others. It returns the
 // keys of the shards whose call failed and the first error.
-func (c *Cache[V]) perShard(keys []string, f func(br *breaker.Breaker, keys, full []string) error) (failed []string, err error) {
+func (c *Cache[V]) perShard(keys []string, f func(br *shard, keys, full []string) error) (failed []string, err error) {
 	pfx := c.epoch.Load().pfx
 	return c.perShardFull(keys, func(k string) string { return pfx + k }, f)
 }
 
 // perShardFull is perShard with fullOf naming the full L2 key of each
 // name (a user's key, or a tag).
-func (c *Cache[V]) perShardFull(names []string, fullOf func(string) string, f func(br *breaker.Breaker, names, full []string) error) (failed []string, err error) {
+func (c *Cache[V]) perShardFull(names []string, fullOf func(string) string, f func(br *shard, names, full []string) error) (failed []string, err error) {
 	type group struct {
 		names, full []string
 		err         error
@@ -216,7 +214,7 @@ func (c *Cache[V]) l2Op(ctx context.Context, op Op, key string, f func(ctx conte
 
 // l2OpOn is l2Op with the breaker br (for operations on other keys than
 // one user's key: several keys of one shard, tag times, the epoch).
-func (c *Cache[V]) l2OpOn(ctx context.Context, br *breaker.Breaker, op Op, key string, f func(ctx context.Context) error) error {
+func (c *Cache[V]) l2OpOn(ctx context.Context, br *shard, op Op, key string, f func(ctx context.Context) error) error {
 	l2ctx, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
 	return c.l2CallHit(l2ctx, br, op, key, func(ctx context.Context) (bool, error) { return false, f(ctx) })
@@ -224,7 +222,7 @@ func (c *Cache[V]) l2OpOn(ctx context.Context, br *breaker.Breaker, op Op, key s
 
 // l2CallHit runs an operation that can find a value (reported as
 // Result.Hit) within ctx's deadline, accounted to br.
-func (c *Cache[V]) l2CallHit(ctx context.Context, br *breaker.Breaker, op Op, key string, f func(ctx context.Context) (bool, error)) error {
+func (c *Cache[V]) l2CallHit(ctx context.Context, br *shard, op Op, key string, f func(ctx context.Context) (bool, error)) error {
 	desc := c.describe(op, key)
 	ctx = c.obs.Begin(ctx, desc)
 	t0 := c.opStart()
@@ -258,7 +256,7 @@ func (c *Cache[V]) corrupt(ctx context.Context, key string, err error) {
 	_, _ = c.l2Delete(ctx, key) // a failure is counted by l2Delete; the next miss retries.
 }
 
-func (c *Cache[V]) l2Failed(ctx context.Context, br *breaker.Breaker, key string, err error) {
+func (c *Cache[V]) l2Failed(ctx context.Context, br *shard, key string, err error) {
 	c.ctr.l2Errors.Add(1)
 	br.Failure()
 	c.l2FailedEvent(ctx, key, err)

@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
-
-	"github.com/tiercache/tiercache/internal/breaker"
 )
 
 // l2Outcome is where a flight's L2 read stands.
@@ -244,15 +242,30 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// l2Gate returns why L2 must not be asked now on the shard of br, or nil:
-// its breaker is open, or epochGate says no. It reports the fallback for
-// key.
-func (c *Cache[V]) l2Gate(ctx context.Context, br *breaker.Breaker, key string) error {
+// l2Gate returns why L2 must not be asked now for key, on the shard of br,
+// or nil: the shard's breaker is open, or the shard is held, or epochGate
+// or deleteGate says no. It reports the fallback.
+func (c *Cache[V]) l2Gate(ctx context.Context, br *shard, key string) error {
 	if !br.Allow() {
-		c.fallback(ctx, key, ReasonBreakerOpen, nil)
-		return errBreakerOpen
+		reason, err := br.refused()
+		c.fallback(ctx, key, reason, nil)
+		return err
 	}
-	return c.epochGate(ctx, key)
+	if err := c.epochGate(ctx, key); err != nil {
+		return err
+	}
+	return c.deleteGate(ctx, key)
+}
+
+// deleteGate returns errDeletePending, and reports the fallback, when this
+// instance's Delete of key has not reached L2 yet (it waits for replay):
+// what L2 holds is what it deleted. Single and batch reads share it.
+func (c *Cache[V]) deleteGate(ctx context.Context, key string) error {
+	if !c.out.pendingL2(key) {
+		return nil
+	}
+	c.fallback(ctx, key, ReasonDeletePending, nil)
+	return errDeletePending
 }
 
 // epochGate returns why no L2 key may be named now, or nil: the

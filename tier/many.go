@@ -145,8 +145,8 @@ func (c *Cache[V]) loadMany(ctx context.Context, fs []*flight[V], load BatchLoad
 // in all without a [Sharder]), and records each one's outcome: l2Hit,
 // l2Miss (nothing usable, or another instance's lease: the batch loads the
 // key too), or l2Failed (L2 could not be asked: the epoch for all, a
-// shard's open breaker for its keys; or its round trip failed). Bad bytes
-// are reported and deleted.
+// pending Delete for its key, a shard's open breaker for its keys; or its
+// round trip failed). Bad bytes are reported and deleted.
 func (c *Cache[V]) readManyL2(ctx context.Context, fs []*flight[V]) {
 	if c.l2 == nil {
 		for _, f := range fs {
@@ -161,6 +161,10 @@ func (c *Cache[V]) readManyL2(ctx context.Context, fs []*flight[V]) {
 	pfx := c.epoch.Load().pfx
 	shards := map[string][]*flight[V]{}
 	for _, f := range fs {
+		if err := c.deleteGate(ctx, f.key); err != nil {
+			failAll([]*flight[V]{f}, err)
+			continue
+		}
 		shard := c.shardOf(pfx + f.key)
 		shards[shard] = append(shards[shard], f)
 	}
@@ -168,8 +172,9 @@ func (c *Cache[V]) readManyL2(ctx context.Context, fs []*flight[V]) {
 	for shard, fs := range shards {
 		br := c.brs.of(shard)
 		if !br.Allow() {
-			c.fallback(ctx, "", ReasonBreakerOpen, nil)
-			failAll(fs, errBreakerOpen)
+			reason, err := br.refused()
+			c.fallback(ctx, "", reason, nil)
+			failAll(fs, err)
 			continue
 		}
 		keys, full := make([]string, len(fs)), make([]string, len(fs))

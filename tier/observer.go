@@ -135,11 +135,18 @@ type Reason string
 // Fallback reasons ([EventFallback]).
 const (
 	ReasonBreakerOpen Reason = "breaker_open"
-	ReasonL2Error     Reason = "l2_error"
-	ReasonL2Timeout   Reason = "l2_timeout"
+	// ReasonShardHeld: the key's L2 shard (a master, see [Sharder]) was
+	// first seen since the last [Lineager] check, after a failover say, and
+	// is not used until the next check (at most one replay tick, 100 ms).
+	ReasonShardHeld Reason = "shard_held"
+	ReasonL2Error   Reason = "l2_error"
+	ReasonL2Timeout Reason = "l2_timeout"
 	// ReasonEpochUnknown: the namespace's epoch could not be read from L2
 	// yet (or an epoch move is owed), so L2 keys cannot be named.
 	ReasonEpochUnknown Reason = "epoch_unknown"
+	// ReasonDeletePending: this instance's Delete of the key has not
+	// reached L2 yet (it waits for replay), so L2 is not read for it.
+	ReasonDeletePending Reason = "delete_pending"
 )
 
 // Stale-serve reasons ([EventStaleServed]).

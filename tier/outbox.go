@@ -198,6 +198,17 @@ func (o *outbox) moved(seq uint64) bool {
 	return true
 }
 
+// pendingL2 reports whether the L2 step of a Delete (or a failed Set) of
+// key waits for replay: L2 may still hold the value it removes.
+func (o *outbox) pendingL2(key string) bool {
+	if o.n.Load() == 0 {
+		return false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.keys[key].ops&opL2 != 0
+}
+
 // len returns how many keys and tags wait for replay (a "namespace
 // cleared" message counts as one).
 func (o *outbox) len() int {

@@ -101,6 +101,12 @@ type Sharder interface {
 	// the address of the master serving its slot); "" means the only one.
 	// It is called on every L2 call and must not block: answer from what
 	// is known (it may change after a failover).
+	//
+	// NOTE: with a [Lineager] L2, a shard name first seen after the cache's
+	// first lineage check (a replica promoted in place of a dead master) is
+	// not used until the next check, which the cache runs at once (within
+	// 100 ms): a master that may have lost acknowledged writes is never read
+	// before the namespace has moved past them.
 	Shard(key string) string
 }
 

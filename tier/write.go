@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/tiercache/tiercache/internal/breaker"
 )
 
 // Set stores v under key in L1 and L2 for ttl (0 means Options.TTL), fences
@@ -52,7 +50,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 	if c.l2 != nil {
 		switch br := c.breakerOf(key); {
 		case !br.Allow():
-			err = errBreakerOpen
+			_, err = br.refused()
 		case !c.epochUsable():
 			err = c.errEpoch()
 		default:
@@ -71,10 +69,12 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 }
 
 var (
-	errBreakerOpen  = errors.New("circuit breaker open")
-	errEpochUnknown = errors.New("namespace epoch not read from L2 yet")
-	errEpochOwed    = errors.New("the namespace owes a move to its next epoch (L2 is not used until it is made)")
-	errNoEpoch      = errors.New("L2 cannot clear a namespace (it does not implement tier.Epocher)")
+	errBreakerOpen   = errors.New("circuit breaker open")
+	errShardHeld     = errors.New("L2 shard first seen since the last lineage check: not used until the next one")
+	errEpochUnknown  = errors.New("namespace epoch not read from L2 yet")
+	errDeletePending = errors.New("a Delete of the key waits for replay (L2 still holds the value it removes)")
+	errEpochOwed     = errors.New("the namespace owes a move to its next epoch (L2 is not used until it is made)")
+	errNoEpoch       = errors.New("L2 cannot clear a namespace (it does not implement tier.Epocher)")
 )
 
 // epochTag is the reserved tag that carries "the namespace was cleared"
@@ -132,7 +132,8 @@ func (c *Cache[V]) clearL2(ctx context.Context) error {
 	case c.epocher == nil:
 		return errNoEpoch
 	case !br.Allow():
-		return errBreakerOpen
+		_, err := br.refused()
+		return err
 	case !c.epochUsable():
 		return c.errEpoch()
 	}
@@ -268,9 +269,10 @@ func (c *Cache[V]) invalidateL2(ctx context.Context, keys, tags []string, useBre
 		return keys, tags, c.errEpoch()
 	}
 	if len(keys) > 0 {
-		failedKeys, err = c.perShard(keys, func(br *breaker.Breaker, keys, full []string) error {
+		failedKeys, err = c.perShard(keys, func(br *shard, keys, full []string) error {
 			if useBreaker && !br.Allow() {
-				return errBreakerOpen
+				_, err := br.refused()
+				return err
 			}
 			key := ""
 			if len(keys) == 1 {
@@ -284,9 +286,10 @@ func (c *Cache[V]) invalidateL2(ctx context.Context, keys, tags []string, useBre
 	if len(tags) > 0 && c.tagger != nil {
 		at := c.now()
 		var terr error
-		failedTags, terr = c.perShardFull(tags, func(t string) string { return c.tagPfx + t }, func(br *breaker.Breaker, _, full []string) error {
+		failedTags, terr = c.perShardFull(tags, func(t string) string { return c.tagPfx + t }, func(br *shard, _, full []string) error {
 			if useBreaker && !br.Allow() {
-				return errBreakerOpen
+				_, err := br.refused()
+				return err
 			}
 			return c.l2OpOn(ctx, br, OpL2Set, "", func(ctx context.Context) error {
 				return c.tagger.TouchTags(ctx, full, at, time.Duration(c.tags.horizon+c.tags.skew))
@@ -316,20 +319,21 @@ func (c *Cache[V]) publish(ctx context.Context, keys, tags []string) error {
 // as soon as L2 answers; the other instances are told to drop their L1 as
 // soon as the invalidator can carry it.
 func (c *Cache[V]) queue(op string, left []outEntry, err error) error {
-	res := c.out.add(left)
-	if res == addKept {
+	switch c.out.add(left) {
+	case addKept:
 		return fmt.Errorf("tier: %s: %w: %w (kept for replay)", op, ErrL2, err)
-	}
-	pub := false
-	for _, e := range left {
-		pub = pub || e.ops&(opPub|opRepub) != 0
-	}
-	if pub {
-		c.out.pubClear.Store(true) // the other instances drop all of L1
-		c.out.wake()
-	}
-	if res == addCovered {
+	case addCovered:
+		// The move tells the other instances once it is made.
 		return fmt.Errorf("tier: %s: %w: %w (covered by the namespace's owed epoch move)", op, ErrL2, err)
+	}
+	for _, e := range left {
+		if e.ops&opPub != 0 {
+			// A message did not go out and cannot be kept: the other
+			// instances drop all of L1 as soon as the invalidator works.
+			c.out.pubClear.Store(true)
+			c.out.wake()
+			break
+		}
 	}
 	c.ctr.invOverflows.Add(uint64(len(left)))
 	switch {
@@ -361,7 +365,7 @@ func (c *Cache[V]) replay() {
 		}
 		now := time.Now()
 		readEpoch := c.epocher != nil && (!c.epochKnown.Load() || c.epochStale.Load() || now.Sub(lastEpoch) >= epochRefresh)
-		if c.lineage != nil && (readEpoch || now.Sub(c.checked) >= c.o.LineageInterval) {
+		if c.lineage != nil && (readEpoch || c.brs.held.Load() > 0 || now.Sub(c.checked) >= c.o.LineageInterval) {
 			// Before adopting an epoch another instance moved to (after a
 			// failover, say), see whether L2 changed: the move covers
 			// this instance's view too, and it must not move again past it.
