@@ -19,8 +19,8 @@
 // the Backend asks the ClusterClient to re-read its slot map (at most every
 // 250 ms): go-redis alone does so only on MOVED/READONLY replies or every
 // ClusterStateReloadInterval (60 s), and keeps dialling a dead master until
-// then. With this, writes to a killed master's slots work again within
-// about 100 ms of its replica's promotion, with go-redis's defaults.
+// then. With this, writes to a killed master's slots work again about
+// 0.1 to 0.25 s after its replica's promotion, with go-redis's defaults.
 //
 // Recommended on top of the defaults (none is needed for correctness):
 //
