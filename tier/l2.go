@@ -108,10 +108,12 @@ func (c *Cache[V]) l2Start(ctx context.Context, r req, start int64, wantLease bo
 	budget, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
 	var (
-		b     []byte
-		tagAt []int64
+		b        []byte
+		tagAt    []int64
+		viaLease bool // b came from Lease, which checked that a marker can be live
 	)
 	if wantLease && len(r.tags) == 0 && c.l2Misses.leaseFirst() {
+		viaLease = true
 		lease := newLease()
 		cur, err := c.l2Lease(budget, r.key, lease, false)
 		switch {
@@ -147,7 +149,12 @@ func (c *Cache[V]) l2Start(ctx context.Context, r req, start int64, wantLease bo
 	if !wantLease {
 		return true
 	}
-	s.b = b
+	if viaLease || !isLease(b) {
+		s.b = b
+	}
+	// else l2Finish starts with Lease, which sees the marker again and
+	// reports one that cannot be a live lease as bad bytes, instead of
+	// waiting LeaseWait for it.
 	return false
 }
 
@@ -160,10 +167,15 @@ func (c *Cache[V]) l2Finish(ctx context.Context, r req, start int64, s *l2read[V
 	b, replace := s.b, s.replace
 	var deadline time.Time
 	backoff := leaseBackoffMin
+	badBytes := false // Lease found bad bytes (reported and deleted by l2Lease)
 	for {
 		if b == nil || replace {
 			lease := newLease()
 			cur, err := c.l2LeaseWithin(ctx, r.key, lease, replace)
+			if (errors.Is(err, ErrCorrupt) || errors.Is(err, ErrValueTooLarge)) && !badBytes {
+				badBytes, b, replace = true, nil, false
+				continue // they are gone: take the lease, once
+			}
 			if err != nil {
 				return
 			}

@@ -42,8 +42,9 @@ func TestMain(m *testing.M) {
 //   - commands: GETRANGE (reads, at most MaxValueBytes+1 bytes of a value),
 //     SET and DEL (writes), EVALSHA and EVAL (the lease and tag-time Lua
 //     scripts; go-redis falls back to EVAL on NOSCRIPT, and the scripts
-//     call GETRANGE, SET and GET), GET (tag times and the epoch), INCR
-//     (InvalidateAll), and PUBLISH, SUBSCRIBE and UNSUBSCRIBE
+//     call GETRANGE, SET, GET and PTTL), PTTL (a lease marker found by
+//     Lease must have a TTL a live lease can have), GET (tag times and the
+//     epoch), INCR (InvalidateAll), and PUBLISH, SUBSCRIBE and UNSUBSCRIBE
 //     (invalidate.Bus). go-redis's HELLO with AUTH needs no grant.
 //
 // Nothing in the list can be dropped: TestBackend_LeastPrivilegeACL shows
@@ -55,7 +56,7 @@ func TestMain(m *testing.M) {
 // DisableIdentity, to keep the log clean.
 const tenantACL = "tc on >tc-secret resetkeys ~tc:7:tenantA:* ~tc:7:tenantA#t:* ~tc:7:tenantA#epoch " +
 	"resetchannels &tc:7:tenantA#inv " +
-	"-@all +getrange +get +set +del +evalsha +eval +incr +publish +subscribe +unsubscribe"
+	"-@all +getrange +get +set +del +pttl +evalsha +eval +incr +publish +subscribe +unsubscribe"
 
 // setUser runs ACL SETUSER with acl (reset first, so a shorter list really
 // takes commands away) and clears ACL LOG.
