@@ -143,8 +143,10 @@ func TestCache_L2_OversizedValueRefusedBeforeReading(t *testing.T) {
 func TestCache_L2_Stampede_TwoInstances(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	a, _ := instance(t, srv, tier.Options[int]{LeaseWait: 5 * time.Second, L2Timeout: time.Second})
-	b, _ := instance(t, srv, tier.Options[int]{LeaseWait: 5 * time.Second, L2Timeout: time.Second})
+	// Generous timeouts: an L2 call cut by a busy machine would make an
+	// instance load without the lease.
+	a, _ := instance(t, srv, tier.Options[int]{LeaseWait: 10 * time.Second, L2Timeout: 5 * time.Second})
+	b, _ := instance(t, srv, tier.Options[int]{LeaseWait: 10 * time.Second, L2Timeout: 5 * time.Second})
 	var loads atomic.Int64
 	load := counted(&loads, func(context.Context, string) (int, error) {
 		time.Sleep(50 * time.Millisecond) // a slow query, so the callers really overlap
@@ -275,6 +277,7 @@ func TestCache_L2_RedisKilled(t *testing.T) {
 		Observer: rec, L2Timeout: l2Timeout, BreakerFailures: 3, BreakerCooldown: 200 * time.Millisecond,
 		L1TTL: time.Millisecond, TTL: time.Minute, // L1 expires at once: every read goes to L2
 	})
+	l2InUse(t, c)
 	load := func(_ context.Context, key string) (int, error) { return len(key), nil }
 	var maxWait time.Duration
 	var mu sync.Mutex
