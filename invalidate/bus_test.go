@@ -28,8 +28,16 @@ import (
 )
 
 const (
+	// heartbeat and deadAfter are the short bus timings of the tests about
+	// a silent subscription.
 	heartbeat = 50 * time.Millisecond
 	deadAfter = 3 * heartbeat
+	// nodeHeartbeat is every other node's: long enough that a busy
+	// machine's pauses are not silences (DeadAfter is 3 heartbeats). A
+	// subscription replaced after a silence loses what was sent meanwhile
+	// (the cache drops its L1 instead), and the tests count messages: with
+	// 50 ms, a loaded run lost some of 500 Deletes that way.
+	nodeHeartbeat = time.Second
 )
 
 // node is one application instance: a bus and a cache, each on its own
@@ -43,6 +51,7 @@ type node struct {
 type nodeOpts struct {
 	busAddr, cacheAddr string // default: the server
 	l2Timeout          time.Duration
+	heartbeat          time.Duration // default: nodeHeartbeat
 }
 
 func newNode(t testing.TB, srv *redistest.Server, ns string, no nodeOpts) *node {
@@ -62,7 +71,11 @@ func newNode(t testing.TB, srv *redistest.Server, ns string, no nodeOpts) *node 
 		t.Cleanup(func() { _ = c.Close() })
 		return c
 	}
-	bus := invalidate.Must(client(no.busAddr), &invalidate.Options{Heartbeat: heartbeat})
+	hb := no.heartbeat
+	if hb == 0 {
+		hb = nodeHeartbeat
+	}
+	bus := invalidate.Must(client(no.busAddr), &invalidate.Options{Heartbeat: hb})
 	rec := &obstest.Recorder{}
 	l2Timeout := no.l2Timeout
 	if l2Timeout == 0 {
@@ -250,7 +263,7 @@ func TestBus_SubscriberBlackholed(t *testing.T) {
 	ns := nsFor(t)
 	proxy := faultproxy.New(t, srv.Addr())
 	a := newNode(t, srv, ns, nodeOpts{})
-	b := newNode(t, srv, ns, nodeOpts{busAddr: proxy.Addr()}) // only B's bus goes through the proxy
+	b := newNode(t, srv, ns, nodeOpts{busAddr: proxy.Addr(), heartbeat: heartbeat}) // only B's bus goes through the proxy
 	db := &store{}
 	db.write("k")
 	v, err := b.cache.GetOrLoad(t.Context(), "k", db.load)

@@ -142,6 +142,23 @@ func reasons(rec *recorder) map[tier.Reason]int {
 	return m
 }
 
+// l2InUse waits until c reads L2, which it does once it knows its
+// namespace's epoch: New reads it once within L2Timeout, and on a busy
+// machine a short L2Timeout may not suffice; the replayer then retries
+// every 100 ms. A fault injected before would find a cache that does not
+// use L2 at all.
+func l2InUse[V any](t *testing.T, c *tier.Cache[V]) {
+	t.Helper()
+	load := func(context.Context, string) (V, error) { var v V; return v, nil }
+	i := 0
+	require.Eventually(t, func() bool {
+		before := c.Stats().L2Errors // an unknown epoch counts as an L2 error
+		i++
+		_, err := c.GetOrLoad(context.Background(), fmt.Sprintf("probe:%d", i), load)
+		return err == nil && c.Stats().L2Errors == before
+	}, 30*time.Second, 20*time.Millisecond, "the cache reads L2 (it knows its namespace's epoch)")
+}
+
 // l2Recovers waits until the breaker is closed and a value loaded after
 // the fault reached Redis again. Keys are new each time: a key already in
 // L1 would not be written to L2 again.
@@ -188,6 +205,7 @@ func TestCache_Fault_RedisKilledUnderLoad(t *testing.T) {
 		L2Timeout: l2Timeout, BreakerCooldown: 250 * time.Millisecond,
 		TTL: 10 * time.Minute, L1TTL: 10 * time.Minute, NoJitter: true, // hot keys stay in L1 for the whole test
 	})
+	l2InUse(t, c)
 	const (
 		before = iota
 		during
@@ -336,6 +354,7 @@ func TestCache_Fault_L2Latency(t *testing.T) {
 		time.Sleep(originTime) // the database's time
 		return "v:" + key, nil
 	}
+	l2InUse(t, c)
 	// Open the pool's connections before the latency starts.
 	var wg sync.WaitGroup
 	warmErrs := make(chan error, workers)
@@ -570,6 +589,7 @@ func TestCache_Fault_RedisPaused(t *testing.T) {
 		L2Timeout: l2Timeout, BreakerFailures: 3, BreakerCooldown: 250 * time.Millisecond,
 		L1TTL: time.Millisecond, TTL: time.Minute, // L1 expires at once: every read goes to L2
 	})
+	l2InUse(t, c)
 	var paused atomic.Bool
 	var loadsDuring atomic.Int64
 	load := func(_ context.Context, key string) (string, error) {

@@ -89,11 +89,13 @@ func (f *flight[V]) readL2(ctx context.Context) l2Outcome {
 	budget, cancel := context.WithTimeout(ctx, c.o.L2Timeout)
 	defer cancel()
 	var (
-		b     []byte
-		tagAt []int64
-		err   error
+		b        []byte
+		tagAt    []int64
+		err      error
+		viaLease bool // b came from Lease, which checked that a marker can be live
 	)
 	if wantLease && len(f.cl.tags) == 0 && c.l2Misses.leaseFirst() {
+		viaLease = true
 		lease := newLease()
 		b, err = c.l2Lease(budget, br, f.key, full, lease, false)
 		switch {
@@ -122,6 +124,13 @@ func (f *flight[V]) readL2(ctx context.Context) l2Outcome {
 		return f.l2.end(l2Miss)
 	}
 	f.l2.next = nextStep(b)
+	if f.l2.next == awaitLease && !viaLease {
+		// A plain read cannot tell a live lease from a marker left without
+		// a TTL (or with far more than a lease gets): start with Lease,
+		// which sees the marker again and reports a dead one as bad bytes
+		// instead of waiting LeaseWait for a load that is not running.
+		f.l2.next = takeLease
+	}
 	return f.l2.end(l2LeaseNeeded)
 }
 
@@ -136,11 +145,15 @@ func (f *flight[V]) leaseOrWait(ctx context.Context) {
 	step := f.l2.next
 	var deadline time.Time // of the wait; zero until it starts
 	backoff := leaseBackoffMin
+	badBytes := false // Lease found bad bytes (reported and deleted by l2Lease)
 	for {
 		if step != awaitLease {
 			lease := newLease()
 			cur, err := c.l2LeaseWithin(ctx, f.key, lease, step == replaceValue)
 			switch {
+			case (errors.Is(err, ErrCorrupt) || errors.Is(err, ErrValueTooLarge)) && !badBytes:
+				badBytes, step = true, takeLease
+				continue // they are gone: take the lease, once
 			case err != nil:
 				f.l2.err = err
 				f.l2.end(l2Failed)

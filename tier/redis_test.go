@@ -143,8 +143,10 @@ func TestCache_L2_OversizedValueRefusedBeforeReading(t *testing.T) {
 func TestCache_L2_Stampede_TwoInstances(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	a, _ := instance(t, srv, tier.Options[int]{LeaseWait: 5 * time.Second, L2Timeout: time.Second})
-	b, _ := instance(t, srv, tier.Options[int]{LeaseWait: 5 * time.Second, L2Timeout: time.Second})
+	// Generous timeouts: an L2 call cut by a busy machine would make an
+	// instance load without the lease.
+	a, _ := instance(t, srv, tier.Options[int]{LeaseWait: 10 * time.Second, L2Timeout: 5 * time.Second})
+	b, _ := instance(t, srv, tier.Options[int]{LeaseWait: 10 * time.Second, L2Timeout: 5 * time.Second})
 	var loads atomic.Int64
 	load := counted(&loads, func(context.Context, string) (int, error) {
 		time.Sleep(50 * time.Millisecond) // a slow query, so the callers really overlap
@@ -275,6 +277,7 @@ func TestCache_L2_RedisKilled(t *testing.T) {
 		Observer: rec, L2Timeout: l2Timeout, BreakerFailures: 3, BreakerCooldown: 200 * time.Millisecond,
 		L1TTL: time.Millisecond, TTL: time.Minute, // L1 expires at once: every read goes to L2
 	})
+	l2InUse(t, c)
 	load := func(_ context.Context, key string) (int, error) { return len(key), nil }
 	var maxWait time.Duration
 	var mu sync.Mutex
@@ -722,4 +725,68 @@ func TestCache_L2_NegativeHitReported(t *testing.T) {
 	}, 5*time.Second, time.Millisecond)
 	require.Equal(t, 1, rec.Count(tier.EventNegativeHit), "an L1 hit is not reported")
 	require.GreaterOrEqual(t, b.Stats().NegativeHits, uint64(2))
+}
+
+// A lease marker that cannot be a live lease (planted without a TTL, or
+// with far more TTL than a lease gets) is bad bytes: reported, deleted and
+// replaced under the reader's own lease, whether the read begins with a
+// plain read (a new cache) or with the get-or-lease script (a cache whose
+// reads mostly miss). No read waits LeaseWait for a load that is not
+// running, and the loaded value reaches L2 at the first miss.
+func TestCache_L2_DeadLeaseMarkerReplaced(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	const dead = tier.LeasePrefix + "planted"
+	plants := []struct {
+		name string
+		ttl  time.Duration // 0: none
+	}{
+		{name: "no TTL"},
+		{name: "a TTL of a day", ttl: 24 * time.Hour},
+	}
+	for _, leaseFirst := range []bool{false, true} {
+		for _, pl := range plants {
+			name := fmt.Sprintf("%s, lease first %v", pl.name, leaseFirst)
+			t.Run(name, func(t *testing.T) {
+				rec := &recorder{}
+				ns := "t-dead-lease-" + strings.NewReplacer(" ", "-", ",", "").Replace(name)
+				// LeaseWait longer than the test: a read that waited for the
+				// planted marker would show in LeaseWaits and take a minute.
+				o := tier.Options[*profile]{Namespace: ns, Observer: rec, LeaseWait: time.Minute}
+				a, rdb := instance(t, srv, o)
+				ctx := context.Background()
+				var loads atomic.Int64
+				load := counted(&loads, func(_ context.Context, key string) (*profile, error) { return &profile{Name: key}, nil })
+				if leaseFirst {
+					for i := range 100 { // cold keys: the cache moves to get-or-lease first
+						_, err := a.GetOrLoad(ctx, fmt.Sprint("warmup-", i), load)
+						require.NoError(t, err)
+					}
+				}
+				require.NoError(t, rdb.Set(ctx, a.Key("k"), dead, pl.ttl).Err())
+				before := a.Stats()
+				v, err := a.GetOrLoad(ctx, "k", load)
+				require.NoError(t, err)
+				require.Equal(t, "k", v.Name)
+				after := a.Stats()
+				require.Equal(t, before.LeaseWaits, after.LeaseWaits, "no wait for a lease that is not live")
+				require.Equal(t, before.DecodeErrors+1, after.DecodeErrors, "the marker was reported as bad bytes")
+				require.Equal(t, 1, rec.Count(tier.EventDecodeError))
+				require.Eventually(t, func() bool { // the leased write is off the caller's path
+					b, err := rdb.Get(ctx, a.Key("k")).Bytes()
+					var p profile
+					_, derr := codec.Decode(codec.Msgpack(), b, 0, 0, &p)
+					return err == nil && derr == nil && p.Name == "k"
+				}, 10*time.Second, 5*time.Millisecond, "L2 holds the loaded value")
+				o.Observer = nil
+				b, _ := instance(t, srv, o)
+				n := loads.Load()
+				v, err = b.GetOrLoad(ctx, "k", load)
+				require.NoError(t, err)
+				require.Equal(t, "k", v.Name)
+				require.Equal(t, n, loads.Load(), "another instance reads it from L2")
+				require.Zero(t, b.Stats().LeaseWaits)
+			})
+		}
+	}
 }

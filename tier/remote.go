@@ -44,8 +44,11 @@ type Leaser interface {
 	// marker is stored as lease + "\n" + the old value, so that the other
 	// instances can still use it as a stale value while the load runs) and
 	// returns nil; otherwise it returns what key holds (a value or another
-	// lease), refusing a value over the size limit as Get does. It is one
-	// round trip.
+	// lease), refusing a value over the size limit as Get does. Another
+	// lease that cannot be live (no TTL, or far more left than ttl) may be
+	// refused as [ErrCorrupt]: the cache deletes it and takes the lease,
+	// instead of waiting LeaseWait on every miss for a load that is not
+	// running. It is one round trip.
 	Lease(ctx context.Context, key, lease string, ttl time.Duration, replace bool) ([]byte, error)
 	// SetLeased stores value under key for ttl only if key still holds the
 	// marker lease (alone, or followed by "\n" and a kept value), and

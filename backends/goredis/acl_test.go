@@ -48,9 +48,10 @@ func TestMain(m *testing.M) {
 //   - commands: GETRANGE (reads, at most MaxValueBytes+1 bytes of a value),
 //     SET and DEL (writes), EVALSHA and EVAL (the lease and tag-time Lua
 //     scripts; go-redis falls back to EVAL on NOSCRIPT, and the scripts
-//     call GETRANGE, SET and GET), GET (tag times and the epoch), INCR
-//     (InvalidateAll), INFO (the cache's lineage check: run_id and
-//     replication id, to notice a failover; see tier.Lineager), and
+//     call GETRANGE, SET, GET and PTTL), PTTL (a lease marker found by
+//     Lease must have a TTL a live lease can have), GET (tag times and the
+//     epoch), INCR (InvalidateAll), INFO (the cache's lineage check: run_id
+//     and replication id, to notice a failover; see tier.Lineager), and
 //     PUBLISH, SUBSCRIBE and UNSUBSCRIBE (invalidate.Bus). go-redis's HELLO
 //     with AUTH needs no grant.
 //
@@ -63,7 +64,7 @@ func TestMain(m *testing.M) {
 // DisableIdentity, to keep the log clean.
 const tenantACL = "tc on >tc-secret resetkeys ~tc:7:tenantA:* ~tc:7:tenantA#t:* ~tc:7:tenantA#epoch " +
 	"resetchannels &tc:7:tenantA#inv " +
-	"-@all +getrange +get +set +del +evalsha +eval +incr +info +publish +subscribe +unsubscribe"
+	"-@all +getrange +get +set +del +pttl +evalsha +eval +incr +info +publish +subscribe +unsubscribe"
 
 // setUser runs ACL SETUSER with acl (reset first, so a shorter list really
 // takes commands away) and clears ACL LOG.

@@ -3,7 +3,9 @@ package goredis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -18,8 +20,8 @@ var (
 
 // leaseScript takes a lease: KEYS[1] the key; ARGV: lease marker, ttl ms,
 // max bytes, replace ("1"/"0"), lease prefix. It returns nil when it stored
-// the marker, else what the key holds (at most ARGV[3]+1 bytes of it).
-// A replaced value is kept after the marker and a newline.
+// the marker, else what the key holds (at most ARGV[3]+1 bytes of it) and
+// the key's PTTL. A replaced value is kept after the marker and a newline.
 var leaseScript = redis.NewScript(`
 local v = redis.call('GETRANGE', KEYS[1], 0, tonumber(ARGV[3]))
 if v == '' then
@@ -30,7 +32,7 @@ if ARGV[4] == '1' and string.sub(v, 1, string.len(ARGV[5])) ~= ARGV[5] then
   redis.call('SET', KEYS[1], ARGV[1] .. '\n' .. v, 'PX', ARGV[2])
   return false
 end
-return v
+return {v, redis.call('PTTL', KEYS[1])}
 `)
 
 // holdsLease is the Lua test that KEYS[1] holds the marker ARGV[1], alone
@@ -82,13 +84,17 @@ return 1
 func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 
 // Lease implements tier.Leaser in one round trip. Without replace it is a
-// pipeline of two plain commands, SET NX of the marker and a bounded
-// GETRANGE, which cost Redis a fraction of a script call (about 1.5 µs
-// against 6 µs here): this is the first round trip of every miss of a cache
-// whose reads mostly miss. The two need not be atomic: if SET NX stored the
-// marker the lease is ours whatever GETRANGE read; if not, GETRANGE reads
-// what the key holds, and should the key have vanished in between, the
-// script decides. With replace it is a Lua script.
+// pipeline of three plain commands, SET NX of the marker, a bounded
+// GETRANGE and PTTL, which cost Redis a fraction of a script call (about
+// 1.5 µs against 6 µs here): this is the first round trip of every miss of
+// a cache whose reads mostly miss. They need not be atomic: if SET NX
+// stored the marker the lease is ours whatever GETRANGE read; if not,
+// GETRANGE reads what the key holds, and should the key have vanished in
+// between, the script decides. With replace it is a Lua script.
+//
+// Another instance's marker that cannot be a live lease is reported as
+// bad bytes ([tier.ErrCorrupt]), which the cache deletes and replaces: see
+// [deadLease].
 func (b *Backend) Lease(ctx context.Context, key, lease string, ttl time.Duration, replace bool) ([]byte, error) {
 	rep := "0"
 	if replace {
@@ -96,9 +102,11 @@ func (b *Backend) Lease(ctx context.Context, key, lease string, ttl time.Duratio
 	} else {
 		var set *redis.BoolCmd
 		var get *redis.StringCmd
+		var left *redis.DurationCmd
 		_, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 			set = p.SetNX(ctx, key, lease, ttl)
 			get = p.GetRange(ctx, key, 0, b.readEnd())
+			left = p.PTTL(ctx, key)
 			return nil
 		})
 		if set.Err() == nil && set.Val() {
@@ -108,14 +116,55 @@ func (b *Backend) Lease(ctx context.Context, key, lease string, ttl time.Duratio
 			return nil, b.translate("lease", err)
 		}
 		if v, err := b.result(get.Result()); !errors.Is(err, tier.ErrNotFound) {
-			return v, err
+			return b.live(v, err, left.Val(), ttl)
 		}
 	}
-	s, err := leaseScript.Run(ctx, b.c, []string{key}, lease, ms(ttl), b.readEnd(), rep, tier.LeasePrefix).Text()
+	res, err := leaseScript.Run(ctx, b.c, []string{key}, lease, ms(ttl), b.readEnd(), rep, tier.LeasePrefix).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
-	return b.result(s, err)
+	if err != nil {
+		return b.result("", err)
+	}
+	s, _ := res[0].(string)
+	pttl, _ := res[1].(int64)
+	left := time.Duration(pttl) // -1, -2 as PTTL's DurationCmd gives them
+	if pttl > 0 {
+		left *= time.Millisecond
+	}
+	v, err := b.result(s, nil)
+	return b.live(v, err, left, ttl)
+}
+
+// live passes on what Lease found (v, err), unless v is a lease marker
+// that cannot be live (see deadLease): that is bad bytes.
+func (b *Backend) live(v []byte, err error, left, ttl time.Duration) ([]byte, error) {
+	if err == nil && deadLease(v, left, ttl) {
+		what := "no TTL"
+		if left >= 0 {
+			what = fmt.Sprintf("%v left, more than twice the lease TTL %v", left.Round(time.Millisecond), ttl)
+		}
+		return nil, fmt.Errorf("goredis: lease: %w: a lease marker with %s cannot be a live lease", tier.ErrCorrupt, what)
+	}
+	return v, err
+}
+
+// deadLease reports whether v is a lease marker that cannot belong to a
+// load in progress, given the time left before its key expires (negative:
+// no TTL, or no key) and the lease TTL this cache uses (its LoadTimeout
+// plus L2Timeout). A load's marker is always stored with such a TTL, so one
+// without a TTL (planted by hand, or PERSISTed) or with more than twice
+// ours left would otherwise make every miss of the key wait LeaseWait for
+// a value that never comes, and keep the key from L2 for good. Replacing a
+// live marker by mistake (an instance configured with a far longer
+// LoadTimeout) is safe: its holder's write is fenced off, at the cost of
+// one more load.
+func deadLease(v []byte, left, ttl time.Duration) bool {
+	if !strings.HasPrefix(string(v), tier.LeasePrefix) {
+		return false
+	}
+	const noTTL = -1 // PTTL of a key without a TTL; -2 (gone since the read) is left alone
+	return left == noTTL || left > 2*ttl
 }
 
 // SetLeased implements tier.Leaser in one round trip (a Lua script).

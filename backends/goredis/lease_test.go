@@ -14,7 +14,9 @@ import (
 )
 
 // Lease, with and without replace, against what a key can hold: nothing, a
-// value, another instance's lease, a value over the limit, another type.
+// value, another instance's lease (live, or one that cannot be: no TTL, or
+// far more left than a lease is given), a value over the limit, another
+// type.
 func TestBackend_Lease(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -32,6 +34,7 @@ func TestBackend_Lease(t *testing.T) {
 		want    string // what Lease returns ("" for nil: the lease is ours)
 		wantErr error
 		holds   string // what the key holds afterwards
+		noTTL   bool   // the key has no TTL (left as planted)
 	}{
 		{name: "absent", setup: func(string) {}, holds: ours},
 		{name: "absent, replace", setup: func(string) {}, replace: true, holds: ours},
@@ -41,6 +44,12 @@ func TestBackend_Lease(t *testing.T) {
 		{name: "their lease, replace", setup: func(k string) { rdb.Set(ctx, k, theirs, time.Minute) }, replace: true, want: theirs, holds: theirs},
 		{name: "their lease keeping a value of the limit", setup: func(k string) { rdb.Set(ctx, k, theirs+"\n"+strings.Repeat("x", 64), time.Minute) }, want: theirs + "\n" + strings.Repeat("x", 64), holds: theirs + "\n" + strings.Repeat("x", 64)},
 		{name: "their lease keeping a value of the limit, replace", setup: func(k string) { rdb.Set(ctx, k, theirs+"\n"+strings.Repeat("x", 64), time.Minute) }, replace: true, want: theirs + "\n" + strings.Repeat("x", 64), holds: theirs + "\n" + strings.Repeat("x", 64)},
+		{name: "their lease with a TTL of the lease's", setup: func(k string) { rdb.Set(ctx, k, theirs, 2*time.Minute) }, want: theirs, holds: theirs},
+		{name: "their lease without a TTL", setup: func(k string) { rdb.Set(ctx, k, theirs, 0) }, wantErr: tier.ErrCorrupt, holds: theirs, noTTL: true},
+		{name: "their lease without a TTL, replace", setup: func(k string) { rdb.Set(ctx, k, theirs, 0) }, replace: true, wantErr: tier.ErrCorrupt, holds: theirs, noTTL: true},
+		{name: "their lease with a TTL of a day", setup: func(k string) { rdb.Set(ctx, k, theirs, 24*time.Hour) }, wantErr: tier.ErrCorrupt, holds: theirs},
+		{name: "their lease keeping a value, without a TTL", setup: func(k string) { rdb.Set(ctx, k, theirs+"\nv", 0) }, wantErr: tier.ErrCorrupt, holds: theirs + "\nv", noTTL: true},
+		{name: "their lease with a TTL of a day, replace", setup: func(k string) { rdb.Set(ctx, k, theirs, 24*time.Hour) }, replace: true, wantErr: tier.ErrCorrupt, holds: theirs},
 		{name: "too large", setup: func(k string) { rdb.Set(ctx, k, strings.Repeat("x", 100), time.Minute) }, wantErr: tier.ErrValueTooLarge, holds: strings.Repeat("x", 100)},
 		{name: "another type", setup: func(k string) { rdb.LPush(ctx, k, "x") }, wantErr: tier.ErrCorrupt},
 	}
@@ -58,7 +67,11 @@ func TestBackend_Lease(t *testing.T) {
 			}
 			if tt.holds != "" {
 				require.Equal(t, tt.holds, rdb.Get(ctx, key).Val())
-				require.Greater(t, rdb.PTTL(ctx, key).Val(), time.Duration(0), "the key keeps a TTL")
+				if tt.noTTL {
+					require.Equal(t, time.Duration(-1), rdb.PTTL(ctx, key).Val(), "Lease changes nothing: the cache deletes bad bytes")
+				} else {
+					require.Greater(t, rdb.PTTL(ctx, key).Val(), time.Duration(0), "the key keeps a TTL")
+				}
 			}
 		})
 	}
