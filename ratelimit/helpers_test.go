@@ -1,7 +1,6 @@
 package ratelimit_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -42,12 +41,4 @@ func startRedis(t *testing.T) (*redistest.Server, *redis.Client) {
 	t.Helper()
 	srv := redistest.Start(t)
 	return srv, srv.Client(t)
-}
-
-// redisNow returns Redis's clock.
-func redisNow(t *testing.T, rdb redis.UniversalClient) time.Time {
-	t.Helper()
-	now, err := rdb.Time(context.Background()).Result()
-	require.NoError(t, err)
-	return now
 }

@@ -296,7 +296,6 @@ func (l *Limiter) outage(ctx context.Context, p *policy, actor, ah string, n int
 	default:
 		d.Source = SourceLocal
 		now := l.now()
-		results := make([]localResult, 0, len(p.all))
 		ok := true
 		for _, q := range p.all {
 			if q.Outage != Local {
@@ -307,7 +306,6 @@ func (l *Limiter) outage(ctx context.Context, p *policy, actor, ah string, n int
 				reason = ReasonLocalFull
 			}
 			ok = ok && res.ok
-			results = append(results, res)
 			d.Windows = append(d.Windows, res.windows...)
 		}
 		d.Allowed = ok

@@ -41,7 +41,7 @@ type ClusterOptions struct {
 	WaitTimeout time.Duration
 }
 
-// NoReplicas, as ClusterOptions.ReplicasPerMaster, starts masters only.
+// NoReplicas starts masters only, when given as ClusterOptions.ReplicasPerMaster.
 const NoReplicas = -1
 
 // Cluster is a Redis Cluster of redis-server processes on 127.0.0.1, owned

@@ -31,7 +31,6 @@ type Middleware struct {
 	actor  ActorFunc
 	cfg    config
 	polHdr string // the RateLimit-Policy field value
-	closed bool   // the policy fails closed during an outage
 }
 
 // New returns a Middleware that asks l for policy, as the actor that actor
