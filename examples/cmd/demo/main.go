@@ -18,11 +18,16 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tiercache/tiercache/examples/booking/demo"
+	"github.com/tiercache/tiercache/idempotency/idemdemo"
+	rldemo "github.com/tiercache/tiercache/ratelimit/demo"
+	sessdemo "github.com/tiercache/tiercache/session/demo"
 )
 
 const (
@@ -64,7 +69,71 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if errors.Is(err, context.Canceled) && rep != nil {
 		return nil // interrupted: the table was printed
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	if err := primitives(ctx, rep.Redis, stdout); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// primitives runs the demos of the primitives beside the cache (rate
+// limits, idempotency and one-time codes, sessions) and prints their
+// tables. addr is the Redis the cache run used, empty if it had none: then
+// only the rate limits run (showing their outage modes). Each demo keeps
+// its keys in a namespace of its own for this run.
+func primitives(ctx context.Context, addr string, w io.Writer) error {
+	var rdb redis.UniversalClient
+	if addr != "" {
+		rdb = newClient(addr)
+		defer rdb.Close()
+	}
+	fmt.Fprintln(w)
+	rl, err := rldemo.Run(ctx, rldemo.Config{Client: rdb})
+	if err != nil {
+		return fmt.Errorf("rate limit demo: %w", err)
+	}
+	if err := rl.Print(w); err != nil {
+		return err
+	}
+	if rdb == nil {
+		fmt.Fprintln(w, "\nIdempotency and session demos skipped: they need Redis.")
+		return nil
+	}
+	// The shared development Redis may evict keys; the demo's keys are
+	// short-lived and nothing depends on them afterwards.
+	idem, err := idemdemo.Run(ctx, idemdemo.Config{Client: rdb, AllowEvictingRedis: true})
+	if err != nil {
+		return fmt.Errorf("idempotency demo: %w", err)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "idempotency and one-time codes\tcount")
+	for _, row := range idem.Table() {
+		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	sess, err := sessdemo.Run(ctx, sessdemo.Config{NewClient: func() redis.UniversalClient { return newClient(addr) }})
+	if err != nil {
+		return fmt.Errorf("session demo: %w", err)
+	}
+	fmt.Fprintln(w)
+	return sess.Print(w)
+}
+
+// newClient returns a client of addr (host:port or a redis:// URL, which
+// the cache run has already parsed) with ContextTimeoutEnabled, as the
+// primitives require.
+func newClient(addr string) *redis.Client {
+	o := &redis.Options{Addr: addr}
+	if strings.Contains(addr, "://") {
+		o, _ = redis.ParseURL(addr) // parsed by the cache run
+	}
+	o.ContextTimeoutEnabled = true
+	return redis.NewClient(o)
 }
 
 func parse(args []string, getenv func(string) string, stderr io.Writer) (demo.Config, error) {

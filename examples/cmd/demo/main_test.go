@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"flag"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tiercache/tiercache/examples/booking/demo"
+	"github.com/tiercache/tiercache/internal/redistest"
 )
 
 func TestMain(m *testing.M) {
@@ -90,15 +90,33 @@ func TestParse_Help(t *testing.T) {
 
 func TestRun(t *testing.T) {
 	t.Parallel()
-	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"-duration", "500ms", "-redis", "", "-metrics", "127.0.0.1:0", "-seed-profiles", "500", "-seed-experts", "100", "-seed-appointments", "1000"},
-		env(nil), &stdout, &stderr)
-	require.NoError(t, err, stderr.String())
-	out := stdout.String()
+	out := runDemo(t, "")
 	require.Contains(t, out, "No Redis configured")
 	require.Contains(t, out, "L1 hit rate")
 	require.Contains(t, out, "p50 / p99")
 	require.Equal(t, 1, strings.Count(out, "requests (L1 hits + misses)"))
 	require.Contains(t, out, "Prometheus metrics at http://127.0.0.1:")
 	require.Contains(t, out, "booking app's targets")
+	require.Contains(t, out, "rate limits (no Redis: outage modes)")
+	require.Contains(t, out, "Idempotency and session demos skipped")
+}
+
+func TestRun_Redis(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	out := runDemo(t, srv.Addr())
+	for _, header := range []string{"rate limits (Redis)", "idempotency and one-time codes", "sessions (2 instances)"} {
+		require.Contains(t, out, header)
+	}
+}
+
+// runDemo runs a short demo against redisAddr ("" for none) and returns
+// its output.
+func runDemo(t *testing.T, redisAddr string) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{"-duration", "500ms", "-redis", redisAddr, "-metrics", "127.0.0.1:0", "-seed-profiles", "500", "-seed-experts", "100", "-seed-appointments", "1000"},
+		env(nil), &stdout, &stderr)
+	require.NoError(t, err, stderr.String())
+	return stdout.String()
 }
