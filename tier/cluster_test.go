@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tiercache/tiercache/backends/goredis"
@@ -103,6 +104,21 @@ type readLags struct {
 	reads  atomic.Int64
 	writes atomic.Int64
 	errs   atomic.Int64 // reads that returned an error
+
+	// mark, once set (UnixNano), starts the counts of reads that returned
+	// a value and of writes whose Delete returned no error.
+	mark                    atomic.Int64
+	okReadsAfter, okWrAfter atomic.Int64
+}
+
+// markNow starts the counts of successful reads and writes.
+func (r *readLags) markNow() { r.mark.Store(time.Now().UnixNano()) }
+
+// ok counts a successful read or write, if after the mark.
+func (r *readLags) ok(n *atomic.Int64) {
+	if m := r.mark.Load(); m != 0 && time.Now().UnixNano() > m {
+		n.Add(1)
+	}
 }
 
 func (r *readLags) add(class, desc string, lag time.Duration) {
@@ -145,14 +161,27 @@ type fleet struct {
 func startFleet(t *testing.T, args ...string) *fleet {
 	t.Helper()
 	cl := redistest.StartCluster(t, &redistest.ClusterOptions{Args: args})
-	f := &fleet{cl: cl}
+	f, _ := startInstances(t, func() redis.UniversalClient { return cl.Client(t) })
+	f.cl = cl
+	return f
+}
+
+// startInstances starts the two instances of a fleet, each with its own
+// clients from client (one for L2, one for its bus, with the bus's
+// defaults), and waits until both buses subscribed; it returns the buses
+// too.
+func startInstances(t *testing.T, client func() redis.UniversalClient) (*fleet, [2]*invalidate.Bus) {
+	t.Helper()
+	f := &fleet{}
+	var buses [2]*invalidate.Bus
 	ns := testNamespace(t)
 	caches := make([]*tier.Cache[int64], 2)
 	for i := range caches {
 		f.recs[i] = &recorder{}
+		l2 := goredis.Must(client(), nil)
+		buses[i] = runBus(t, client(), &invalidate.Options{})
 		caches[i] = newCache(t, &tier.Options[int64]{
-			Namespace: ns, L2: goredis.Must(cl.Client(t), nil), Observer: f.recs[i],
-			Invalidator: runBus(t, cl.Client(t), &invalidate.Options{}),
+			Namespace: ns, L2: l2, Observer: f.recs[i], Invalidator: buses[i],
 		})
 	}
 	f.a, f.b = caches[0], caches[1]
@@ -160,7 +189,7 @@ func startFleet(t *testing.T, args ...string) *fleet {
 		require.Eventually(t, func() bool { return r.Dropped("subscribed") > 0 },
 			20*time.Second, 10*time.Millisecond, "the buses subscribed")
 	}
-	return f
+	return f, buses
 }
 
 // run runs the workload until ctx ends: on each instance, readers
@@ -196,6 +225,7 @@ func (f *fleet) run(ctx context.Context, o *versions, lags *readLags, class func
 						}
 						continue
 					}
+					lags.ok(&lags.okReadsAfter)
 					if at := o.newer(k, v, start); !at.IsZero() {
 						lag := start.Sub(since(k, at, start))
 						lags.add(class(k), fmt.Sprintf("instance %d read %s version %d (a newer one acknowledged %v before)", n, k, v, start.Sub(at)), lag)
@@ -210,8 +240,11 @@ func (f *fleet) run(ctx context.Context, o *versions, lags *readLags, class func
 			for i := n; ctx.Err() == nil; i += 2 {
 				k := keys[(i*13)%len(keys)]
 				v := o.bump(k)
-				_ = c.Delete(context.WithoutCancel(ctx), k) // an error is kept for replay; the write counts as acknowledged
+				err := c.Delete(context.WithoutCancel(ctx), k) // an error is kept for replay; the write counts as acknowledged
 				o.acked(k, v)
+				if err == nil {
+					lags.ok(&lags.okWrAfter)
+				}
 				lags.writes.Add(1)
 				time.Sleep(2 * time.Millisecond) // pacing
 			}
