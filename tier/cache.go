@@ -284,33 +284,15 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 // GetIfPresent returns the value of key if L1 holds a fresh one. It never
 // blocks and never leaves the process.
 func (c *Cache[V]) GetIfPresent(key string) (V, bool) {
-	if v, found, ok := c.presentInL1(key); found {
-		return v, ok
-	}
-	// A load that has answered may not be visible in L1 yet (ristretto
-	// applies Sets asynchronously): its call in the flight table is. The
-	// sweeper takes a call out only once its L1 write is visible, so if the
-	// call left between the two looks, L1 has the value now.
-	if v, ok := c.fl.answered(key, c.now()); ok {
-		return v, true
-	}
-	v, _, ok := c.presentInL1(key)
-	return v, ok
-}
-
-// presentInL1 is GetIfPresent's look at L1: found reports whether L1 had a
-// fresh entry for key, ok whether it holds a value (not a "not found").
-func (c *Cache[V]) presentInL1(key string) (v V, found, ok bool) {
-	e, found := c.l1Fresh(key)
-	if !found {
-		return v, false, false
-	}
-	if e.Negative {
+	if e, ok := c.l1Fresh(key); ok {
+		if !e.Negative {
+			v, _ := c.served(e)
+			return v, true
+		}
 		c.ctr.l1Unserved.Add(1) // "not present" to this caller: not an L1 hit
-		return v, true, false
 	}
-	v, _ = c.served(e)
-	return v, true, true
+	var zero V
+	return zero, false
 }
 
 // l1Fresh returns key's L1 entry if it may be served now; an entry found

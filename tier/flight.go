@@ -143,24 +143,6 @@ func (f *flights[V]) join(key string, now int64, tags []string) (c *call[V], lea
 	return &lead.cl, lead
 }
 
-// answered returns the value of the completed call for key, if it is one
-// that a caller arriving at now would join and it carries a value (not an
-// error, not a stale stand-in): [Cache.GetIfPresent] reads it while the
-// call's L1 write is not visible yet, so a value GetOrLoad just returned is
-// present to the same caller's next GetIfPresent.
-func (f *flights[V]) answered(key string, now int64) (v V, ok bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c, found := f.m[key]
-	if !found || !c.isDone() || c.err != nil || c.panicked != nil || c.stale || c.fenced {
-		return v, false
-	}
-	if !f.joinable(c, now) {
-		return v, false
-	}
-	return c.val, true
-}
-
 // joinable reports whether a caller arriving at now may join c, and fences
 // c if something heard since it started rules its value out; f.mu is held.
 func (f *flights[V]) joinable(c *call[V], now int64) bool {
