@@ -97,20 +97,19 @@ func ExampleQuery_Forget() {
 		func(_ context.Context, id int64) (string, error) { return names[id], nil })
 
 	ctx := context.Background()
-	_, _ = getName.Get(ctx, 42)
-	v, ok := getName.Peek(42)
-	fmt.Println(v, ok)
+	v, _ := getName.Get(ctx, 42)
+	fmt.Println(v)
 
 	names[42] = "Ada Lovelace" // UPDATE ... and COMMIT
 	if err := getName.Forget(ctx, 42); err != nil {
 		fmt.Println(err)
 	}
-	_, ok = getName.Peek(42)
+	_, ok := getName.Peek(42) // after Forget, never the old value
 	fmt.Println(ok)
 	v, _ = getName.Get(ctx, 42)
 	fmt.Println(v)
 	// Output:
-	// Ada true
+	// Ada
 	// false
 	// Ada Lovelace
 }

@@ -121,6 +121,9 @@ func (q *Query[K, V]) Get(ctx context.Context, arg K) (V, error) {
 // Peek returns the value of arg if this process's L1 holds a fresh one. It
 // never blocks, never leaves the process and never runs the query; a
 // cached "not found" is reported as absent.
+//
+// NOTE: L1 applies writes asynchronously (ristretto), so right after Get
+// loaded a value, Peek may still report it absent for a moment.
 func (q *Query[K, V]) Peek(arg K) (V, bool) {
 	v, ok := q.c.GetIfPresent(q.key(arg))
 	if ok && q.fix != nil {
