@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tiercache/tiercache/internal/breaker"
 	"github.com/tiercache/tiercache/internal/coarsetime"
 	"github.com/tiercache/tiercache/tier"
 )
@@ -25,7 +26,7 @@ type Manager struct {
 	h     *hasher
 	memo  *memo
 	k     keys
-	br    breaker
+	br    *breaker.Breaker
 	noObs bool
 
 	idleUS, absUS, touchUS int64 // µs
@@ -59,7 +60,7 @@ func New(o *Options) (*Manager, error) {
 	}
 	m.touchNS = int64(float64(c.IdleTimeout) * c.TouchFraction)
 	m.touchUS = m.touchNS / 1000
-	m.br = breaker{threshold: int32(c.BreakerFailures), cooldown: int64(c.BreakerCooldown), now: func() int64 { return time.Now().UnixNano() }}
+	m.br = breaker.New(breaker.Options{Failures: c.BreakerFailures, Cooldown: c.BreakerCooldown})
 	_, m.noObs = c.Observer.(NoopObserver)
 	cache, err := tier.New(&tier.Options[*Session]{
 		Name:        "session",
@@ -329,7 +330,7 @@ func (m *Manager) checkIP(ctx context.Context, s *Session, ip string) {
 // returns when it started and ended (local unix ns). A failure is counted
 // and returned wrapped in ErrUnavailable.
 func (m *Manager) call(ctx context.Context, f func(context.Context) error) (t0, t1 int64, err error) {
-	if !m.br.allow() {
+	if !m.br.Allow() {
 		m.st.breakerSkips.Add(1)
 		return 0, 0, fmt.Errorf("%w: %w", ErrUnavailable, errBreakerOpen)
 	}
@@ -339,13 +340,13 @@ func (m *Manager) call(ctx context.Context, f func(context.Context) error) (t0, 
 	t1 = time.Now().UnixNano()
 	cancel()
 	if err == nil || errors.Is(err, redis.Nil) {
-		m.br.success()
+		m.br.Success()
 		return t0, t1, err
 	}
 	if ctx.Err() != nil {
 		return t0, t1, err // the caller gave up: not Redis's failure
 	}
-	m.br.failure()
+	m.br.Failure()
 	if isTimeout(err) {
 		m.st.redisTimeouts.Add(1)
 	} else {

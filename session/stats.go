@@ -61,6 +61,6 @@ func (m *Manager) Stats() Stats {
 		NewDevices: m.st.newDevices.Load(), NewIPs: m.st.newIPs.Load(),
 		TouchSkipped: m.st.touchSkipped.Load(), ReadsRefused: m.st.readsRefused.Load(), WritesRefused: m.st.writesRefused.Load(),
 		RedisErrors: m.st.redisErrors.Load(), RedisTimeouts: m.st.redisTimeouts.Load(), BreakerSkips: m.st.breakerSkips.Load(),
-		BreakerOpens: m.br.opens.Load(), NotPropagated: m.st.notPropagated.Load(),
+		BreakerOpens: m.br.Opens(), NotPropagated: m.st.notPropagated.Load(),
 	}
 }
