@@ -13,7 +13,10 @@ import (
 // NOTE: a missing key is [ErrNotFound], never a backend sentinel (redis.Nil
 // must not leak). A stored value larger than the limit the implementation
 // was configured with must be refused with a [*ValueTooLargeError] without
-// reading all of it. Every method must honour ctx's deadline.
+// reading all of it. Every method must honour ctx's deadline. The cache
+// never writes into a byte slice a Remote returns, so an implementation may
+// hand over memory it cannot let change (go-redis's reply string, say)
+// without copying it.
 type Remote interface {
 	// Get returns the bytes stored under key.
 	Get(ctx context.Context, key string) ([]byte, error)

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 
@@ -51,6 +52,9 @@ type Backend struct {
 	cluster *redis.ClusterClient // c, if it is a Cluster client
 	max     int
 	wait    int // Options.WaitReplicas
+	// readEndArg is readEnd boxed once: GETRANGE's last argument, which
+	// go-redis would otherwise box (allocate) on every read.
+	readEndArg any
 
 	lastReload  atomic.Int64 // unix nanos of the last slot-map reload this Backend asked for
 	slotsLoaded atomic.Bool  // cluster has answered a slot lookup: lookups no longer block
@@ -93,6 +97,7 @@ func New(client redis.UniversalClient, o *Options) (*Backend, error) {
 		return nil, fmt.Errorf("goredis: %w: WaitReplicas with a Ring client", tier.ErrInvalidOptions)
 	}
 	b := &Backend{c: client, max: opts.MaxValueBytes, wait: opts.WaitReplicas}
+	b.readEndArg = b.readEnd()
 	b.cluster, _ = client.(*redis.ClusterClient)
 	return b, nil
 }
@@ -112,8 +117,9 @@ func (b *Backend) Client() redis.UniversalClient { return b.c }
 // Get returns the bytes under key, [tier.ErrNotFound] when there are none,
 // and a *tier.ValueTooLargeError for a value over the limit.
 func (b *Backend) Get(ctx context.Context, key string) ([]byte, error) {
-	s, err := b.c.GetRange(ctx, key, 0, b.readEnd()).Result()
-	return b.result(s, err)
+	cmd := redis.NewStringCmd(ctx, "getrange", key, 0, b.readEndArg)
+	_ = b.c.Process(ctx, cmd)
+	return b.result(cmd.Result())
 }
 
 // leaseSlack is how much longer than the value limit a lease marker with a
@@ -135,7 +141,9 @@ func (b *Backend) result(s string, err error) ([]byte, error) {
 	case len(s) > b.max && (len(s) > b.max+leaseSlack || !strings.HasPrefix(s, tier.LeasePrefix)):
 		return nil, &tier.ValueTooLargeError{Size: len(s), Limit: b.max}
 	}
-	return []byte(s), nil
+	// The reply's own memory, without a copy: tier.Remote's contract is
+	// that the cache never writes into the bytes Get returns.
+	return unsafe.Slice(unsafe.StringData(s), len(s)), nil
 }
 
 // GetMany returns the bytes of each key, nil for a missing or refused one,
