@@ -2,12 +2,12 @@ package idempotency
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tiercache/tiercache/codec"
+	"github.com/tiercache/tiercache/internal/redisconf"
 )
 
 // Defaults of [Options].
@@ -127,8 +127,8 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.Namespace == "" {
 		c.Namespace = DefaultNamespace
 	}
-	if strings.ContainsAny(c.Namespace, "{}") || strings.ContainsFunc(c.Namespace, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return bad("namespace %q contains a control character, '{' or '}'", c.Namespace)
+	if why := redisconf.BadNamespace(c.Namespace); why != "" {
+		return bad("%s", why)
 	}
 	if c.Name == "" {
 		c.Name = c.Namespace

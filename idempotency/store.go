@@ -44,9 +44,6 @@ type replay struct {
 	expires int64 // unix nanos, local clock: when the record's TTL ends
 }
 
-// startupTimeout is the least time New gives the eviction check.
-const startupTimeout = 5 * time.Second
-
 // New checks o and Redis and returns a Store.
 //
 // New fails with an error wrapping [ErrEvictingRedis] unless every Redis
@@ -57,20 +54,9 @@ func New(ctx context.Context, o *Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !redisconf.ContextTimeouts(opts.Client) {
-		return nil, fmt.Errorf("%w: the client ignores context deadlines: set ContextTimeoutEnabled in its options, or a stopped Redis holds requests for its ReadTimeout", ErrInvalidOptions)
-	}
-	if !opts.AllowEvictingRedis {
-		// A start-up check: wait longer than for a request.
-		cctx, cancel := context.WithTimeout(ctx, max(opts.Timeout, startupTimeout))
-		err := redisconf.CheckEviction(cctx, opts.Client)
-		cancel()
-		switch {
-		case errors.Is(err, redisconf.ErrEvictingPolicy), errors.Is(err, redisconf.ErrPolicyUnknown):
-			return nil, fmt.Errorf("%w (a record evicted while its request runs, or after it completed, lets a retry run the request twice; set maxmemory-policy noeviction, or Options.AllowEvictingRedis if you know better): %w", ErrEvictingRedis, err)
-		case err != nil:
-			return nil, fmt.Errorf("%w: checking maxmemory-policy: %w", ErrUnavailable, err)
-		}
+	if err := redisconf.Startup(ctx, opts.Client, opts.AllowEvictingRedis, opts.Timeout, ErrInvalidOptions, ErrEvictingRedis, ErrUnavailable,
+		"a record evicted while its request runs, or after it completed, lets a retry run the request twice"); err != nil {
+		return nil, err
 	}
 	s := &Store{o: opts, rdb: opts.Client}
 	if !opts.NoL1 {

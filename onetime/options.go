@@ -2,10 +2,11 @@ package onetime
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/redisconf"
 )
 
 // Defaults of [Options].
@@ -123,8 +124,8 @@ func (o *Options) withDefaults() (Options, error) {
 }
 
 func checkNamespace(ns string) error {
-	if strings.ContainsAny(ns, "{}") || strings.ContainsFunc(ns, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return fmt.Errorf("%w: namespace %q contains a control character, '{' or '}'", ErrInvalidOptions, ns)
+	if why := redisconf.BadNamespace(ns); why != "" {
+		return fmt.Errorf("%w: %s", ErrInvalidOptions, why)
 	}
 	return nil
 }

@@ -36,9 +36,6 @@ type Store struct {
 	enc codec.Codec
 }
 
-// startupTimeout is the least time New gives the eviction check.
-const startupTimeout = 5 * time.Second
-
 // New checks o and Redis and returns a Store. It fails with an error
 // wrapping [ErrEvictingRedis] unless every Redis master has
 // maxmemory-policy noeviction (see Options.AllowEvictingRedis).
@@ -47,20 +44,9 @@ func New(ctx context.Context, o *Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !redisconf.ContextTimeouts(opts.Client) {
-		return nil, fmt.Errorf("%w: the client ignores context deadlines: set ContextTimeoutEnabled in its options", ErrInvalidOptions)
-	}
-	if !opts.AllowEvictingRedis {
-		// A start-up check: wait longer than for a request.
-		cctx, cancel := context.WithTimeout(ctx, max(opts.Timeout, startupTimeout))
-		err := redisconf.CheckEviction(cctx, opts.Client)
-		cancel()
-		switch {
-		case errors.Is(err, redisconf.ErrEvictingPolicy), errors.Is(err, redisconf.ErrPolicyUnknown):
-			return nil, fmt.Errorf("%w (an evicted attempt counter gives a code guesser fresh attempts; set maxmemory-policy noeviction, or Options.AllowEvictingRedis if you know better): %w", ErrEvictingRedis, err)
-		case err != nil:
-			return nil, fmt.Errorf("%w: checking maxmemory-policy: %w", ErrUnavailable, err)
-		}
+	if err := redisconf.Startup(ctx, opts.Client, opts.AllowEvictingRedis, opts.Timeout, ErrInvalidOptions, ErrEvictingRedis, ErrUnavailable,
+		"an evicted attempt counter gives a code guesser fresh attempts"); err != nil {
+		return nil, err
 	}
 	return &Store{o: opts, rdb: opts.Client, enc: codec.Msgpack()}, nil
 }

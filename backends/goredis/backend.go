@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tiercache/tiercache/internal/redisconf"
 	"github.com/tiercache/tiercache/tier"
 )
 
@@ -77,7 +78,7 @@ func New(client redis.UniversalClient, o *Options) (*Backend, error) {
 	if client == nil {
 		return nil, fmt.Errorf("goredis: %w: nil client", tier.ErrInvalidOptions)
 	}
-	if !contextTimeouts(client) {
+	if !redisconf.ContextTimeouts(client) {
 		return nil, ErrContextTimeouts
 	}
 	var opts Options
@@ -232,18 +233,4 @@ func translate(op string, err error) error {
 func isWrongType(err error) bool {
 	var re redis.Error
 	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "WRONGTYPE")
-}
-
-// contextTimeouts reports whether client bounds its I/O by context
-// deadlines. A client type it does not know is trusted.
-func contextTimeouts(client redis.UniversalClient) bool {
-	switch c := client.(type) {
-	case *redis.Client:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.Ring:
-		return c.Options().ContextTimeoutEnabled
-	}
-	return true
 }

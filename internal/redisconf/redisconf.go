@@ -1,6 +1,8 @@
-// Package redisconf checks the Redis settings that the primitives beside the
-// cache (idempotency, onetime) depend on: that the client bounds its calls by
-// context deadlines, and that the server cannot evict their records.
+// Package redisconf checks the Redis settings that the cache's backend and
+// the primitives beside it (idempotency, onetime, ratelimit, session,
+// notify) depend on: that the client bounds its calls by context deadlines,
+// that the server cannot evict their records, and that a namespace can be
+// used in a key without choosing its Cluster slot.
 package redisconf
 
 import (
@@ -9,6 +11,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -40,6 +43,44 @@ func ContextTimeouts(client redis.UniversalClient) bool {
 	}
 	return true
 }
+
+// BadNamespace reports why ns cannot prefix keys (it holds a control
+// character, '{' or '}': a brace would let the namespace, not the caller's
+// hash tag, choose the Cluster slot), or "" if it can.
+func BadNamespace(ns string) string {
+	if strings.ContainsAny(ns, "{}") || strings.ContainsFunc(ns, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return fmt.Sprintf("namespace %q contains a control character, '{' or '}'", ns)
+	}
+	return ""
+}
+
+// Startup is what a primitive's New checks before it uses client: that
+// client bounds its calls by context deadlines and, unless allowEvicting,
+// that Redis cannot evict keys (within max(timeout, [StartupTimeout])).
+// The errors wrap the caller's own sentinels: invalid for the client,
+// evicting (with why, which says what an eviction would break) for the
+// policy, and unavailable when Redis could not be asked.
+func Startup(ctx context.Context, client redis.UniversalClient, allowEvicting bool, timeout time.Duration, invalid, evicting, unavailable error, why string) error {
+	if !ContextTimeouts(client) {
+		return fmt.Errorf("%w: the client ignores context deadlines: set ContextTimeoutEnabled in its options, or a stopped Redis holds requests for its ReadTimeout", invalid)
+	}
+	if allowEvicting {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, max(timeout, StartupTimeout))
+	defer cancel()
+	switch err := CheckEviction(cctx, client); {
+	case errors.Is(err, ErrEvictingPolicy), errors.Is(err, ErrPolicyUnknown):
+		return fmt.Errorf("%w (%s; set maxmemory-policy noeviction, or Options.AllowEvictingRedis if you know better): %w", evicting, why, err)
+	case err != nil:
+		return fmt.Errorf("%w: checking maxmemory-policy: %w", unavailable, err)
+	}
+	return nil
+}
+
+// StartupTimeout is the least time [Startup] gives the eviction check: a
+// start-up check waits longer than a request.
+const StartupTimeout = 5 * time.Second
 
 // CheckEviction returns nil if every master behind client has
 // maxmemory-policy noeviction. Otherwise it returns an error wrapping
