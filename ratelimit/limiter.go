@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/tiercache/tiercache/internal/breaker"
 )
 
 // Limiter decides, per policy and actor, whether a call fits its quotas.
@@ -20,7 +21,7 @@ type Limiter struct {
 	policies map[string]*policy
 	list     []*policy
 	hash     *hasher
-	br       circuit
+	br       *breaker.Breaker
 	denials  *denials // nil with Options.NoDenialCache
 	locals   *locals
 	base     time.Time // the zero of now()
@@ -52,7 +53,7 @@ func New(o *Options) (*Limiter, error) {
 		l.policies[p.Name] = p
 	}
 	l.base = c.Clock.Now()
-	l.br = newBreaker(c.BreakerFailures, c.BreakerCooldown, l.now)
+	l.br = breaker.New(breaker.Options{Failures: c.BreakerFailures, Cooldown: c.BreakerCooldown, Now: l.now})
 	if !c.NoDenialCache {
 		l.denials = newDenials(c.DenialCacheSize)
 	}
@@ -125,34 +126,17 @@ func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Deci
 		return l.outage(ctx, p, actor, ah, n, ReasonBreakerOpen, nil, 0), nil
 	}
 
-	keys := make([]string, len(p.all))
-	for i, q := range p.all {
-		keys[i] = key(l.o.Namespace, ah, q.Name)
-	}
-	args := make([]any, 0, 2+p.nargs)
-	id := ""
-	if p.logs {
-		id = l.idPrefix + strconv.FormatUint(l.seq.Add(1), 36)
-	}
-	args = append(args, n, id)
-	for _, q := range p.all {
-		args = append(args, q.args...)
-	}
 	t0 := l.now()
 	cctx, cancel := l.callContext(ctx)
-	v, err := decideScript.Run(cctx, l.o.Client, keys, args...).Result()
+	r, err := l.eval(cctx, p, ah, n)
 	dur := time.Duration(l.now() - t0)
 	cancel()
-	var r reply
-	if err == nil {
-		r, err = parseReply(v, p.nwin)
-	}
 	if err != nil {
 		if ctx.Err() != nil {
 			// The caller gave up: neither Redis's failure nor a decision.
 			return Decision{}, fmt.Errorf("ratelimit: %s: %w", p.Name, ctx.Err())
 		}
-		l.br.Failure(err)
+		l.br.Failure()
 		reason := ReasonRedisError
 		if isTimeout(err) {
 			reason = ReasonRedisTimeout
@@ -199,15 +183,19 @@ func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
-// redisDecision builds the Decision of a script reply.
-func (l *Limiter) redisDecision(p *policy, n int, r reply) Decision {
+// redisDecision builds the Decision of a script reply (see eval).
+func (l *Limiter) redisDecision(p *policy, n int, r []int64) Decision {
 	d := Decision{
-		Allowed: r.allowed,
 		Policy:  p.Name,
 		Cost:    n,
 		Source:  SourceRedis,
 		Windows: make([]Window, 0, p.nwin),
-		Time:    time.UnixMicro(r.nowMicros),
+		Time:    time.UnixMicro(r[0]),
+	}
+	if p.single {
+		d.Allowed, r = r[3] == 0, r[1:]
+	} else {
+		d.Allowed, r = r[1] == 1, r[2:]
 	}
 	j := 0
 	for _, q := range p.all {
@@ -217,9 +205,9 @@ func (l *Limiter) redisDecision(p *policy, n int, r reply) Decision {
 				Name:       q.names[i],
 				Limit:      lim.N,
 				Per:        lim.Per,
-				Remaining:  int(max(0, r.windows[j])),
-				Reset:      time.Duration(max(0, r.windows[j+1])) * time.Microsecond,
-				RetryAfter: time.Duration(max(0, r.windows[j+2])) * time.Microsecond,
+				Remaining:  int(max(0, r[j])),
+				Reset:      time.Duration(max(0, r[j+1])) * time.Microsecond,
+				RetryAfter: time.Duration(max(0, r[j+2])) * time.Microsecond,
 			})
 			j += 3
 		}
