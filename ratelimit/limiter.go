@@ -112,23 +112,23 @@ func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Deci
 				d := cachedDecision(p, q, e, n, now)
 				l.st.cacheDenied.Add(1)
 				if !l.noObs {
-					l.o.Observer.Decided(ctx, Event{Policy: p.Name, Actor: l.hash.hash(actor), Decision: &d})
+					l.observe(ctx, Event{Policy: p.Name, Actor: l.hash.hash(actor)}, d)
 				}
 				return d, nil
 			}
 		}
 	}
 	if l.o.Client == nil {
-		return l.outage(ctx, p, actor, "", n, ReasonNoRedis, nil, 0), nil
+		return l.outage(ctx, p, actor, n, ReasonNoRedis, nil, 0), nil
 	}
-	ah := l.hash.hash(actor)
 	if !l.br.Allow() {
-		return l.outage(ctx, p, actor, ah, n, ReasonBreakerOpen, nil, 0), nil
+		return l.outage(ctx, p, actor, n, ReasonBreakerOpen, nil, 0), nil
 	}
+	sum := l.hash.sum(actor)
 
 	t0 := l.now()
 	cctx, cancel := l.callContext(ctx)
-	r, err := l.eval(cctx, p, ah, n)
+	r, err := l.eval(cctx, p, sum, n)
 	dur := time.Duration(l.now() - t0)
 	cancel()
 	if err != nil {
@@ -144,7 +144,7 @@ func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Deci
 		} else {
 			l.st.redisErrors.Add(1)
 		}
-		return l.outage(ctx, p, actor, ah, n, reason, err, dur), nil
+		return l.outage(ctx, p, actor, n, reason, err, dur), nil
 	}
 	l.br.Success()
 
@@ -163,9 +163,18 @@ func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Deci
 		}
 	}
 	if !l.noObs {
-		l.o.Observer.Decided(ctx, Event{Policy: p.Name, Actor: ah, Decision: &d, Duration: dur})
+		l.observe(ctx, Event{Policy: p.Name, Actor: sum.String(), Duration: dur}, d)
 	}
 	return d, nil
+}
+
+// observe reports d to the Observer. It takes d by value, so that only a
+// decision that is observed has to live on the heap.
+//
+//go:noinline
+func (l *Limiter) observe(ctx context.Context, e Event, d Decision) {
+	e.Decision = &d
+	l.o.Observer.Decided(ctx, e)
 }
 
 // callContext bounds a Redis call by Options.Timeout, unless ctx already
@@ -250,28 +259,28 @@ func (l *Limiter) cacheDenials(p *policy, actor string, n int, t0 int64, ws []Wi
 	}
 }
 
-// cachedDecision is the Decision for a call the denial cache answers.
+// cachedDecision is the Decision for a call the denial cache answers. It
+// has no Windows (so it allocates nothing): its summary describes the
+// window that denied.
 func cachedDecision(p, q *policy, e denial, n int, now int64) Decision {
-	lim := q.Limits[e.window]
 	retry := time.Duration(e.until - now)
-	d := Decision{
-		Policy: p.Name,
-		Cost:   n,
-		Source: SourceDenialCache,
-		Windows: []Window{{
-			Policy: q.Name, Name: q.names[e.window], Limit: lim.N, Per: lim.Per,
-			// Known only to be short of n: reported as none.
-			Remaining: 0, Reset: retry, RetryAfter: retry,
-		}},
+	return Decision{
+		Policy:   p.Name,
+		Cost:     n,
+		Source:   SourceDenialCache,
+		Limit:    q.Limits[e.window].N,
+		DeniedBy: q.names[e.window],
+		// Known only to be short of n: reported as none.
+		Remaining:  0,
+		Reset:      retry,
+		RetryAfter: retry,
 	}
-	summarize(&d)
-	return d
 }
 
 // outage decides a call without Redis, by the strictest outage mode of the
 // policies it touches (FailClosed over Local over FailOpen), and counts and
 // reports it as a fallback.
-func (l *Limiter) outage(ctx context.Context, p *policy, actor, ah string, n int, reason string, err error, dur time.Duration) Decision {
+func (l *Limiter) outage(ctx context.Context, p *policy, actor string, n int, reason string, err error, dur time.Duration) Decision {
 	d := Decision{Policy: p.Name, Cost: n, Remaining: -1}
 	switch p.outage {
 	case FailClosed:
@@ -316,10 +325,7 @@ func (l *Limiter) outage(ctx context.Context, p *policy, actor, ah string, n int
 		l.st.localFull.Add(1)
 	}
 	if !l.noObs {
-		if ah == "" {
-			ah = l.hash.hash(actor)
-		}
-		l.o.Observer.Decided(ctx, Event{Policy: p.Name, Actor: ah, Decision: &d, Reason: reason, Err: err, Duration: dur})
+		l.observe(ctx, Event{Policy: p.Name, Actor: l.hash.hash(actor), Reason: reason, Err: err, Duration: dur}, d)
 	}
 	return d
 }
@@ -372,7 +378,7 @@ func (l *Limiter) Reset(ctx context.Context, policy, actor string) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
 	defer cancel()
-	if err := l.o.Client.Del(cctx, key(l.o.Namespace, l.hash.hash(actor), p.Name)).Err(); err != nil {
+	if err := l.o.Client.Del(cctx, key(l.o.Namespace, l.hash.sum(actor), p.Name)).Err(); err != nil {
 		return fmt.Errorf("ratelimit: reset %s: %w", p.Name, err)
 	}
 	return nil

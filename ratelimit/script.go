@@ -365,24 +365,25 @@ func pickScript(p *policy) (*script, []any) {
 // errReply reports a reply of the script that does not have its shape.
 var errReply = errors.New("ratelimit: unexpected script reply")
 
-// eval runs p's script for a call of cost n by the actor whose hash is ah,
+// eval runs p's script for a call of cost n by the actor whose hash is sum,
 // and returns its reply, checked for length: decideScript's, or, for
 // p.single, the one window of gcraScript and logScript.
-func (l *Limiter) eval(ctx context.Context, p *policy, ah string, n int) ([]int64, error) {
+func (l *Limiter) eval(ctx context.Context, p *policy, sum actorSum, n int) ([]int64, error) {
 	args := make([]any, 0, 5+len(p.all)+len(p.argv))
 	args = append(args, "evalsha", p.script.hash, p.nkeys)
 	for _, q := range p.all {
-		args = append(args, key(l.o.Namespace, ah, q.Name))
+		args = append(args, key(l.o.Namespace, sum, q.Name))
 	}
 	id := ""
 	if p.logs {
-		id = l.idPrefix + strconv.FormatUint(l.seq.Add(1), 36)
+		var b [32]byte
+		id = string(strconv.AppendUint(append(b[:0], l.idPrefix...), l.seq.Add(1), 36))
 	}
 	args = append(args, n, id)
 	args = append(args, p.argv...)
 	cmd := redis.NewIntSliceCmd(ctx, args...)
 	err := l.o.Client.Process(ctx, cmd)
-	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		// Not loaded on this node yet (new, restarted, or another Cluster
 		// master): EVAL loads it.
 		args[0], args[1] = "eval", p.script.src

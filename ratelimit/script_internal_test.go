@@ -42,7 +42,7 @@ func TestScripts_oneWindowMatchDecideScript(t *testing.T) {
 			general.script, general.argv, general.single = decideScript, special.args, false
 
 			ctx := t.Context()
-			ahG, ahS := l.hash.hash("general"), l.hash.hash("special")
+			ahG, ahS := l.hash.sum("general"), l.hash.sum("special")
 			r := rand.New(rand.NewPCG(uint64(i), 7))
 			var skew int64 // the largest gap between the two scripts of one step, µs
 			var admitted, denied int
@@ -64,7 +64,7 @@ func TestScripts_oneWindowMatchDecideScript(t *testing.T) {
 				} else {
 					denied++
 				}
-				for _, ah := range []string{ahG, ahS} {
+				for _, ah := range []actorSum{ahG, ahS} {
 					ttl, err := rdb.PTTL(ctx, key(l.o.Namespace, ah, tt.policy.Name)).Result()
 					require.NoError(t, err)
 					require.Positive(t, ttl, "the key has no TTL")
