@@ -74,8 +74,10 @@ type Decision struct {
 	DeniedBy string
 
 	// Windows has one entry per window of the policy and of the policies
-	// it includes, in order. From SourceDenialCache it has only the window
-	// that denied; from SourceFailOpen and SourceFailClosed it is empty.
+	// it includes, in order. It is empty from SourceDenialCache (the
+	// summary above describes the window that denied: DeniedBy, its Limit,
+	// Remaining 0, and Reset = RetryAfter), which is how a cached denial
+	// costs no allocation, and from SourceFailOpen and SourceFailClosed.
 	Windows []Window
 
 	// Time is Redis's clock when the script decided (SourceRedis only;

@@ -52,8 +52,14 @@
 //
 // # On Redis
 //
-// Each call is one EVALSHA (go-redis loads the script on NOSCRIPT). The
-// script reads the time from Redis (TIME), never from the client, so
+// Each call is one EVALSHA (the Limiter loads the script with EVAL on
+// NOSCRIPT). A policy of one window with no includes, the common case,
+// runs a short script written for its algorithm (GCRA: TIME, GET, SET; the
+// sliding log: TIME, ZREMRANGEBYSCORE, ZCARD, ZRANGE, ZADD, PEXPIRE), and
+// every other call the general one, which loops over keys and windows;
+// both keep the same state, and the reply is a few integers read without
+// boxing. The script reads the time from Redis (TIME), never from the
+// client, so
 // instances with drifting clocks share one timeline; every key it creates
 // gets its TTL in the same script (the longest window for the log, two
 // for the counter, the time until GCRA's state is empty again), so
@@ -74,7 +80,8 @@
 // Like the cache, the Limiter has a tier in process memory in front of
 // Redis. When Redis denies an actor, it says until when no call of that
 // cost can fit (RetryAfter); until then the Limiter answers that actor
-// from memory, with no round trip ([SourceDenialCache]). This holds across
+// from memory, with no round trip and no allocation ([SourceDenialCache]:
+// the Decision's summary names the window that denied). This holds across
 // instances: only admissions change a quota, and they only take room. A
 // flood of refused requests, the usual shape of abuse, then costs neither
 // Redis nor the network (see the benchmarks).

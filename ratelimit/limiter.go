@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/tiercache/tiercache/internal/breaker"
 )
 
 // Limiter decides, per policy and actor, whether a call fits its quotas.
@@ -20,7 +21,7 @@ type Limiter struct {
 	policies map[string]*policy
 	list     []*policy
 	hash     *hasher
-	br       circuit
+	br       *breaker.Breaker
 	denials  *denials // nil with Options.NoDenialCache
 	locals   *locals
 	base     time.Time // the zero of now()
@@ -52,7 +53,7 @@ func New(o *Options) (*Limiter, error) {
 		l.policies[p.Name] = p
 	}
 	l.base = c.Clock.Now()
-	l.br = newBreaker(c.BreakerFailures, c.BreakerCooldown, l.now)
+	l.br = breaker.New(breaker.Options{Failures: c.BreakerFailures, Cooldown: c.BreakerCooldown, Now: l.now})
 	if !c.NoDenialCache {
 		l.denials = newDenials(c.DenialCacheSize)
 	}
@@ -111,48 +112,31 @@ func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Deci
 				d := cachedDecision(p, q, e, n, now)
 				l.st.cacheDenied.Add(1)
 				if !l.noObs {
-					l.o.Observer.Decided(ctx, Event{Policy: p.Name, Actor: l.hash.hash(actor), Decision: &d})
+					l.observe(ctx, Event{Policy: p.Name, Actor: l.hash.hash(actor)}, d)
 				}
 				return d, nil
 			}
 		}
 	}
 	if l.o.Client == nil {
-		return l.outage(ctx, p, actor, "", n, ReasonNoRedis, nil, 0), nil
+		return l.outage(ctx, p, actor, n, ReasonNoRedis, nil, 0), nil
 	}
-	ah := l.hash.hash(actor)
 	if !l.br.Allow() {
-		return l.outage(ctx, p, actor, ah, n, ReasonBreakerOpen, nil, 0), nil
+		return l.outage(ctx, p, actor, n, ReasonBreakerOpen, nil, 0), nil
 	}
+	sum := l.hash.sum(actor)
 
-	keys := make([]string, len(p.all))
-	for i, q := range p.all {
-		keys[i] = key(l.o.Namespace, ah, q.Name)
-	}
-	args := make([]any, 0, 2+p.nargs)
-	id := ""
-	if p.logs {
-		id = l.idPrefix + strconv.FormatUint(l.seq.Add(1), 36)
-	}
-	args = append(args, n, id)
-	for _, q := range p.all {
-		args = append(args, q.args...)
-	}
 	t0 := l.now()
 	cctx, cancel := l.callContext(ctx)
-	v, err := decideScript.Run(cctx, l.o.Client, keys, args...).Result()
+	r, err := l.eval(cctx, p, sum, n)
 	dur := time.Duration(l.now() - t0)
 	cancel()
-	var r reply
-	if err == nil {
-		r, err = parseReply(v, p.nwin)
-	}
 	if err != nil {
 		if ctx.Err() != nil {
 			// The caller gave up: neither Redis's failure nor a decision.
 			return Decision{}, fmt.Errorf("ratelimit: %s: %w", p.Name, ctx.Err())
 		}
-		l.br.Failure(err)
+		l.br.Failure()
 		reason := ReasonRedisError
 		if isTimeout(err) {
 			reason = ReasonRedisTimeout
@@ -160,7 +144,7 @@ func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Deci
 		} else {
 			l.st.redisErrors.Add(1)
 		}
-		return l.outage(ctx, p, actor, ah, n, reason, err, dur), nil
+		return l.outage(ctx, p, actor, n, reason, err, dur), nil
 	}
 	l.br.Success()
 
@@ -179,9 +163,18 @@ func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Deci
 		}
 	}
 	if !l.noObs {
-		l.o.Observer.Decided(ctx, Event{Policy: p.Name, Actor: ah, Decision: &d, Duration: dur})
+		l.observe(ctx, Event{Policy: p.Name, Actor: sum.String(), Duration: dur}, d)
 	}
 	return d, nil
+}
+
+// observe reports d to the Observer. It takes d by value, so that only a
+// decision that is observed has to live on the heap.
+//
+//go:noinline
+func (l *Limiter) observe(ctx context.Context, e Event, d Decision) {
+	e.Decision = &d
+	l.o.Observer.Decided(ctx, e)
 }
 
 // callContext bounds a Redis call by Options.Timeout, unless ctx already
@@ -199,15 +192,19 @@ func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
-// redisDecision builds the Decision of a script reply.
-func (l *Limiter) redisDecision(p *policy, n int, r reply) Decision {
+// redisDecision builds the Decision of a script reply (see eval).
+func (l *Limiter) redisDecision(p *policy, n int, r []int64) Decision {
 	d := Decision{
-		Allowed: r.allowed,
 		Policy:  p.Name,
 		Cost:    n,
 		Source:  SourceRedis,
 		Windows: make([]Window, 0, p.nwin),
-		Time:    time.UnixMicro(r.nowMicros),
+		Time:    time.UnixMicro(r[0]),
+	}
+	if p.single {
+		d.Allowed, r = r[3] == 0, r[1:]
+	} else {
+		d.Allowed, r = r[1] == 1, r[2:]
 	}
 	j := 0
 	for _, q := range p.all {
@@ -217,9 +214,9 @@ func (l *Limiter) redisDecision(p *policy, n int, r reply) Decision {
 				Name:       q.names[i],
 				Limit:      lim.N,
 				Per:        lim.Per,
-				Remaining:  int(max(0, r.windows[j])),
-				Reset:      time.Duration(max(0, r.windows[j+1])) * time.Microsecond,
-				RetryAfter: time.Duration(max(0, r.windows[j+2])) * time.Microsecond,
+				Remaining:  int(max(0, r[j])),
+				Reset:      time.Duration(max(0, r[j+1])) * time.Microsecond,
+				RetryAfter: time.Duration(max(0, r[j+2])) * time.Microsecond,
 			})
 			j += 3
 		}
@@ -262,28 +259,28 @@ func (l *Limiter) cacheDenials(p *policy, actor string, n int, t0 int64, ws []Wi
 	}
 }
 
-// cachedDecision is the Decision for a call the denial cache answers.
+// cachedDecision is the Decision for a call the denial cache answers. It
+// has no Windows (so it allocates nothing): its summary describes the
+// window that denied.
 func cachedDecision(p, q *policy, e denial, n int, now int64) Decision {
-	lim := q.Limits[e.window]
 	retry := time.Duration(e.until - now)
-	d := Decision{
-		Policy: p.Name,
-		Cost:   n,
-		Source: SourceDenialCache,
-		Windows: []Window{{
-			Policy: q.Name, Name: q.names[e.window], Limit: lim.N, Per: lim.Per,
-			// Known only to be short of n: reported as none.
-			Remaining: 0, Reset: retry, RetryAfter: retry,
-		}},
+	return Decision{
+		Policy:   p.Name,
+		Cost:     n,
+		Source:   SourceDenialCache,
+		Limit:    q.Limits[e.window].N,
+		DeniedBy: q.names[e.window],
+		// Known only to be short of n: reported as none.
+		Remaining:  0,
+		Reset:      retry,
+		RetryAfter: retry,
 	}
-	summarize(&d)
-	return d
 }
 
 // outage decides a call without Redis, by the strictest outage mode of the
 // policies it touches (FailClosed over Local over FailOpen), and counts and
 // reports it as a fallback.
-func (l *Limiter) outage(ctx context.Context, p *policy, actor, ah string, n int, reason string, err error, dur time.Duration) Decision {
+func (l *Limiter) outage(ctx context.Context, p *policy, actor string, n int, reason string, err error, dur time.Duration) Decision {
 	d := Decision{Policy: p.Name, Cost: n, Remaining: -1}
 	switch p.outage {
 	case FailClosed:
@@ -328,10 +325,7 @@ func (l *Limiter) outage(ctx context.Context, p *policy, actor, ah string, n int
 		l.st.localFull.Add(1)
 	}
 	if !l.noObs {
-		if ah == "" {
-			ah = l.hash.hash(actor)
-		}
-		l.o.Observer.Decided(ctx, Event{Policy: p.Name, Actor: ah, Decision: &d, Reason: reason, Err: err, Duration: dur})
+		l.observe(ctx, Event{Policy: p.Name, Actor: l.hash.hash(actor), Reason: reason, Err: err, Duration: dur}, d)
 	}
 	return d
 }
@@ -384,7 +378,7 @@ func (l *Limiter) Reset(ctx context.Context, policy, actor string) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
 	defer cancel()
-	if err := l.o.Client.Del(cctx, key(l.o.Namespace, l.hash.hash(actor), p.Name)).Err(); err != nil {
+	if err := l.o.Client.Del(cctx, key(l.o.Namespace, l.hash.sum(actor), p.Name)).Err(); err != nil {
 		return fmt.Errorf("ratelimit: reset %s: %w", p.Name, err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -167,6 +168,10 @@ type policy struct {
 	cacheable   bool       // no policy of all is ConsumeDenied
 	logs        bool       // some policy of all is a SlidingLog
 	outage      OutageMode // the strictest: FailClosed, then Local, then FailOpen
+	script      *script    // the script a call runs (see pickScript)
+	argv        []any      // its ARGV after n and the member id
+	nkeys       string     // len(all), for EVALSHA
+	single      bool       // script replies with one window: not decideScript
 }
 
 func validName(s string) bool {
@@ -309,6 +314,9 @@ func resolve(ps []*policy) error {
 				names[q.names[i]] = true
 			}
 		}
+		p.script, p.argv = pickScript(p)
+		p.single = p.script != decideScript
+		p.nkeys = strconv.Itoa(len(p.all))
 	}
 	return nil
 }

@@ -40,6 +40,16 @@ func TestLimiter_SlidingLog_property(t *testing.T) {
 	checkSlidingLog(t, calls, windows, true)
 }
 
+// TestLimiter_SlidingLog_property_oneWindow is the same test on a policy of
+// one window, which runs the sliding log's own script (logScript) rather
+// than the general one.
+func TestLimiter_SlidingLog_property_oneWindow(t *testing.T) {
+	t.Parallel()
+	windows := []ratelimit.Limit{ratelimit.Per(6, 250*time.Millisecond)}
+	calls := runLoad(t, ratelimit.Policy{Name: "exact1", Algorithm: ratelimit.SlidingLog, Limits: windows})
+	checkSlidingLog(t, calls, windows, true)
+}
+
 // TestLimiter_SlidingWindow_bound runs the same load on the sliding-window
 // counter and checks its stated bound: never more than 2N-1 in a rolling
 // window. It logs the largest excess seen, the counter's error on this

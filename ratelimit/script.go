@@ -1,6 +1,9 @@
 package ratelimit
 
 import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -10,7 +13,13 @@ import (
 
 // The Redis side: one script decides a whole call, for every key it touches
 // (a policy and the policies it includes, all under the actor's hash tag),
-// on Redis's clock, in one atomic step.
+// on Redis's clock, in one atomic step. A call of one policy with one
+// window, the common case, runs a script written for its algorithm alone
+// (gcraScript, logScript): no loop, no tables, no parsing. Every other call
+// runs decideScript. They keep the same state in the same keys, so a
+// policy's calls can move between them.
+//
+// decideScript
 //
 // KEYS: one per policy, the first the policy asked for.
 //
@@ -38,7 +47,7 @@ import (
 // Numbers: Redis TIME in µs is about 1.8e15, exact in a Lua double (2^53);
 // the script formats keys' scores with %d (a 64-bit long in Redis's Lua),
 // never with tostring (%.14g), which would round them.
-var decideScript = redis.NewScript(`
+var decideScript = newScript(`
 if redis.replicate_commands then redis.replicate_commands() end
 local n = tonumber(ARGV[1])
 local id = ARGV[2]
@@ -228,7 +237,94 @@ end
 return out
 `)
 
-// scriptArgs returns the part of ARGV that describes p's key.
+// gcraScript decides a call of a GCRA policy with one window and no
+// includes.
+//
+// KEYS: [1] the policy's key. ARGV: [1] n; [2] unused (the member id of
+// the sliding log, empty); [3] the window in µs; [4] N; [5] the burst; [6]
+// consume-denied (0/1).
+//
+// Reply: {now, remaining, reset, retry}, as one window of decideScript's;
+// the call was admitted if and only if retry is 0 (a denied call has to
+// wait at least 1 µs).
+//
+// State: the theoretical arrival time in µs, as decideScript keeps it for
+// a policy with one window (a value of another shape, left by the policy
+// when it had more windows, counts as none).
+var gcraScript = newScript(`
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+local T = ARGV[3] / ARGV[4]
+local tau = math.floor(ARGV[5] * T + 0.5)
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new = tat + math.floor(ARGV[1] * T + 0.5)
+local retry, at = new - tau - now, new
+if retry > 0 then at = tat else retry = 0 end
+if retry == 0 or ARGV[6] == '1' then
+  redis.call('SET', KEYS[1], string.format('%d', new), 'PX', math.ceil((new - now) / 1000 - 1e-9) + 1)
+end
+local room = now + tau - at
+local rem = math.max(0, math.floor(room / T + 1e-6))
+local reset = math.ceil(T - 1e-9)
+if room < tau then reset = math.max(1, math.ceil((rem + 1) * T - room - 1e-9)) end
+return {now, rem, reset, retry}
+`)
+
+// logScript decides a call of a sliding-log policy with one window and no
+// includes: the set is trimmed to the window, so its size is the window's
+// use and its first member the oldest unit in it.
+//
+// KEYS: [1] the policy's key. ARGV: [1] n; [2] the member id; [3] the
+// window in µs; [4] N; [5] consume-denied (0/1); [6] the key's TTL in ms
+// (the window, rounded up, and 1 ms).
+//
+// Reply: {now, remaining, reset, retry}, as gcraScript's.
+//
+// Scores are passed to Redis as Lua numbers, which Redis formats exactly
+// (17 significant digits, or the shortest exact form), not with tostring.
+var logScript = newScript(`
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+local key, n, per, lim = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - per)
+local used = redis.call('ZCARD', key)
+local oldest = now
+if used > 0 then oldest = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2]) end
+local retry, rem = 0, lim - used
+if used + n > lim then
+  local k = used + n - lim - 1
+  retry = tonumber(redis.call('ZRANGE', key, k, k, 'WITHSCORES')[2]) + per - now
+end
+if retry == 0 or ARGV[5] == '1' then
+  if n == 1 then
+    redis.call('ZADD', key, now, ARGV[2])
+  else
+    local args = {}
+    for j = 1, n do
+      args[2 * j - 1] = now
+      args[2 * j] = ARGV[2] .. ':' .. j
+    end
+    redis.call('ZADD', key, unpack(args))
+  end
+  redis.call('PEXPIRE', key, ARGV[6])
+  rem = math.max(0, rem - n)
+end
+return {now, rem, oldest + per - now, retry}
+`)
+
+// script is a Lua script and its SHA1, which EVALSHA names it by.
+type script struct {
+	src, hash string
+}
+
+func newScript(src string) *script {
+	h := sha1.Sum([]byte(src))
+	return &script{src: src, hash: hex.EncodeToString(h[:])}
+}
+
+// scriptArgs returns the part of decideScript's ARGV that describes p's
+// key.
 func scriptArgs(p *policy) []any {
 	consume := "0"
 	if p.ConsumeDenied {
@@ -241,37 +337,69 @@ func scriptArgs(p *policy) []any {
 	return args
 }
 
+// pickScript chooses the script for a call of p (resolved) and the ARGV
+// that follow n and the member id.
+func pickScript(p *policy) (*script, []any) {
+	consume := "0"
+	if p.ConsumeDenied {
+		consume = "1"
+	}
+	if len(p.all) == 1 && len(p.Limits) == 1 {
+		l := p.Limits[0]
+		per := l.Per.Microseconds()
+		switch p.Algorithm {
+		case GCRA:
+			return gcraScript, []any{strconv.FormatInt(per, 10), strconv.Itoa(l.N), strconv.Itoa(l.Burst), consume}
+		case SlidingLog:
+			ttl := (per+999)/1000 + 1
+			return logScript, []any{strconv.FormatInt(per, 10), strconv.Itoa(l.N), consume, strconv.FormatInt(ttl, 10)}
+		}
+	}
+	var args []any
+	for _, q := range p.all {
+		args = append(args, q.args...)
+	}
+	return decideScript, args
+}
+
 // errReply reports a reply of the script that does not have its shape.
 var errReply = errors.New("ratelimit: unexpected script reply")
 
-// reply is the script's answer.
-type reply struct {
-	nowMicros int64
-	allowed   bool
-	// per window of every key, in order: remaining, reset µs, retry µs.
-	windows []int64
-}
-
-func parseReply(v any, windows int) (reply, error) {
-	a, ok := v.([]any)
-	if !ok || len(a) != 2+3*windows {
-		return reply{}, fmt.Errorf("%w: %T of length %d", errReply, v, len(a))
+// eval runs p's script for a call of cost n by the actor whose hash is sum,
+// and returns its reply, checked for length: decideScript's, or, for
+// p.single, the one window of gcraScript and logScript.
+func (l *Limiter) eval(ctx context.Context, p *policy, sum actorSum, n int) ([]int64, error) {
+	args := make([]any, 0, 5+len(p.all)+len(p.argv))
+	args = append(args, "evalsha", p.script.hash, p.nkeys)
+	for _, q := range p.all {
+		args = append(args, key(l.o.Namespace, sum, q.Name))
 	}
-	var r reply
-	r.windows = make([]int64, 3*windows)
-	for i, x := range a {
-		n, ok := x.(int64)
-		if !ok {
-			return reply{}, fmt.Errorf("%w: element %d is %T", errReply, i, x)
-		}
-		switch i {
-		case 0:
-			r.nowMicros = n
-		case 1:
-			r.allowed = n == 1
-		default:
-			r.windows[i-2] = n
-		}
+	id := ""
+	if p.logs {
+		var b [32]byte
+		id = string(strconv.AppendUint(append(b[:0], l.idPrefix...), l.seq.Add(1), 36))
 	}
-	return r, nil
+	args = append(args, n, id)
+	args = append(args, p.argv...)
+	cmd := redis.NewIntSliceCmd(ctx, args...)
+	err := l.o.Client.Process(ctx, cmd)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// Not loaded on this node yet (new, restarted, or another Cluster
+		// master): EVAL loads it.
+		args[0], args[1] = "eval", p.script.src
+		cmd = redis.NewIntSliceCmd(ctx, args...)
+		err = l.o.Client.Process(ctx, cmd)
+	}
+	if err != nil {
+		return nil, err
+	}
+	v := cmd.Val()
+	want := 2 + 3*p.nwin
+	if p.single {
+		want = 4
+	}
+	if len(v) != want {
+		return nil, fmt.Errorf("%w: %d integers, want %d", errReply, len(v), want)
+	}
+	return v, nil
 }

@@ -171,7 +171,9 @@ func TestLimiter_AllowN_deniedDoNotLockOut(t *testing.T) {
 func TestLimiter_denialCache(t *testing.T) {
 	t.Parallel()
 	_, rdb := startRedis(t)
-	const per = 200 * time.Millisecond
+	// Long enough that the first two calls fall in one window on a loaded
+	// machine (under -race, two calls 200 ms apart have been seen).
+	const per = time.Second
 	p := ratelimit.Policy{Name: "p", Algorithm: ratelimit.SlidingLog, Limits: []ratelimit.Limit{ratelimit.Per(2, per)}}
 	l := newLimiter(t, rdb, &ratelimit.Options{Namespace: "l1"}, p)
 	require.True(t, allow(t, l, "p", "a", 2).Allowed)
@@ -186,14 +188,22 @@ func TestLimiter_denialCache(t *testing.T) {
 		require.False(t, d.Allowed)
 		require.Equal(t, ratelimit.SourceDenialCache, d.Source)
 		require.Positive(t, d.RetryAfter)
+		// The summary describes the window that denied; no Windows.
+		require.Equal(t, "p", d.DeniedBy)
+		require.Equal(t, 2, d.Limit)
+		require.Zero(t, d.Remaining)
+		require.Equal(t, d.RetryAfter, d.Reset)
+		require.Empty(t, d.Windows)
 		n++
+		// The gap between two attempts of a client that keeps trying.
+		time.Sleep(time.Millisecond)
 	}
 	require.Equal(t, before, evalCalls(t, rdb), "%d cached denials made round trips", n)
 	// Past the retry time, Redis decides again, and admits.
 	require.Eventually(t, func() bool {
 		d := allow(t, l, "p", "a", 1)
 		return d.Allowed && d.Source == ratelimit.SourceRedis
-	}, 2*time.Second, 5*time.Millisecond)
+	}, 10*time.Second, 5*time.Millisecond)
 }
 
 // TestLimiter_actorsHashed checks that no actor reaches Redis or the

@@ -60,9 +60,7 @@ func (l *Limiter) Stats() Stats {
 		BreakerSkips:     l.st.breakerSkips.Load(),
 		LocalFull:        l.st.localFull.Load(),
 		LocalUntracked:   l.st.localUntracked.Load(),
-	}
-	if b, ok := l.br.(*breaker); ok {
-		s.BreakerOpens = b.opens.Load()
+		BreakerOpens:     l.br.Opens(),
 	}
 	return s
 }

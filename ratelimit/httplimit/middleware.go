@@ -76,16 +76,21 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 			m.cfg.onError(w, r, err)
 			return
 		}
+		ws := d.Windows
+		if d.Source == ratelimit.SourceDenialCache {
+			// A cached denial describes its window in its summary.
+			ws = []ratelimit.Window{{Name: d.DeniedBy, Limit: d.Limit, Remaining: d.Remaining, Reset: d.Reset, RetryAfter: d.RetryAfter}}
+		}
 		h := w.Header()
 		h.Set("RateLimit-Policy", m.polHdr)
-		if len(d.Windows) > 0 {
-			h.Set("RateLimit", rateLimitField(d.Windows))
+		if len(ws) > 0 {
+			h.Set("RateLimit", rateLimitField(ws))
 		}
 		if d.Allowed {
 			next.ServeHTTP(w, r)
 			return
 		}
-		writeDenied(w, d)
+		writeDenied(w, d, ws)
 	})
 }
 
@@ -114,7 +119,8 @@ type problem struct {
 	ViolatedPolicies []string `json:"violated-policies,omitempty"`
 }
 
-func writeDenied(w http.ResponseWriter, d ratelimit.Decision) {
+// writeDenied answers a denied call; ws are its windows.
+func writeDenied(w http.ResponseWriter, d ratelimit.Decision, ws []ratelimit.Window) {
 	p := problem{
 		Type:   ProblemQuotaExceeded,
 		Title:  "Quota exceeded",
@@ -128,7 +134,7 @@ func writeDenied(w http.ResponseWriter, d ratelimit.Decision) {
 		p.ViolatedPolicies = []string{d.Policy}
 	} else {
 		p.Detail = fmt.Sprintf("Retry in %d s.", max(1, ceilSeconds(d.RetryAfter)))
-		for _, win := range d.Windows {
+		for _, win := range ws {
 			if win.RetryAfter > 0 {
 				p.ViolatedPolicies = append(p.ViolatedPolicies, win.Name)
 			}

@@ -83,10 +83,15 @@ func TestMiddleware_Handler(t *testing.T) {
 	require.Equal(t, httplimit.ProblemQuotaExceeded, p.Type)
 	require.Equal(t, 429, p.Status)
 	require.Equal(t, []string{"role_changes"}, p.ViolatedPolicies)
-	// The same from the denial cache.
+	// The same from the denial cache, whose decision names the window that
+	// denied in its summary only.
 	w2 := do(h, "42")
 	require.Equal(t, http.StatusTooManyRequests, w2.Code)
-	require.NotEmpty(t, w2.Header().Get("Retry-After"))
+	require.Regexp(t, `^(3[0-5]\d\d|3600)$`, w2.Header().Get("Retry-After"))
+	require.Regexp(t, `^"role_changes";r=0;t=(3[0-5]\d\d|3600)$`, w2.Header().Get("RateLimit"))
+	var p2 problem
+	require.NoError(t, json.Unmarshal(w2.Body.Bytes(), &p2))
+	require.Equal(t, []string{"role_changes"}, p2.ViolatedPolicies)
 	// Another admin is not limited; no field names the actor.
 	w3 := do(h, "43")
 	require.Equal(t, http.StatusNoContent, w3.Code)
