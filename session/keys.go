@@ -201,7 +201,9 @@ func (m *memo) put(token, key string) {
 	if w < 0 {
 		w = mrand.IntN(memoWays)
 	}
-	s.e[w].Store(&memoEntry{token: token, key: key})
+	// One allocation for both strings: a lookup reads them together.
+	buf := token + key
+	s.e[w].Store(&memoEntry{token: buf[:len(token)], key: buf[len(token):]})
 	s.fp[w].Store(fp)
 }
 
