@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tiercache/tiercache/session"
+	"github.com/tiercache/tiercache/session/scsstore"
 	"github.com/tiercache/tiercache/tier"
 )
 
@@ -45,6 +46,8 @@ var sessionSink *session.Session
 //     Redis (what a session read costs without L1).
 //   - impl=scs-redisstore: alexedwards/scs v2's SessionManager.Load with
 //     its Redis store (redigo): one GET and a gob decode per request.
+//   - impl=scs-scsstore: the same SessionManager.Load over
+//     session/scsstore (a two-tier store): an L1 hit and scs's gob decode.
 //
 // Besides sec/op (wall time) it reports cpu-ns/op: the CPU time the whole
 // process spent (user + system, all threads: the benchmark's goroutines,
@@ -55,7 +58,7 @@ var sessionSink *session.Session
 // contenders read sec/op.
 func BenchmarkSessionRead(b *testing.B) {
 	for _, mode := range []string{"serial", "parallel"} {
-		for _, impl := range []string{"tier-l1-hit", "session", "redis-hgetall", "scs-redisstore"} {
+		for _, impl := range []string{"tier-l1-hit", "session", "redis-hgetall", "scs-redisstore", "scs-scsstore"} {
 			b.Run("mode="+mode+"/impl="+impl, func(b *testing.B) { benchSessionRead(b, mode, impl) })
 		}
 	}
@@ -123,8 +126,8 @@ func benchSessionRead(b *testing.B, mode, impl string) {
 			}
 			return true
 		}
-	case "scs-redisstore":
-		sm, toks := scsSessions(b, 0)
+	case "scs-redisstore", "scs-scsstore":
+		sm, toks := scsSessions(b, 0, impl == "scs-scsstore")
 		read = func(i int) bool {
 			c, err := sm.Load(ctx, toks[i%sessionKeys])
 			if err != nil || sm.GetString(c, "role") != "client" {
@@ -174,15 +177,22 @@ func sessionTokens(b *testing.B, m *session.Manager) []string {
 	return toks
 }
 
-// scsSessions returns an scs SessionManager over the run's Redis (scs's
-// redisstore, on redigo) with sessionKeys committed sessions.
-func scsSessions(b *testing.B, idle time.Duration) (*scs.SessionManager, []string) {
+// scsSessions returns an scs SessionManager over the run's Redis with
+// sessionKeys committed sessions: with scs's redisstore (on redigo), or
+// with session/scsstore if tiered.
+func scsSessions(b *testing.B, idle time.Duration, tiered bool) (*scs.SessionManager, []string) {
 	b.Helper()
-	addr := redisAddr(b)
-	pool := &redigo.Pool{MaxIdle: 64, Dial: func() (redigo.Conn, error) { return redigo.Dial("tcp", addr) }}
-	b.Cleanup(func() { _ = pool.Close() })
 	sm := scs.New()
-	sm.Store = redisstore.NewWithPrefix(pool, namespace("scs")+":")
+	if tiered {
+		st := scsstore.Must(&scsstore.Options{Client: newRedis(b), Secret: sessionSecret, Namespace: namespace("scst"), L1TTL: time.Hour})
+		b.Cleanup(func() { _ = st.Close() })
+		sm.Store = st
+	} else {
+		addr := redisAddr(b)
+		pool := &redigo.Pool{MaxIdle: 64, Dial: func() (redigo.Conn, error) { return redigo.Dial("tcp", addr) }}
+		b.Cleanup(func() { _ = pool.Close() })
+		sm.Store = redisstore.NewWithPrefix(pool, namespace("scs")+":")
+	}
 	sm.Lifetime = keyTTL
 	sm.IdleTimeout = idle
 	toks := make([]string, sessionKeys)
@@ -241,7 +251,7 @@ func benchSessionWrites(b *testing.B, impl string) {
 		}
 		h, cookie = hh.Handler(ok), &http.Cookie{Name: session.DefaultCookieName, Value: tok}
 	case "scs":
-		sm, toks := scsSessions(b, idle)
+		sm, toks := scsSessions(b, idle, false)
 		h, cookie = sm.LoadAndSave(ok), &http.Cookie{Name: sm.Cookie.Name, Value: toks[0]}
 	}
 	var writes, calls float64

@@ -32,8 +32,9 @@ var ErrSecret = errors.New("scsstore: Secret must be at least 16 bytes")
 // Options configures a [Store]. New copies it; later changes have no
 // effect.
 type Options struct {
-	// Client is the Redis client (single node, Sentinel or Cluster). It
-	// stays the caller's: Close does not close it. Required.
+	// Client is the Redis client (single node, Sentinel or Cluster), with
+	// ContextTimeoutEnabled (so that Timeout bounds every call). It stays
+	// the caller's: Close does not close it. Required.
 	Client redis.UniversalClient
 	// Invalidator carries Commit and Delete to the other instances (an
 	// *invalidate.Bus, running). Nil means a single instance: other
