@@ -133,9 +133,7 @@ func (m *Manager) keyOf(token string) (string, error) {
 	if !wellFormed(token) {
 		return "", errMalformed
 	}
-	key := m.h.keyOf(token)
-	m.memo.put(token, key)
-	return key, nil
+	return m.h.keyOf(token), nil
 }
 
 // Get returns the live session of token: from L1 when this instance holds
@@ -168,18 +166,27 @@ func (m *Manager) get(ctx context.Context, token, ip string) (*Session, error) {
 	if m.closed.Load() {
 		return nil, ErrClosed
 	}
-	key, err := m.keyOf(token)
-	if err != nil {
-		m.st.refused.Add(1)
-		return nil, err
+	key, memoized := m.memo.get(token)
+	if !memoized {
+		if !wellFormed(token) {
+			m.st.refused.Add(1)
+			return nil, errMalformed
+		}
+		key = m.h.keyOf(token)
 	}
 	// No counter here: a shared atomic costs more than the rest of a hit
 	// when cores contend for it (L1 hits are in the cache's own Stats).
 	s, ok := m.cache.GetIfPresent(key)
 	if !ok {
+		var err error
 		if s, err = m.cache.GetOrLoad(ctx, key, m.load); err != nil {
 			return nil, m.readError(ctx, err)
 		}
+	}
+	if !memoized {
+		// Only tokens of sessions that exist take a place in the memo:
+		// made-up tokens do not push out the live ones.
+		m.memo.put(token, key)
 	}
 	now := coarsetime.Now()
 	off := s.offset.Load()

@@ -13,15 +13,7 @@ import (
 // made through the Manager is seen by the next [Manager.Get], not by a
 // *Session already held.
 type Session struct {
-	key      string // the L1 key, "<tag>:<ref>"
-	ref, tag string
-	user     string
-	created  int64 // unix µs, Redis's clock
-	absolute int64 // unix µs, Redis's clock
-	version  uint64
-	device   string
-	ip       string
-	values   map[string]string // never changed after load
+	// The fields every read looks at come first, in one cache line.
 
 	// offset is this instance's clock minus Redis's (ns), measured before
 	// the read that gave seen, so deadlines computed with it are early,
@@ -30,8 +22,18 @@ type Session struct {
 	// before Redis agrees it is due.
 	offset, rtt atomic.Int64
 	seen        atomic.Int64 // unix µs (Redis's clock) of the last recorded activity
+	absolute    int64        // unix µs, Redis's clock
 	touching    atomic.Bool  // one request at a time records activity
-	lastIP      atomic.Pointer[string]
+
+	key      string // the L1 key, "<tag>:<ref>"
+	ref, tag string
+	user     string
+	created  int64 // unix µs, Redis's clock
+	version  uint64
+	device   string
+	ip       string
+	values   map[string]string // never changed after load
+	lastIP   atomic.Pointer[string]
 }
 
 // User returns the user the session belongs to.

@@ -45,11 +45,11 @@ func (m *Manager) Create(ctx context.Context, user string, client Client, fields
 		args = append(args, k, fields[k])
 	}
 	var v []any
-	if _, _, err := m.call(ctx, func(ctx context.Context) (err error) {
+	if t0, t1, err := m.call(ctx, func(ctx context.Context) (err error) {
 		v, err = createScript.Run(ctx, m.rdb, []string{m.k.session(tag, ref), m.k.index(tag)}, args...).Slice()
 		return err
 	}); err != nil {
-		return "", m.writeError(ctx, "create", err)
+		return "", m.writeError(ctx, "create", err, time.Duration(t1-t0))
 	}
 	if len(v) < 4 {
 		return "", fmt.Errorf("%w: create: short reply", ErrUnavailable)
@@ -125,11 +125,11 @@ func (m *Manager) Update(ctx context.Context, token string, u Update) (uint64, e
 		args = append(args, k)
 	}
 	var v []any
-	if _, _, err := m.call(ctx, func(ctx context.Context) (err error) {
+	if t0, t1, err := m.call(ctx, func(ctx context.Context) (err error) {
 		v, err = updateScript.Run(ctx, m.rdb, []string{m.k.session(tag, ref), m.k.index(tag)}, args...).Slice()
 		return err
 	}); err != nil {
-		return 0, m.writeError(ctx, "update", err)
+		return 0, m.writeError(ctx, "update", err, time.Duration(t1-t0))
 	}
 	status, _ := replyInt(v, 0)
 	switch status {
@@ -163,11 +163,11 @@ func (m *Manager) Renew(ctx context.Context, token string) (string, error) {
 	next := newToken(tag)
 	nextRef := m.h.ref(next)
 	var n int64
-	if _, _, err := m.call(ctx, func(ctx context.Context) (err error) {
+	if t0, t1, err := m.call(ctx, func(ctx context.Context) (err error) {
 		n, err = renewScript.Run(ctx, m.rdb, []string{m.k.session(tag, ref), m.k.session(tag, nextRef), m.k.index(tag)}, ref, nextRef).Int64()
 		return err
 	}); err != nil {
-		return "", m.writeError(ctx, "renew", err)
+		return "", m.writeError(ctx, "renew", err, time.Duration(t1-t0))
 	}
 	if n == 0 {
 		return "", ErrNotFound
@@ -242,11 +242,11 @@ func (m *Manager) RevokeOthers(ctx context.Context, token string) (int, error) {
 func (m *Manager) revoke(ctx context.Context, tag, mode, keep string, refs []string, reason string) (int, error) {
 	idx := m.k.index(tag)
 	if mode != "one" {
-		if _, _, err := m.call(ctx, func(ctx context.Context) (err error) {
+		if t0, t1, err := m.call(ctx, func(ctx context.Context) (err error) {
 			refs, err = m.rdb.HKeys(ctx, idx).Result()
 			return err
 		}); err != nil {
-			return 0, m.writeError(ctx, reason, err)
+			return 0, m.writeError(ctx, reason, err, time.Duration(t1-t0))
 		}
 	}
 	ks := make([]string, 0, 1+len(refs))
@@ -258,11 +258,11 @@ func (m *Manager) revoke(ctx context.Context, tag, mode, keep string, refs []str
 		args = append(args, r)
 	}
 	var v []any
-	if _, _, err := m.call(ctx, func(ctx context.Context) (err error) {
+	if t0, t1, err := m.call(ctx, func(ctx context.Context) (err error) {
 		v, err = revokeScript.Run(ctx, m.rdb, ks, args...).Slice()
 		return err
 	}); err != nil {
-		return 0, m.writeError(ctx, reason, err)
+		return 0, m.writeError(ctx, reason, err, time.Duration(t1-t0))
 	}
 	if st, err := replyInt(v, 0); err == nil && st == -1 {
 		return 0, ErrNotFound
@@ -319,11 +319,11 @@ func (m *Manager) List(ctx context.Context, user string) ([]Info, error) {
 	}
 	tag := m.h.userTag(user)
 	var v []any
-	if _, _, err := m.call(ctx, func(ctx context.Context) (err error) {
+	if t0, t1, err := m.call(ctx, func(ctx context.Context) (err error) {
 		v, err = listScript.Run(ctx, m.rdb, []string{m.k.index(tag)}).Slice()
 		return err
 	}); err != nil {
-		return nil, m.writeError(ctx, "list", err)
+		return nil, m.writeError(ctx, "list", err, time.Duration(t1-t0))
 	}
 	if len(v) < 2 {
 		return nil, fmt.Errorf("%w: list: short reply", ErrUnavailable)
@@ -341,14 +341,14 @@ func (m *Manager) List(ctx context.Context, user string) ([]Info, error) {
 	return out, nil
 }
 
-// writeError counts a failed write (or a read of the index) and returns
-// the caller's error.
-func (m *Manager) writeError(ctx context.Context, op string, err error) error {
+// writeError counts a failed write (or a read of the index) that took d,
+// and returns the caller's error.
+func (m *Manager) writeError(ctx context.Context, op string, err error, d time.Duration) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("session: %s: %w", op, ctx.Err())
 	}
 	m.st.writesRefused.Add(1)
-	m.fallback(ctx, "write", err, 0)
+	m.fallback(ctx, "write", err, d)
 	return fmt.Errorf("session: %s: %w", op, err)
 }
 
