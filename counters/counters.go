@@ -27,6 +27,11 @@ var (
 	// Options.MaxPending cells already wait to be flushed (Redis has been
 	// unreachable for long): the increment is refused, not counted.
 	ErrFull = errors.New("counters: too many increments waiting for redis")
+	// ErrNotReplicated is wrapped (with [ErrUnavailable]) by a flush that
+	// fewer replicas than Options.WaitReplicas acknowledged in time: the
+	// batch is kept and retried, and its marker makes the retry exact
+	// whichever node answers it.
+	ErrNotReplicated = errors.New("counters: flush not acknowledged by enough replicas")
 )
 
 // Defaults of [Options].
@@ -65,6 +70,25 @@ type Options struct {
 	// Now tells the time that picks an increment's bucket. Default:
 	// time.Now.
 	Now func() time.Time
+
+	// Name names these counters in telemetry. Default: Namespace.
+	Name string
+	// Breaker guards the Redis calls: while it is open, Flush, Sum and
+	// Unique fail at once with ErrUnavailable (increments keep
+	// accumulating). Default: NewBreaker(DefaultBreakerFailures,
+	// DefaultBreakerCooldown); NoBreaker turns it off.
+	Breaker   Breaker
+	NoBreaker bool
+	// WaitReplicas, when positive, makes a flush wait (WAIT, on the
+	// connection that wrote, within Timeout) until that many replicas have
+	// its batch; a batch fewer acknowledged is kept and retried. Replication
+	// is asynchronous: without it a failover can lose a batch that the
+	// master acknowledged and that was never retried. With it, N increments
+	// are exactly N after a master is killed and its replica promoted
+	// (TestCounters_ClusterMasterKilled). Default: 0.
+	WaitReplicas int
+	// Observer receives what the counters do. Default: NoopObserver.
+	Observer Observer
 }
 
 // Counters keeps time-bucketed counters (INCRBY) and unique counts
@@ -86,6 +110,8 @@ type Options struct {
 type Counters struct {
 	o   Options
 	rdb redis.UniversalClient
+
+	topo *redisconf.Topology
 
 	mu      sync.Mutex        // guards names and npending
 	names   map[string]*state // guarded by mu
@@ -126,8 +152,8 @@ func New(o *Options) (*Counters, error) {
 	if err := checkName(c.Namespace); err != nil {
 		return nil, err
 	}
-	if c.Bucket < 0 || c.Retention < 0 || c.Timeout < 0 || c.MaxPending < 0 {
-		return nil, fmt.Errorf("%w: negative Bucket, Retention, Timeout or MaxPending", ErrInvalidOptions)
+	if c.Bucket < 0 || c.Retention < 0 || c.Timeout < 0 || c.MaxPending < 0 || c.WaitReplicas < 0 {
+		return nil, fmt.Errorf("%w: negative Bucket, Retention, Timeout, MaxPending or WaitReplicas", ErrInvalidOptions)
 	}
 	if c.Bucket == 0 {
 		c.Bucket = DefaultBucket
@@ -155,7 +181,19 @@ func New(o *Options) (*Counters, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return &Counters{o: c, rdb: c.Client, names: map[string]*state{}}, nil
+	if c.Name == "" {
+		c.Name = c.Namespace
+	}
+	switch {
+	case c.NoBreaker:
+		c.Breaker = nil
+	case c.Breaker == nil:
+		c.Breaker = NewBreaker(DefaultBreakerFailures, DefaultBreakerCooldown)
+	}
+	if c.Observer == nil {
+		c.Observer = NoopObserver{}
+	}
+	return &Counters{o: c, rdb: c.Client, topo: redisconf.NewTopology(c.Client), names: map[string]*state{}}, nil
 }
 
 func checkName(s string) error {
@@ -194,16 +232,27 @@ func (c *Counters) AddAt(name string, n int64, t time.Time) error {
 	}
 	b := c.bucketOf(t)
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	s := c.stateLocked(name)
 	if _, ok := s.deltas[b]; !ok {
 		if c.pending >= c.o.MaxPending {
-			return ErrFull
+			c.mu.Unlock()
+			return c.refused(name)
 		}
 		c.pending++
 	}
 	s.deltas[b] += n
+	c.mu.Unlock()
 	return nil
+}
+
+func (c *Counters) refused(name string) error {
+	c.event(context.Background(), Event{Kind: EventRefused, Counter: name, Items: 1, Err: ErrFull})
+	return ErrFull
+}
+
+func (c *Counters) event(ctx context.Context, e Event) {
+	e.Name = c.o.Name
+	c.o.Observer.Event(ctx, e)
 }
 
 // AddUnique adds member to unique count name's bucket for now.
@@ -218,7 +267,6 @@ func (c *Counters) AddUniqueAt(name, member string, t time.Time) error {
 	}
 	b := c.bucketOf(t)
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	s := c.stateLocked(name)
 	m := s.uniq[b]
 	if m == nil {
@@ -227,11 +275,13 @@ func (c *Counters) AddUniqueAt(name, member string, t time.Time) error {
 	}
 	if _, ok := m[member]; !ok {
 		if c.pending >= c.o.MaxPending {
-			return ErrFull
+			c.mu.Unlock()
+			return c.refused(name)
 		}
 		c.pending++
 		m[member] = struct{}{}
 	}
+	c.mu.Unlock()
 	return nil
 }
 
@@ -280,6 +330,7 @@ func (c *Counters) Flush(ctx context.Context) error {
 			c.names[name].inflight = nil
 			c.pending -= b.cells
 			c.mu.Unlock()
+			c.event(ctx, Event{Kind: EventFlushed, Counter: name, Items: b.cells})
 		}
 	}
 	return errors.Join(errs...)
@@ -347,11 +398,19 @@ func (c *Counters) apply(ctx context.Context, name string, b *batch) error {
 			keys = append(keys, c.key(name, "c", strconv.FormatInt(bk, 10)))
 			args = append(args, d, c.ttl(bk))
 		}
-		cctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
-		err := flushScript.Run(cctx, c.rdb, keys, args...).Err()
-		cancel()
+		var res *redis.Cmd
+		err := c.write(ctx, name, keys[0], func(ctx context.Context, p redis.Pipeliner, noScript bool) {
+			if noScript {
+				res = flushScript.Eval(ctx, p, keys, args...)
+			} else {
+				res = flushScript.EvalSha(ctx, p, keys, args...)
+			}
+		}, func() error { return res.Err() })
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return err
+		}
+		if applied, _ := res.Int64(); applied == 0 {
+			c.event(ctx, Event{Kind: EventReplayed, Counter: name, Items: len(b.deltas)})
 		}
 	}
 	for bk, ms := range b.uniq {
@@ -362,17 +421,87 @@ func (c *Counters) apply(ctx context.Context, name string, b *batch) error {
 			for j, m := range chunk {
 				args[j] = m
 			}
-			cctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
-			_, err := c.rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
-				p.PFAdd(cctx, k, args...)
-				p.PExpire(cctx, k, time.Duration(c.ttl(bk))*time.Millisecond)
-				return nil
-			})
-			cancel()
+			err := c.write(ctx, name, k, func(ctx context.Context, p redis.Pipeliner, _ bool) {
+				p.PFAdd(ctx, k, args...)
+				p.PExpire(ctx, k, time.Duration(c.ttl(bk))*time.Millisecond)
+			}, nil)
 			if err != nil {
-				return fmt.Errorf("%w: %w", ErrUnavailable, err)
+				return err
 			}
 		}
+	}
+	return nil
+}
+
+// write runs cmds in one pipeline on the master of key's slot, under the
+// breaker and Timeout, followed by WAIT when Options.WaitReplicas is set.
+// check, if not nil, reads the outcome of cmds; a NOSCRIPT reply makes
+// write run cmds again with noScript set (the script was not run). Every
+// failure wraps ErrUnavailable.
+func (c *Counters) write(ctx context.Context, name, key string, cmds func(ctx context.Context, p redis.Pipeliner, noScript bool), check func() error) error {
+	start := time.Now()
+	err := c.call(ctx, func(ctx context.Context) error {
+		// WAIT counts the replicas that have this connection's writes: the
+		// pipeline then goes to the master's own client.
+		var target redis.Cmdable = c.rdb
+		if c.o.WaitReplicas > 0 {
+			var err error
+			if target, err = c.topo.Master(ctx, c.rdb, key); err != nil {
+				return err
+			}
+		}
+		var err error
+		for _, noScript := range []bool{false, true} {
+			var acks *redis.Cmd
+			_, err = target.Pipelined(ctx, func(p redis.Pipeliner) error {
+				cmds(ctx, p, noScript)
+				if c.o.WaitReplicas > 0 {
+					acks = p.Do(ctx, "WAIT", c.o.WaitReplicas, max(c.o.Timeout.Milliseconds()*3/4, 1))
+				}
+				return nil
+			})
+			if check != nil && redis.HasErrorPrefix(check(), "NOSCRIPT") && !noScript {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if acks != nil {
+				if n, _ := acks.Int64(); n < int64(c.o.WaitReplicas) {
+					return fmt.Errorf("%w: %d of %d replicas", ErrNotReplicated, n, c.o.WaitReplicas)
+				}
+			}
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		c.event(ctx, Event{Kind: EventUnavailable, Counter: name, Duration: time.Since(start), Err: err})
+		return err
+	}
+	return nil
+}
+
+// call runs f under the breaker and Timeout; every failure wraps
+// ErrUnavailable. A connection error makes a Cluster client re-read its
+// slot map.
+func (c *Counters) call(ctx context.Context, f func(ctx context.Context) error) error {
+	b := c.o.Breaker
+	if b != nil && !b.Allow() {
+		return fmt.Errorf("%w: breaker open", ErrUnavailable)
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	err := f(cctx)
+	cancel()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		c.topo.Failed(err)
+		if b != nil && !errors.Is(err, ErrNotReplicated) {
+			b.Failure()
+		}
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if b != nil {
+		b.Success()
 	}
 	return nil
 }
@@ -425,11 +554,15 @@ func (c *Counters) Sum(ctx context.Context, name string, from, to time.Time) (in
 	if err != nil || len(keys) == 0 {
 		return 0, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
-	defer cancel()
-	vs, err := c.rdb.MGet(cctx, keys...).Result()
+	var vs []any
+	err = c.call(ctx, func(ctx context.Context) error {
+		var err error
+		vs, err = c.rdb.MGet(ctx, keys...).Result()
+		return err
+	})
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		c.event(ctx, Event{Kind: EventUnavailable, Counter: name, Err: err})
+		return 0, err
 	}
 	var sum int64
 	for _, v := range vs {
@@ -449,11 +582,15 @@ func (c *Counters) Unique(ctx context.Context, name string, from, to time.Time) 
 	if err != nil || len(keys) == 0 {
 		return 0, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
-	defer cancel()
-	n, err := c.rdb.PFCount(cctx, keys...).Result()
+	var n int64
+	err = c.call(ctx, func(ctx context.Context) error {
+		var err error
+		n, err = c.rdb.PFCount(ctx, keys...).Result()
+		return err
+	})
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		c.event(ctx, Event{Kind: EventUnavailable, Counter: name, Err: err})
+		return 0, err
 	}
 	return n, nil
 }

@@ -35,7 +35,22 @@
 //
 // Limits: pending increments live in process memory and die with the
 // process; a Redis that loses acknowledged writes (no persistence, an
-// asynchronous replica promoted) loses them, markers included.
+// asynchronous replica promoted) loses them, markers included, unless
+// Options.WaitReplicas is set: a batch is then done only once that many
+// replicas acknowledged it (WAIT on the connection that wrote it), and is
+// retried otherwise, so a promoted replica has it or gets it, exactly once
+// (TestCounters_ClusterMasterKilled: N increments from two instances on a
+// 3+3 Cluster, the counter's master SIGKILLed in the middle, exactly N
+// after recovery). The price: while a master has fewer live replicas than
+// WaitReplicas, its batches wait (and Add refuses past MaxPending).
+//
+// Flushes and queries go through a circuit breaker (the one the cache and
+// the other primitives share, Options.Breaker): while it is open they fail
+// at once with [ErrUnavailable] and increments keep accumulating
+// (TestCounters_Breaker). On a Cluster a connection error makes the client
+// re-read its slot map, so flushes follow a promoted replica. What happens
+// is reported to Options.Observer ([EventFlushed], [EventReplayed],
+// [EventUnavailable], [EventRefused]; tierotel.NewCountersObserver).
 //
 // # Time
 //

@@ -119,8 +119,11 @@ func (c *Consumer) call(ctx context.Context, f func(ctx context.Context) error) 
 func (c *Consumer) claim(ctx context.Context, shard int) ([]string, error) {
 	var users []string
 	err := c.call(ctx, func(ctx context.Context) error {
-		v, err := claimScript.Run(ctx, c.q.rdb, []string{indexKey(c.q.o.Namespace, shard)},
-			c.o.Batch, c.o.Lease.Milliseconds()).Slice()
+		args := []any{c.o.Batch, c.o.Lease.Milliseconds()}
+		if c.o.Now != nil {
+			args = append(args, c.o.Now().UnixMilli())
+		}
+		v, err := claimScript.Run(ctx, c.q.rdb, []string{indexKey(c.q.o.Namespace, shard)}, args...).Slice()
 		if err != nil {
 			return err
 		}
@@ -153,6 +156,9 @@ func (c *Consumer) work(ctx context.Context, shard int, user string) error {
 	if now < 0 {
 		return nil // another consumer works on the user; the index brings it back
 	}
+	if c.o.Now != nil {
+		now = c.o.Now().UnixMilli()
+	}
 	es, truncated, err := c.read(ctx, k.stream)
 	if err != nil {
 		return err // the lock expires; the index brings the user back after Lease
@@ -178,10 +184,28 @@ func (c *Consumer) work(ctx context.Context, shard int, user string) error {
 		}
 	}
 	var errs []error
+	prefs := c.preferences(user)
 	for _, ch := range chans {
 		ready, rest, next := c.w.plan(byCh[ch], now, truncated, lastMs)
 		remaining += rest
 		due(next)
+		if len(ready) > 0 {
+			until, err := prefs(ctx, ch, now)
+			if until > 0 || err != nil {
+				held := 0
+				for _, d := range ready {
+					held += len(d)
+				}
+				remaining += held
+				if err != nil {
+					errs = append(errs, err)
+					until = now + c.o.RetryDelay.Milliseconds()
+				}
+				due(until)
+				c.q.event(ctx, Event{Kind: EventHeld, Channel: ch, Items: held, Err: err})
+				continue
+			}
+		}
 		for i, d := range ready {
 			if ctx.Err() != nil {
 				return ctx.Err() // stopped: leave the rest (and the lock) as a crash would
@@ -204,6 +228,36 @@ func (c *Consumer) work(ctx context.Context, shard int, user string) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// preferences returns the quiet-hours check of one user's turn: when the
+// quiet hours holding ch at now end (unix ms), 0 if ch is not held. The
+// user's preferences are read once per turn, at the first ready digest.
+// An error (the preferences could not be read or are invalid) holds the
+// digest for RetryDelay: a digest is not sent in the middle of someone's
+// night because their preferences were unreadable.
+func (c *Consumer) preferences(user string) func(ctx context.Context, ch Channel, now int64) (int64, error) {
+	var (
+		p    Preferences
+		err  error
+		read bool
+	)
+	return func(ctx context.Context, ch Channel, now int64) (int64, error) {
+		if c.o.Preferences == nil {
+			return 0, nil
+		}
+		if !read {
+			read = true
+			p, err = c.o.Preferences.Preferences(ctx, user)
+			if err != nil {
+				err = fmt.Errorf("notify: preferences of a user: %w", err)
+			}
+		}
+		if err != nil {
+			return 0, err
+		}
+		return p.quietUntil(ch, now)
+	}
 }
 
 // read claims the group's pending entries of the stream and reads the new

@@ -3,6 +3,7 @@ package notify
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -62,4 +63,50 @@ func TestProviderKey(t *testing.T) {
 	require.NotEqual(t, a, ProviderKey("u1", Email, []string{"1-0"}))
 	require.NotEqual(t, a, ProviderKey("u2", Email, []string{"1-0", "2-0"}))
 	require.Len(t, a, 32)
+}
+
+func TestPreferences_quietUntil(t *testing.T) {
+	t.Parallel()
+	paris, err := time.LoadLocation("Europe/Paris")
+	require.NoError(t, err)
+	at := func(s string) int64 {
+		tm, err := time.ParseInLocation("2006-01-02 15:04", s, paris)
+		require.NoError(t, err)
+		return tm.UnixMilli()
+	}
+	night := Preferences{TimeZone: "Europe/Paris", QuietFrom: 22 * time.Hour, QuietUntil: 7 * time.Hour}
+	lunch := Preferences{TimeZone: "Europe/Paris", QuietFrom: 12 * time.Hour, QuietUntil: 14 * time.Hour, QuietChannels: []Channel{Push}}
+	tests := []struct {
+		name string
+		p    Preferences
+		ch   Channel
+		now  string
+		want string // "" means not held
+	}{
+		{name: "evening, before midnight", p: night, ch: Email, now: "2026-12-06 22:30", want: "2026-12-07 07:00"},
+		{name: "after midnight", p: night, ch: SMS, now: "2026-12-07 03:00", want: "2026-12-07 07:00"},
+		{name: "quiet hours over", p: night, ch: Push, now: "2026-12-07 07:00"},
+		{name: "daytime", p: night, ch: Push, now: "2026-12-07 15:00"},
+		{name: "starts at from", p: night, ch: Push, now: "2026-12-07 22:00", want: "2026-12-08 07:00"},
+		{name: "same-day window", p: lunch, ch: Push, now: "2026-12-07 12:15", want: "2026-12-07 14:00"},
+		{name: "channel not held", p: lunch, ch: Email, now: "2026-12-07 12:15"},
+		{name: "spring forward night", p: night, ch: Push, now: "2026-03-28 23:00", want: "2026-03-29 07:00"},
+		{name: "no quiet hours", p: Preferences{}, ch: Push, now: "2026-12-07 03:00"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := tt.p.quietUntil(tt.ch, at(tt.now))
+			require.NoError(t, err)
+			if tt.want == "" {
+				require.Zero(t, got)
+				return
+			}
+			require.Equal(t, at(tt.want), got, "got %v", time.UnixMilli(got).In(paris))
+		})
+	}
+	_, err = Preferences{TimeZone: "Nowhere/Land", QuietFrom: time.Hour}.quietUntil(Push, 0)
+	require.ErrorIs(t, err, ErrInvalidOptions)
+	_, err = Preferences{QuietFrom: 25 * time.Hour}.quietUntil(Push, 0)
+	require.ErrorIs(t, err, ErrInvalidOptions)
 }

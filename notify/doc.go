@@ -45,8 +45,21 @@
 // acknowledges each (XACK + XDEL) only after its Sender accepted it.
 // Delivery is at least once; a duplicate send is the same digest with the
 // same key (TestConsumer_StoppedMidBatch: every notification delivered,
-// none under two keys, the one digest sent twice absorbed). A Sender error
-// leaves the digest queued; it is retried after RetryDelay.
+// none under two keys, the one digest sent twice absorbed;
+// TestConsumer_KilledMidBatch: the same with a consumer process SIGKILLed
+// inside a send). A Sender error leaves the digest queued; it is retried
+// after RetryDelay.
+//
+// # Quiet hours
+//
+// With ConsumerOptions.Preferences set, a consumer reads the user's
+// [Preferences] (time zone, quiet hours, the channels they hold) when a
+// digest is ready, through a tier cache ([CachedPreferences]). A digest
+// ready inside the quiet hours stays pending and the user is due again
+// when they end, on the user's wall clock (EventHeld). Unreadable
+// preferences hold the digest for RetryDelay rather than risk a message
+// in the middle of the night (TestConsumer_QuietHours,
+// TestConsumer_PreferencesUnreadable).
 //
 // # Redis unreachable
 //

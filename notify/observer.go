@@ -32,6 +32,10 @@ const (
 	EventRelayed
 	// EventUnavailable: a Redis call failed (Err says why).
 	EventUnavailable
+	// EventHeld: a ready digest was held by the user's quiet hours, or for
+	// RetryDelay because the user's preferences could not be read (Err);
+	// Items is its size.
+	EventHeld
 )
 
 // String returns the kind's name in snake case.
@@ -57,6 +61,8 @@ func (k EventKind) String() string {
 		return "relayed"
 	case EventUnavailable:
 		return "unavailable"
+	case EventHeld:
+		return "held"
 	}
 	return "unknown"
 }
@@ -70,7 +76,8 @@ type Event struct {
 	Channel Channel
 	// Items is the number of notifications concerned (1 for enqueue events).
 	Items int
-	// Err is the cause of EventUnavailable, EventRefused and EventSendFailed.
+	// Err is the cause of EventUnavailable, EventRefused and EventSendFailed,
+	// and of an EventHeld caused by unreadable preferences.
 	Err error
 }
 

@@ -149,6 +149,16 @@ type ConsumerOptions struct {
 	// Batch bounds the entries read for one user in one turn, and the users
 	// claimed from a shard at once. Default: 1000.
 	Batch int
+	// Preferences gives the users' quiet hours: a digest ready inside them
+	// is held (EventHeld) until they end. Read them through a tier cache
+	// ([CachedPreferences]). Nil: no quiet hours.
+	Preferences PreferenceSource
+	// Now, if set, replaces Redis's clock (TIME) in the consumer's
+	// decisions: which users are due, which digests are ready, quiet hours.
+	// Entry times stay Redis's (their stream ids). For tests that move time
+	// by hand; leave it nil in production, where every instance must decide
+	// on the same clock.
+	Now func() time.Time
 }
 
 func (o *ConsumerOptions) withDefaults() (ConsumerOptions, error) {

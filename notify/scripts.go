@@ -31,12 +31,15 @@ return {1, id, due}
 // and pushes their score lease ms ahead, so that no other consumer takes
 // them meanwhile and they come back if this one dies.
 //
-//	KEYS[1] index shard   ARGV: n, lease ms
+//	KEYS[1] index shard   ARGV: n, lease ms[, now ms (ConsumerOptions.Now)]
 //
 // Returns {now ms, {users...}}.
 var claimScript = redis.NewScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(ARGV[3])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local us = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 for _, u in ipairs(us) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), u) end
 return {now, us}
