@@ -4,7 +4,7 @@
 //	import tierotel "github.com/tiercache/tiercache/otel"
 //
 //	c, err := tier.New(&tier.Options[*Profile]{
-//		Name:          "profiles",
+//		Namespace:     "profiles",
 //		L2:            goredis.Must(rdb, nil),
 //		Observer:      tierotel.New(tierotel.WithTracerProvider(tp), tierotel.WithMeterProvider(mp)),
 //		KeyHashSecret: secret, // the same on every instance, to correlate keys

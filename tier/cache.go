@@ -44,6 +44,7 @@ type Cache[V any] struct {
 	base    string      // "tc:<len>:<namespace>:" (keys add "<epoch>:")
 	tagPfx  string
 	epochK  string // the L2 key of the namespace's epoch
+	tag     uint32 // the schema tag of its L2 envelopes (typeTag)
 
 	// epoch is the namespace's current epoch and its L2 key prefix, one
 	// value so that the two never disagree; never nil after New, and it
@@ -123,6 +124,7 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 	c.base = ns + ":"
 	c.tagPfx = ns + "#t:" // disjoint from keys: the byte after the namespace differs
 	c.epochK = ns + "#epoch"
+	c.tag = typeTag[V](opts.Schema)
 	c.setEpoch(0)
 	c.epochKnown.Store(c.epocher == nil)
 	c.tags.horizon = int64(max(opts.TTL, opts.NegativeTTL))

@@ -810,7 +810,7 @@ func TestCache_Fault_ShortDeadlinesNeverCrossKeys(t *testing.T) {
 				}
 				read.Add(1)
 				var v string
-				if _, err := codec.Decode(codec.Msgpack(), b, 0, 0, &v); err != nil || v != "v:"+key {
+				if _, err := codec.Decode(codec.Msgpack(), b, tier.WireSchema(writer), 0, &v); err != nil || v != "v:"+key {
 					wrong.Add(1)
 					example.CompareAndSwap(nil, fmt.Sprintf("key %q read %q (%v)", key, v, err))
 				}

@@ -1,6 +1,7 @@
 package tier
 
 import (
+	"cmp"
 	"crypto/rand"
 	"fmt"
 	"strings"
@@ -37,11 +38,15 @@ type Clock interface {
 // effect. A nil *Options means all defaults (an L1-only cache named
 // "default").
 type Options[V any] struct {
-	// Name names the cache in telemetry. Default: "default".
+	// Name names the cache in telemetry. Default: Namespace, or "default"
+	// without one.
 	Name string
-	// Namespace prefixes every L2 key and must be unique among the caches
-	// sharing a Redis. It may not contain control characters, '{' or '}'.
-	// Default: Name.
+	// Namespace prefixes every L2 key and names the cache's invalidations;
+	// it must be unique among the caches sharing a Redis, and the same on
+	// every instance of one cache. It may not contain control characters,
+	// '{' or '}'. It is required with an L2: New returns an error matching
+	// [ErrNoNamespace] (and [ErrInvalidOptions]) without one, so that two
+	// caches never share keys by default. Without an L2: Name.
 	Namespace string
 
 	// L1 is the in-process tier. The cache owns it and closes it in Close.
@@ -57,8 +62,14 @@ type Options[V any] struct {
 	// Codec encodes values for L2 (and measures them for MaxValueBytes and
 	// the default Cost). Default: codec.Msgpack().
 	Codec codec.Codec
-	// Schema is written into every L2 value; bump it when V changes shape,
-	// and values written with another schema become misses.
+	// Schema tags every L2 value; bump it when V changes shape, and values
+	// written with another schema become misses. The tag written is a
+	// 32-bit hash of Schema and V's type name (package path and name,
+	// pointers aside), so bytes written by a cache of another type in the
+	// same namespace are misses too (counted in Stats.DecodeErrors,
+	// reported as [EventDecodeError], deleted), never decoded into a zero
+	// value. Renaming V, or moving it to another package, therefore makes
+	// the values already in L2 misses once.
 	Schema uint32
 	// CompressAbove compresses L2 payloads larger than this many bytes.
 	// Default: 0, never.
@@ -181,9 +192,12 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 		return c, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, a...)...)
 	}
 	if c.Name == "" {
-		c.Name = "default"
+		c.Name = cmp.Or(c.Namespace, "default")
 	}
 	if c.Namespace == "" {
+		if c.L2 != nil {
+			return c, fmt.Errorf("%w: %w: set Options.Namespace to a name no other cache on this Redis uses", ErrInvalidOptions, ErrNoNamespace)
+		}
 		c.Namespace = c.Name
 	}
 	if strings.ContainsAny(c.Namespace, "{}") || strings.ContainsFunc(c.Namespace, func(r rune) bool { return r < 0x20 || r == 0x7f }) {

@@ -1,0 +1,76 @@
+package tier_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/backends/goredis"
+	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/tier"
+)
+
+// order is a value type other than profile, whose msgpack decoder ignores
+// profile's fields: decoding a profile's bytes into it "works" and gives
+// a zero order.
+type order struct {
+	Total int      `msgpack:"total"`
+	Items []string `msgpack:"items"`
+}
+
+func TestNew_L2WithoutNamespaceRefused(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	l2 := goredis.Must(srv.Client(t), nil)
+	for _, o := range []*tier.Options[order]{{L2: l2}, {Name: "orders", L2: l2}} {
+		c, err := tier.New(o)
+		require.ErrorIs(t, err, tier.ErrNoNamespace)
+		require.ErrorIs(t, err, tier.ErrInvalidOptions)
+		require.ErrorContains(t, err, "Options.Namespace")
+		require.Nil(t, c)
+	}
+	c := newCache(t, &tier.Options[order]{Namespace: "orders-" + t.Name(), L2: l2})
+	require.Equal(t, "orders-"+t.Name(), c.Name(), "Name defaults to Namespace")
+	l1only := newCache(t, &tier.Options[order]{})
+	require.Equal(t, "default", l1only.Name(), "an L1-only cache needs no namespace")
+}
+
+// Two caches of different value types on one namespace (a configuration
+// mistake) never hand each other's bytes out as a zero value: the reader
+// sees a counted decode error, loads, and the writer's value is gone.
+func TestCache_L2_AnotherTypeIsAMiss(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ns := "shared-" + t.Name()
+	rec := &recorder{}
+	users, _ := instance(t, srv, tier.Options[*profile]{Namespace: ns})
+	orders, rdb := instance(t, srv, tier.Options[order]{Namespace: ns, Observer: rec})
+	require.Equal(t, users.Key("k"), orders.Key("k"), "the two caches share keys")
+
+	require.NoError(t, users.Set(t.Context(), "k", &profile{ID: 7, Name: "Ann", Email: "ann@example.com"}, time.Hour))
+	n, err := rdb.Exists(t.Context(), users.Key("k")).Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n, "the profile is in L2")
+
+	var loads atomic.Int64
+	got, err := orders.GetOrLoad(t.Context(), "k", counted(&loads, func(context.Context, string) (order, error) {
+		return order{Total: 42, Items: []string{"a"}}, nil
+	}))
+	require.NoError(t, err)
+	require.Equal(t, order{Total: 42, Items: []string{"a"}}, got, "the origin answered, not a zero order")
+	require.EqualValues(t, 1, loads.Load())
+	require.EqualValues(t, 1, orders.Stats().DecodeErrors)
+	require.Equal(t, 1, rec.Count(tier.EventDecodeError))
+
+	// A *T and a T encode alike and share a namespace's values.
+	byValue, _ := instance(t, srv, tier.Options[profile]{Namespace: "ptr-" + t.Name()})
+	byPtr, _ := instance(t, srv, tier.Options[*profile]{Namespace: "ptr-" + t.Name()})
+	require.NoError(t, byPtr.Set(t.Context(), "p", &profile{ID: 8}, time.Hour))
+	p, err := byValue.Get(t.Context(), "p")
+	require.NoError(t, err)
+	require.EqualValues(t, 8, p.ID)
+	require.Zero(t, byValue.Stats().DecodeErrors)
+}
