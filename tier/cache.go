@@ -434,6 +434,23 @@ func (c *Cache[V]) obsKey(key string) string {
 	if c.noObs || c.o.ObserveRawKeys || key == "" {
 		return key
 	}
+	return c.keyHash(key)
+}
+
+// errKey is the key as a returned error names it: quoted if
+// Options.ObserveRawKeys, else "key#" and the hash the observer sees, so
+// that an error can be matched with its telemetry without logging
+// personal data.
+func (c *Cache[V]) errKey(key string) string {
+	if c.o.ObserveRawKeys {
+		return strconv.Quote(key)
+	}
+	return "key#" + c.keyHash(key)
+}
+
+// keyHash is key's keyed hash: HMAC-SHA256 under Options.KeyHashSecret,
+// the first 16 hex digits.
+func (c *Cache[V]) keyHash(key string) string {
 	m := c.hmacs.Get().(hash.Hash)
 	m.Reset() // back to the keyed state
 	m.Write([]byte(key))

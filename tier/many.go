@@ -129,7 +129,7 @@ func (c *Cache[V]) loadMany(ctx context.Context, fs []*flight[V], load BatchLoad
 		case f.cl.panicked != nil:
 			close(f.cl.done)
 		case err != nil:
-			f.cl.err = fmt.Errorf("tier: load %q: %w", f.key, err)
+			f.cl.err = fmt.Errorf("tier: load %s: %w", c.errKey(f.key), err)
 			close(f.cl.done)
 		case found:
 			f.cl.val = v

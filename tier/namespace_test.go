@@ -2,6 +2,7 @@ package tier_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -73,4 +74,47 @@ func TestCache_L2_AnotherTypeIsAMiss(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 8, p.ID)
 	require.Zero(t, byValue.Stats().DecodeErrors)
+}
+
+// Errors name a key by the hash the observer sees, unless ObserveRawKeys.
+func TestCache_ErrorsHideRawKeys(t *testing.T) {
+	t.Parallel()
+	const key = "profile:ann@example.com"
+	failing := func(context.Context, string) (string, error) { return "", errors.New("db down") }
+	tests := []struct {
+		name string
+		raw  bool
+	}{{name: "hashed"}, {name: "raw", raw: true}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := &recorder{}
+			c := newCache(t, &tier.Options[string]{Observer: rec, ObserveRawKeys: tt.raw, KeyHashSecret: []byte("s")})
+			_, loadErr := c.GetOrLoad(t.Context(), key, failing)
+			require.Error(t, loadErr)
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel()
+			_, ctxErr := c.GetOrLoad(ctx, key, failing)
+			require.Error(t, ctxErr)
+			_, manyErr := c.GetOrLoadMany(t.Context(), []string{key}, func(context.Context, []string) (map[string]string, error) {
+				return nil, errors.New("db down")
+			})
+			require.Error(t, manyErr)
+			var hashed string
+			for _, e := range rec.Events() {
+				if e.Key != "" {
+					hashed = e.Key
+				}
+			}
+			require.NotEmpty(t, hashed, "the observer heard of the key")
+			for _, err := range []error{loadErr, ctxErr, manyErr} {
+				if tt.raw {
+					require.ErrorContains(t, err, `"`+key+`"`)
+					continue
+				}
+				require.NotContains(t, err.Error(), "ann@example.com")
+				require.ErrorContains(t, err, "key#"+hashed, "the error names the key as the telemetry does")
+			}
+		})
+	}
 }

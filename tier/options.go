@@ -171,9 +171,12 @@ type Options[V any] struct {
 
 	// Observer receives everything beyond L1 hits. Default: NoopObserver.
 	Observer Observer
-	// ObserveRawKeys gives the observer raw keys. By default it gets a
-	// keyed hash (HMAC-SHA256, 16 hex digits), because keys may hold
-	// personal data such as emails.
+	// ObserveRawKeys gives the observer, and the errors the cache returns,
+	// raw keys. By default the observer gets a keyed hash (HMAC-SHA256, 16
+	// hex digits), because keys may hold personal data such as emails, and
+	// errors name the key by the same hash ("tier: load key#<hash>: …").
+	// (A loader's own error is returned wrapped as it is: the cache does
+	// not rewrite what it says.)
 	ObserveRawKeys bool
 	// KeyHashSecret keys that hash; use the same secret on every instance
 	// to correlate keys across them. Default: random per cache.

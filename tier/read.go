@@ -150,7 +150,7 @@ func (f *flight[V]) leave(why error) {
 		if why == errLeaderPanicked {
 			op = "get"
 		}
-		f.cl.err = fmt.Errorf("tier: %s %q: %w", op, f.key, why)
+		f.cl.err = fmt.Errorf("tier: %s %s: %w", op, f.c.errKey(f.key), why)
 		close(f.cl.done)
 	}
 	f.c.fl.leave(f.key, &f.cl, f.exit)
@@ -242,7 +242,7 @@ func (f *flight[V]) answerAbsent() {
 	if f.l2.err == nil {
 		f.cl.err = ErrNotFound
 	} else {
-		f.cl.err = fmt.Errorf("tier: get %q: %w: %w", f.key, ErrL2, f.l2.err)
+		f.cl.err = fmt.Errorf("tier: get %s: %w: %w", f.c.errKey(f.key), ErrL2, f.l2.err)
 	}
 	close(f.cl.done)
 }
@@ -269,13 +269,13 @@ func (f *flight[V]) settle(ctx context.Context, v V, err error) {
 	case f.refresh:
 		// The entry the refresh started from is still fresh. Callers that
 		// joined it fall back on their own.
-		f.cl.err = fmt.Errorf("tier: refresh %q: %w", f.key, err)
+		f.cl.err = fmt.Errorf("tier: refresh %s: %w", c.errKey(f.key), err)
 		close(f.cl.done)
 		f.releaseLease(ctx)
 	case stale != nil && c.now() < stale.Deadline:
 		f.rearm(ctx, stale, err)
 	default:
-		f.cl.err = fmt.Errorf("tier: load %q: %w", f.key, err)
+		f.cl.err = fmt.Errorf("tier: load %s: %w", c.errKey(f.key), err)
 		if c.o.FailSafe > 0 {
 			// Throttle retries of a failing key that has no stale value:
 			// callers in the next FailSafeThrottle share this error instead
@@ -331,7 +331,7 @@ func (c *Cache[V]) await(ctx context.Context, key string, cl *call[V], stale *En
 		return c.serveStale(ctx, key, stale, ReasonSoftTimeout, nil)
 	case <-ctx.Done():
 		var zero V
-		return zero, fmt.Errorf("tier: get %q: %w", key, context.Cause(ctx))
+		return zero, fmt.Errorf("tier: get %s: %w", c.errKey(key), context.Cause(ctx))
 	}
 	if cl.panicked != nil {
 		panic(cl.panicked)

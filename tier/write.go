@@ -31,7 +31,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 	if err != nil {
 		c.ctr.refused.Add(1)
 		c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventValueRefused, Key: c.obsKey(key), Err: err})
-		return errors.Join(fmt.Errorf("tier: set %q: %w", key, err), c.Delete(ctx, key))
+		return errors.Join(fmt.Errorf("tier: set %s: %w", c.errKey(key), err), c.Delete(ctx, key))
 	}
 	e := c.newEntry(v, false, nil, now, now, min(ttl, c.jitter(c.o.L1TTL)))
 	// Until L2 holds v, a caller who misses L1 must not read the old value
