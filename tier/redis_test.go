@@ -87,7 +87,9 @@ func TestCache_L2_BadBytesAreAMiss(t *testing.T) {
 		{name: "bomb inside a valid envelope", plant: func(k string) error {
 			return rdb.Set(t.Context(), k, valid(tier.WireSchema(c), []byte{0x8a, 0xa4, 't', 'a', 'g', 's', 0xdd, 0xff, 0xff, 0xff, 0xff}), time.Hour).Err()
 		}},
-		{name: "truncated", plant: func(k string) error { return rdb.Set(t.Context(), k, valid(tier.WireSchema(c), nil)[:20], time.Hour).Err() }},
+		{name: "truncated", plant: func(k string) error {
+			return rdb.Set(t.Context(), k, valid(tier.WireSchema(c), nil)[:20], time.Hour).Err()
+		}},
 		{name: "older schema", plant: func(k string) error {
 			return rdb.Set(t.Context(), k, valid(2, []byte{0x80}), time.Hour).Err()
 		}},
