@@ -229,6 +229,12 @@ func (c *Cache[V]) hitNow() int64 {
 // is slow. With Options.RefreshAhead, a hit late in the entry's life starts
 // one background refresh.
 //
+// A call whose ctx has already ended starts nothing (no L2 read, no load,
+// no write) and returns an error matching ctx's cause; only a fresh L1 hit
+// is still answered, since it starts nothing either. The same holds for
+// every method that takes a ctx, writes included: a Set or Delete with an
+// ended ctx changes neither tier.
+//
 // NOTE: the value may be shared with other callers: do not mutate it. If the
 // loader panics, every caller waiting on it panics with a [*PanicError]; if
 // it calls runtime.Goexit, they get [ErrLoaderGoexit]. Either way nothing is
@@ -323,6 +329,19 @@ func (c *Cache[V]) served(e *Entry[V]) (V, error) {
 		return zero, ErrNotFound
 	}
 	return e.Value, nil
+}
+
+// ended returns the error of a call op (on key, if not "") whose context
+// has already ended, and nil otherwise: such a call starts nothing (no L2
+// call, no load, no write).
+func (c *Cache[V]) ended(ctx context.Context, op, key string) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	if key != "" {
+		op += " " + c.errKey(key)
+	}
+	return fmt.Errorf("tier: %s: %w", op, context.Cause(ctx))
 }
 
 func (c *Cache[V]) checkKey(key string) error {

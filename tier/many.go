@@ -58,6 +58,9 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, load BatchL
 	if len(missing) == 0 {
 		return out, nil
 	}
+	if err := c.ended(ctx, "get many", ""); err != nil {
+		return nil, err
+	}
 	calls, lead, ok := c.fl.joinMany(missing, c.now())
 	if !ok {
 		return nil, ErrClosed

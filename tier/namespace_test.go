@@ -95,7 +95,7 @@ func TestCache_ErrorsHideRawKeys(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			cancel()
 			_, ctxErr := c.GetOrLoad(ctx, key, failing)
-			require.Error(t, ctxErr)
+			require.ErrorIs(t, ctxErr, context.Canceled)
 			_, manyErr := c.GetOrLoadMany(t.Context(), []string{key}, func(context.Context, []string) (map[string]string, error) {
 				return nil, errors.New("db down")
 			})
@@ -117,4 +117,51 @@ func TestCache_ErrorsHideRawKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A call whose context has already ended starts nothing: no load, no L2
+// read or write, and its error says why.
+func TestCache_EndedContextStartsNothing(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c, rdb := instance(t, srv, tier.Options[string]{})
+	var loads atomic.Int64
+	load := counted(&loads, func(_ context.Context, key string) (string, error) { return "v:" + key, nil })
+	loadMany := func(_ context.Context, keys []string) (map[string]string, error) {
+		loads.Add(1)
+		return map[string]string{keys[0]: "v"}, nil
+	}
+	require.NoError(t, c.Set(t.Context(), "present", "old", time.Hour))
+	l2Before := c.Stats()
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := c.GetOrLoad(ctx, "k", load)
+	require.ErrorIs(t, err, context.Canceled)
+	_, err = c.Get(ctx, "k")
+	require.ErrorIs(t, err, context.Canceled)
+	_, err = c.GetOrLoadTagged(ctx, "k", []string{"t"}, load)
+	require.ErrorIs(t, err, context.Canceled)
+	got, err := c.GetOrLoadMany(ctx, []string{"k", "k2"}, loadMany)
+	require.ErrorIs(t, err, context.Canceled)
+	require.Empty(t, got)
+	require.ErrorIs(t, c.Set(ctx, "k", "new", time.Hour), context.Canceled)
+	require.ErrorIs(t, c.Delete(ctx, "present"), context.Canceled)
+	require.ErrorIs(t, c.InvalidateTags(ctx, "t"), context.Canceled)
+	require.ErrorIs(t, c.InvalidateAll(ctx), context.Canceled)
+
+	require.Zero(t, loads.Load(), "no load started")
+	n, err := rdb.Exists(t.Context(), c.Key("k"), c.Key("k2")).Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "nothing written to L2")
+	v, err := rdb.Get(t.Context(), c.Key("present")).Bytes()
+	require.NoError(t, err)
+	require.NotEmpty(t, v, "the Delete did not reach L2")
+	after := c.Stats()
+	require.Equal(t, l2Before.Misses, after.Misses, "no read began")
+	require.Equal(t, l2Before.L2Hits, after.L2Hits)
+	require.Zero(t, after.PendingInvalidations)
+	got2, ok := c.GetIfPresent("present")
+	require.True(t, ok, "L1 untouched by the ended Delete and InvalidateAll")
+	require.Equal(t, "old", got2)
 }

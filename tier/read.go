@@ -67,6 +67,10 @@ func (c *Cache[V]) miss(ctx context.Context, key string, tags []string, load Loa
 		var zero V
 		return zero, err
 	}
+	if err := c.ended(ctx, "get", key); err != nil {
+		var zero V
+		return zero, err
+	}
 	cl, f := c.fl.join(key, c.now(), tags)
 	if cl == nil {
 		var zero V
@@ -368,8 +372,8 @@ func (c *Cache[V]) negativeHit(ctx context.Context, key string, from Tier) {
 // refreshAhead starts one background refresh of key from e (at most one per
 // entry, and none while a flight for the key runs).
 func (c *Cache[V]) refreshAhead(ctx context.Context, key string, tags []string, load LoadFunc[V], e *Entry[V]) {
-	if !e.refreshing.CompareAndSwap(false, true) {
-		return
+	if ctx.Err() != nil || !e.refreshing.CompareAndSwap(false, true) {
+		return // a caller whose context has ended starts nothing
 	}
 	f := c.fl.joinRunning(key, c.now(), tags)
 	if f == nil {

@@ -22,6 +22,9 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 	if c.isClosed() {
 		return ErrClosed
 	}
+	if err := c.ended(ctx, "set", key); err != nil {
+		return err
+	}
 	if ttl <= 0 {
 		ttl = c.o.TTL
 	}
@@ -93,6 +96,9 @@ func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
 	if c.isClosed() {
 		return ErrClosed
 	}
+	if err := c.ended(ctx, "invalidate all", ""); err != nil {
+		return err
+	}
 	c.untrust(c.now()+1, ReasonInvalidateAll)
 	if c.l2 == nil && c.pub == nil {
 		return nil
@@ -161,6 +167,9 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 	if c.isClosed() {
 		return ErrClosed
 	}
+	if err := c.ended(ctx, "delete", ""); err != nil {
+		return err
+	}
 	for _, k := range keys {
 		if err := c.checkKey(k); err != nil {
 			return err
@@ -190,6 +199,9 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 	if c.isClosed() {
 		return ErrClosed
+	}
+	if err := c.ended(ctx, "invalidate tags", ""); err != nil {
+		return err
 	}
 	if len(tags) == 0 {
 		return nil
