@@ -3,6 +3,7 @@ package tier_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -164,4 +165,44 @@ func TestCache_EndedContextStartsNothing(t *testing.T) {
 	got2, ok := c.GetIfPresent("present")
 	require.True(t, ok, "L1 untouched by the ended Delete and InvalidateAll")
 	require.Equal(t, "old", got2)
+}
+
+// The scenario: 4 MiB in tier.Options, the backend at its 1 MiB
+// default, a 2 MiB value: written, refused by every reader, deleted and
+// reloaded (4 loads for a write and three reads). New now refuses the
+// contradiction, and with the limit set once (on the backend) the value is
+// loaded once.
+func TestNew_MaxValueBytesFromBackend(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ns := "big-" + t.Name()
+	_, err := tier.New(&tier.Options[string]{Namespace: ns, L2: goredis.Must(srv.Client(t), nil), MaxValueBytes: 4 << 20})
+	require.ErrorIs(t, err, tier.ErrInvalidOptions)
+	require.ErrorContains(t, err, "above the L2's limit")
+
+	big := strings.Repeat("x", 2<<20)
+	var loads atomic.Int64
+	load := counted(&loads, func(context.Context, string) (string, error) { return big, nil })
+	inst := func() *tier.Cache[string] {
+		l2 := goredis.Must(srv.Client(t), &goredis.Options{MaxValueBytes: 4 << 20})
+		return newCache(t, &tier.Options[string]{Namespace: ns, L2: l2, L2Timeout: 5 * time.Second})
+	}
+	writer := inst()
+	v, err := writer.GetOrLoad(t.Context(), "big", load)
+	require.NoError(t, err)
+	require.Len(t, v, len(big))
+	rdb := srv.Client(t)
+	require.Eventually(t, func() bool { // the flight writes L2 after answering
+		n, err := rdb.StrLen(t.Context(), writer.Key("big")).Result()
+		return err == nil && n > int64(len(big))
+	}, 10*time.Second, 5*time.Millisecond)
+	for range 3 {
+		r := inst()
+		v, err := r.GetOrLoad(t.Context(), "big", load)
+		require.NoError(t, err)
+		require.Len(t, v, len(big))
+		require.Zero(t, r.Stats().DecodeErrors)
+		require.EqualValues(t, 1, r.Stats().L2Hits)
+	}
+	require.EqualValues(t, 1, loads.Load(), "one load for a write and three reads")
 }

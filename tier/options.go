@@ -120,8 +120,12 @@ type Options[V any] struct {
 
 	// MaxKeyBytes refuses longer keys with ErrInvalidKey. Default: 1024.
 	MaxKeyBytes int
-	// MaxValueBytes refuses to cache values whose encoding is larger.
-	// Default: 1 MiB.
+	// MaxValueBytes refuses to cache values whose encoding is larger. With
+	// an L2 that has a limit of its own (a [ValueLimiter], such as
+	// backends/goredis, whose Options.MaxValueBytes sets it), 0 means that
+	// limit and a larger value is refused by New with [ErrInvalidOptions]:
+	// set the limit in one place, the backend. Default: the L2's limit, else
+	// 1 MiB.
 	MaxValueBytes int
 
 	// LoadTimeout bounds one origin load. Default: 10 seconds.
@@ -267,6 +271,14 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 		}
 		if *n.n == 0 {
 			*n.n = n.def
+		}
+	}
+	if vl, ok := c.L2.(ValueLimiter); ok {
+		switch limit := vl.MaxValueBytes(); {
+		case o == nil || o.MaxValueBytes == 0:
+			c.MaxValueBytes = limit
+		case c.MaxValueBytes > limit:
+			return bad("MaxValueBytes %d is above the L2's limit %d (every reader would refuse such a value and load it again): leave it 0, and set the limit on the L2 backend", c.MaxValueBytes, limit)
 		}
 	}
 	if c.L1MaxCost < 0 {

@@ -23,8 +23,10 @@ type Options struct {
 	// MaxValueBytes is the largest value Get hands over; larger ones are
 	// refused with a *tier.ValueTooLargeError after reading at most 65
 	// bytes more (a lease marker keeping a value of the limit is that much
-	// longer). Keep it equal to the cache's tier.Options.MaxValueBytes.
-	// Default: 1 MiB.
+	// longer). It is the one place to set the limit: a cache over this
+	// Backend takes it as its tier.Options.MaxValueBytes (left 0), and
+	// tier.New refuses a larger one (see tier.ValueLimiter). Default:
+	// 1 MiB.
 	MaxValueBytes int
 	// WaitReplicas, when > 0, makes every write that an undone copy would
 	// turn into a stale read (Set, Delete, the tag times, the epoch moves)
@@ -105,6 +107,12 @@ func Must(client redis.UniversalClient, o *Options) *Backend {
 	}
 	return b
 }
+
+// MaxValueBytes implements tier.ValueLimiter: it returns
+// Options.MaxValueBytes.
+func (b *Backend) MaxValueBytes() int { return b.max }
+
+var _ tier.ValueLimiter = (*Backend)(nil)
 
 // Client returns the client the Backend was created with.
 func (b *Backend) Client() redis.UniversalClient { return b.c }
