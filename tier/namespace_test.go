@@ -206,3 +206,31 @@ func TestNew_MaxValueBytesFromBackend(t *testing.T) {
 	}
 	require.EqualValues(t, 1, loads.Load(), "one load for a write and three reads")
 }
+
+// Without a KeyHashSecret, a key hashes the same in every cache of a
+// namespace (instances, restarts), and differently in another namespace
+// or under a secret.
+func TestCache_KeyHashStableAcrossInstances(t *testing.T) {
+	t.Parallel()
+	hashOf := func(o tier.Options[string]) string {
+		rec := &recorder{}
+		o.Observer = rec
+		c := newCache(t, &o)
+		_, err := c.Get(t.Context(), "user:ann@example.com")
+		require.ErrorIs(t, err, tier.ErrNotFound)
+		require.NoError(t, c.Close()) // a restart: the next cache is a new one
+		for _, e := range rec.Events() {
+			if e.Kind == tier.EventMiss {
+				require.Len(t, e.Key, 16)
+				return e.Key
+			}
+		}
+		t.Fatal("no miss event")
+		return ""
+	}
+	a := hashOf(tier.Options[string]{Namespace: "profiles"})
+	require.Equal(t, a, hashOf(tier.Options[string]{Namespace: "profiles"}), "same namespace, same hash")
+	require.NotEqual(t, a, hashOf(tier.Options[string]{Namespace: "orders"}))
+	require.NotEqual(t, a, hashOf(tier.Options[string]{Namespace: "profiles", KeyHashSecret: []byte("secret")}))
+	require.NotContains(t, a, "ann")
+}

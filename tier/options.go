@@ -2,7 +2,6 @@ package tier
 
 import (
 	"cmp"
-	"crypto/rand"
 	"fmt"
 	"strings"
 	"time"
@@ -182,8 +181,15 @@ type Options[V any] struct {
 	// (A loader's own error is returned wrapped as it is: the cache does
 	// not rewrite what it says.)
 	ObserveRawKeys bool
-	// KeyHashSecret keys that hash; use the same secret on every instance
-	// to correlate keys across them. Default: random per cache.
+	// KeyHashSecret keys that hash. Default: derived from Namespace alone,
+	// so a key hashes the same on every instance and across restarts, and
+	// telemetry from a fleet can be correlated without configuration.
+	//
+	// WARNING: the default pseudonymises keys, it does not secure them:
+	// whoever knows the namespace (and this package) can hash candidate
+	// keys, such as a list of emails, and match them against the telemetry.
+	// Where that matters, set a secret of at least 32 random bytes, the
+	// same on every instance, and keep it out of the telemetry's reach.
 	KeyHashSecret []byte
 	// Clock tells the time. Default: the system clock.
 	Clock Clock
@@ -291,8 +297,7 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 		c.Observer = NoopObserver{}
 	}
 	if len(c.KeyHashSecret) == 0 {
-		c.KeyHashSecret = make([]byte, 32)
-		_, _ = rand.Read(c.KeyHashSecret) // crypto/rand.Read never fails (Go 1.24+).
+		c.KeyHashSecret = []byte("tiercache key hash\x00" + c.Namespace)
 	} else {
 		c.KeyHashSecret = append([]byte(nil), c.KeyHashSecret...)
 	}
