@@ -20,6 +20,8 @@ import (
 
 // LoadFunc loads the value of key from the origin. It returns ErrNotFound
 // (or an error accepted by Options.IsNotFound) when the key has no value.
+// A nil LoadFunc means "no origin": the call answers from the tiers only,
+// as [Cache.Get] does.
 //
 // NOTE: it runs on the flight's context, not on any one caller's: it keeps
 // the first caller's values (trace spans) but is cancelled only by
@@ -223,6 +225,9 @@ func (c *Cache[V]) hitNow() int64 {
 // GetOrLoad returns the value of key from L1, else L2, else load (once per
 // key in the process, however many callers miss together), and caches it.
 // It returns an error matching [ErrNotFound] when the key has no value.
+// With a nil load it is [Cache.Get]: ErrNotFound when neither tier has the
+// key (nothing is cached for it), an error matching [ErrL2] when L2 could
+// not be asked.
 //
 // With Options.FailSafe, a value past its fresh life is kept and returned
 // (reported as stale) when load fails, or after Options.SoftTimeout when it
@@ -247,8 +252,12 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load LoadFunc[V]) 
 // entities named by tags (for example "expert:42" for a list of that
 // expert's appointments): [Cache.InvalidateTags] with any of them, on any
 // instance, makes the value a miss everywhere. A key must always be used
-// with the same tags.
+// with the same tags. An empty tag is refused with [ErrInvalidKey].
 func (c *Cache[V]) GetOrLoadTagged(ctx context.Context, key string, tags []string, load LoadFunc[V]) (V, error) {
+	if err := checkTags(tags); err != nil {
+		var zero V
+		return zero, err
+	}
 	return c.get(ctx, key, tags, load)
 }
 
@@ -342,6 +351,19 @@ func (c *Cache[V]) ended(ctx context.Context, op, key string) error {
 		op += " " + c.errKey(key)
 	}
 	return fmt.Errorf("tier: %s: %w", op, context.Cause(ctx))
+}
+
+// checkTags refuses an empty tag, and the reserved one.
+func checkTags(tags []string) error {
+	for _, t := range tags {
+		switch t {
+		case "":
+			return fmt.Errorf("%w: empty tag", ErrInvalidKey)
+		case epochTag:
+			return fmt.Errorf("%w: reserved tag", ErrInvalidKey)
+		}
+	}
+	return nil
 }
 
 func (c *Cache[V]) checkKey(key string) error {

@@ -407,6 +407,9 @@ func TestNew_InvalidOptions(t *testing.T) {
 		{name: "brace in namespace", o: &tier.Options[int]{Namespace: "a{b}"}},
 		{name: "newline in namespace", o: &tier.Options[int]{Namespace: "a\nb"}},
 		{name: "negative MaxValueBytes", o: &tier.Options[int]{MaxValueBytes: -1}},
+		{name: "SoftTimeout without FailSafe", o: &tier.Options[int]{SoftTimeout: time.Second}},
+		{name: "SoftTimeout above LoadTimeout", o: &tier.Options[int]{FailSafe: time.Hour, SoftTimeout: time.Minute, LoadTimeout: time.Second}},
+		{name: "SoftTimeout equal to the default LoadTimeout", o: &tier.Options[int]{FailSafe: time.Hour, SoftTimeout: tier.DefaultLoadTimeout}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

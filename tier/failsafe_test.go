@@ -99,7 +99,7 @@ func TestCache_SoftTimeout(t *testing.T) {
 	}, 5*time.Second, time.Millisecond)
 
 	// Without a stale value, the hard timeout applies.
-	h := newCache(t, &tier.Options[string]{SoftTimeout: time.Millisecond, LoadTimeout: 50 * time.Millisecond})
+	h := newCache(t, &tier.Options[string]{FailSafe: time.Hour, SoftTimeout: time.Millisecond, LoadTimeout: 50 * time.Millisecond})
 	_, err = h.GetOrLoad(t.Context(), "k", func(ctx context.Context, _ string) (string, error) {
 		<-ctx.Done()
 		return "", ctx.Err()

@@ -21,7 +21,9 @@ type BatchLoadFunc[V any] func(ctx context.Context, keys []string) (map[string]V
 // round trip for the keys that missed, then one call of load for the keys
 // that missed both (keys that another call is already loading are waited
 // for, not loaded twice). The map holds the keys that have a value; keys
-// without one are absent. Duplicate keys are answered once.
+// without one are absent. Duplicate keys are answered once. With a nil
+// load the map holds what the tiers have (nothing is loaded or cached for
+// the other keys).
 //
 // NOTE: the batch path takes no L2 leases, so with an L2 that fences
 // writes with leases (backends/goredis) the values it loads go to L1 only;

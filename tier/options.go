@@ -51,7 +51,11 @@ type Options[V any] struct {
 	// L1 is the in-process tier. The cache owns it and closes it in Close.
 	// Default: a backends/ristretto cache bounded by L1MaxCost.
 	L1 Local[V]
-	// L1MaxCost bounds the default L1, in bytes. Default: 64 MiB.
+	// L1MaxCost bounds the default L1, in bytes. It also sizes the L1's
+	// admission counters, which an empty cache already holds: about
+	// 0.35 MiB plus 5% of L1MaxCost on the heap (3.3 MiB at the default,
+	// 0.4 MiB at 1 MiB; measured by TestNew_EmptyFootprint). Default:
+	// 64 MiB.
 	L1MaxCost int64
 	// Cost returns the L1 cost of a value in bytes; encodedSize is the size
 	// of its encoding. Default: encodedSize + len(key) + 128.
@@ -104,7 +108,9 @@ type Options[V any] struct {
 	// SoftTimeout: a caller that has a stale value at hand waits at most
 	// this long for a load, then gets the stale value while the load goes on
 	// in the background and updates the tiers when it ends. LoadTimeout
-	// stays the hard timeout. Default: 0, wait for the load.
+	// stays the hard timeout. Stale values exist only with FailSafe, and a
+	// SoftTimeout must be shorter than LoadTimeout: New refuses it
+	// otherwise. Default: 0, wait for the load.
 	SoftTimeout time.Duration
 	// RefreshAhead, in (0, 1), starts one background refresh per key when a
 	// hit finds the entry past this fraction of its fresh life, so hot keys
@@ -244,6 +250,12 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 		if *d.d == 0 {
 			*d.d = d.def
 		}
+	}
+	switch {
+	case c.SoftTimeout > 0 && c.FailSafe == 0:
+		return bad("SoftTimeout without FailSafe: there is never a stale value to serve")
+	case c.SoftTimeout >= c.LoadTimeout:
+		return bad("SoftTimeout %v is not shorter than LoadTimeout %v", c.SoftTimeout, c.LoadTimeout)
 	}
 	if c.L1TTL == 0 || c.L1TTL > c.TTL {
 		c.L1TTL = c.TTL

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -194,8 +193,9 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 // InvalidateTags makes every value cached with any of tags (see
 // [Cache.GetOrLoadTagged]) whose read began before the call a miss, on
 // every instance. It keeps one invalidation time per tag, not a set of keys
-// per tag, so it costs the same however many values carry the tag. Errors
-// are as for [Cache.Delete].
+// per tag, so it costs the same however many values carry the tag. An
+// empty tag is refused with [ErrInvalidKey]; other errors are as for
+// [Cache.Delete].
 func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 	if c.isClosed() {
 		return ErrClosed
@@ -206,8 +206,8 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 	if len(tags) == 0 {
 		return nil
 	}
-	if slices.Contains(tags, epochTag) {
-		return fmt.Errorf("%w: reserved tag", ErrInvalidKey)
+	if err := checkTags(tags); err != nil {
+		return err
 	}
 	c.tags.touch(tags, c.now())
 	if left, err := c.invalidate(ctx, nil, tags, true); err != nil {
