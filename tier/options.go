@@ -9,24 +9,27 @@ import (
 	"github.com/tiercache/tiercache/codec"
 )
 
-// Defaults of [Options].
+// Defaults of [Options], each named after its field.
 const (
-	DefaultTTL          = 10 * time.Minute
-	DefaultNegativeTTL  = 30 * time.Second
-	DefaultJitter       = 0.1
-	DefaultMaxKeyBytes  = 1024
-	DefaultMaxValueSize = 1 << 20
-	DefaultLoadTimeout  = 10 * time.Second
-	DefaultL2Timeout    = 100 * time.Millisecond
-	DefaultL1MaxCost    = 64 << 20
-	DefaultBreakerFails = 5
-	DefaultBreakerWait  = 5 * time.Second
-	DefaultLeaseWait    = 500 * time.Millisecond
-	DefaultMaxClockSkew = 10 * time.Millisecond
-	DefaultMaxPending   = 10000
-	// DefaultLineageInterval is the default of Options.LineageInterval.
-	DefaultLineageInterval = 500 * time.Millisecond
+	defaultTTL                     = 10 * time.Minute
+	defaultNegativeTTL             = 30 * time.Second
+	defaultJitter                  = 0.1
+	defaultMaxKeyBytes             = 1024
+	defaultMaxValueBytes           = 1 << 20
+	defaultLoadTimeout             = 10 * time.Second
+	defaultL2Timeout               = 100 * time.Millisecond
+	defaultL1MaxCost               = 64 << 20
+	defaultBreakerFailures         = 5
+	defaultBreakerCooldown         = 5 * time.Second
+	defaultLeaseWait               = 500 * time.Millisecond
+	defaultMaxClockSkew            = 10 * time.Millisecond
+	defaultMaxPendingInvalidations = 10000
+	defaultLineageInterval         = 500 * time.Millisecond
+	defaultFailSafeThrottle        = time.Second
 )
+
+// NoJitter, as [Options.Jitter], turns jitter off (0 means the default).
+const NoJitter = -1.0
 
 // Clock tells the time. Tests inject a fake one.
 type Clock interface {
@@ -85,10 +88,9 @@ type Options[V any] struct {
 	// NegativeTTL is how long a "not found" is cached. Default: 30 seconds.
 	NegativeTTL time.Duration
 	// Jitter shortens each TTL by a random fraction in [0, Jitter) so keys
-	// loaded together do not expire together. Default: 0.1; NoJitter
-	// turns it off.
-	Jitter   float64
-	NoJitter bool
+	// loaded together do not expire together; it is in [0, 1), or
+	// [NoJitter] to turn it off. Default: 0.1.
+	Jitter float64
 	// IsNotFound reports whether a loader error means "not found" (for
 	// example errors.Is(err, sql.ErrNoRows)); such errors are cached as
 	// negative entries. A loader may also return ErrNotFound.
@@ -230,18 +232,18 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 		d    *time.Duration
 		def  time.Duration
 	}{
-		{"TTL", &c.TTL, DefaultTTL},
+		{"TTL", &c.TTL, defaultTTL},
 		{"L1TTL", &c.L1TTL, 0},
-		{"NegativeTTL", &c.NegativeTTL, DefaultNegativeTTL},
-		{"LoadTimeout", &c.LoadTimeout, DefaultLoadTimeout},
-		{"L2Timeout", &c.L2Timeout, DefaultL2Timeout},
-		{"BreakerCooldown", &c.BreakerCooldown, DefaultBreakerWait},
-		{"LeaseWait", &c.LeaseWait, DefaultLeaseWait},
-		{"MaxClockSkew", &c.MaxClockSkew, DefaultMaxClockSkew},
+		{"NegativeTTL", &c.NegativeTTL, defaultNegativeTTL},
+		{"LoadTimeout", &c.LoadTimeout, defaultLoadTimeout},
+		{"L2Timeout", &c.L2Timeout, defaultL2Timeout},
+		{"BreakerCooldown", &c.BreakerCooldown, defaultBreakerCooldown},
+		{"LeaseWait", &c.LeaseWait, defaultLeaseWait},
+		{"MaxClockSkew", &c.MaxClockSkew, defaultMaxClockSkew},
 		{"FailSafe", &c.FailSafe, 0},
-		{"FailSafeThrottle", &c.FailSafeThrottle, time.Second},
+		{"FailSafeThrottle", &c.FailSafeThrottle, defaultFailSafeThrottle},
 		{"SoftTimeout", &c.SoftTimeout, 0},
-		{"LineageInterval", &c.LineageInterval, DefaultLineageInterval},
+		{"LineageInterval", &c.LineageInterval, defaultLineageInterval},
 	}
 	for _, d := range durations {
 		if *d.d < 0 {
@@ -264,23 +266,23 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 		return bad("RefreshAhead %v is outside [0, 1)", c.RefreshAhead)
 	}
 	switch {
-	case c.Jitter < 0 || c.Jitter >= 1:
-		return bad("Jitter %v is outside [0, 1)", c.Jitter)
-	case c.NoJitter:
+	case c.Jitter == NoJitter:
 		c.Jitter = 0
+	case c.Jitter < 0 || c.Jitter >= 1:
+		return bad("Jitter %v is outside [0, 1) and not NoJitter", c.Jitter)
 	case c.Jitter == 0:
-		c.Jitter = DefaultJitter
+		c.Jitter = defaultJitter
 	}
 	ints := []struct {
 		name string
 		n    *int
 		def  int
 	}{
-		{"MaxKeyBytes", &c.MaxKeyBytes, DefaultMaxKeyBytes},
-		{"MaxValueBytes", &c.MaxValueBytes, DefaultMaxValueSize},
-		{"BreakerFailures", &c.BreakerFailures, DefaultBreakerFails},
+		{"MaxKeyBytes", &c.MaxKeyBytes, defaultMaxKeyBytes},
+		{"MaxValueBytes", &c.MaxValueBytes, defaultMaxValueBytes},
+		{"BreakerFailures", &c.BreakerFailures, defaultBreakerFailures},
 		{"CompressAbove", &c.CompressAbove, 0},
-		{"MaxPendingInvalidations", &c.MaxPendingInvalidations, DefaultMaxPending},
+		{"MaxPendingInvalidations", &c.MaxPendingInvalidations, defaultMaxPendingInvalidations},
 		{"MaxConcurrentLoads", &c.MaxConcurrentLoads, 0},
 	}
 	for _, n := range ints {
@@ -303,7 +305,7 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 		return bad("L1MaxCost is negative")
 	}
 	if c.L1MaxCost == 0 {
-		c.L1MaxCost = DefaultL1MaxCost
+		c.L1MaxCost = defaultL1MaxCost
 	}
 	if c.Observer == nil {
 		c.Observer = NoopObserver{}

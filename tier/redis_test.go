@@ -570,7 +570,7 @@ func TestCache_L2_SoftTimeoutWhileL2Stuck(t *testing.T) {
 	srv := redistest.Start(t)
 	clock := newFakeClock()
 	c, _ := instance(t, srv, tier.Options[*profile]{
-		Clock: clock, TTL: time.Minute, NoJitter: true, FailSafe: time.Hour,
+		Clock: clock, TTL: time.Minute, Jitter: tier.NoJitter, FailSafe: time.Hour,
 		SoftTimeout: 20 * time.Millisecond, L2Timeout: time.Minute, LoadTimeout: 2 * time.Minute,
 	})
 	ctx := context.Background()

@@ -13,9 +13,9 @@ import (
 	"github.com/tiercache/tiercache/tier"
 )
 
-// DefaultMaxValueBytes is the default limit on a stored value: 1 MiB, the
-// same as tier.DefaultMaxValueSize.
-const DefaultMaxValueBytes = tier.DefaultMaxValueSize
+// DefaultMaxValueBytes is the default of Options.MaxValueBytes: 1 MiB (the
+// same as a tier cache's without a limiting L2).
+const DefaultMaxValueBytes = 1 << 20
 
 // Options configures a [Backend]. New copies it. A nil *Options means the
 // defaults.
