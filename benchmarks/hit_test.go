@@ -12,6 +12,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/tiercache/tiercache/backends/goredis"
+	tcristretto "github.com/tiercache/tiercache/backends/ristretto"
 	"github.com/tiercache/tiercache/benchmarks/internal/contender"
 	"github.com/tiercache/tiercache/benchmarks/internal/fixture"
 	"github.com/tiercache/tiercache/tier"
@@ -67,8 +68,8 @@ func BenchmarkL1Hit(b *testing.B) {
 func benchRistretto(b *testing.B, mode string, metrics bool, ttl time.Duration) {
 	rc, err := ristretto.NewCache(&ristretto.Config[string, *fixture.Profile]{
 		// The sizing of tiercache's default L1 (backends/ristretto defaults).
-		NumCounters:        10 * tier.DefaultL1MaxCost / 1024,
-		MaxCost:            tier.DefaultL1MaxCost,
+		NumCounters:        10 * tcristretto.DefaultMaxCost / 1024,
+		MaxCost:            tcristretto.DefaultMaxCost,
 		BufferItems:        64,
 		Metrics:            metrics,
 		IgnoreInternalCost: true,

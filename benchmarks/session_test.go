@@ -69,7 +69,7 @@ func benchSessionRead(b *testing.B, mode, impl string) {
 	var read func(i int) bool
 	switch impl {
 	case "tier-l1-hit":
-		c := tier.Must(&tier.Options[*session.Session]{Name: "bench", NoJitter: true, TTL: time.Hour})
+		c := tier.Must(&tier.Options[*session.Session]{Name: "bench", Jitter: tier.NoJitter, TTL: time.Hour})
 		b.Cleanup(func() { _ = c.Close() })
 		keys := make([]string, sessionKeys)
 		v := &session.Session{}

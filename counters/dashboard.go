@@ -25,7 +25,8 @@ type Dashboard struct {
 
 // NewDashboard returns a Dashboard over c whose cache is built from o (a
 // nil o means all defaults; RefreshAhead 0 becomes DefaultRefreshAhead,
-// TTL 0 becomes 10 seconds). The Dashboard owns the cache: Close closes
+// TTL 0 becomes 10 seconds, an empty Namespace becomes c's namespace +
+// ":dashboard"). The Dashboard owns the cache: Close closes
 // it.
 func NewDashboard(c *Counters, o *tier.Options[int64]) (*Dashboard, error) {
 	var opts tier.Options[int64]
@@ -34,6 +35,9 @@ func NewDashboard(c *Counters, o *tier.Options[int64]) (*Dashboard, error) {
 	}
 	if opts.Name == "" {
 		opts.Name = "dashboard"
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = c.o.Namespace + ":dashboard"
 	}
 	if opts.RefreshAhead == 0 {
 		opts.RefreshAhead = DefaultRefreshAhead

@@ -22,7 +22,7 @@ func ExampleBus() {
 	go func() { done <- bus.Run(ctx) }()
 	defer func() { stop(); <-done }() // Run returns after its goroutines exit
 
-	c := tier.Must(&tier.Options[string]{Name: "sessions", L2: goredis.Must(rdb, nil), Invalidator: bus})
+	c := tier.Must(&tier.Options[string]{Namespace: "sessions", L2: goredis.Must(rdb, nil), Invalidator: bus})
 	defer c.Close()
 	_ = c.Delete(ctx, "session:abc") // every other instance drops it too
 }

@@ -60,7 +60,7 @@ func BenchmarkObserver(b *testing.B) {
 	}{
 		{"tier=l1", func(*testing.B) *tier.Options[*benchProfile] { return &tier.Options[*benchProfile]{} }},
 		{"tier=l2", func(b *testing.B) *tier.Options[*benchProfile] {
-			return &tier.Options[*benchProfile]{L2: goredis.Must(rdb, nil), L1TTL: time.Nanosecond, NoJitter: true}
+			return &tier.Options[*benchProfile]{Namespace: "bench", L2: goredis.Must(rdb, nil), L1TTL: time.Nanosecond, Jitter: tier.NoJitter}
 		}},
 	}
 	observers := []struct {
@@ -116,7 +116,7 @@ func BenchmarkObserverOverhead(b *testing.B) {
 	}{
 		{"tier=l1", 256, func(*redis.Client) *tier.Options[*benchProfile] { return &tier.Options[*benchProfile]{} }},
 		{"tier=l2", 8, func(rdb *redis.Client) *tier.Options[*benchProfile] {
-			return &tier.Options[*benchProfile]{L2: goredis.Must(rdb, nil), L1TTL: time.Nanosecond, NoJitter: true}
+			return &tier.Options[*benchProfile]{Namespace: "bench", L2: goredis.Must(rdb, nil), L1TTL: time.Nanosecond, Jitter: tier.NoJitter}
 		}},
 	}
 	for _, wl := range workloads {

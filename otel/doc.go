@@ -4,7 +4,7 @@
 //	import tierotel "github.com/tiercache/tiercache/otel"
 //
 //	c, err := tier.New(&tier.Options[*Profile]{
-//		Name:          "profiles",
+//		Namespace:     "profiles",
 //		L2:            goredis.Must(rdb, nil),
 //		Observer:      tierotel.New(tierotel.WithTracerProvider(tp), tierotel.WithMeterProvider(mp)),
 //		KeyHashSecret: secret, // the same on every instance, to correlate keys
@@ -72,9 +72,11 @@
 // # Keys and personal data
 //
 // Keys can hold personal data (emails, tokens). The Observer records only
-// what the cache gives it, which is a keyed hash by default; set the same
-// tier.Options.KeyHashSecret on every instance to correlate a key across
-// them. No value ever reaches the Observer, and no key is ever a metric
+// what the cache gives it, which is a keyed hash by default. The hash's key
+// defaults to one derived from the namespace, so a key hashes the same on
+// every instance and across restarts; that pseudonymises keys but does not
+// secure them (anyone who knows the namespace can hash guesses): set
+// tier.Options.KeyHashSecret, the same on every instance, where it matters. No value ever reaches the Observer, and no key is ever a metric
 // attribute.
 //
 // WARNING: go-redis's own instrumentation (redisotel) records whole

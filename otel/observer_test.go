@@ -230,7 +230,7 @@ func TestObserver_L2(t *testing.T) {
 	tm := newTelemetry(t)
 	_, _, l2 := redisL2(t)
 	o := func() *tier.Options[string] {
-		return &tier.Options[string]{Name: "profiles", L2: l2, Observer: tm.obs, KeyHashSecret: []byte("fleet secret")}
+		return &tier.Options[string]{Namespace: "profiles", L2: l2, Observer: tm.obs, KeyHashSecret: []byte("fleet secret")}
 	}
 	writer, reader := newCache(t, o()), newCache(t, o()) // two instances sharing Redis
 
@@ -281,7 +281,7 @@ func TestObserver_DecodeError(t *testing.T) {
 	t.Parallel()
 	tm := newTelemetry(t)
 	_, rdb, l2 := redisL2(t)
-	c := newCache(t, &tier.Options[string]{Name: "c", L2: l2, Observer: tm.obs})
+	c := newCache(t, &tier.Options[string]{Namespace: "c", L2: l2, Observer: tm.obs})
 	require.NoError(t, rdb.Set(t.Context(), c.Key("k"), "not an envelope", 0).Err())
 
 	ctx, req := tm.request(t.Context())
@@ -310,7 +310,7 @@ func TestObserver_Fallback(t *testing.T) {
 	t.Parallel()
 	tm := newTelemetry(t)
 	srv, _, l2 := redisL2(t)
-	c := newCache(t, &tier.Options[string]{Name: "c", L2: l2, Observer: tm.obs, BreakerFailures: 2, BreakerCooldown: time.Hour})
+	c := newCache(t, &tier.Options[string]{Namespace: "c", L2: l2, Observer: tm.obs, BreakerFailures: 2, BreakerCooldown: time.Hour})
 	srv.Kill()
 
 	ctx, req := tm.request(t.Context())

@@ -54,7 +54,7 @@ func TestObserver_NoPersonalData(t *testing.T) {
 			srv, rdb, l2 := redisL2(t)
 			o := func() *tier.Options[account] {
 				return &tier.Options[account]{
-					Name: "accounts", L2: l2, Observer: tm.obs, ObserveRawKeys: tt.rawKeys,
+					Namespace: "accounts", L2: l2, Observer: tm.obs, ObserveRawKeys: tt.rawKeys,
 					MaxValueBytes: 512, BreakerFailures: 2,
 				}
 			}

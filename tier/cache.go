@@ -20,6 +20,8 @@ import (
 
 // LoadFunc loads the value of key from the origin. It returns ErrNotFound
 // (or an error accepted by Options.IsNotFound) when the key has no value.
+// A nil LoadFunc means "no origin": the call answers from the tiers only,
+// as [Cache.Get] does.
 //
 // NOTE: it runs on the flight's context, not on any one caller's: it keeps
 // the first caller's values (trace spans) but is cancelled only by
@@ -44,6 +46,7 @@ type Cache[V any] struct {
 	base    string      // "tc:<len>:<namespace>:" (keys add "<epoch>:")
 	tagPfx  string
 	epochK  string // the L2 key of the namespace's epoch
+	tag     uint32 // the schema tag of its L2 envelopes (typeTag)
 
 	// epoch is the namespace's current epoch and its L2 key prefix, one
 	// value so that the two never disagree; never nil after New, and it
@@ -123,6 +126,7 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 	c.base = ns + ":"
 	c.tagPfx = ns + "#t:" // disjoint from keys: the byte after the namespace differs
 	c.epochK = ns + "#epoch"
+	c.tag = typeTag[V](opts.Schema)
 	c.setEpoch(0)
 	c.epochKnown.Store(c.epocher == nil)
 	c.tags.horizon = int64(max(opts.TTL, opts.NegativeTTL))
@@ -221,11 +225,20 @@ func (c *Cache[V]) hitNow() int64 {
 // GetOrLoad returns the value of key from L1, else L2, else load (once per
 // key in the process, however many callers miss together), and caches it.
 // It returns an error matching [ErrNotFound] when the key has no value.
+// With a nil load it is [Cache.Get]: ErrNotFound when neither tier has the
+// key (nothing is cached for it), an error matching [ErrL2] when L2 could
+// not be asked.
 //
 // With Options.FailSafe, a value past its fresh life is kept and returned
 // (reported as stale) when load fails, or after Options.SoftTimeout when it
 // is slow. With Options.RefreshAhead, a hit late in the entry's life starts
 // one background refresh.
+//
+// A call whose ctx has already ended starts nothing (no L2 read, no load,
+// no write) and returns an error matching ctx's cause; only a fresh L1 hit
+// is still answered, since it starts nothing either. The same holds for
+// every method that takes a ctx, writes included: a Set or Delete with an
+// ended ctx changes neither tier.
 //
 // NOTE: the value may be shared with other callers: do not mutate it. If the
 // loader panics, every caller waiting on it panics with a [*PanicError]; if
@@ -239,8 +252,12 @@ func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load LoadFunc[V]) 
 // entities named by tags (for example "expert:42" for a list of that
 // expert's appointments): [Cache.InvalidateTags] with any of them, on any
 // instance, makes the value a miss everywhere. A key must always be used
-// with the same tags.
+// with the same tags. An empty tag is refused with [ErrInvalidKey].
 func (c *Cache[V]) GetOrLoadTagged(ctx context.Context, key string, tags []string, load LoadFunc[V]) (V, error) {
+	if err := checkTags(tags); err != nil {
+		var zero V
+		return zero, err
+	}
 	return c.get(ctx, key, tags, load)
 }
 
@@ -321,6 +338,32 @@ func (c *Cache[V]) served(e *Entry[V]) (V, error) {
 		return zero, ErrNotFound
 	}
 	return e.Value, nil
+}
+
+// ended returns the error of a call op (on key, if not "") whose context
+// has already ended, and nil otherwise: such a call starts nothing (no L2
+// call, no load, no write).
+func (c *Cache[V]) ended(ctx context.Context, op, key string) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	if key != "" {
+		op += " " + c.errKey(key)
+	}
+	return fmt.Errorf("tier: %s: %w", op, context.Cause(ctx))
+}
+
+// checkTags refuses an empty tag, and the reserved one.
+func checkTags(tags []string) error {
+	for _, t := range tags {
+		switch t {
+		case "":
+			return fmt.Errorf("%w: empty tag", ErrInvalidKey)
+		case epochTag:
+			return fmt.Errorf("%w: reserved tag", ErrInvalidKey)
+		}
+	}
+	return nil
 }
 
 func (c *Cache[V]) checkKey(key string) error {
@@ -432,6 +475,23 @@ func (c *Cache[V]) obsKey(key string) string {
 	if c.noObs || c.o.ObserveRawKeys || key == "" {
 		return key
 	}
+	return c.keyHash(key)
+}
+
+// errKey is the key as a returned error names it: quoted if
+// Options.ObserveRawKeys, else "key#" and the hash the observer sees, so
+// that an error can be matched with its telemetry without logging
+// personal data.
+func (c *Cache[V]) errKey(key string) string {
+	if c.o.ObserveRawKeys {
+		return strconv.Quote(key)
+	}
+	return "key#" + c.keyHash(key)
+}
+
+// keyHash is key's keyed hash: HMAC-SHA256 under Options.KeyHashSecret,
+// the first 16 hex digits.
+func (c *Cache[V]) keyHash(key string) string {
 	m := c.hmacs.Get().(hash.Hash)
 	m.Reset() // back to the keyed state
 	m.Write([]byte(key))

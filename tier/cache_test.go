@@ -172,7 +172,7 @@ func TestCache_GetOrLoad_NegativeCaching(t *testing.T) {
 		Clock:       clock,
 		NegativeTTL: time.Second,
 		TTL:         time.Hour,
-		NoJitter:    true,
+		Jitter:      tier.NoJitter,
 		IsNotFound:  func(err error) bool { return errors.Is(err, sql.ErrNoRows) },
 	})
 	var loads atomic.Int64
@@ -194,7 +194,7 @@ func TestCache_GetOrLoad_NegativeCaching(t *testing.T) {
 func TestCache_GetOrLoad_TTL(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock()
-	c := newCache(t, &tier.Options[int]{Clock: clock, TTL: time.Minute, NoJitter: true})
+	c := newCache(t, &tier.Options[int]{Clock: clock, TTL: time.Minute, Jitter: tier.NoJitter})
 	var loads atomic.Int64
 	load := counted(&loads, func(context.Context, string) (int, error) { return int(loads.Load()), nil })
 	v, err := c.GetOrLoad(t.Context(), "k", load)
@@ -404,9 +404,13 @@ func TestNew_InvalidOptions(t *testing.T) {
 	}{
 		{name: "negative TTL", o: &tier.Options[int]{TTL: -time.Second}},
 		{name: "jitter 1", o: &tier.Options[int]{Jitter: 1}},
+		{name: "negative jitter other than NoJitter", o: &tier.Options[int]{Jitter: -0.5}},
 		{name: "brace in namespace", o: &tier.Options[int]{Namespace: "a{b}"}},
 		{name: "newline in namespace", o: &tier.Options[int]{Namespace: "a\nb"}},
 		{name: "negative MaxValueBytes", o: &tier.Options[int]{MaxValueBytes: -1}},
+		{name: "SoftTimeout without FailSafe", o: &tier.Options[int]{SoftTimeout: time.Second}},
+		{name: "SoftTimeout above LoadTimeout", o: &tier.Options[int]{FailSafe: time.Hour, SoftTimeout: time.Minute, LoadTimeout: time.Second}},
+		{name: "SoftTimeout equal to the default LoadTimeout", o: &tier.Options[int]{FailSafe: time.Hour, SoftTimeout: 10 * time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

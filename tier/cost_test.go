@@ -32,7 +32,7 @@ func TestCache_L1Cost_BoundedOnEveryPath(t *testing.T) {
 	maxCost := int64(costN * (len(value) + 3 + len(keys[0]) + 128))
 	srv := redistest.Start(t)
 	clock := newFakeClock()
-	base := tier.Options[string]{TTL: time.Hour, NoJitter: true, L1MaxCost: maxCost, Clock: clock, L2Timeout: 5 * time.Second}
+	base := tier.Options[string]{TTL: time.Hour, Jitter: tier.NoJitter, L1MaxCost: maxCost, Clock: clock, L2Timeout: 5 * time.Second}
 	noLoad := func(_ context.Context, key string) (string, error) {
 		t.Errorf("loader called for %q: the value is in L2", key)
 		return "", tier.ErrNotFound

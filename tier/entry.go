@@ -4,8 +4,12 @@ package tier
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"reflect"
+	"strconv"
 	"time"
 
 	"github.com/tiercache/tiercache/codec"
@@ -23,7 +27,7 @@ var errExpired = errors.New("tier: value past its fresh life")
 // fresh for ttl and kept FailSafe longer, and refuses it if it is too large.
 func (c *Cache[V]) encode(v V, negative bool, created int64, ttl time.Duration) ([]byte, error) {
 	now := c.now()
-	h := codec.Header{Codec: c.o.Codec.ID(), Schema: c.o.Schema, Created: created, SoftExpiry: now + int64(ttl), Deadline: now + int64(ttl+c.o.FailSafe)}
+	h := codec.Header{Codec: c.o.Codec.ID(), Schema: c.tag, Created: created, SoftExpiry: now + int64(ttl), Deadline: now + int64(ttl+c.o.FailSafe)}
 	if negative {
 		h.Flags |= codec.FlagNegative
 	}
@@ -78,7 +82,7 @@ func (c *Cache[V]) sizeOf(e *Entry[V]) int {
 //     ([EventDecodeError]); the caller deletes the key.
 func (c *Cache[V]) fromL2(ctx context.Context, key string, tags []string, b []byte, tagAt []int64, start int64) (*Entry[V], error) {
 	e := &Entry[V]{Created: start, size: len(b)}
-	h, err := codec.Decode(c.o.Codec, b, c.o.Schema, c.o.MaxValueBytes, &e.Value)
+	h, err := codec.Decode(c.o.Codec, b, c.tag, c.o.MaxValueBytes, &e.Value)
 	if err != nil {
 		c.ctr.decodeErrors.Add(1)
 		c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventDecodeError, Key: c.obsKey(key), Tier: TierL2, Err: err})
@@ -112,4 +116,40 @@ func (c *Cache[V]) fromL2(ctx context.Context, key string, tags []string, b []by
 		c.ctr.l2Hits.Add(1)
 	}
 	return e, err
+}
+
+// typeTag is the schema tag of a Cache[V]'s L2 envelopes: an FNV-1a hash of
+// V's name and schema, so that values of another type, or of another
+// schema, are refused as bad bytes instead of decoded into a zero value.
+func typeTag[V any](schema uint32) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(typeName(reflect.TypeFor[V]())))
+	var b [4]byte
+	binary.LittleEndian.PutUint32(b[:], schema)
+	h.Write(b[:])
+	return h.Sum32()
+}
+
+// typeName names t with full package paths, pointers aside (a *T and a T
+// encode alike).
+func typeName(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Name() != "" {
+		if t.PkgPath() == "" {
+			return t.Name() // predeclared
+		}
+		return t.PkgPath() + "." + t.Name()
+	}
+	switch t.Kind() {
+	case reflect.Slice:
+		return "[]" + typeName(t.Elem())
+	case reflect.Array:
+		return "[" + strconv.Itoa(t.Len()) + "]" + typeName(t.Elem())
+	case reflect.Map:
+		return "map[" + typeName(t.Key()) + "]" + typeName(t.Elem())
+	default:
+		return t.String() // struct literals and the rest: as Go prints them
+	}
 }

@@ -18,6 +18,9 @@ var (
 	ErrInvalidKey = errors.New("tier: invalid key")
 	// ErrInvalidOptions is returned by [New] for options that cannot work.
 	ErrInvalidOptions = errors.New("tier: invalid options")
+	// ErrNoNamespace is returned by [New] (with [ErrInvalidOptions]) for
+	// a cache with an L2 but no [Options.Namespace].
+	ErrNoNamespace = errors.New("tier: no namespace")
 	// ErrValueTooLarge is matched (errors.Is) by every [*ValueTooLargeError].
 	ErrValueTooLarge = errors.New("tier: value too large")
 	// ErrLoaderGoexit is returned to the callers waiting on a load whose

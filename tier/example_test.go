@@ -101,7 +101,7 @@ func ExampleNew() {
 	go func() { _ = bus.Run(ctx) }() // the caller owns the bus's goroutines
 
 	profiles, err := tier.New(&tier.Options[*Profile]{
-		Name:        "profiles",
+		Namespace:   "profiles",
 		L2:          goredis.Must(rdb, nil),
 		Invalidator: bus,
 		TTL:         10 * time.Minute,

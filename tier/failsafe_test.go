@@ -21,7 +21,7 @@ func TestCache_FailSafe_ServesStaleWhenOriginFails(t *testing.T) {
 	clock := newFakeClock()
 	rec := &recorder{}
 	c := newCache(t, &tier.Options[string]{
-		Clock: clock, TTL: time.Minute, NoJitter: true, Observer: rec,
+		Clock: clock, TTL: time.Minute, Jitter: tier.NoJitter, Observer: rec,
 		FailSafe: time.Hour, FailSafeThrottle: 10 * time.Second,
 	})
 	var failing atomic.Bool
@@ -70,7 +70,7 @@ func TestCache_SoftTimeout(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock()
 	c := newCache(t, &tier.Options[string]{
-		Clock: clock, TTL: time.Minute, NoJitter: true,
+		Clock: clock, TTL: time.Minute, Jitter: tier.NoJitter,
 		FailSafe: time.Hour, SoftTimeout: 20 * time.Millisecond, LoadTimeout: 10 * time.Second,
 	})
 	var version atomic.Int64
@@ -99,7 +99,7 @@ func TestCache_SoftTimeout(t *testing.T) {
 	}, 5*time.Second, time.Millisecond)
 
 	// Without a stale value, the hard timeout applies.
-	h := newCache(t, &tier.Options[string]{SoftTimeout: time.Millisecond, LoadTimeout: 50 * time.Millisecond})
+	h := newCache(t, &tier.Options[string]{FailSafe: time.Hour, SoftTimeout: time.Millisecond, LoadTimeout: 50 * time.Millisecond})
 	_, err = h.GetOrLoad(t.Context(), "k", func(ctx context.Context, _ string) (string, error) {
 		<-ctx.Done()
 		return "", ctx.Err()
@@ -110,7 +110,7 @@ func TestCache_SoftTimeout(t *testing.T) {
 func TestCache_RefreshAhead_HotKeyNeverWaits(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock()
-	c := newCache(t, &tier.Options[int]{Clock: clock, TTL: time.Minute, NoJitter: true, RefreshAhead: 0.8})
+	c := newCache(t, &tier.Options[int]{Clock: clock, TTL: time.Minute, Jitter: tier.NoJitter, RefreshAhead: 0.8})
 	var loads atomic.Int64
 	inLoad := make(chan struct{}, 100)
 	load := func(context.Context, string) (int, error) {

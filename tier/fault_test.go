@@ -203,7 +203,7 @@ func TestCache_Fault_RedisKilledUnderLoad(t *testing.T) {
 	)
 	c, rdb := instance(t, srv, tier.Options[string]{
 		L2Timeout: l2Timeout, BreakerCooldown: 250 * time.Millisecond,
-		TTL: 10 * time.Minute, L1TTL: 10 * time.Minute, NoJitter: true, // hot keys stay in L1 for the whole test
+		TTL: 10 * time.Minute, L1TTL: 10 * time.Minute, Jitter: tier.NoJitter, // hot keys stay in L1 for the whole test
 	})
 	l2InUse(t, c)
 	const (
@@ -429,7 +429,7 @@ func TestCache_Fault_OriginFails(t *testing.T) {
 	)
 	srv := redistest.Start(t)
 	opts := tier.Options[string]{
-		TTL: ttl, NoJitter: true, FailSafe: time.Minute, FailSafeThrottle: throttle, L2Timeout: l2Timeout,
+		TTL: ttl, Jitter: tier.NoJitter, FailSafe: time.Minute, FailSafeThrottle: throttle, L2Timeout: l2Timeout,
 		// Long, so that a wait on a lease stands out in the logged latencies.
 		LeaseWait: time.Second,
 		Namespace: "failing",
@@ -810,7 +810,7 @@ func TestCache_Fault_ShortDeadlinesNeverCrossKeys(t *testing.T) {
 				}
 				read.Add(1)
 				var v string
-				if _, err := codec.Decode(codec.Msgpack(), b, 0, 0, &v); err != nil || v != "v:"+key {
+				if _, err := codec.Decode(codec.Msgpack(), b, tier.WireSchema(writer), 0, &v); err != nil || v != "v:"+key {
 					wrong.Add(1)
 					example.CompareAndSwap(nil, fmt.Sprintf("key %q read %q (%v)", key, v, err))
 				}

@@ -21,7 +21,9 @@ type BatchLoadFunc[V any] func(ctx context.Context, keys []string) (map[string]V
 // round trip for the keys that missed, then one call of load for the keys
 // that missed both (keys that another call is already loading are waited
 // for, not loaded twice). The map holds the keys that have a value; keys
-// without one are absent. Duplicate keys are answered once.
+// without one are absent. Duplicate keys are answered once. With a nil
+// load the map holds what the tiers have (nothing is loaded or cached for
+// the other keys).
 //
 // NOTE: the batch path takes no L2 leases, so with an L2 that fences
 // writes with leases (backends/goredis) the values it loads go to L1 only;
@@ -57,6 +59,9 @@ func (c *Cache[V]) GetOrLoadMany(ctx context.Context, keys []string, load BatchL
 	}
 	if len(missing) == 0 {
 		return out, nil
+	}
+	if err := c.ended(ctx, "get many", ""); err != nil {
+		return nil, err
 	}
 	calls, lead, ok := c.fl.joinMany(missing, c.now())
 	if !ok {
@@ -129,7 +134,7 @@ func (c *Cache[V]) loadMany(ctx context.Context, fs []*flight[V], load BatchLoad
 		case f.cl.panicked != nil:
 			close(f.cl.done)
 		case err != nil:
-			f.cl.err = fmt.Errorf("tier: load %q: %w", f.key, err)
+			f.cl.err = fmt.Errorf("tier: load %s: %w", c.errKey(f.key), err)
 			close(f.cl.done)
 		case found:
 			f.cl.val = v

@@ -1,7 +1,7 @@
 package tier
 
 import (
-	"crypto/rand"
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -9,24 +9,27 @@ import (
 	"github.com/tiercache/tiercache/codec"
 )
 
-// Defaults of [Options].
+// Defaults of [Options], each named after its field.
 const (
-	DefaultTTL          = 10 * time.Minute
-	DefaultNegativeTTL  = 30 * time.Second
-	DefaultJitter       = 0.1
-	DefaultMaxKeyBytes  = 1024
-	DefaultMaxValueSize = 1 << 20
-	DefaultLoadTimeout  = 10 * time.Second
-	DefaultL2Timeout    = 100 * time.Millisecond
-	DefaultL1MaxCost    = 64 << 20
-	DefaultBreakerFails = 5
-	DefaultBreakerWait  = 5 * time.Second
-	DefaultLeaseWait    = 500 * time.Millisecond
-	DefaultMaxClockSkew = 10 * time.Millisecond
-	DefaultMaxPending   = 10000
-	// DefaultLineageInterval is the default of Options.LineageInterval.
-	DefaultLineageInterval = 500 * time.Millisecond
+	defaultTTL                     = 10 * time.Minute
+	defaultNegativeTTL             = 30 * time.Second
+	defaultJitter                  = 0.1
+	defaultMaxKeyBytes             = 1024
+	defaultMaxValueBytes           = 1 << 20
+	defaultLoadTimeout             = 10 * time.Second
+	defaultL2Timeout               = 100 * time.Millisecond
+	defaultL1MaxCost               = 64 << 20
+	defaultBreakerFailures         = 5
+	defaultBreakerCooldown         = 5 * time.Second
+	defaultLeaseWait               = 500 * time.Millisecond
+	defaultMaxClockSkew            = 10 * time.Millisecond
+	defaultMaxPendingInvalidations = 10000
+	defaultLineageInterval         = 500 * time.Millisecond
+	defaultFailSafeThrottle        = time.Second
 )
+
+// NoJitter, as [Options.Jitter], turns jitter off (0 means the default).
+const NoJitter = -1.0
 
 // Clock tells the time. Tests inject a fake one.
 type Clock interface {
@@ -37,17 +40,25 @@ type Clock interface {
 // effect. A nil *Options means all defaults (an L1-only cache named
 // "default").
 type Options[V any] struct {
-	// Name names the cache in telemetry. Default: "default".
+	// Name names the cache in telemetry. Default: Namespace, or "default"
+	// without one.
 	Name string
-	// Namespace prefixes every L2 key and must be unique among the caches
-	// sharing a Redis. It may not contain control characters, '{' or '}'.
-	// Default: Name.
+	// Namespace prefixes every L2 key and names the cache's invalidations;
+	// it must be unique among the caches sharing a Redis, and the same on
+	// every instance of one cache. It may not contain control characters,
+	// '{' or '}'. It is required with an L2: New returns an error matching
+	// [ErrNoNamespace] (and [ErrInvalidOptions]) without one, so that two
+	// caches never share keys by default. Without an L2: Name.
 	Namespace string
 
 	// L1 is the in-process tier. The cache owns it and closes it in Close.
 	// Default: a backends/ristretto cache bounded by L1MaxCost.
 	L1 Local[V]
-	// L1MaxCost bounds the default L1, in bytes. Default: 64 MiB.
+	// L1MaxCost bounds the default L1, in bytes. It also sizes the L1's
+	// admission counters, which an empty cache already holds: about
+	// 0.35 MiB plus 5% of L1MaxCost on the heap (3.3 MiB at the default,
+	// 0.4 MiB at 1 MiB; measured by TestNew_EmptyFootprint). Default:
+	// 64 MiB.
 	L1MaxCost int64
 	// Cost returns the L1 cost of a value in bytes; encodedSize is the size
 	// of its encoding. Default: encodedSize + len(key) + 128.
@@ -57,8 +68,14 @@ type Options[V any] struct {
 	// Codec encodes values for L2 (and measures them for MaxValueBytes and
 	// the default Cost). Default: codec.Msgpack().
 	Codec codec.Codec
-	// Schema is written into every L2 value; bump it when V changes shape,
-	// and values written with another schema become misses.
+	// Schema tags every L2 value; bump it when V changes shape, and values
+	// written with another schema become misses. The tag written is a
+	// 32-bit hash of Schema and V's type name (package path and name,
+	// pointers aside), so bytes written by a cache of another type in the
+	// same namespace are misses too (counted in Stats.DecodeErrors,
+	// reported as [EventDecodeError], deleted), never decoded into a zero
+	// value. Renaming V, or moving it to another package, therefore makes
+	// the values already in L2 misses once.
 	Schema uint32
 	// CompressAbove compresses L2 payloads larger than this many bytes.
 	// Default: 0, never.
@@ -71,10 +88,9 @@ type Options[V any] struct {
 	// NegativeTTL is how long a "not found" is cached. Default: 30 seconds.
 	NegativeTTL time.Duration
 	// Jitter shortens each TTL by a random fraction in [0, Jitter) so keys
-	// loaded together do not expire together. Default: 0.1; NoJitter
-	// turns it off.
-	Jitter   float64
-	NoJitter bool
+	// loaded together do not expire together; it is in [0, 1), or
+	// [NoJitter] to turn it off. Default: 0.1.
+	Jitter float64
 	// IsNotFound reports whether a loader error means "not found" (for
 	// example errors.Is(err, sql.ErrNoRows)); such errors are cached as
 	// negative entries. A loader may also return ErrNotFound.
@@ -94,7 +110,9 @@ type Options[V any] struct {
 	// SoftTimeout: a caller that has a stale value at hand waits at most
 	// this long for a load, then gets the stale value while the load goes on
 	// in the background and updates the tiers when it ends. LoadTimeout
-	// stays the hard timeout. Default: 0, wait for the load.
+	// stays the hard timeout. Stale values exist only with FailSafe, and a
+	// SoftTimeout must be shorter than LoadTimeout: New refuses it
+	// otherwise. Default: 0, wait for the load.
 	SoftTimeout time.Duration
 	// RefreshAhead, in (0, 1), starts one background refresh per key when a
 	// hit finds the entry past this fraction of its fresh life, so hot keys
@@ -109,8 +127,12 @@ type Options[V any] struct {
 
 	// MaxKeyBytes refuses longer keys with ErrInvalidKey. Default: 1024.
 	MaxKeyBytes int
-	// MaxValueBytes refuses to cache values whose encoding is larger.
-	// Default: 1 MiB.
+	// MaxValueBytes refuses to cache values whose encoding is larger. With
+	// an L2 that has a limit of its own (a [ValueLimiter], such as
+	// backends/goredis, whose Options.MaxValueBytes sets it), 0 means that
+	// limit and a larger value is refused by New with [ErrInvalidOptions]:
+	// set the limit in one place, the backend. Default: the L2's limit, else
+	// 1 MiB.
 	MaxValueBytes int
 
 	// LoadTimeout bounds one origin load. Default: 10 seconds.
@@ -160,12 +182,22 @@ type Options[V any] struct {
 
 	// Observer receives everything beyond L1 hits. Default: NoopObserver.
 	Observer Observer
-	// ObserveRawKeys gives the observer raw keys. By default it gets a
-	// keyed hash (HMAC-SHA256, 16 hex digits), because keys may hold
-	// personal data such as emails.
+	// ObserveRawKeys gives the observer, and the errors the cache returns,
+	// raw keys. By default the observer gets a keyed hash (HMAC-SHA256, 16
+	// hex digits), because keys may hold personal data such as emails, and
+	// errors name the key by the same hash ("tier: load key#<hash>: …").
+	// (A loader's own error is returned wrapped as it is: the cache does
+	// not rewrite what it says.)
 	ObserveRawKeys bool
-	// KeyHashSecret keys that hash; use the same secret on every instance
-	// to correlate keys across them. Default: random per cache.
+	// KeyHashSecret keys that hash. Default: derived from Namespace alone,
+	// so a key hashes the same on every instance and across restarts, and
+	// telemetry from a fleet can be correlated without configuration.
+	//
+	// WARNING: the default pseudonymises keys, it does not secure them:
+	// whoever knows the namespace (and this package) can hash candidate
+	// keys, such as a list of emails, and match them against the telemetry.
+	// Where that matters, set a secret of at least 32 random bytes, the
+	// same on every instance, and keep it out of the telemetry's reach.
 	KeyHashSecret []byte
 	// Clock tells the time. Default: the system clock.
 	Clock Clock
@@ -181,9 +213,12 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 		return c, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, a...)...)
 	}
 	if c.Name == "" {
-		c.Name = "default"
+		c.Name = cmp.Or(c.Namespace, "default")
 	}
 	if c.Namespace == "" {
+		if c.L2 != nil {
+			return c, fmt.Errorf("%w: %w: set Options.Namespace to a name no other cache on this Redis uses", ErrInvalidOptions, ErrNoNamespace)
+		}
 		c.Namespace = c.Name
 	}
 	if strings.ContainsAny(c.Namespace, "{}") || strings.ContainsFunc(c.Namespace, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
@@ -197,18 +232,18 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 		d    *time.Duration
 		def  time.Duration
 	}{
-		{"TTL", &c.TTL, DefaultTTL},
+		{"TTL", &c.TTL, defaultTTL},
 		{"L1TTL", &c.L1TTL, 0},
-		{"NegativeTTL", &c.NegativeTTL, DefaultNegativeTTL},
-		{"LoadTimeout", &c.LoadTimeout, DefaultLoadTimeout},
-		{"L2Timeout", &c.L2Timeout, DefaultL2Timeout},
-		{"BreakerCooldown", &c.BreakerCooldown, DefaultBreakerWait},
-		{"LeaseWait", &c.LeaseWait, DefaultLeaseWait},
-		{"MaxClockSkew", &c.MaxClockSkew, DefaultMaxClockSkew},
+		{"NegativeTTL", &c.NegativeTTL, defaultNegativeTTL},
+		{"LoadTimeout", &c.LoadTimeout, defaultLoadTimeout},
+		{"L2Timeout", &c.L2Timeout, defaultL2Timeout},
+		{"BreakerCooldown", &c.BreakerCooldown, defaultBreakerCooldown},
+		{"LeaseWait", &c.LeaseWait, defaultLeaseWait},
+		{"MaxClockSkew", &c.MaxClockSkew, defaultMaxClockSkew},
 		{"FailSafe", &c.FailSafe, 0},
-		{"FailSafeThrottle", &c.FailSafeThrottle, time.Second},
+		{"FailSafeThrottle", &c.FailSafeThrottle, defaultFailSafeThrottle},
 		{"SoftTimeout", &c.SoftTimeout, 0},
-		{"LineageInterval", &c.LineageInterval, DefaultLineageInterval},
+		{"LineageInterval", &c.LineageInterval, defaultLineageInterval},
 	}
 	for _, d := range durations {
 		if *d.d < 0 {
@@ -218,6 +253,12 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 			*d.d = d.def
 		}
 	}
+	switch {
+	case c.SoftTimeout > 0 && c.FailSafe == 0:
+		return bad("SoftTimeout without FailSafe: there is never a stale value to serve")
+	case c.SoftTimeout >= c.LoadTimeout:
+		return bad("SoftTimeout %v is not shorter than LoadTimeout %v", c.SoftTimeout, c.LoadTimeout)
+	}
 	if c.L1TTL == 0 || c.L1TTL > c.TTL {
 		c.L1TTL = c.TTL
 	}
@@ -225,23 +266,23 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 		return bad("RefreshAhead %v is outside [0, 1)", c.RefreshAhead)
 	}
 	switch {
-	case c.Jitter < 0 || c.Jitter >= 1:
-		return bad("Jitter %v is outside [0, 1)", c.Jitter)
-	case c.NoJitter:
+	case c.Jitter == NoJitter:
 		c.Jitter = 0
+	case c.Jitter < 0 || c.Jitter >= 1:
+		return bad("Jitter %v is outside [0, 1) and not NoJitter", c.Jitter)
 	case c.Jitter == 0:
-		c.Jitter = DefaultJitter
+		c.Jitter = defaultJitter
 	}
 	ints := []struct {
 		name string
 		n    *int
 		def  int
 	}{
-		{"MaxKeyBytes", &c.MaxKeyBytes, DefaultMaxKeyBytes},
-		{"MaxValueBytes", &c.MaxValueBytes, DefaultMaxValueSize},
-		{"BreakerFailures", &c.BreakerFailures, DefaultBreakerFails},
+		{"MaxKeyBytes", &c.MaxKeyBytes, defaultMaxKeyBytes},
+		{"MaxValueBytes", &c.MaxValueBytes, defaultMaxValueBytes},
+		{"BreakerFailures", &c.BreakerFailures, defaultBreakerFailures},
 		{"CompressAbove", &c.CompressAbove, 0},
-		{"MaxPendingInvalidations", &c.MaxPendingInvalidations, DefaultMaxPending},
+		{"MaxPendingInvalidations", &c.MaxPendingInvalidations, defaultMaxPendingInvalidations},
 		{"MaxConcurrentLoads", &c.MaxConcurrentLoads, 0},
 	}
 	for _, n := range ints {
@@ -252,18 +293,25 @@ func (o *Options[V]) withDefaults() (Options[V], error) {
 			*n.n = n.def
 		}
 	}
+	if vl, ok := c.L2.(ValueLimiter); ok {
+		switch limit := vl.MaxValueBytes(); {
+		case o == nil || o.MaxValueBytes == 0:
+			c.MaxValueBytes = limit
+		case c.MaxValueBytes > limit:
+			return bad("MaxValueBytes %d is above the L2's limit %d (every reader would refuse such a value and load it again): leave it 0, and set the limit on the L2 backend", c.MaxValueBytes, limit)
+		}
+	}
 	if c.L1MaxCost < 0 {
 		return bad("L1MaxCost is negative")
 	}
 	if c.L1MaxCost == 0 {
-		c.L1MaxCost = DefaultL1MaxCost
+		c.L1MaxCost = defaultL1MaxCost
 	}
 	if c.Observer == nil {
 		c.Observer = NoopObserver{}
 	}
 	if len(c.KeyHashSecret) == 0 {
-		c.KeyHashSecret = make([]byte, 32)
-		_, _ = rand.Read(c.KeyHashSecret) // crypto/rand.Read never fails (Go 1.24+).
+		c.KeyHashSecret = []byte("tiercache key hash\x00" + c.Namespace)
 	} else {
 		c.KeyHashSecret = append([]byte(nil), c.KeyHashSecret...)
 	}

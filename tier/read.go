@@ -67,6 +67,10 @@ func (c *Cache[V]) miss(ctx context.Context, key string, tags []string, load Loa
 		var zero V
 		return zero, err
 	}
+	if err := c.ended(ctx, "get", key); err != nil {
+		var zero V
+		return zero, err
+	}
 	cl, f := c.fl.join(key, c.now(), tags)
 	if cl == nil {
 		var zero V
@@ -150,7 +154,7 @@ func (f *flight[V]) leave(why error) {
 		if why == errLeaderPanicked {
 			op = "get"
 		}
-		f.cl.err = fmt.Errorf("tier: %s %q: %w", op, f.key, why)
+		f.cl.err = fmt.Errorf("tier: %s %s: %w", op, f.c.errKey(f.key), why)
 		close(f.cl.done)
 	}
 	f.c.fl.leave(f.key, &f.cl, f.exit)
@@ -242,7 +246,7 @@ func (f *flight[V]) answerAbsent() {
 	if f.l2.err == nil {
 		f.cl.err = ErrNotFound
 	} else {
-		f.cl.err = fmt.Errorf("tier: get %q: %w: %w", f.key, ErrL2, f.l2.err)
+		f.cl.err = fmt.Errorf("tier: get %s: %w: %w", f.c.errKey(f.key), ErrL2, f.l2.err)
 	}
 	close(f.cl.done)
 }
@@ -269,13 +273,13 @@ func (f *flight[V]) settle(ctx context.Context, v V, err error) {
 	case f.refresh:
 		// The entry the refresh started from is still fresh. Callers that
 		// joined it fall back on their own.
-		f.cl.err = fmt.Errorf("tier: refresh %q: %w", f.key, err)
+		f.cl.err = fmt.Errorf("tier: refresh %s: %w", c.errKey(f.key), err)
 		close(f.cl.done)
 		f.releaseLease(ctx)
 	case stale != nil && c.now() < stale.Deadline:
 		f.rearm(ctx, stale, err)
 	default:
-		f.cl.err = fmt.Errorf("tier: load %q: %w", f.key, err)
+		f.cl.err = fmt.Errorf("tier: load %s: %w", c.errKey(f.key), err)
 		if c.o.FailSafe > 0 {
 			// Throttle retries of a failing key that has no stale value:
 			// callers in the next FailSafeThrottle share this error instead
@@ -331,7 +335,7 @@ func (c *Cache[V]) await(ctx context.Context, key string, cl *call[V], stale *En
 		return c.serveStale(ctx, key, stale, ReasonSoftTimeout, nil)
 	case <-ctx.Done():
 		var zero V
-		return zero, fmt.Errorf("tier: get %q: %w", key, context.Cause(ctx))
+		return zero, fmt.Errorf("tier: get %s: %w", c.errKey(key), context.Cause(ctx))
 	}
 	if cl.panicked != nil {
 		panic(cl.panicked)
@@ -368,8 +372,8 @@ func (c *Cache[V]) negativeHit(ctx context.Context, key string, from Tier) {
 // refreshAhead starts one background refresh of key from e (at most one per
 // entry, and none while a flight for the key runs).
 func (c *Cache[V]) refreshAhead(ctx context.Context, key string, tags []string, load LoadFunc[V], e *Entry[V]) {
-	if !e.refreshing.CompareAndSwap(false, true) {
-		return
+	if ctx.Err() != nil || !e.refreshing.CompareAndSwap(false, true) {
+		return // a caller whose context has ended starts nothing
 	}
 	f := c.fl.joinRunning(key, c.now(), tags)
 	if f == nil {

@@ -85,9 +85,11 @@ func TestCache_L2_BadBytesAreAMiss(t *testing.T) {
 		{name: "garbage", plant: func(k string) error { return rdb.Set(t.Context(), k, "\x00\x01garbage\xff", time.Hour).Err() }},
 		{name: "msgpack array32 bomb", plant: func(k string) error { return rdb.Set(t.Context(), k, "\xdd\xff\xff\xff\xff", time.Hour).Err() }},
 		{name: "bomb inside a valid envelope", plant: func(k string) error {
-			return rdb.Set(t.Context(), k, valid(3, []byte{0x8a, 0xa4, 't', 'a', 'g', 's', 0xdd, 0xff, 0xff, 0xff, 0xff}), time.Hour).Err()
+			return rdb.Set(t.Context(), k, valid(tier.WireSchema(c), []byte{0x8a, 0xa4, 't', 'a', 'g', 's', 0xdd, 0xff, 0xff, 0xff, 0xff}), time.Hour).Err()
 		}},
-		{name: "truncated", plant: func(k string) error { return rdb.Set(t.Context(), k, valid(3, nil)[:20], time.Hour).Err() }},
+		{name: "truncated", plant: func(k string) error {
+			return rdb.Set(t.Context(), k, valid(tier.WireSchema(c), nil)[:20], time.Hour).Err()
+		}},
 		{name: "older schema", plant: func(k string) error {
 			return rdb.Set(t.Context(), k, valid(2, []byte{0x80}), time.Hour).Err()
 		}},
@@ -112,7 +114,7 @@ func TestCache_L2_BadBytesAreAMiss(t *testing.T) {
 					return false
 				}
 				var p profile
-				_, err = codec.Decode(codec.Msgpack(), b, 3, 0, &p)
+				_, err = codec.Decode(codec.Msgpack(), b, tier.WireSchema(c), 0, &p)
 				return err == nil && p.ID == int64(i)
 			}, 5*time.Second, 5*time.Millisecond)
 		})
@@ -568,7 +570,7 @@ func TestCache_L2_SoftTimeoutWhileL2Stuck(t *testing.T) {
 	srv := redistest.Start(t)
 	clock := newFakeClock()
 	c, _ := instance(t, srv, tier.Options[*profile]{
-		Clock: clock, TTL: time.Minute, NoJitter: true, FailSafe: time.Hour,
+		Clock: clock, TTL: time.Minute, Jitter: tier.NoJitter, FailSafe: time.Hour,
 		SoftTimeout: 20 * time.Millisecond, L2Timeout: time.Minute, LoadTimeout: 2 * time.Minute,
 	})
 	ctx := context.Background()
@@ -645,7 +647,7 @@ func TestCache_L2_LeaseFirstReplacesBadBytes(t *testing.T) {
 			require.Eventually(t, func() bool { // the leased write is off the caller's path
 				b, err := rdb.Get(ctx, a.Key("bad")).Bytes()
 				var p profile
-				_, derr := codec.Decode(codec.Msgpack(), b, 0, 0, &p)
+				_, derr := codec.Decode(codec.Msgpack(), b, tier.WireSchema(a), 0, &p)
 				return err == nil && derr == nil && p.Name == "bad"
 			}, 10*time.Second, 5*time.Millisecond, "L2 holds the loaded value")
 			o.Observer = nil
@@ -775,7 +777,7 @@ func TestCache_L2_DeadLeaseMarkerReplaced(t *testing.T) {
 				require.Eventually(t, func() bool { // the leased write is off the caller's path
 					b, err := rdb.Get(ctx, a.Key("k")).Bytes()
 					var p profile
-					_, derr := codec.Decode(codec.Msgpack(), b, 0, 0, &p)
+					_, derr := codec.Decode(codec.Msgpack(), b, tier.WireSchema(a), 0, &p)
 					return err == nil && derr == nil && p.Name == "k"
 				}, 10*time.Second, 5*time.Millisecond, "L2 holds the loaded value")
 				o.Observer = nil

@@ -29,6 +29,17 @@ type Remote interface {
 	Delete(ctx context.Context, keys ...string) error
 }
 
+// ValueLimiter is implemented by a [Remote] that refuses stored values
+// larger than a limit of its own (backends/goredis does). The cache takes
+// that limit as its Options.MaxValueBytes when that is 0, and New refuses a
+// larger Options.MaxValueBytes: a value the cache would write, every reader
+// would refuse, and reload.
+type ValueLimiter interface {
+	// MaxValueBytes returns the largest value, in bytes, that Get and the
+	// other reads hand over.
+	MaxValueBytes() int
+}
+
 // LeasePrefix starts every lease marker a [Leaser] stores under a key. A
 // [Remote.Get] may return such a marker: the cache recognises it and never
 // decodes it.

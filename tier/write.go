@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -22,6 +21,9 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 	if c.isClosed() {
 		return ErrClosed
 	}
+	if err := c.ended(ctx, "set", key); err != nil {
+		return err
+	}
 	if ttl <= 0 {
 		ttl = c.o.TTL
 	}
@@ -31,7 +33,7 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 	if err != nil {
 		c.ctr.refused.Add(1)
 		c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventValueRefused, Key: c.obsKey(key), Err: err})
-		return errors.Join(fmt.Errorf("tier: set %q: %w", key, err), c.Delete(ctx, key))
+		return errors.Join(fmt.Errorf("tier: set %s: %w", c.errKey(key), err), c.Delete(ctx, key))
 	}
 	e := c.newEntry(v, false, nil, now, now, min(ttl, c.jitter(c.o.L1TTL)))
 	// Until L2 holds v, a caller who misses L1 must not read the old value
@@ -92,6 +94,9 @@ const epochTag = "\x00tiercache:epoch"
 func (c *Cache[V]) InvalidateAll(ctx context.Context) error {
 	if c.isClosed() {
 		return ErrClosed
+	}
+	if err := c.ended(ctx, "invalidate all", ""); err != nil {
+		return err
 	}
 	c.untrust(c.now()+1, ReasonInvalidateAll)
 	if c.l2 == nil && c.pub == nil {
@@ -161,6 +166,9 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 	if c.isClosed() {
 		return ErrClosed
 	}
+	if err := c.ended(ctx, "delete", ""); err != nil {
+		return err
+	}
 	for _, k := range keys {
 		if err := c.checkKey(k); err != nil {
 			return err
@@ -185,17 +193,21 @@ func (c *Cache[V]) Delete(ctx context.Context, keys ...string) error {
 // InvalidateTags makes every value cached with any of tags (see
 // [Cache.GetOrLoadTagged]) whose read began before the call a miss, on
 // every instance. It keeps one invalidation time per tag, not a set of keys
-// per tag, so it costs the same however many values carry the tag. Errors
-// are as for [Cache.Delete].
+// per tag, so it costs the same however many values carry the tag. An
+// empty tag is refused with [ErrInvalidKey]; other errors are as for
+// [Cache.Delete].
 func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 	if c.isClosed() {
 		return ErrClosed
 	}
+	if err := c.ended(ctx, "invalidate tags", ""); err != nil {
+		return err
+	}
 	if len(tags) == 0 {
 		return nil
 	}
-	if slices.Contains(tags, epochTag) {
-		return fmt.Errorf("%w: reserved tag", ErrInvalidKey)
+	if err := checkTags(tags); err != nil {
+		return err
 	}
 	c.tags.touch(tags, c.now())
 	if left, err := c.invalidate(ctx, nil, tags, true); err != nil {

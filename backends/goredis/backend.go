@@ -15,9 +15,9 @@ import (
 	"github.com/tiercache/tiercache/tier"
 )
 
-// DefaultMaxValueBytes is the default limit on a stored value: 1 MiB, the
-// same as tier.DefaultMaxValueSize.
-const DefaultMaxValueBytes = tier.DefaultMaxValueSize
+// DefaultMaxValueBytes is the default of Options.MaxValueBytes: 1 MiB (the
+// same as a tier cache's without a limiting L2).
+const DefaultMaxValueBytes = 1 << 20
 
 // Options configures a [Backend]. New copies it. A nil *Options means the
 // defaults.
@@ -25,8 +25,10 @@ type Options struct {
 	// MaxValueBytes is the largest value Get hands over; larger ones are
 	// refused with a *tier.ValueTooLargeError after reading at most 65
 	// bytes more (a lease marker keeping a value of the limit is that much
-	// longer). Keep it equal to the cache's tier.Options.MaxValueBytes.
-	// Default: 1 MiB.
+	// longer). It is the one place to set the limit: a cache over this
+	// Backend takes it as its tier.Options.MaxValueBytes (left 0), and
+	// tier.New refuses a larger one (see tier.ValueLimiter). Default:
+	// 1 MiB.
 	MaxValueBytes int
 	// WaitReplicas, when > 0, makes every write that an undone copy would
 	// turn into a stale read (Set, Delete, the tag times, the epoch moves)
@@ -111,6 +113,12 @@ func Must(client redis.UniversalClient, o *Options) *Backend {
 	}
 	return b
 }
+
+// MaxValueBytes implements tier.ValueLimiter: it returns
+// Options.MaxValueBytes.
+func (b *Backend) MaxValueBytes() int { return b.max }
+
+var _ tier.ValueLimiter = (*Backend)(nil)
 
 // Client returns the client the Backend was created with.
 func (b *Backend) Client() redis.UniversalClient { return b.c }

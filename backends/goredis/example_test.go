@@ -20,6 +20,6 @@ func ExampleNew() {
 	if err != nil {
 		panic(err)
 	}
-	c := tier.Must(&tier.Options[[]byte]{Name: "blobs", L2: l2, MaxValueBytes: 1 << 20})
+	c := tier.Must(&tier.Options[[]byte]{Namespace: "blobs", L2: l2}) // MaxValueBytes: the backend's
 	defer c.Close()
 }

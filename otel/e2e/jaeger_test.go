@@ -220,7 +220,7 @@ func TestJaeger(t *testing.T) {
 	l2 := goredis.Must(newRedis(t, ropts), nil)
 	opts := func() *tier.Options[*profile] {
 		return &tier.Options[*profile]{
-			Name: "profiles", L2: l2, Observer: obs,
+			Namespace: "profiles", L2: l2, Observer: obs,
 			KeyHashSecret:   []byte("e2e fleet secret"),
 			BreakerFailures: 3, BreakerCooldown: time.Minute,
 		}
