@@ -99,7 +99,7 @@ func New(o *Options) (*Store, error) {
 		L1MaxCost:   c.L1MaxCost,
 		L2Timeout:   c.Timeout,
 		// scs gives each commit its expiry: keep it exact.
-		NoJitter: true,
+		Jitter:   tier.NoJitter,
 		Observer: c.CacheObserver,
 	})
 	if err != nil {
