@@ -46,6 +46,9 @@ type node struct {
 	cache *tier.Cache[string]
 	bus   *invalidate.Bus
 	rec   *obstest.Recorder
+	// stop ends the bus's Run and waits until it returned; the test's
+	// cleanup calls it too.
+	stop func()
 }
 
 type nodeOpts struct {
@@ -92,14 +95,17 @@ func newNode(t testing.TB, srv *redistest.Server, ns string, no nodeOpts) *node 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- bus.Run(ctx) }()
-	t.Cleanup(func() {
-		require.NoError(t, c.Close())
+	stop := sync.OnceFunc(func() {
 		cancel()
 		require.NoError(t, <-done)
 	})
+	t.Cleanup(func() {
+		require.NoError(t, c.Close())
+		stop()
+	})
 	// Wait until the subscription is confirmed (its confirmation drops L1).
 	require.Eventually(t, func() bool { return rec.Dropped("subscribed") > 0 }, 5*time.Second, time.Millisecond)
-	return &node{cache: c, bus: bus, rec: rec}
+	return &node{cache: c, bus: bus, rec: rec, stop: stop}
 }
 
 func nsFor(t *testing.T) string { return "inv-" + strings.ReplaceAll(t.Name(), "/", "-") }

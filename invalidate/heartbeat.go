@@ -10,8 +10,7 @@ import (
 // tick publishes heartbeats and, while a channel is not known to work,
 // keeps its cache from serving entries older than StaleBound.
 func (b *Bus) tick(ctx context.Context) {
-	interval := min(b.o.Heartbeat, max(b.o.StaleBound/4, time.Millisecond))
-	t := time.NewTicker(interval)
+	t := time.NewTicker(b.tickInterval())
 	defer t.Stop()
 	lastBeat := time.Time{}
 	for {
@@ -59,6 +58,11 @@ func (b *Bus) tick(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// tickInterval is how often the heartbeat loop runs.
+func (b *Bus) tickInterval() time.Duration {
+	return min(b.o.Heartbeat, max(b.o.StaleBound/4, time.Millisecond))
 }
 
 // origin is what the receiver knows of another instance on one channel.

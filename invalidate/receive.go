@@ -17,10 +17,27 @@ func (b *Bus) handle(r *reg, payload string, now int64) {
 		return
 	}
 	if m.origin == b.o.InstanceID {
-		return // our own message: it only proves the subscription works
+		// Our own message: it proves the subscription works, and an ack
+		// request that everything before it was heard.
+		if m.kind == kindAckRequest {
+			b.echoed(m.req)
+		}
+		return
 	}
+	r.peers.saw(m.origin, now, 10*b.o.DeadAfter)
 	b.sequence(r, &m, now)
-	if m.kind != kindInvalidate {
+	switch m.kind {
+	case kindAckRequest:
+		// Everything m.origin published here before it has been applied
+		// (or found missing, which dropped L1): acknowledge.
+		b.owe(r, &m)
+		return
+	case kindAck:
+		if m.to == b.o.InstanceID {
+			b.acked(m.req, m.origin)
+		}
+		return
+	case kindHeartbeat:
 		return
 	}
 	b.received.Add(1)

@@ -82,6 +82,7 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 		b.ps, b.unread = nil, nil
 		for _, r := range b.regs {
 			r.confirmed.Store(false)
+			r.peers.confirmed(0)
 			r.subscribed = false
 			r.sink.LimitAge(b.o.StaleBound, "bus_down")
 		}
@@ -133,6 +134,7 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 			if r != nil {
 				confirmed = true
 				clear(r.seen)
+				r.peers.confirmed(now)
 				// Anything may have been missed before this point.
 				r.sink.Untrust(now, "subscribed")
 				r.sink.LimitAge(0, "")
