@@ -131,7 +131,7 @@ type Bus struct {
 	lastHeard atomic.Int64 // unix nanos of the last thing heard on the subscription
 
 	sent, sendErrors, received, keysDropped, gaps, reconnects, bad, subscribeErrors, misplaced atomic.Uint64
-	acksSent, acksDropped                                                                   atomic.Uint64
+	acksSent, acksDropped                                                                      atomic.Uint64
 
 	acks acks // the acknowledged invalidations this bus waits for
 
