@@ -319,7 +319,10 @@ type reg struct {
 	// for); guarded by Bus.mu.
 	subscribed bool
 	silenced   atomic.Bool // the last tick found the subscription silent; tick goroutine only
-	seq        uint64      // last data sequence number sent; sender goroutine only
+	// joining: confirmed, but this bus has not heard itself on the
+	// channel since (see [Bus.join]); its cache serves no L1 entry.
+	joining atomic.Bool
+	seq     uint64 // last data sequence number sent; sender goroutine only
 
 	// Guarded by Bus.mu: the last refusal of channel's SUBSCRIBE since it
 	// was last confirmed (nil if none), when to try again (unix nanos; 0:

@@ -38,6 +38,8 @@ func (b *Bus) tick(ctx context.Context) {
 		// cache at each read, so it holds however late this loop runs.
 		for _, r := range regs {
 			switch {
+			case r.joining.Load():
+				// No L1 at all until this bus hears itself (see join).
 			case silent || !r.confirmed.Load():
 				r.sink.LimitAge(b.o.StaleBound, "bus_down")
 			case r.silenced.Load():

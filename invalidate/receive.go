@@ -9,12 +9,13 @@ func (b *Bus) lookup(ch string) *reg {
 	return b.regs[ch]
 }
 
-// handle applies one message received on r's channel.
-func (b *Bus) handle(r *reg, payload string, now int64) {
+// handle applies one message received on r's channel. It reports whether
+// the message was this bus's own.
+func (b *Bus) handle(r *reg, payload string, now int64) (own bool) {
 	m, err := decode([]byte(payload))
 	if err != nil {
 		b.bad.Add(1)
-		return
+		return false
 	}
 	if m.origin == b.o.InstanceID {
 		// Our own message: it proves the subscription works, and an ack
@@ -22,7 +23,7 @@ func (b *Bus) handle(r *reg, payload string, now int64) {
 		if m.kind == kindAckRequest {
 			b.echoed(m.req)
 		}
-		return
+		return true
 	}
 	r.peers.saw(m.origin, now, 10*b.o.DeadAfter)
 	b.sequence(r, &m, now)
@@ -31,14 +32,14 @@ func (b *Bus) handle(r *reg, payload string, now int64) {
 		// Everything m.origin published here before it has been applied
 		// (or found missing, which dropped L1): acknowledge.
 		b.owe(r, &m)
-		return
+		return false
 	case kindAck:
 		if m.to == b.o.InstanceID {
 			b.acked(m.req, m.origin)
 		}
-		return
+		return false
 	case kindHeartbeat:
-		return
+		return false
 	}
 	b.received.Add(1)
 	if len(m.keys) > 0 {
@@ -48,4 +49,5 @@ func (b *Bus) handle(r *reg, payload string, now int64) {
 	if len(m.tags) > 0 {
 		r.sink.DropTags(m.tags, m.at)
 	}
+	return false
 }
