@@ -25,6 +25,7 @@ import (
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/invalidate"
 	"github.com/tiercache/tiercache/tier"
+	"github.com/tiercache/tiercache/tiertest"
 )
 
 const (
@@ -109,19 +110,6 @@ func newNode(t testing.TB, srv *redistest.Server, ns string, no nodeOpts) *node 
 }
 
 func nsFor(t *testing.T) string { return "inv-" + strings.ReplaceAll(t.Name(), "/", "-") }
-
-// fakeClock is a tier.Clock that moves only when told.
-type fakeClock struct{ ns atomic.Int64 }
-
-func newFakeClock() *fakeClock {
-	c := &fakeClock{}
-	c.ns.Store(time.Now().UnixNano())
-	return c
-}
-
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) Set(t time.Time)         { c.ns.Store(t.UnixNano()) }
-func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // store is the origin: a versioned value per key.
 type store struct {
@@ -623,7 +611,7 @@ func TestBus_RefusedChannel(t *testing.T) {
 		bus    *invalidate.Bus
 		caches map[string]*tier.Cache[string]
 		recs   map[string]*obstest.Recorder
-		clock  *fakeClock // the refused namespace's cache's
+		clock  *tiertest.Clock // the refused namespace's cache's
 	}
 	start := func() *instance {
 		o := srv.Options()
@@ -635,7 +623,7 @@ func TestBus_RefusedChannel(t *testing.T) {
 			bus:    invalidate.Must(rdb, &invalidate.Options{Heartbeat: heartbeat, DeadAfter: 10 * time.Second, StaleBound: staleBound}),
 			caches: map[string]*tier.Cache[string]{},
 			recs:   map[string]*obstest.Recorder{},
-			clock:  newFakeClock(),
+			clock:  tiertest.NewClock(time.Now()),
 		}
 		l2 := srv.Client(t)
 		for _, ns := range []string{allowed, refused} {
