@@ -102,10 +102,10 @@ func (r *recordingTB) Fatalf(format string, args ...any) {
 	runtime.Goexit()
 }
 
-// TestProxy_Faults: through the proxy, a client sees the delay, a cut
-// (errors at once), a black hole (timeouts), and recovers after Heal.
-func TestProxy_Faults(t *testing.T) {
-	t.Parallel()
+// proxied starts a server, a proxy in front of it, and a client of the
+// proxy (no retries, 300 ms read timeout), closed when the test ends.
+func proxied(t *testing.T) (*tiertest.Server, *tiertest.Proxy, *redis.Client) {
+	t.Helper()
 	srv := tiertest.Redis(t)
 	proxy := tiertest.NewProxy(t, srv.Addr())
 	o := srv.Options()
@@ -113,7 +113,15 @@ func TestProxy_Faults(t *testing.T) {
 	o.MaxRetries = -1
 	o.ReadTimeout = 300 * time.Millisecond
 	rdb := redis.NewClient(o)
-	defer func() { require.NoError(t, rdb.Close()) }()
+	t.Cleanup(func() { require.NoError(t, rdb.Close()) })
+	return srv, proxy, rdb
+}
+
+// TestProxy_Faults: through the proxy, a client sees the delay, a cut
+// (errors at once), a black hole (timeouts), and recovers after Heal.
+func TestProxy_Faults(t *testing.T) {
+	t.Parallel()
+	_, proxy, rdb := proxied(t)
 	ctx := t.Context()
 	require.NoError(t, rdb.Ping(ctx).Err())
 	require.Positive(t, proxy.Conns())
@@ -161,13 +169,7 @@ func TestClock(t *testing.T) {
 // origin's error; stepping the clock past the fail-safe window ends that.
 func TestKit_CacheOverRedis(t *testing.T) {
 	t.Parallel()
-	srv := tiertest.Redis(t)
-	proxy := tiertest.NewProxy(t, srv.Addr())
-	o := srv.Options()
-	o.Addr = proxy.Addr()
-	o.MaxRetries = -1
-	rdb := redis.NewClient(o)
-	defer func() { require.NoError(t, rdb.Close()) }()
+	srv, proxy, rdb := proxied(t)
 	clock := tiertest.NewClock(time.Now())
 	cache, err := tier.New(&tier.Options[string]{
 		Namespace: "kit-" + t.Name(), L2: goredis.Must(rdb, nil), Clock: clock,
