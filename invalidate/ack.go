@@ -116,6 +116,13 @@ func (p *peers) saw(origin string, now int64, forget time.Duration) {
 	p.heard[origin] = now
 }
 
+// gone forgets origin, which left.
+func (p *peers) gone(origin string) {
+	p.mu.Lock()
+	delete(p.heard, origin)
+	p.mu.Unlock()
+}
+
 // confirmed records the channel's subscription as confirmed at now (or, with
 // 0, as lost).
 func (p *peers) confirmed(now int64) {
@@ -288,6 +295,44 @@ func (b *Bus) acked(req uint64, origin string) {
 		w.acked[origin] = true
 		b.checkLocked(w)
 	}
+}
+
+// left stops waiting for origin, whose bus stopped (see [Bus.leave]).
+func (b *Bus) left(origin string) {
+	b.acks.mu.Lock()
+	defer b.acks.mu.Unlock()
+	for _, w := range b.acks.waiting {
+		if w.live[origin] {
+			delete(w.live, origin)
+			b.checkLocked(w)
+		}
+	}
+}
+
+// leaveTimeout bounds the PUBLISH of the leave messages when Run ends.
+const leaveTimeout = 250 * time.Millisecond
+
+// leave tells the other instances, when Run ends, that this one is gone:
+// they stop waiting for its acknowledgements at once instead of after
+// DeadAfter. Its caches, no longer hearing invalidations, serve no L1
+// entry older than StaleBound from then on. Best effort, bounded by
+// leaveTimeout: an instance that could not say it is leaving stops being
+// waited for after DeadAfter. Sender goroutine only, after its last flush.
+func (b *Bus) leave() {
+	b.mu.Lock()
+	msgs := make([]*outMsg, 0, len(b.regs))
+	now := time.Now().UnixNano()
+	for _, r := range b.regs {
+		m := message{kind: kindLeave, origin: b.o.InstanceID, seq: r.seq, at: now}
+		msgs = append(msgs, &outMsg{r: r, payload: m.encode()})
+	}
+	b.mu.Unlock()
+	if len(msgs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+	defer cancel()
+	b.publish(ctx, msgs)
 }
 
 // owe queues the acknowledgement of another instance's request, which r's

@@ -101,19 +101,49 @@ func TestCache_DeleteAndWait_NamesSilentInstance(t *testing.T) {
 	require.NotContains(t, na.Missing, c.bus.InstanceID())
 }
 
-// TestCache_DeleteAndWait_StoppedInstanceExpires: an instance whose bus
-// stopped stops being waited for once it has not been heard for DeadAfter:
-// until then the writes fail naming it (and nobody else), then they
-// succeed. Attempts are counted, not timed.
+// TestCache_DeleteAndWait_StoppedInstanceLeaves: a bus whose Run ended
+// says so on its way out; the next write does not wait for it.
+func TestCache_DeleteAndWait_StoppedInstanceLeaves(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ns := nsFor(t)
+	a, b := newNode(t, srv, ns, nodeOpts{}), newNode(t, srv, ns, nodeOpts{})
+	require.NoError(t, a.cache.DeleteAndWait(t.Context(), "k"))
+	acks := b.bus.Stats().AcksSent
+	require.Positive(t, acks, "B was waited for")
+
+	b.stop() // its leave message is published before Run returns
+	require.NoError(t, a.cache.DeleteAndWait(t.Context(), "k"), "A does not wait for B any more")
+	require.Equal(t, acks, b.bus.Stats().AcksSent)
+}
+
+// TestCache_DeleteAndWait_StoppedInstanceExpires: an instance that went
+// silent (its bus connection blackholed) is waited for, and named, while
+// it was heard within DeadAfter; once its Run has ended (its leave message
+// lost in the black hole) it stops being waited for when it has not been
+// heard for DeadAfter, and the writes succeed again. Attempts are counted,
+// not timed.
 func TestCache_DeleteAndWait_StoppedInstanceExpires(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	ns := nsFor(t)
-	const hb = 100 * time.Millisecond // DeadAfter: 300 ms
+	proxy := faultproxy.New(t, srv.Addr())
+	const hb = 200 * time.Millisecond // DeadAfter: 600 ms
 	a := newNode(t, srv, ns, nodeOpts{heartbeat: hb})
-	b := newNode(t, srv, ns, nodeOpts{heartbeat: hb})
+	b := newNode(t, srv, ns, nodeOpts{heartbeat: hb, busAddr: proxy.Addr()})
 	require.NoError(t, a.cache.DeleteAndWait(t.Context(), "k"))
-	require.NoError(t, b.cache.DeleteAndWait(t.Context(), "k"))
+	require.Positive(t, b.bus.Stats().AcksSent, "B was waited for")
+
+	proxy.Blackhole()
+	notAcked := func(err error) {
+		t.Helper()
+		var na *invalidate.NotAcknowledgedError
+		require.ErrorAs(t, err, &na)
+		require.Equal(t, []string{b.bus.InstanceID()}, na.Missing, "only the silent instance is waited for: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), hb)
+	notAcked(a.cache.DeleteAndWait(ctx, "k")) // B was heard less than DeadAfter ago
+	cancel()
 
 	b.stop()
 	failed := 0
@@ -125,14 +155,10 @@ func TestCache_DeleteAndWait_StoppedInstanceExpires(t *testing.T) {
 			break
 		}
 		failed++
-		var na *invalidate.NotAcknowledgedError
-		require.ErrorAs(t, err, &na)
-		for _, id := range na.Missing {
-			require.Equal(t, b.bus.InstanceID(), id, "only the stopped instance is waited for: %v", err)
-		}
+		notAcked(err)
 		require.Less(t, failed, 1000, "the stopped instance never left the live set: %v", err)
 	}
-	t.Logf("%d writes failed naming the stopped instance before it expired", failed)
+	t.Logf("%d more writes failed naming the stopped instance before it expired", failed)
 }
 
 // TestCache_DeleteAndWait_Alone: with no other instance, the wait ends as

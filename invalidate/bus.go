@@ -343,7 +343,9 @@ var _ tier.AckPublisher = (*reg)(nil)
 // it runs, Publish fails with [ErrNotRunning]; [Bus.Ready] tells when its
 // subscriptions are confirmed.
 //
-// Run returns nil when ctx ends, after its goroutines have exited: within
+// Run returns nil when ctx ends, after its goroutines have exited and it
+// has told the other instances it is leaving (one PUBLISH per channel,
+// bounded by 250 ms; they stop waiting for its acknowledgements): within
 // milliseconds, unless a PUBLISH is in flight on a connection that does
 // not answer; that one ends at the client's read timeout.
 func (b *Bus) Run(ctx context.Context) error {

@@ -58,9 +58,10 @@
 // waits for the acks of the instances it heard (any message) within
 // Options.DeadAfter when its own request comes back to it, and for at most
 // Options.AckTimeout; one that does not answer makes the wait fail with a
-// [*NotAcknowledgedError] naming it (matching tier.ErrNotAcknowledged). An
-// instance that stopped is not waited for once it has been silent for
-// DeadAfter.
+// [*NotAcknowledgedError] naming it (matching tier.ErrNotAcknowledged). A
+// bus whose Run ends says it is leaving, and is not waited for from then
+// on; one that went away without a word (a crash, a lost connection) is
+// waited for, and named, until it has been silent for DeadAfter.
 //
 // Two rules close the gaps of that membership. A subscription just
 // confirmed has not heard every live instance yet: a wait decides whom to

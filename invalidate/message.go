@@ -19,6 +19,9 @@ const (
 	// kindAck answers a kindAckRequest: it names the requester and its
 	// request number, and is otherwise a heartbeat of its own origin.
 	kindAck byte = 4
+	// kindLeave is the last heartbeat of an instance whose Run ends: the
+	// others stop counting it as live at once.
+	kindLeave byte = 5
 )
 
 const (
@@ -150,7 +153,7 @@ func decode(b []byte) (message, error) {
 		return m, fmt.Errorf("%w: version %d", ErrBadMessage, b[2])
 	}
 	m.kind = b[3]
-	if m.kind < kindInvalidate || m.kind > kindAck {
+	if m.kind < kindInvalidate || m.kind > kindLeave {
 		return m, fmt.Errorf("%w: kind %d", ErrBadMessage, m.kind)
 	}
 	r := reader{b: b[4:]}

@@ -17,6 +17,7 @@ func TestMessage_RoundTrip(t *testing.T) {
 		{name: "heartbeat", m: message{kind: kindHeartbeat, origin: "b2", seq: 1 << 40, at: -1}},
 		{name: "ack request", m: message{kind: kindAckRequest, origin: "c3", seq: 5, at: 1, req: 1 << 50}},
 		{name: "ack", m: message{kind: kindAck, origin: "d4", seq: 2, at: 1, to: "c3", req: 9}},
+		{name: "leave", m: message{kind: kindLeave, origin: "e5", seq: 3, at: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -57,6 +57,7 @@ func (b *Bus) send(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			b.failPending()
+			b.leave()
 			return
 		case first = <-b.reqs:
 		}

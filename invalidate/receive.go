@@ -38,6 +38,10 @@ func (b *Bus) handle(r *reg, payload string, now int64) (own bool) {
 			b.acked(m.req, m.origin)
 		}
 		return false
+	case kindLeave:
+		r.peers.gone(m.origin)
+		b.left(m.origin)
+		return false
 	case kindHeartbeat:
 		return false
 	}
