@@ -5,7 +5,6 @@ package invalidate
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -258,19 +257,21 @@ func (b *Bus) checkLocked(w *waiter) {
 
 // notAcked returns the error of w's wait, which ctx ended.
 func (b *Bus) notAcked(ctx context.Context, w *waiter) error {
+	// Outside b.acks.mu: peers has its own lock.
+	heard, _ := w.r.peers.live(time.Now().UnixNano(), b.o.DeadAfter)
+	e := &NotAcknowledgedError{Namespace: w.r.namespace, Err: context.Cause(ctx)}
 	b.acks.mu.Lock()
-	live, echoed := w.live, w.echoed
-	acked := maps.Clone(w.acked)
-	b.acks.mu.Unlock()
+	live := w.live
 	if live == nil {
-		live, _ = w.r.peers.live(time.Now().UnixNano(), b.o.DeadAfter)
+		live = heard
 	}
-	e := &NotAcknowledgedError{Namespace: w.r.namespace, Unheard: !echoed, Err: context.Cause(ctx)}
 	for id := range live {
-		if !acked[id] {
+		if !w.acked[id] {
 			e.Missing = append(e.Missing, id)
 		}
 	}
+	e.Unheard = !w.echoed
+	b.acks.mu.Unlock()
 	slices.Sort(e.Missing)
 	return e
 }

@@ -300,6 +300,9 @@ func (b *Bus) failPending() {
 			if q.done != nil {
 				q.done <- ErrNotRunning
 			}
+			if q.ack != nil {
+				b.acksDropped.Add(1)
+			}
 		default:
 			return
 		}
