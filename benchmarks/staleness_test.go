@@ -408,6 +408,13 @@ func newStaleNode(b *testing.B, ns string) *staleNode {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	// And until the bus has heard itself on the channel, its cache serves
+	// no L1 entry (see the invalidate package's documentation).
+	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer rcancel()
+	if err := bus.Ready(rctx); err != nil {
+		b.Fatal(err)
+	}
 	return &staleNode{c: c, bus: bus, obs: obs}
 }
 

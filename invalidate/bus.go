@@ -67,6 +67,10 @@ type Options struct {
 	StaleBound time.Duration
 	// MaxBatch bounds the keys and tags one message carries. Default: 1000.
 	MaxBatch int
+	// AckTimeout bounds the wait of an acknowledged invalidation
+	// (tier.Cache.DeleteAndWait, SetAndWait) when the caller's context
+	// allows longer. Default: DeadAfter.
+	AckTimeout time.Duration
 }
 
 // Stats counts what a [Bus] did since it was created.
@@ -85,6 +89,11 @@ type Stats struct {
 	// the node this bus publishes to (after a Sentinel failover; see the
 	// package documentation). They are also counted in Reconnects.
 	Misplaced uint64
+	// AcksSent counts the acknowledgements this bus published for other
+	// instances' acknowledged invalidations; AcksDropped those it could
+	// not (its sender was backed up, or the PUBLISH failed), which makes
+	// the requester's wait fail and name this instance.
+	AcksSent, AcksDropped uint64
 }
 
 // Bus is the pub/sub invalidation bus of one instance. It is safe for
@@ -122,6 +131,9 @@ type Bus struct {
 	lastHeard atomic.Int64 // unix nanos of the last thing heard on the subscription
 
 	sent, sendErrors, received, keysDropped, gaps, reconnects, bad, subscribeErrors, misplaced atomic.Uint64
+	acksSent, acksDropped                                                                      atomic.Uint64
+
+	acks acks // the acknowledged invalidations this bus waits for
 
 	// dropOnSend, set by tests before Run, loses the data messages it
 	// returns true for.
@@ -139,7 +151,7 @@ func New(client redis.UniversalClient, o *Options) (*Bus, error) {
 	if o != nil {
 		opts = *o
 	}
-	if opts.Heartbeat < 0 || opts.DeadAfter < 0 || opts.StaleBound < 0 || opts.MaxBatch < 0 {
+	if opts.Heartbeat < 0 || opts.DeadAfter < 0 || opts.StaleBound < 0 || opts.MaxBatch < 0 || opts.AckTimeout < 0 {
 		return nil, fmt.Errorf("%w: negative value", ErrInvalidOptions)
 	}
 	if opts.InstanceID == "" {
@@ -161,6 +173,9 @@ func New(client redis.UniversalClient, o *Options) (*Bus, error) {
 	}
 	if opts.MaxBatch == 0 {
 		opts.MaxBatch = DefaultMaxBatch
+	}
+	if opts.AckTimeout == 0 {
+		opts.AckTimeout = opts.DeadAfter
 	}
 	b := &Bus{
 		c: client, o: opts, topo: newTopology(client),
@@ -195,6 +210,7 @@ func (b *Bus) Stats() Stats {
 		Sent: b.sent.Load(), SendErrors: b.sendErrors.Load(), Received: b.received.Load(),
 		KeysDropped: b.keysDropped.Load(), Gaps: b.gaps.Load(), Reconnects: b.reconnects.Load(), BadMessages: b.bad.Load(),
 		SubscribeErrors: b.subscribeErrors.Load(), Misplaced: b.misplaced.Load(),
+		AcksSent: b.acksSent.Load(), AcksDropped: b.acksDropped.Load(),
 	}
 }
 
@@ -279,7 +295,7 @@ func (b *Bus) Register(namespace string, sink tier.Sink) (tier.Publisher, error)
 	if _, ok := b.regs[ch]; ok {
 		return nil, fmt.Errorf("%w: %q", ErrDuplicate, namespace)
 	}
-	r := &reg{bus: b, channel: ch, sink: sink, seen: map[string]*origin{}}
+	r := &reg{bus: b, namespace: namespace, channel: ch, sink: sink, seen: map[string]*origin{}}
 	b.regs[ch] = r
 	// Until its subscription is confirmed, the cache cannot hear anything.
 	sink.LimitAge(b.o.StaleBound, "bus_down")
@@ -293,16 +309,20 @@ func (b *Bus) Register(namespace string, sink tier.Sink) (tier.Publisher, error)
 
 // reg is one registered cache namespace; it is the cache's tier.Publisher.
 type reg struct {
-	bus     *Bus
-	channel string
-	sink    tier.Sink
+	bus       *Bus
+	namespace string
+	channel   string
+	sink      tier.Sink
 
 	confirmed atomic.Bool // the subscription to channel is confirmed
 	// subscribed: confirmed, and the cache told so (what Ready waits
 	// for); guarded by Bus.mu.
 	subscribed bool
 	silenced   atomic.Bool // the last tick found the subscription silent; tick goroutine only
-	seq        uint64      // last data sequence number sent; sender goroutine only
+	// joining: confirmed, but this bus has not heard itself on the
+	// channel since (see [Bus.join]); its cache serves no L1 entry.
+	joining atomic.Bool
+	seq     uint64 // last data sequence number sent; sender goroutine only
 
 	// Guarded by Bus.mu: the last refusal of channel's SUBSCRIBE since it
 	// was last confirmed (nil if none), when to try again (unix nanos; 0:
@@ -311,10 +331,11 @@ type reg struct {
 	retryAt int64
 	backoff time.Duration
 
-	seen map[string]*origin // by origin id; receiver goroutine only
+	seen  map[string]*origin // by origin id; receiver goroutine only
+	peers peers              // who is live, for acknowledged invalidations
 }
 
-var _ tier.Publisher = (*reg)(nil)
+var _ tier.AckPublisher = (*reg)(nil)
 
 // Run subscribes and keeps the bus working until ctx ends: it receives
 // other instances' invalidations, publishes this instance's and the
@@ -322,7 +343,9 @@ var _ tier.Publisher = (*reg)(nil)
 // it runs, Publish fails with [ErrNotRunning]; [Bus.Ready] tells when its
 // subscriptions are confirmed.
 //
-// Run returns nil when ctx ends, after its goroutines have exited: within
+// Run returns nil when ctx ends, after its goroutines have exited and it
+// has told the other instances it is leaving (one PUBLISH per channel,
+// bounded by 250 ms; they stop waiting for its acknowledgements): within
 // milliseconds, unless a PUBLISH is in flight on a connection that does
 // not answer; that one ends at the client's read timeout.
 func (b *Bus) Run(ctx context.Context) error {

@@ -25,6 +25,7 @@ import (
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/invalidate"
 	"github.com/tiercache/tiercache/tier"
+	"github.com/tiercache/tiercache/tiertest"
 )
 
 const (
@@ -46,6 +47,9 @@ type node struct {
 	cache *tier.Cache[string]
 	bus   *invalidate.Bus
 	rec   *obstest.Recorder
+	// stop ends the bus's Run and waits until it returned; the test's
+	// cleanup calls it too.
+	stop func()
 }
 
 type nodeOpts struct {
@@ -92,30 +96,20 @@ func newNode(t testing.TB, srv *redistest.Server, ns string, no nodeOpts) *node 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- bus.Run(ctx) }()
-	t.Cleanup(func() {
-		require.NoError(t, c.Close())
+	stop := sync.OnceFunc(func() {
 		cancel()
 		require.NoError(t, <-done)
 	})
+	t.Cleanup(func() {
+		require.NoError(t, c.Close())
+		stop()
+	})
 	// Wait until the subscription is confirmed (its confirmation drops L1).
 	require.Eventually(t, func() bool { return rec.Dropped("subscribed") > 0 }, 5*time.Second, time.Millisecond)
-	return &node{cache: c, bus: bus, rec: rec}
+	return &node{cache: c, bus: bus, rec: rec, stop: stop}
 }
 
 func nsFor(t *testing.T) string { return "inv-" + strings.ReplaceAll(t.Name(), "/", "-") }
-
-// fakeClock is a tier.Clock that moves only when told.
-type fakeClock struct{ ns atomic.Int64 }
-
-func newFakeClock() *fakeClock {
-	c := &fakeClock{}
-	c.ns.Store(time.Now().UnixNano())
-	return c
-}
-
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) Set(t time.Time)         { c.ns.Store(t.UnixNano()) }
-func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // store is the origin: a versioned value per key.
 type store struct {
@@ -617,7 +611,7 @@ func TestBus_RefusedChannel(t *testing.T) {
 		bus    *invalidate.Bus
 		caches map[string]*tier.Cache[string]
 		recs   map[string]*obstest.Recorder
-		clock  *fakeClock // the refused namespace's cache's
+		clock  *tiertest.Clock // the refused namespace's cache's
 	}
 	start := func() *instance {
 		o := srv.Options()
@@ -629,7 +623,7 @@ func TestBus_RefusedChannel(t *testing.T) {
 			bus:    invalidate.Must(rdb, &invalidate.Options{Heartbeat: heartbeat, DeadAfter: 10 * time.Second, StaleBound: staleBound}),
 			caches: map[string]*tier.Cache[string]{},
 			recs:   map[string]*obstest.Recorder{},
-			clock:  newFakeClock(),
+			clock:  tiertest.NewClock(time.Now()),
 		}
 		l2 := srv.Client(t)
 		for _, ns := range []string{allowed, refused} {

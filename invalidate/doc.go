@@ -44,6 +44,41 @@
 // same connection with backoff (50 ms, doubling up to 1 s). The other
 // channels are not disturbed.
 //
+// # Acknowledged invalidations
+//
+// A plain Delete returns once the message is published; another instance
+// drops its copy when the message reaches it, a fraction of a millisecond
+// to a few milliseconds later (see the README). tier.Cache.DeleteAndWait
+// and SetAndWait also wait until every other live instance has applied it.
+// After the invalidation, the bus publishes an ack request on the
+// namespace's channel, on the same node (so every instance hears it after
+// the invalidation, or finds the invalidation missing by its sequence
+// number and drops L1). Every instance that hears it settles its cache's
+// L1 (tier.Settler) and publishes an ack on the same channel. The writer
+// waits for the acks of the instances it heard (any message) within
+// Options.DeadAfter when its own request comes back to it, and for at most
+// Options.AckTimeout; one that does not answer makes the wait fail with a
+// [*NotAcknowledgedError] naming it (matching tier.ErrNotAcknowledged). A
+// bus whose Run ends says it is leaving, and is not waited for from then
+// on; one that went away without a word (a crash, a lost connection) is
+// waited for, and named, until it has been silent for DeadAfter.
+//
+// Two rules close the gaps of that membership. A subscription just
+// confirmed has not heard every live instance yet: a wait decides whom to
+// wait for only once its subscription has listened for a heartbeat period
+// (the first wait after a start or a resubscription is that much slower).
+// And an instance others may not know yet must not serve what a write
+// they did not wait for replaced: after each (re)subscription a cache
+// serves no L1 entry until its bus hears one of its own messages back
+// (a heartbeat sent at once; one round trip), which every other instance
+// hears before its own next ack request, or after this instance heard that
+// request and what came before it. [Bus.Ready] waits for that too.
+//
+// A version of this package older than the acks counts the ack requests
+// as Stats.BadMessages and never answers: during a rolling upgrade, waits
+// fail naming the instances not yet upgraded (the writes themselves are
+// done, and plain invalidations work between versions).
+//
 // # Redis Cluster
 //
 // On Cluster, a PUBLISH reaches every node through the cluster bus, but a

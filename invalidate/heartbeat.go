@@ -10,8 +10,7 @@ import (
 // tick publishes heartbeats and, while a channel is not known to work,
 // keeps its cache from serving entries older than StaleBound.
 func (b *Bus) tick(ctx context.Context) {
-	interval := min(b.o.Heartbeat, max(b.o.StaleBound/4, time.Millisecond))
-	t := time.NewTicker(interval)
+	t := time.NewTicker(b.tickInterval())
 	defer t.Stop()
 	lastBeat := time.Time{}
 	for {
@@ -39,6 +38,8 @@ func (b *Bus) tick(ctx context.Context) {
 		// cache at each read, so it holds however late this loop runs.
 		for _, r := range regs {
 			switch {
+			case r.joining.Load():
+				// No L1 at all until this bus hears itself (see join).
 			case silent || !r.confirmed.Load():
 				r.sink.LimitAge(b.o.StaleBound, "bus_down")
 			case r.silenced.Load():
@@ -59,6 +60,11 @@ func (b *Bus) tick(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// tickInterval is how often the heartbeat loop runs.
+func (b *Bus) tickInterval() time.Duration {
+	return min(b.o.Heartbeat, max(b.o.StaleBound/4, time.Millisecond))
 }
 
 // origin is what the receiver knows of another instance on one channel.

@@ -12,6 +12,16 @@ import (
 const (
 	kindInvalidate byte = 1
 	kindHeartbeat  byte = 2
+	// kindAckRequest is a heartbeat that asks every instance that hears it
+	// to answer with a kindAck once it has applied what the origin sent
+	// before it (see ack.go). It carries a request number.
+	kindAckRequest byte = 3
+	// kindAck answers a kindAckRequest: it names the requester and its
+	// request number, and is otherwise a heartbeat of its own origin.
+	kindAck byte = 4
+	// kindLeave is the last heartbeat of an instance whose Run ends: the
+	// others stop counting it as live at once.
+	kindLeave byte = 5
 )
 
 const (
@@ -32,6 +42,8 @@ type message struct {
 	at     int64  // unix nanos, the sender's clock
 	keys   []string
 	tags   []string
+	to     string // kindAck: the instance whose request it answers
+	req    uint64 // kindAckRequest, kindAck: the request number
 }
 
 func appendString(b []byte, s string) []byte {
@@ -41,7 +53,7 @@ func appendString(b []byte, s string) []byte {
 
 // encode returns the wire form of m.
 func (m *message) encode() []byte {
-	n := 4 + len(m.origin) + 3*binary.MaxVarintLen64 + 8
+	n := 4 + len(m.origin) + len(m.to) + 5*binary.MaxVarintLen64 + 8
 	for _, k := range m.keys {
 		n += len(k) + binary.MaxVarintLen32
 	}
@@ -53,6 +65,13 @@ func (m *message) encode() []byte {
 	b = appendString(b, m.origin)
 	b = binary.AppendUvarint(b, m.seq)
 	b = binary.LittleEndian.AppendUint64(b, uint64(m.at))
+	switch m.kind {
+	case kindAck:
+		b = appendString(b, m.to)
+		b = binary.AppendUvarint(b, m.req)
+	case kindAckRequest:
+		b = binary.AppendUvarint(b, m.req)
+	}
 	b = binary.AppendUvarint(b, uint64(len(m.keys)))
 	for _, k := range m.keys {
 		b = appendString(b, k)
@@ -134,7 +153,7 @@ func decode(b []byte) (message, error) {
 		return m, fmt.Errorf("%w: version %d", ErrBadMessage, b[2])
 	}
 	m.kind = b[3]
-	if m.kind != kindInvalidate && m.kind != kindHeartbeat {
+	if m.kind < kindInvalidate || m.kind > kindLeave {
 		return m, fmt.Errorf("%w: kind %d", ErrBadMessage, m.kind)
 	}
 	r := reader{b: b[4:]}
@@ -147,6 +166,16 @@ func decode(b []byte) (message, error) {
 			m.at = int64(binary.LittleEndian.Uint64(r.b))
 			r.b = r.b[8:]
 		}
+	}
+	switch m.kind {
+	case kindAck:
+		m.to = r.string("to", maxOriginLen)
+		m.req = r.uvarint("req")
+		if r.err == nil && m.to == "" {
+			r.fail("empty to")
+		}
+	case kindAckRequest:
+		m.req = r.uvarint("req")
 	}
 	m.keys = r.strings("keys")
 	m.tags = r.strings("tags")

@@ -13,12 +13,14 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// pubReq is one Publish (or, with done == nil, one heartbeat) for the
-// sender goroutine.
+// pubReq is one Publish, ack request (waiter) or ack, or (with done ==
+// nil) one heartbeat, for the sender goroutine.
 type pubReq struct {
 	r          *reg
 	keys, tags []string
 	heartbeat  bool
+	waiter     *waiter // an ack request: WaitApplied's
+	ack        *ackReq // an ack this bus owes
 	done       chan error
 }
 
@@ -55,6 +57,7 @@ func (b *Bus) send(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			b.failPending()
+			b.leave()
 			return
 		case first = <-b.reqs:
 		}
@@ -87,6 +90,8 @@ type outMsg struct {
 	receivers int64
 	// probeGen is, for the probe, the subscription it checks (Bus.psGen).
 	probeGen uint64
+	request  bool // an ack request (reqs holds its WaitApplied)
+	ack      bool // an ack
 }
 
 // flush publishes one data message per channel for the batch's requests,
@@ -97,11 +102,16 @@ func (b *Bus) flush(ctx context.Context, batch []*pubReq) {
 	data := map[*reg]*message{}
 	byReg := map[*reg]*outMsg{}
 	var beats []*reg
+	var acks []*pubReq
 	for _, q := range batch {
 		if q.heartbeat {
 			if !slices.Contains(beats, q.r) {
 				beats = append(beats, q.r)
 			}
+			continue
+		}
+		if q.waiter != nil || q.ack != nil {
+			acks = append(acks, q)
 			continue
 		}
 		m, ok := data[q.r]
@@ -128,6 +138,9 @@ func (b *Bus) flush(ctx context.Context, batch []*pubReq) {
 		m := message{kind: kindHeartbeat, origin: b.o.InstanceID, seq: r.seq, at: now}
 		msgs = append(msgs, &outMsg{r: r, payload: m.encode()})
 	}
+	// Ack requests and acks follow the data messages of their channel
+	// (they, too, carry the last number sent), on the same node.
+	msgs = append(msgs, b.ackMsgs(acks, now)...)
 	var probe *outMsg
 	if len(beats) > 0 {
 		if probe = b.probeMsg(); probe != nil {
@@ -139,14 +152,27 @@ func (b *Bus) flush(ctx context.Context, batch []*pubReq) {
 		b.checkProbe(probe)
 	}
 	for _, o := range msgs {
+		if o.ack {
+			if o.err != nil {
+				b.acksDropped.Add(1)
+			} else {
+				b.acksSent.Add(1)
+			}
+		}
 		if o.reqs == nil {
 			continue
 		}
 		err := o.err
-		if err != nil {
+		switch {
+		case o.request:
+			// Not an invalidation: not counted in Sent or SendErrors.
+			if err != nil {
+				err = fmt.Errorf("invalidate: publish: %w", err)
+			}
+		case err != nil:
 			b.sendErrors.Add(1)
 			err = fmt.Errorf("invalidate: publish: %w", err)
-		} else {
+		default:
 			b.sent.Add(1)
 		}
 		for _, q := range o.reqs {
@@ -273,6 +299,9 @@ func (b *Bus) failPending() {
 		case q := <-b.reqs:
 			if q.done != nil {
 				q.done <- ErrNotRunning
+			}
+			if q.ack != nil {
+				b.acksDropped.Add(1)
 			}
 		default:
 			return

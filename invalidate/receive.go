@@ -9,19 +9,41 @@ func (b *Bus) lookup(ch string) *reg {
 	return b.regs[ch]
 }
 
-// handle applies one message received on r's channel.
-func (b *Bus) handle(r *reg, payload string, now int64) {
+// handle applies one message received on r's channel. It reports whether
+// the message was this bus's own.
+func (b *Bus) handle(r *reg, payload string, now int64) (own bool) {
 	m, err := decode([]byte(payload))
 	if err != nil {
 		b.bad.Add(1)
-		return
+		return false
 	}
 	if m.origin == b.o.InstanceID {
-		return // our own message: it only proves the subscription works
+		// Our own message: it proves the subscription works, and an ack
+		// request that everything before it was heard.
+		if m.kind == kindAckRequest {
+			b.echoed(m.req)
+		}
+		return true
 	}
+	r.peers.saw(m.origin, now, 10*b.o.DeadAfter)
 	b.sequence(r, &m, now)
-	if m.kind != kindInvalidate {
-		return
+	switch m.kind {
+	case kindAckRequest:
+		// Everything m.origin published here before it has been applied
+		// (or found missing, which dropped L1): acknowledge.
+		b.owe(r, &m)
+		return false
+	case kindAck:
+		if m.to == b.o.InstanceID {
+			b.acked(m.req, m.origin)
+		}
+		return false
+	case kindLeave:
+		r.peers.gone(m.origin)
+		b.left(m.origin)
+		return false
+	case kindHeartbeat:
+		return false
 	}
 	b.received.Add(1)
 	if len(m.keys) > 0 {
@@ -31,4 +53,5 @@ func (b *Bus) handle(r *reg, payload string, now int64) {
 	if len(m.tags) > 0 {
 		r.sink.DropTags(m.tags, m.at)
 	}
+	return false
 }

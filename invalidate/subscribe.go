@@ -82,6 +82,8 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 		b.ps, b.unread = nil, nil
 		for _, r := range b.regs {
 			r.confirmed.Store(false)
+			r.joining.Store(false)
+			r.peers.confirmed(0)
 			r.subscribed = false
 			r.sink.LimitAge(b.o.StaleBound, "bus_down")
 		}
@@ -133,14 +135,17 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 			if r != nil {
 				confirmed = true
 				clear(r.seen)
+				r.peers.confirmed(now)
 				// Anything may have been missed before this point.
 				r.sink.Untrust(now, "subscribed")
-				r.sink.LimitAge(0, "")
-				b.told(r, ps)
+				b.join(r)
 			}
 		case *redis.Message:
-			if r := b.lookup(m.Channel); r != nil {
-				b.handle(r, m.Payload, now)
+			if r := b.lookup(m.Channel); r != nil && b.handle(r, m.Payload, now) && r.joining.CompareAndSwap(true, false) {
+				// The first message of this bus heard back on the new
+				// subscription: the others can hear it too (see join).
+				r.sink.LimitAge(0, "")
+				b.told(r, ps)
 			}
 		}
 	}
@@ -204,6 +209,25 @@ func (b *Bus) catchUpLocked(ctx context.Context, regs []*reg) error {
 		}
 	}
 	return nil
+}
+
+// join starts the use of r's channel on a subscription just confirmed. Its
+// cache serves no L1 entry until this bus hears one of its own messages
+// back on the channel (a heartbeat, published at once): until then, the
+// other instances may not know this one is live, and an acknowledged
+// invalidation (tier.Cache.DeleteAndWait) would not wait for it. Once it
+// is heard, every other instance hears this one before its own next ack
+// request comes back to it (one node, one order), or this one hears that
+// request, and the invalidation before it, before its own message. It
+// costs L1 hits for one round trip after each (re)subscription.
+// Receiver goroutine only.
+func (b *Bus) join(r *reg) {
+	r.joining.Store(true)
+	r.sink.LimitAge(time.Nanosecond, "bus_down")
+	select {
+	case b.reqs <- &pubReq{r: r, heartbeat: true}:
+	default: // the sender is backed up; the next heartbeat will do
+	}
 }
 
 // told records that r's cache was told its channel is subscribed on ps,

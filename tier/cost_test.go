@@ -11,6 +11,7 @@ import (
 
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/tier"
+	"github.com/tiercache/tiercache/tiertest"
 )
 
 // L1 charges every entry with its real encoded size on every path that
@@ -115,7 +116,7 @@ func TestCache_L1Cost_BoundedOnEveryPath(t *testing.T) {
 			o.Namespace, o.Clock = ns, newFakeClock()
 			o.TTL, o.FailSafe, o.FailSafeThrottle = time.Minute, time.Hour, time.Hour
 			inL2(t, o)
-			o.Clock.(*fakeClock).Advance(2 * time.Minute) // past the values' fresh life
+			o.Clock.(*tiertest.Clock).Advance(2 * time.Minute) // past the values' fresh life
 			c, _ := instance(t, srv, o)
 			for _, k := range keys {
 				v, err := c.GetOrLoad(t.Context(), k, func(context.Context, string) (string, error) { return "", errDB })

@@ -68,7 +68,10 @@
 // (subscription down or silent), L1 serves only entries younger than its
 // bound. When L2 may have lost acknowledged writes (a failover or restart
 // seen by a [Lineager]), the namespace moves to its next epoch and L1 is
-// dropped.
+// dropped. A write returns before the other instances have heard it; where
+// a read on another instance must see it, [Cache.DeleteAndWait] and
+// [Cache.SetAndWait] also wait until every live instance has dropped the
+// key (with an invalidator that is an [AckPublisher]).
 //
 // Failure: every L2 call is bounded by [Options.L2Timeout]; L2 failures
 // count against a circuit breaker, one per L2 shard (see [Sharder]), and

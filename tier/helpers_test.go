@@ -10,22 +10,16 @@ import (
 
 	"github.com/tiercache/tiercache/internal/obstest"
 	"github.com/tiercache/tiercache/tier"
+	"github.com/tiercache/tiercache/tiertest"
 )
 
 // recorder is the recording observer the tests share.
 type recorder = obstest.Recorder
 
-// fakeClock is a Clock that moves only when told.
-type fakeClock struct{ ns atomic.Int64 }
-
-func newFakeClock() *fakeClock {
-	c := &fakeClock{}
-	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	return c
+// newFakeClock returns a Clock that moves only when told.
+func newFakeClock() *tiertest.Clock {
+	return tiertest.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 }
-
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 type profile struct {
 	ID    int64    `msgpack:"id" json:"id"`

@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -89,12 +90,28 @@ type serverConfig struct {
 	clusterBus bool
 }
 
+// Installed returns nil if redis-server is on PATH, or an error saying how
+// to install it. ([Start] fails the test with that error; the exported
+// test kit, package tiertest, skips instead.)
+func Installed() error {
+	_, err := lookPath()
+	return err
+}
+
+func lookPath() (string, error) {
+	bin, err := exec.LookPath(binary)
+	if err != nil {
+		return "", fmt.Errorf("redistest: %s not found on PATH (%w); install it with: %s", binary, err, installHint)
+	}
+	return bin, nil
+}
+
 // start is [Start] with the options of serverConfig.
 func start(t testing.TB, cfg serverConfig) *Server {
 	t.Helper()
-	bin, err := exec.LookPath(binary)
+	bin, err := lookPath()
 	if err != nil {
-		t.Fatalf("redistest: %s not found on PATH (%v); install it with: %s", binary, err, installHint)
+		t.Fatalf("%v", err)
 	}
 	password, err := checkArgs(cfg.args)
 	if err != nil {
