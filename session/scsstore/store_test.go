@@ -104,6 +104,7 @@ func TestStore_twoInstances(t *testing.T) {
 	v, found, err = a.s.Find("")
 	require.NoError(t, err)
 	require.False(t, found)
+	require.Nil(t, v)
 
 	require.NoError(t, a.s.Commit(tok, []byte("v1"), exp))
 	for _, n := range []*node{a, b, b} {
