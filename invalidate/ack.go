@@ -13,9 +13,10 @@ import (
 	"github.com/tiercache/tiercache/tier"
 )
 
-// NotAcknowledgedError is the error of [reg.WaitApplied] (the wait of
-// tier.Cache.DeleteAndWait and SetAndWait) when a live instance did not
-// acknowledge in time. It matches tier.ErrNotAcknowledged, and the cause
+// NotAcknowledgedError is the error of the wait of an acknowledged
+// invalidation (tier.Cache.DeleteAndWait and SetAndWait; see "Acknowledged
+// invalidations" in the package documentation) when a live instance did
+// not acknowledge in time. It matches tier.ErrNotAcknowledged, and the cause
 // of the end of the wait (context.DeadlineExceeded for the bus's own
 // Options.AckTimeout).
 type NotAcknowledgedError struct {

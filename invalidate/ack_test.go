@@ -187,3 +187,53 @@ func TestCache_SetAndWait_NotRunning(t *testing.T) {
 	require.ErrorIs(t, err, invalidate.ErrNotRunning)
 	require.False(t, errors.Is(err, tier.ErrNotAcknowledged))
 }
+
+// TestCache_DeleteAndWait_JoiningInstance: an instance whose subscription
+// was just confirmed, and that nobody has heard yet, may be left out of a
+// wait; it must then not serve what that write replaced. B's bus talks to
+// Redis through a proxy that delays every chunk 400 ms, and B publishes no
+// heartbeat but the one it sends on joining, so A does not know B when it
+// writes. B reads the key right after its confirmation (the old value, into
+// L1), A deletes it with DeleteAndWait, which does not wait for B; B's L1
+// must not answer the old value although the message has not reached B
+// yet: it serves no L1 entry until it has heard itself back.
+func TestCache_DeleteAndWait_JoiningInstance(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ns := nsFor(t)
+	a := newNode(t, srv, ns, nodeOpts{})
+	require.NoError(t, a.cache.DeleteAndWait(t.Context(), "warm-up"), "A has listened a heartbeat period")
+	db := &store{}
+	db.write("k")
+	// In L2, so that B's read below is an L2 hit: a load of B's own would
+	// hold the key's lease, and the Delete's loss of it would drop B's copy
+	// by itself.
+	_, err := a.cache.GetOrLoad(t.Context(), "k", db.load)
+	require.NoError(t, err)
+
+	proxy := faultproxy.New(t, srv.Addr())
+	proxy.SetLatency(400 * time.Millisecond)
+	b := newNode(t, srv, ns, nodeOpts{busAddr: proxy.Addr(), heartbeat: time.Hour})
+	v, err := b.cache.GetOrLoad(t.Context(), "k", db.load)
+	require.NoError(t, err)
+	require.Equal(t, "1", v)
+	require.EqualValues(t, 1, b.cache.Stats().L2Hits)
+	// The value is in B's L1 (written there asynchronously), served or not.
+	require.Eventually(t, func() bool { return b.cache.Stats().L1Cost > 0 }, 10*time.Second, 100*time.Microsecond)
+
+	db.write("k")
+	require.NoError(t, a.cache.DeleteAndWait(t.Context(), "k"))
+	exercised := b.bus.Stats().AcksSent == 0 // A did not wait for B
+	v, ok := b.cache.GetIfPresent("k")
+	require.False(t, ok && v == "1", "B served the value the write replaced")
+	if !exercised {
+		t.Log("A knew B already (a slow machine): B was waited for")
+	}
+	// Once B has heard itself, it serves L1 again, and A waits for it.
+	require.NoError(t, b.bus.Ready(t.Context()))
+	v, err = b.cache.GetOrLoad(t.Context(), "k", db.load)
+	require.NoError(t, err)
+	require.Equal(t, "2", v)
+	require.NoError(t, a.cache.DeleteAndWait(t.Context(), "k"))
+	require.Positive(t, b.bus.Stats().AcksSent, "A waited for B")
+}
