@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tiercache/tiercache/counters"
+	"github.com/tiercache/tiercache/internal/rediskeys"
 	"github.com/tiercache/tiercache/notify"
 	"github.com/tiercache/tiercache/tier"
 )
@@ -166,7 +167,7 @@ func (d *Demo) Stop(ctx context.Context) (*Report, error) {
 	t.Stop()
 	d.stop()
 	d.wg.Wait()
-	defer cleanup(context.WithoutCancel(ctx), d.cfg.Client, d.cfg.Namespace)
+	defer func() { _ = rediskeys.DeleteMatching(context.WithoutCancel(ctx), d.cfg.Client, d.cfg.Namespace+"-*") }()
 	_ = d.q.Close(ctx)
 	rep.Digests, rep.Notified = int64(len(d.rec.Delivered())), d.notified()
 	rep.Absorbed, rep.Left = int64(d.rec.Absorbed()), rep.Enqueued-rep.Notified
@@ -260,20 +261,3 @@ type events struct{ counts [16]atomic.Int64 }
 
 func (e *events) Event(_ context.Context, ev notify.Event) { e.counts[ev.Kind].Add(1) }
 func (e *events) n(k notify.EventKind) int64               { return e.counts[k].Load() }
-
-// cleanup deletes the demo's keys (SCAN on its own namespace; never
-// FLUSHALL).
-func cleanup(ctx context.Context, c redis.UniversalClient, ns string) {
-	del := func(ctx context.Context, c redis.UniversalClient) error {
-		iter := c.Scan(ctx, 0, ns+"-*", 500).Iterator()
-		for iter.Next(ctx) {
-			_ = c.Del(ctx, iter.Val()).Err()
-		}
-		return iter.Err()
-	}
-	if cc, ok := c.(*redis.ClusterClient); ok {
-		_ = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return del(ctx, n) })
-		return
-	}
-	_ = del(ctx, c)
-}
