@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -52,32 +53,10 @@ func BenchmarkNotifyEnqueue(b *testing.B) {
 }
 
 func benchNotifyEnqueue(b *testing.B, mode, impl string) {
-	ctx := context.Background()
 	rdb := newRedis(b)
 	ns := namespace("notify-enq-" + mode + "-" + impl)
 	b.Cleanup(func() { dropNamespace(b, rdb, ns) })
-	var enqueue func() error
-	switch impl {
-	case "xadd":
-		enqueue = func() error {
-			i := notifySeq.Add(1)
-			u := notifyUser(i)
-			return rdb.XAdd(ctx, &redis.XAddArgs{Stream: ns + ":{" + u + "}:s", Values: []any{
-				"u", u, "c", "email", "k", strconv.FormatInt(i, 10), "p", notifyPayload}}).Err()
-		}
-	case "notify":
-		q, err := notify.New(&notify.Options{Client: rdb, Namespace: ns, DedupTTL: keyTTL, MaxDelay: time.Hour, MaxItems: 1 << 20})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = q.Close(context.Background()) })
-		enqueue = func() error {
-			i := notifySeq.Add(1)
-			_, err := q.Enqueue(ctx, notify.Notification{User: notifyUser(i), Channel: notify.Email,
-				DedupKey: strconv.FormatInt(i, 10), Payload: notifyPayload})
-			return err
-		}
-	}
+	enqueue := notifyEnqueuer(b, rdb, ns, impl)
 	b.ReportAllocs()
 	b.ResetTimer()
 	if mode == "serial" {
@@ -98,6 +77,31 @@ func benchNotifyEnqueue(b *testing.B, mode, impl string) {
 	})
 }
 
+// notifyEnqueuer returns a function that enqueues one notification with
+// impl (xadd: the floor; notify: Queue.Enqueue) in namespace ns.
+func notifyEnqueuer(b *testing.B, rdb *redis.Client, ns, impl string) func() error {
+	ctx := context.Background()
+	if impl == "xadd" {
+		return func() error {
+			i := notifySeq.Add(1)
+			u := notifyUser(i)
+			return rdb.XAdd(ctx, &redis.XAddArgs{Stream: ns + ":{" + u + "}:s", Values: []any{
+				"u", u, "c", "email", "k", strconv.FormatInt(i, 10), "p", notifyPayload}}).Err()
+		}
+	}
+	q, err := notify.New(&notify.Options{Client: rdb, Namespace: ns, DedupTTL: keyTTL, MaxDelay: time.Hour, MaxItems: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = q.Close(context.Background()) })
+	return func() error {
+		i := notifySeq.Add(1)
+		_, err := q.Enqueue(ctx, notify.Notification{User: notifyUser(i), Channel: notify.Email,
+			DedupKey: strconv.FormatInt(i, 10), Payload: notifyPayload})
+		return err
+	}
+}
+
 // BenchmarkNotifyConsume measures consuming notifications: each op is one
 // pass that empties notifyUsers streams holding
 // notifyUsers*notifyMaxItems*4 notifications in all (prefilled with the
@@ -116,15 +120,31 @@ func BenchmarkNotifyConsume(b *testing.B) {
 }
 
 func benchNotifyConsume(b *testing.B, impl string) {
-	ctx := context.Background()
 	rdb := newRedis(b)
 	ns := namespace("notify-consume-" + impl)
 	b.Cleanup(func() { dropNamespace(b, rdb, ns) })
 	const perPass = notifyUsers * notifyMaxItems * 4
-	var fill func()
-	var consume func() int
-	switch impl {
-	case "xreadgroup":
+	fill, consume := notifyConsumer(b, rdb, ns, impl, perPass)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		fill()
+		b.StartTimer()
+		if n := consume(); n != perPass {
+			b.Fatalf("consumed %d notifications, want %d", n, perPass)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perPass), "ns/notification")
+}
+
+// notifyConsumer returns fill, which queues perPass notifications over
+// notifyUsers users in namespace ns, and consume, which consumes them
+// with impl (xreadgroup: the floor; notify: Consumer.RunOnce) and returns
+// how many it consumed.
+func notifyConsumer(b *testing.B, rdb *redis.Client, ns, impl string, perPass int64) (fill func(), consume func() int64) {
+	ctx := context.Background()
+	if impl == "xreadgroup" {
 		streams := make([]string, notifyUsers)
 		for u := range streams {
 			streams[u] = ns + ":{" + notifyUser(int64(u)) + "}:s"
@@ -134,7 +154,7 @@ func benchNotifyConsume(b *testing.B, impl string) {
 		}
 		fill = func() {
 			_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-				for i := range int64(perPass) {
+				for i := range perPass {
 					u := notifyUser(i)
 					p.XAdd(ctx, &redis.XAddArgs{Stream: ns + ":{" + u + "}:s", Values: []any{
 						"u", u, "c", "email", "k", strconv.FormatInt(notifySeq.Add(1), 10), "p", notifyPayload}})
@@ -145,8 +165,8 @@ func benchNotifyConsume(b *testing.B, impl string) {
 				b.Fatal(err)
 			}
 		}
-		consume = func() int {
-			n := 0
+		consume = func() int64 {
+			var n int64
 			for _, s := range streams {
 				for {
 					res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "c", Streams: []string{s, ">"}, Count: 1000, Block: -1}).Result()
@@ -163,54 +183,123 @@ func benchNotifyConsume(b *testing.B, impl string) {
 					if err := rdb.XAck(ctx, s, "g", ids...).Err(); err != nil {
 						b.Fatal(err)
 					}
-					n += len(ids)
+					n += int64(len(ids))
 				}
 			}
 			return n
 		}
-	case "notify":
-		q, err := notify.New(&notify.Options{Client: rdb, Namespace: ns, DedupTTL: keyTTL, MaxDelay: time.Hour, MaxItems: notifyMaxItems})
-		if err != nil {
-			b.Fatal(err)
+		return fill, consume
+	}
+	q, err := notify.New(&notify.Options{Client: rdb, Namespace: ns, DedupTTL: keyTTL, MaxDelay: time.Hour, MaxItems: notifyMaxItems})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = q.Close(context.Background()) })
+	var sent atomic.Int64
+	c, err := notify.NewConsumer(q, &notify.ConsumerOptions{Sender: notify.SenderFunc(func(_ context.Context, m notify.Message) error {
+		sent.Add(int64(len(m.Items)))
+		return nil
+	})})
+	if err != nil {
+		b.Fatal(err)
+	}
+	fill = func() {
+		for i := range perPass {
+			if _, err := q.Enqueue(ctx, notify.Notification{User: notifyUser(i), Channel: notify.Email,
+				DedupKey: strconv.FormatInt(notifySeq.Add(1), 10), Payload: notifyPayload}); err != nil {
+				b.Fatal(err)
+			}
 		}
-		b.Cleanup(func() { _ = q.Close(context.Background()) })
-		var sent atomic.Int64
-		c, err := notify.NewConsumer(q, &notify.ConsumerOptions{Sender: notify.SenderFunc(func(_ context.Context, m notify.Message) error {
-			sent.Add(int64(len(m.Items)))
-			return nil
-		})})
-		if err != nil {
-			b.Fatal(err)
+	}
+	consume = func() int64 {
+		sent.Store(0)
+		for sent.Load() < perPass {
+			if _, err := c.RunOnce(ctx); err != nil {
+				b.Fatal(err)
+			}
 		}
-		fill = func() {
-			for i := range int64(perPass) {
-				if _, err := q.Enqueue(ctx, notify.Notification{User: notifyUser(i), Channel: notify.Email,
-					DedupKey: strconv.FormatInt(notifySeq.Add(1), 10), Payload: notifyPayload}); err != nil {
+		return sent.Load()
+	}
+	return fill, consume
+}
+
+// BenchmarkNotifyPaired measures the same ratios as BenchmarkNotifyEnqueue
+// and BenchmarkNotifyConsume with the floor and notify interleaved, for a
+// machine whose load swings between benchmarks: each op runs one block
+// with the floor and the same block with notify (in alternating order),
+// timing each, and the ratio notify/floor is taken per op. It reports the
+// median ratio over the ops (ratio-median) and each side's median time
+// per notification; ns/op covers both blocks and the untimed fills.
+//
+//   - op=enqueue: a block is 500 serial enqueues (XADD against
+//     Queue.Enqueue).
+//   - op=consume: a block is consuming 10,000 notifications over 100
+//     users (XREADGROUP+XACK against Consumer.RunOnce with digests of 50),
+//     each side prefilled before it is timed.
+func BenchmarkNotifyPaired(b *testing.B) {
+	rdb := newRedis(b)
+	b.Run("op=enqueue", func(b *testing.B) {
+		const block = 500
+		run := map[string]func() error{}
+		for _, impl := range []string{"xadd", "notify"} {
+			ns := namespace("notify-paired-enq-" + impl)
+			b.Cleanup(func() { dropNamespace(b, rdb, ns) })
+			run[impl] = notifyEnqueuer(b, rdb, ns, impl)
+		}
+		pairedBlocks(b, block, func(impl string) {
+			for range block {
+				if err := run[impl](); err != nil {
 					b.Fatal(err)
 				}
 			}
+		}, func(string) {}, "xadd")
+	})
+	b.Run("op=consume", func(b *testing.B) {
+		const block = notifyUsers * notifyMaxItems * 2
+		fills, consumes := map[string]func(){}, map[string]func() int64{}
+		for _, impl := range []string{"xreadgroup", "notify"} {
+			ns := namespace("notify-paired-consume-" + impl)
+			b.Cleanup(func() { dropNamespace(b, rdb, ns) })
+			fill, consume := notifyConsumer(b, rdb, ns, impl, block)
+			fills[impl] = fill
+			consumes[impl] = consume
 		}
-		consume = func() int {
-			sent.Store(0)
-			for sent.Load() < perPass {
-				if _, err := c.RunOnce(ctx); err != nil {
-					b.Fatal(err)
-				}
+		pairedBlocks(b, block, func(impl string) {
+			if n := consumes[impl](); n != block {
+				b.Fatalf("%s consumed %d, want %d", impl, n, block)
 			}
-			return int(sent.Load())
+		}, func(impl string) { fills[impl]() }, "xreadgroup")
+	})
+}
+
+// pairedBlocks runs b.N pairs of blocks of n notifications, the floor and
+// "notify" in alternating order, each after prepare (untimed), and reports
+// the per-pair ratios' median and each side's median ns/notification.
+func pairedBlocks(b *testing.B, n int, run, prepare func(impl string), floor string) {
+	var ratios, floorNs, notifyNs []float64
+	for i := range b.N {
+		order := []string{floor, "notify"}
+		if i%2 == 1 {
+			order = []string{"notify", floor}
 		}
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		b.StopTimer()
-		fill()
-		b.StartTimer()
-		if n := consume(); n != perPass {
-			b.Fatalf("consumed %d notifications, want %d", n, perPass)
+		took := map[string]time.Duration{}
+		for _, impl := range order {
+			prepare(impl)
+			t0 := time.Now()
+			run(impl)
+			took[impl] = time.Since(t0)
 		}
+		ratios = append(ratios, float64(took["notify"])/float64(took[floor]))
+		floorNs = append(floorNs, float64(took[floor].Nanoseconds())/float64(n))
+		notifyNs = append(notifyNs, float64(took["notify"].Nanoseconds())/float64(n))
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perPass), "ns/notification")
+	median := func(v []float64) float64 {
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	b.ReportMetric(median(ratios), "ratio-median")
+	b.ReportMetric(median(floorNs), "floor-ns/notification")
+	b.ReportMetric(median(notifyNs), "notify-ns/notification")
 }
 
 // BenchmarkDashboardRead measures a dashboard figure's read: the sum of a

@@ -33,6 +33,12 @@ for i in $(seq "$COUNT"); do
   # prefilled with the timer stopped: a fixed count keeps the run short.
   "$OUT/benchmarks.test" -test.run='^$' -test.benchmem -test.count=1 -test.benchtime=3x \
     -test.bench='^BenchmarkNotifyConsume$' | tee -a "$OUT/raw.txt"
+  # The floor and notify interleaved block by block: the ratios to quote
+  # on a machine whose load swings between benchmarks.
+  "$OUT/benchmarks.test" -test.run='^$' -test.count=1 -test.benchtime=40x \
+    -test.bench='^BenchmarkNotifyPaired$/^op=enqueue$' | tee -a "$OUT/raw.txt"
+  "$OUT/benchmarks.test" -test.run='^$' -test.count=1 -test.benchtime=8x \
+    -test.bench='^BenchmarkNotifyPaired$/^op=consume$' | tee -a "$OUT/raw.txt"
 done
 go tool benchstat -col /impl "$OUT/raw.txt" > "$OUT/benchstat.txt" || true
 go tool benchstat -col /read "$OUT/raw.txt" > "$OUT/benchstat-dashboard.txt" || true

@@ -191,6 +191,12 @@ func (c *Consumer) work(ctx context.Context, shard int, user string) error {
 		due(next)
 		if len(ready) > 0 {
 			until, err := prefs(ctx, ch, now)
+			if errors.Is(err, errBadPreferences) {
+				// Quiet hours that cannot be applied are ignored: the digest
+				// goes out, RunOnce's error says why.
+				errs = append(errs, err)
+				until, err = 0, nil
+			}
 			if until > 0 || err != nil {
 				held := 0
 				for _, d := range ready {
@@ -233,9 +239,10 @@ func (c *Consumer) work(ctx context.Context, shard int, user string) error {
 // preferences returns the quiet-hours check of one user's turn: when the
 // quiet hours holding ch at now end (unix ms), 0 if ch is not held. The
 // user's preferences are read once per turn, at the first ready digest.
-// An error (the preferences could not be read or are invalid) holds the
-// digest for RetryDelay: a digest is not sent in the middle of someone's
-// night because their preferences were unreadable.
+// An error reading them holds the digest for RetryDelay: a digest is not
+// sent in the middle of someone's night because their preferences were
+// unreadable. Preferences that cannot be applied (an unknown time zone,
+// hours outside [0, 24h)) are an error wrapping errBadPreferences.
 func (c *Consumer) preferences(user string) func(ctx context.Context, ch Channel, now int64) (int64, error) {
 	var (
 		p    Preferences
@@ -256,9 +263,16 @@ func (c *Consumer) preferences(user string) func(ctx context.Context, ch Channel
 		if err != nil {
 			return 0, err
 		}
-		return p.quietUntil(ch, now)
+		until, err := p.quietUntil(ch, now)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %w", errBadPreferences, err)
+		}
+		return until, nil
 	}
 }
+
+// errBadPreferences marks preferences that cannot be applied.
+var errBadPreferences = errors.New("notify: quiet hours ignored")
 
 // read claims the group's pending entries of the stream and reads the new
 // ones, at most Batch in all, in stream order. truncated reports that the

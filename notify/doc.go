@@ -58,8 +58,10 @@
 // ready inside the quiet hours stays pending and the user is due again
 // when they end, on the user's wall clock (EventHeld). Unreadable
 // preferences hold the digest for RetryDelay rather than risk a message
-// in the middle of the night (TestConsumer_QuietHours,
-// TestConsumer_PreferencesUnreadable).
+// in the middle of the night; preferences that cannot be applied (an
+// unknown time zone) are ignored, and RunOnce's error says so
+// (TestConsumer_QuietHours, TestConsumer_PreferencesUnreadable,
+// TestConsumer_PreferencesInvalid).
 //
 // # Redis unreachable
 //

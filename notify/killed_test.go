@@ -105,7 +105,8 @@ func TestConsumer_KilledMidBatch(t *testing.T) {
 		}
 	}
 
-	child := exec.Command(os.Args[0], "-test.run=^TestConsumer_KilledMidBatch$", "-test.count=1")
+	// -test.timeout ends the child if this process dies before killing it.
+	child := exec.Command(os.Args[0], "-test.run=^TestConsumer_KilledMidBatch$", "-test.count=1", "-test.timeout=2m")
 	child.Env = append(os.Environ(), envChildAddr+"="+srv.Addr(), envChildNS+"="+ns)
 	var out strings.Builder
 	child.Stdout, child.Stderr = &out, &out

@@ -151,7 +151,9 @@ type ConsumerOptions struct {
 	Batch int
 	// Preferences gives the users' quiet hours: a digest ready inside them
 	// is held (EventHeld) until they end. Read them through a tier cache
-	// ([CachedPreferences]). Nil: no quiet hours.
+	// ([CachedPreferences]). If they cannot be read, the digest is held
+	// for RetryDelay; if they cannot be applied (an unknown time zone), it
+	// goes out and RunOnce's error says why. Nil: no quiet hours.
 	Preferences PreferenceSource
 	// Now, if set, replaces Redis's clock (TIME) in the consumer's
 	// decisions: which users are due, which digests are ready, quiet hours.

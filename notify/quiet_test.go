@@ -141,3 +141,21 @@ func TestConsumer_PreferencesUnreadable(t *testing.T) {
 	require.Equal(t, 1, n)
 	require.Len(t, rec.Delivered(), 1)
 }
+
+// TestConsumer_PreferencesInvalid: quiet hours in an unknown time zone
+// cannot be applied: the digest goes out, and RunOnce says why.
+func TestConsumer_PreferencesInvalid(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	q := newQueue(t, srv.Client(t), notify.Options{MaxItems: 2, MaxDelay: time.Hour, Shards: 1})
+	rec := &notify.RecordingSender{}
+	c := newConsumer(t, q, notify.ConsumerOptions{Sender: rec,
+		Preferences: notify.PreferenceFunc(func(context.Context, string) (notify.Preferences, error) {
+			return notify.Preferences{TimeZone: "Nowhere/Land", QuietFrom: 0, QuietUntil: 23 * time.Hour}, nil
+		})})
+	enqueueN(t, q, "eve", notify.Push, 2)
+	n, err := c.RunOnce(t.Context())
+	require.Equal(t, 1, n)
+	require.ErrorIs(t, err, notify.ErrInvalidOptions)
+	require.Len(t, rec.Delivered(), 1)
+}

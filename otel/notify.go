@@ -66,24 +66,14 @@ var _ notify.Observer = (*NotifyObserver)(nil)
 // notify.Options.Observer. The tracer provider option has no effect:
 // events go to the caller's span. Instrument errors go to otel.Handle.
 func NewNotifyObserver(opts ...Option) *NotifyObserver {
-	cfg := newConfig(opts)
-	m := cfg.meterProvider.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
-	o := &NotifyObserver{}
-	var errs []error
-	var err error
-	if o.events, err = m.Int64Counter(metricNotifyEvents, metric.WithUnit("{event}"),
-		metric.WithDescription("What notification queues and consumers did: enqueues, duplicates, digests sent, reclaims, outages.")); err != nil {
-		errs = append(errs, err)
-		o.events, _ = noop.Meter{}.Int64Counter(metricNotifyEvents)
+	in := newEventInstruments(opts)
+	o := &NotifyObserver{
+		events: in.counter(metricNotifyEvents, "{event}",
+			"What notification queues and consumers did: enqueues, duplicates, digests sent, reclaims, outages."),
+		items: in.counter(metricNotifyItems, "{notification}",
+			"Notifications concerned by the notification queues' events."),
 	}
-	if o.items, err = m.Int64Counter(metricNotifyItems, metric.WithUnit("{notification}"),
-		metric.WithDescription("Notifications concerned by the notification queues' events.")); err != nil {
-		errs = append(errs, err)
-		o.items, _ = noop.Meter{}.Int64Counter(metricNotifyItems)
-	}
-	if len(errs) > 0 {
-		otel.Handle(fmt.Errorf("tierotel: create notify instruments: %w", errors.Join(errs...)))
-	}
+	in.handle("notify")
 	return o
 }
 
@@ -127,30 +117,15 @@ var _ counters.Observer = (*CountersObserver)(nil)
 // the provider in opts (the global one by default); give it to
 // counters.Options.Observer. Instrument errors go to otel.Handle.
 func NewCountersObserver(opts ...Option) *CountersObserver {
-	cfg := newConfig(opts)
-	m := cfg.meterProvider.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
-	o := &CountersObserver{}
-	var errs []error
-	var err error
-	if o.events, err = m.Int64Counter(metricCountersEvents, metric.WithUnit("{event}"),
-		metric.WithDescription("What activity counters did: batches flushed, retried batches found applied, outages, refusals.")); err != nil {
-		errs = append(errs, err)
-		o.events, _ = noop.Meter{}.Int64Counter(metricCountersEvents)
+	in := newEventInstruments(opts)
+	o := &CountersObserver{
+		events: in.counter(metricCountersEvents, "{event}",
+			"What activity counters did: batches flushed, retried batches found applied, outages, refusals."),
+		cells: in.counter(metricCountersCells, "{cell}",
+			"Counter buckets and unique members concerned by the activity counters' events."),
+		duration: in.seconds(metricCountersDuration, "Duration of the activity counters' Redis calls."),
 	}
-	if o.cells, err = m.Int64Counter(metricCountersCells, metric.WithUnit("{cell}"),
-		metric.WithDescription("Counter buckets and unique members concerned by the activity counters' events.")); err != nil {
-		errs = append(errs, err)
-		o.cells, _ = noop.Meter{}.Int64Counter(metricCountersCells)
-	}
-	if o.duration, err = m.Float64Histogram(metricCountersDuration, metric.WithUnit("s"),
-		metric.WithDescription("Duration of the activity counters' Redis calls."),
-		metric.WithExplicitBucketBoundaries(durationBuckets...)); err != nil {
-		errs = append(errs, err)
-		o.duration, _ = noop.Meter{}.Float64Histogram(metricCountersDuration)
-	}
-	if len(errs) > 0 {
-		otel.Handle(fmt.Errorf("tierotel: create counters instruments: %w", errors.Join(errs...)))
-	}
+	in.handle("counters")
 	return o
 }
 
@@ -196,4 +171,44 @@ func primitiveErrorType(err error) string {
 		return "unavailable"
 	}
 	return errorType(err)
+}
+
+// eventInstruments creates the instruments of one observer on the meter of
+// its options, and collects their errors: an instrument that cannot be
+// created is replaced by a no-op one.
+type eventInstruments struct {
+	m    metric.Meter
+	errs []error
+}
+
+func newEventInstruments(opts []Option) *eventInstruments {
+	cfg := newConfig(opts)
+	return &eventInstruments{m: cfg.meterProvider.Meter(ScopeName, metric.WithInstrumentationVersion(Version))}
+}
+
+func (in *eventInstruments) counter(name, unit, desc string) metric.Int64Counter {
+	c, err := in.m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
+	if err != nil {
+		in.errs = append(in.errs, err)
+		c, _ = noop.Meter{}.Int64Counter(name)
+	}
+	return c
+}
+
+// seconds creates a histogram of durations in seconds.
+func (in *eventInstruments) seconds(name, desc string) metric.Float64Histogram {
+	h, err := in.m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	if err != nil {
+		in.errs = append(in.errs, err)
+		h, _ = noop.Meter{}.Float64Histogram(name)
+	}
+	return h
+}
+
+// handle reports the errors to otel.Handle.
+func (in *eventInstruments) handle(what string) {
+	if len(in.errs) > 0 {
+		otel.Handle(fmt.Errorf("tierotel: create %s instruments: %w", what, errors.Join(in.errs...)))
+	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tiercache/tiercache/internal/rediskeys"
 	"github.com/tiercache/tiercache/invalidate"
 	"github.com/tiercache/tiercache/session"
 	"github.com/tiercache/tiercache/tier"
@@ -232,16 +233,5 @@ func (s *subscribed) Event(_ context.Context, e tier.Event) {
 // cleanup deletes the demo's keys (SCAN on its own namespace; never
 // FLUSHALL).
 func cleanup(ctx context.Context, c redis.UniversalClient, ns string) {
-	del := func(ctx context.Context, c redis.UniversalClient) error {
-		iter := c.Scan(ctx, 0, ns+":*", 500).Iterator()
-		for iter.Next(ctx) {
-			_ = c.Del(ctx, iter.Val()).Err()
-		}
-		return iter.Err()
-	}
-	if cc, ok := c.(*redis.ClusterClient); ok {
-		_ = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return del(ctx, n) })
-		return
-	}
-	_ = del(ctx, c)
+	_ = rediskeys.DeleteMatching(ctx, c, ns+":*")
 }

@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -64,6 +65,12 @@ type Config struct {
 	// Terminal ends progress lines with a carriage return, so that each
 	// overwrites the last; otherwise each is a line of its own.
 	Terminal bool
+
+	// OnBooking, if set, is called after each booking the mix made, from
+	// the workers' goroutines: it must be safe for concurrent use and
+	// should not block (cmd/demo queues the booking's confirmations and
+	// counts it there).
+	OnBooking func(ctx context.Context, a booking.Appointment)
 }
 
 func (c Config) withDefaults() (Config, error) {

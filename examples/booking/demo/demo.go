@@ -545,6 +545,9 @@ func (w *workload) write(ctx context.Context, rng *rand.Rand, repo *booking.Cach
 			w.bookedMu.Lock()
 			w.booked = append(w.booked, a.ID)
 			w.bookedMu.Unlock()
+			if w.cfg.OnBooking != nil {
+				w.cfg.OnBooking(ctx, a)
+			}
 		}
 	}
 }

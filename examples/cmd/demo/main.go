@@ -24,8 +24,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tiercache/tiercache/examples/booking"
 	"github.com/tiercache/tiercache/examples/booking/demo"
 	"github.com/tiercache/tiercache/idempotency/idemdemo"
+	notifydemo "github.com/tiercache/tiercache/notify/demo"
 	rldemo "github.com/tiercache/tiercache/ratelimit/demo"
 	sessdemo "github.com/tiercache/tiercache/session/demo"
 )
@@ -65,11 +67,42 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			cfg.Terminal = true
 		}
 	}
+	// Bookings queue their confirmations and count in the activity
+	// figures, when Redis answers.
+	var nd *notifydemo.Demo
+	var ndClient *redis.Client
+	if cfg.RedisAddr != "" {
+		ndClient = newClient(cfg.RedisAddr)
+		defer ndClient.Close()
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		if ndClient.Ping(pctx).Err() == nil {
+			if nd, err = notifydemo.Start(ctx, notifydemo.Config{Client: ndClient}); err != nil {
+				cancel()
+				return err
+			}
+			cfg.OnBooking = func(ctx context.Context, a booking.Appointment) { nd.Booked(ctx, a.ID, a.GuestID, a.ExpertID) }
+		}
+		cancel()
+	}
 	rep, err := demo.Run(ctx, cfg)
+	var ndRep *notifydemo.Report
+	if nd != nil {
+		var nerr error
+		ndRep, nerr = nd.Stop(context.WithoutCancel(ctx))
+		if nerr != nil && err == nil {
+			err = nerr
+		}
+	}
 	if errors.Is(err, context.Canceled) && rep != nil {
 		return nil // interrupted: the table was printed
 	}
 	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+	if ndRep == nil {
+		fmt.Fprintln(stdout, "Notification and dashboard demo skipped: it needs Redis.")
+	} else if err := ndRep.Print(stdout); err != nil {
 		return err
 	}
 	if err := primitives(ctx, rep.Redis, stdout); err != nil && !errors.Is(err, context.Canceled) {
@@ -151,7 +184,11 @@ application instances would.
 It prints a progress line every second and, at the end, a table: requests,
 L1 and L2 hit rates, database queries made against what they would be
 without the cache, fallbacks, stale reads, read latency p50/p99, and the
-booking application's targets beside what was measured. While it runs it
+booking application's targets beside what was measured. With Redis, each
+booking also queues confirmations for its guest (email) and expert (push),
+sent as digests, and counts in activity figures: a table shows the
+confirmations queued, duplicates absorbed, sends, and a dashboard figure
+read through a tier cache beside the aggregate query's latency. While it runs it
 serves the caches' metrics for Prometheus at http://127.0.0.1:9464/metrics
 (-metrics). It removes what it created (the SQLite folder or PostgreSQL
 schema, and its keys in Redis, found with SCAN on its own namespace).

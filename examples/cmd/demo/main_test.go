@@ -99,15 +99,19 @@ func TestRun(t *testing.T) {
 	require.Contains(t, out, "booking app's targets")
 	require.Contains(t, out, "rate limits (no Redis: outage modes)")
 	require.Contains(t, out, "Idempotency and session demos skipped")
+	require.Contains(t, out, "Notification and dashboard demo skipped")
 }
 
 func TestRun_Redis(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	out := runDemo(t, srv.Addr())
-	for _, header := range []string{"rate limits (Redis)", "idempotency and one-time codes", "sessions (2 instances)"} {
+	for _, header := range []string{"confirmations (digested)", "bookings, last hour", "rate limits (Redis)", "idempotency and one-time codes", "sessions (2 instances)"} {
 		require.Contains(t, out, header)
 	}
+	keys, err := srv.Client(t).Keys(t.Context(), "demo-notify-*").Result()
+	require.NoError(t, err)
+	require.Empty(t, keys, "the notification demo removed its keys")
 }
 
 // runDemo runs a short demo against redisAddr ("" for none) and returns
