@@ -427,7 +427,7 @@ var errReply = errors.New("ratelimit: unexpected script reply")
 // p.single, the one window of gcraScript, logScript and counterScript.
 func (l *Limiter) eval(ctx context.Context, p *policy, sum actorSum, n int) ([]int64, error) {
 	args := make([]any, 0, 5+len(p.all)+len(p.argv))
-	args = append(args, "evalsha", p.script.hash, p.nkeys)
+	args = append(args, p.evalsha[:]...)
 	for _, q := range p.all {
 		args = append(args, key(l.o.Namespace, sum, q.Name))
 	}
