@@ -49,6 +49,7 @@ func TestScripts_oneWindowMatchDecideScript(t *testing.T) {
 			require.True(t, special.single)
 			general := *special
 			general.script, general.argv, general.single = decideScript, special.args, false
+			general.evalsha = [3]any{"evalsha", decideScript.hash, "1"}
 
 			ctx := t.Context()
 			ahG, ahS := l.hash.sum("general"), l.hash.sum("special")
