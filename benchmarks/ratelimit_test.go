@@ -70,9 +70,81 @@ func benchRateLimit(b *testing.B, traffic, mode, impl string) {
 	if traffic != "allowed" {
 		quota, per = 100, time.Hour
 	}
-	var decide decider
-	var exhaust func(actor string)
-	cmds := scriptCmds
+	decide, exhaust, cmds := newRateContender(b, rdb, impl, prefix, quota, per)
+
+	const attackers, users, fresh = 100, 10_000, 1000
+	attacker := make([]string, attackers)
+	for i := range attacker {
+		attacker[i] = "attacker:" + strconv.Itoa(i)
+		if traffic != "allowed" {
+			exhaust(attacker[i])
+			decide(ctx, attacker[i]) // the first refusal, which ratelimit caches
+		}
+	}
+	user := make([]string, max(users, fresh))
+	for i := range user {
+		user[i] = "user:" + strconv.Itoa(i)
+	}
+	actor := func(i uint64) string {
+		switch traffic {
+		case "allowed":
+			return user[i%fresh]
+		case "denied":
+			return attacker[i%attackers]
+		}
+		if i%20 == 0 { // 5%
+			return user[(i/20)%users]
+		}
+		return attacker[i%attackers]
+	}
+
+	var allowed atomic.Int64
+	cpu0, cmd0 := redisCPU(b, rdb, cmds)
+	b.ReportAllocs()
+	b.ResetTimer()
+	if mode == "serial" {
+		var i uint64
+		for b.Loop() {
+			if decide(ctx, actor(i)) {
+				allowed.Add(1)
+			}
+			i++
+		}
+	} else {
+		var next atomic.Uint64
+		b.SetParallelism(8)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if decide(ctx, actor(next.Add(1))) {
+					allowed.Add(1)
+				}
+			}
+		})
+	}
+	b.StopTimer()
+	cpu1, cmd1 := redisCPU(b, rdb, cmds)
+	n := float64(b.N)
+	b.ReportMetric(n/b.Elapsed().Seconds(), "decisions/s")
+	b.ReportMetric((cpu1-cpu0)/n, "redis-cpu-us/op")
+	b.ReportMetric((cmd1-cmd0)/n, "redis-cmd-us/op")
+	b.ReportMetric(float64(allowed.Load())/n, "allowed/op")
+	// Check the traffic is what it says.
+	a := float64(allowed.Load()) / n
+	switch {
+	case traffic == "allowed" && a != 1,
+		traffic == "denied" && a != 0,
+		traffic == "flood95" && (a < 0.04 || a > 0.06) && b.N > 1000:
+		b.Fatalf("traffic=%s admitted %.3f of the calls", traffic, a)
+	}
+}
+
+// newRateContender returns one call of impl (decide), a call that uses up an
+// actor's quota (exhaust; nil for zset-pipeline), and the commands whose
+// time is impl's (see redisCPU), for quota units per per, its keys under
+// prefix.
+func newRateContender(b *testing.B, rdb *redis.Client, impl, prefix string, quota int, per time.Duration) (decide decider, exhaust func(actor string), cmds []string) {
+	ctx := context.Background()
+	cmds = scriptCmds
 	switch impl {
 	case "zset-pipeline":
 		cmds = zsetCmds
@@ -142,71 +214,7 @@ func benchRateLimit(b *testing.B, traffic, mode, impl string) {
 			}
 		}
 	}
-
-	const attackers, users, fresh = 100, 10_000, 1000
-	attacker := make([]string, attackers)
-	for i := range attacker {
-		attacker[i] = "attacker:" + strconv.Itoa(i)
-		if traffic != "allowed" {
-			exhaust(attacker[i])
-			decide(ctx, attacker[i]) // the first refusal, which ratelimit caches
-		}
-	}
-	user := make([]string, max(users, fresh))
-	for i := range user {
-		user[i] = "user:" + strconv.Itoa(i)
-	}
-	actor := func(i uint64) string {
-		switch traffic {
-		case "allowed":
-			return user[i%fresh]
-		case "denied":
-			return attacker[i%attackers]
-		}
-		if i%20 == 0 { // 5%
-			return user[(i/20)%users]
-		}
-		return attacker[i%attackers]
-	}
-
-	var allowed atomic.Int64
-	cpu0, cmd0 := redisCPU(b, rdb, cmds)
-	b.ReportAllocs()
-	b.ResetTimer()
-	if mode == "serial" {
-		var i uint64
-		for b.Loop() {
-			if decide(ctx, actor(i)) {
-				allowed.Add(1)
-			}
-			i++
-		}
-	} else {
-		var next atomic.Uint64
-		b.SetParallelism(8)
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if decide(ctx, actor(next.Add(1))) {
-					allowed.Add(1)
-				}
-			}
-		})
-	}
-	b.StopTimer()
-	cpu1, cmd1 := redisCPU(b, rdb, cmds)
-	n := float64(b.N)
-	b.ReportMetric(n/b.Elapsed().Seconds(), "decisions/s")
-	b.ReportMetric((cpu1-cpu0)/n, "redis-cpu-us/op")
-	b.ReportMetric((cmd1-cmd0)/n, "redis-cmd-us/op")
-	b.ReportMetric(float64(allowed.Load())/n, "allowed/op")
-	// Check the traffic is what it says.
-	a := float64(allowed.Load()) / n
-	switch {
-	case traffic == "allowed" && a != 1,
-		traffic == "denied" && a != 0,
-		traffic == "flood95" && (a < 0.04 || a > 0.06) && b.N > 1000:
-		b.Fatalf("traffic=%s admitted %.3f of the calls", traffic, a)
-	}
+	return decide, exhaust, cmds
 }
 
 // The commands whose time redisCPU sums: a script's own commands are
@@ -244,4 +252,68 @@ func redisCPU(b *testing.B, rdb *redis.Client, cmds []string) (cpu, cmd float64)
 		}
 	}
 	return cpu, cmd
+}
+
+// BenchmarkRateLimitPaired measures the latency of an allowed decision of
+// two contenders call by call, alternating (A then B, then B then A), on
+// the same actors, so that both see the same load: on a machine shared
+// with other work, the ratio of two separate runs swings by 2× while the
+// ratio of paired medians holds. Each sub-benchmark names the contender
+// (impl) and its base:
+//
+//   - impl=ratelimit-gcra,base=redis_rate: the same algorithm;
+//   - impl=ratelimit-log,base=redis_rate: the exact log against GCRA;
+//   - impl=ratelimit-log,base=zset-pipeline: the exact log against the
+//     non-atomic sorted-set pipeline (its floor).
+//
+// Metrics: the median and 90th percentile of each side's calls (µs), and
+// the ratio of the medians (ratio-p50). ns/op covers a pair of calls.
+func BenchmarkRateLimitPaired(b *testing.B) {
+	for _, pair := range [][2]string{
+		{"ratelimit-gcra", "redis_rate"},
+		{"ratelimit-log", "redis_rate"},
+		{"ratelimit-log", "zset-pipeline"},
+	} {
+		b.Run(fmt.Sprintf("impl=%s,base=%s", pair[0], pair[1]), func(b *testing.B) {
+			rdb := newRedis(b)
+			ctx := context.Background()
+			run := rlRun.Add(1)
+			quota, per := ratelimit.MaxSlidingLogLimit, time.Second // never reached
+			var decide [2]decider
+			for i, impl := range pair {
+				decide[i], _, _ = newRateContender(b, rdb, impl, fmt.Sprintf("rlpair-%s-%d-%d", runID, run, i), quota, per)
+			}
+			const actors = 1000
+			actor := make([]string, actors)
+			for i := range actor {
+				actor[i] = "user:" + strconv.Itoa(i)
+			}
+			var took [2][]time.Duration
+			call := func(j int, a string) {
+				t0 := time.Now()
+				if !decide[j](ctx, a) {
+					b.Fatalf("%s denied a call with room", pair[j])
+				}
+				took[j] = append(took[j], time.Since(t0))
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				a := actor[i%actors]
+				first := i % 2
+				call(first, a)
+				call(1-first, a)
+				i++
+			}
+			b.StopTimer()
+			var p50 [2]float64
+			for j := range took {
+				slices.Sort(took[j])
+				p50[j] = float64(took[j][len(took[j])/2]) / 1e3
+				b.ReportMetric(p50[j], strings.ReplaceAll(pair[j], "-", "_")+"-p50-us")
+				b.ReportMetric(float64(took[j][len(took[j])*9/10])/1e3, strings.ReplaceAll(pair[j], "-", "_")+"-p90-us")
+			}
+			b.ReportMetric(p50[0]/p50[1], "ratio-p50")
+		})
+	}
 }

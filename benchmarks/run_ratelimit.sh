@@ -6,7 +6,9 @@
 #
 # Rounds are repeated rather than passing -count, so that ratelimit and
 # redis_rate are measured seconds apart, not a phase apart: on a shared,
-# noisy machine this keeps the ratios honest. The benchmark starts its own
+# noisy machine this keeps the ratios honest. BenchmarkRateLimitPaired
+# goes further for the allowed latency: it alternates the two contenders
+# call by call (raw_paired.txt, benchstat_paired.txt). The benchmark starts its own
 # redis-server (or uses REDIS_ADDR).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -25,11 +27,15 @@ mkdir -p "$OUT"
 } > "$OUT/machine.txt"
 go test -c -o "$OUT/benchmarks.test" .
 : > "$OUT/raw.txt"
+: > "$OUT/raw_paired.txt"
 for i in $(seq "$COUNT"); do
   echo "== round $i/$COUNT" >&2
   "$OUT/benchmarks.test" -test.run='^$' -test.benchmem -test.count=1 \
     -test.bench='^BenchmarkRateLimit$' | tee -a "$OUT/raw.txt"
+  "$OUT/benchmarks.test" -test.run='^$' -test.benchmem -test.count=1 \
+    -test.benchtime=3s -test.bench='^BenchmarkRateLimitPaired$' | tee -a "$OUT/raw_paired.txt"
 done
 go tool benchstat -col /impl "$OUT/raw.txt" > "$OUT/benchstat.txt"
+go tool benchstat "$OUT/raw_paired.txt" > "$OUT/benchstat_paired.txt"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
 rm -f "$OUT/benchmarks.test"

@@ -54,8 +54,9 @@
 //
 // Each call is one EVALSHA (the Limiter loads the script with EVAL on
 // NOSCRIPT). A policy of one window with no includes, the common case,
-// runs a short script written for its algorithm (GCRA: TIME, GET, SET; the
-// sliding log: TIME, ZREMRANGEBYSCORE, ZCARD, ZRANGE, ZADD, PEXPIRE), and
+// runs a short script written for its algorithm (GCRA and the counter:
+// TIME, GET, SET; the sliding log: TIME, ZREMRANGEBYSCORE, ZCARD, ZRANGE,
+// ZADD, PEXPIRE), and
 // every other call the general one, which loops over keys and windows;
 // both keep the same state, and the reply is a few integers read without
 // boxing. The script reads the time from Redis (TIME), never from the

@@ -170,7 +170,7 @@ type policy struct {
 	outage      OutageMode // the strictest: FailClosed, then Local, then FailOpen
 	script      *script    // the script a call runs (see pickScript)
 	argv        []any      // its ARGV after n and the member id
-	nkeys       string     // len(all), for EVALSHA
+	evalsha     [3]any     // "evalsha", the script's SHA1, len(all): boxed once
 	single      bool       // script replies with one window: not decideScript
 }
 
@@ -316,7 +316,7 @@ func resolve(ps []*policy) error {
 		}
 		p.script, p.argv = pickScript(p)
 		p.single = p.script != decideScript
-		p.nkeys = strconv.Itoa(len(p.all))
+		p.evalsha = [3]any{"evalsha", p.script.hash, strconv.Itoa(len(p.all))}
 	}
 	return nil
 }

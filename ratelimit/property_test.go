@@ -56,7 +56,24 @@ func TestLimiter_SlidingLog_property_oneWindow(t *testing.T) {
 // load.
 func TestLimiter_SlidingWindow_bound(t *testing.T) {
 	t.Parallel()
-	windows := []ratelimit.Limit{ratelimit.Per(6, 250*time.Millisecond), ratelimit.Per(15, time.Second)}
+	tests := []struct {
+		name    string
+		windows []ratelimit.Limit
+	}{
+		{"two windows", []ratelimit.Limit{ratelimit.Per(6, 250*time.Millisecond), ratelimit.Per(15, time.Second)}},
+		// One window runs the counter's own script (counterScript).
+		{"one window", []ratelimit.Limit{ratelimit.Per(6, 250*time.Millisecond)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			checkSlidingWindowBound(t, tt.windows)
+		})
+	}
+}
+
+func checkSlidingWindowBound(t *testing.T, windows []ratelimit.Limit) {
+	t.Helper()
 	calls := runLoad(t, ratelimit.Policy{Name: "approx", Algorithm: ratelimit.SlidingWindow, Limits: windows})
 	loose := make([]ratelimit.Limit, len(windows))
 	for i, w := range windows {

@@ -15,7 +15,7 @@ import (
 // (a policy and the policies it includes, all under the actor's hash tag),
 // on Redis's clock, in one atomic step. A call of one policy with one
 // window, the common case, runs a script written for its algorithm alone
-// (gcraScript, logScript): no loop, no tables, no parsing. Every other call
+// (gcraScript, logScript, counterScript): no loop, no tables, no parsing. Every other call
 // runs decideScript. They keep the same state in the same keys, so a
 // policy's calls can move between them.
 //
@@ -313,6 +313,60 @@ end
 return {now, rem, oldest + per - now, retry}
 `)
 
+// counterScript decides a call of a sliding-window-counter policy with one
+// window and no includes.
+//
+// KEYS: [1] the policy's key. ARGV: [1] n; [2] unused (empty); [3] the
+// window in µs; [4] N; [5] consume-denied (0/1); [6] the key's TTL in ms
+// (two windows, rounded up, and 1 ms).
+//
+// Reply: {now, remaining, reset, retry}, as gcraScript's (a denied call's
+// retry is at least 1).
+//
+// State: "<fixed-window index> <count> <previous count>", as decideScript
+// keeps it (it reads the first window of a value left by more).
+var counterScript = newScript(`
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+local n, per, lim, eps = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4]), 1e-9
+local bucket = math.floor(now / per)
+local cur, prev = 0, 0
+local v = redis.call('GET', KEYS[1])
+if v then
+  local b, c, p = string.match(v, '^(%d+) (%d+) (%d+)')
+  b = tonumber(b)
+  if b == bucket then cur, prev = tonumber(c), tonumber(p) elseif b == bucket - 1 then prev = tonumber(c) end
+end
+local elapsed = now - bucket * per
+-- until_est: µs until the estimate with count c falls to target (as
+-- decideScript's).
+local function until_est(target, c)
+  if prev * (per - elapsed) / per + c <= target + eps then return 0 end
+  if c <= target and prev > 0 then
+    return math.ceil(per - (target - c) * per / prev - elapsed - eps)
+  end
+  if target < 0 then return per - elapsed end
+  local e2 = 0
+  if c > 0 then e2 = per - target * per / c end
+  if e2 < 0 then e2 = 0 end
+  return math.ceil(per - elapsed + e2 - eps)
+end
+local est = prev * (per - elapsed) / per + cur
+local rem, reset, retry
+if est + n <= lim + eps then
+  rem = math.floor(lim - est - n + eps)
+  reset, retry = until_est(lim - rem - 1, cur + n), 0
+else
+  rem = math.max(0, math.floor(lim - est + eps))
+  retry = math.max(1, until_est(lim - n, cur))
+  reset = until_est(lim - rem - 1, cur)
+end
+if retry == 0 or ARGV[5] == '1' then
+  redis.call('SET', KEYS[1], string.format('%d %d %d', bucket, cur + n, prev), 'PX', ARGV[6])
+end
+return {now, rem, reset, retry}
+`)
+
 // script is a Lua script and its SHA1, which EVALSHA names it by.
 type script struct {
 	src, hash string
@@ -353,6 +407,9 @@ func pickScript(p *policy) (*script, []any) {
 		case SlidingLog:
 			ttl := (per+999)/1000 + 1
 			return logScript, []any{strconv.FormatInt(per, 10), strconv.Itoa(l.N), consume, strconv.FormatInt(ttl, 10)}
+		case SlidingWindow:
+			ttl := (2*per+999)/1000 + 1
+			return counterScript, []any{strconv.FormatInt(per, 10), strconv.Itoa(l.N), consume, strconv.FormatInt(ttl, 10)}
 		}
 	}
 	var args []any
@@ -367,10 +424,10 @@ var errReply = errors.New("ratelimit: unexpected script reply")
 
 // eval runs p's script for a call of cost n by the actor whose hash is sum,
 // and returns its reply, checked for length: decideScript's, or, for
-// p.single, the one window of gcraScript and logScript.
+// p.single, the one window of gcraScript, logScript and counterScript.
 func (l *Limiter) eval(ctx context.Context, p *policy, sum actorSum, n int) ([]int64, error) {
 	args := make([]any, 0, 5+len(p.all)+len(p.argv))
-	args = append(args, "evalsha", p.script.hash, p.nkeys)
+	args = append(args, p.evalsha[:]...)
 	for _, q := range p.all {
 		args = append(args, key(l.o.Namespace, sum, q.Name))
 	}

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"math/rand/v2"
+	"strconv"
 	"testing"
 	"time"
 
@@ -11,12 +12,13 @@ import (
 )
 
 // TestScripts_oneWindowMatchDecideScript runs the same random calls
-// through a one-window policy's own script (gcraScript, logScript) and
+// through a one-window policy's own script (gcraScript, logScript,
+// counterScript) and
 // through the general decideScript, on two keys, call by call, and checks
 // that both admit the same calls and report the same remaining room; reset
 // and retry may differ only by how far apart the two scripts ran (both
-// replies carry Redis's time). The window is an hour, so no unit leaves it
-// during the test: the scripts are compared on the same history.
+// replies carry Redis's time). The windows are long, so no unit leaves
+// them during the test: the scripts are compared on the same history.
 func TestScripts_oneWindowMatchDecideScript(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.Start(t).Client(t)
@@ -24,11 +26,18 @@ func TestScripts_oneWindowMatchDecideScript(t *testing.T) {
 		name    string
 		policy  Policy
 		special *script
+		prev    int // the counter: units counted in the previous fixed window
 	}{
-		{"gcra", Policy{Name: "g", Algorithm: GCRA, Limits: []Limit{{N: 10, Per: time.Hour, Burst: 4}}}, gcraScript},
-		{"gcra consume denied", Policy{Name: "gc", Algorithm: GCRA, Limits: []Limit{Per(6, time.Hour)}, ConsumeDenied: true}, gcraScript},
-		{"sliding log", Policy{Name: "l", Algorithm: SlidingLog, Limits: []Limit{Per(7, time.Hour)}}, logScript},
-		{"sliding log consume denied", Policy{Name: "lc", Algorithm: SlidingLog, Limits: []Limit{Per(7, time.Hour)}, ConsumeDenied: true}, logScript},
+		{"gcra", Policy{Name: "g", Algorithm: GCRA, Limits: []Limit{{N: 10, Per: time.Hour, Burst: 4}}}, gcraScript, 0},
+		{"gcra consume denied", Policy{Name: "gc", Algorithm: GCRA, Limits: []Limit{Per(6, time.Hour)}, ConsumeDenied: true}, gcraScript, 0},
+		{"sliding log", Policy{Name: "l", Algorithm: SlidingLog, Limits: []Limit{Per(7, time.Hour)}}, logScript, 0},
+		{"sliding log consume denied", Policy{Name: "lc", Algorithm: SlidingLog, Limits: []Limit{Per(7, time.Hour)}, ConsumeDenied: true}, logScript, 0},
+		// The counter's fixed windows start at multiples of the window
+		// since the epoch: the longest window makes a test that straddles
+		// one unlikely (one in millions).
+		{"sliding window", Policy{Name: "w", Algorithm: SlidingWindow, Limits: []Limit{Per(9, maxWindow)}}, counterScript, 0},
+		{"sliding window consume denied", Policy{Name: "wc", Algorithm: SlidingWindow, Limits: []Limit{Per(9, maxWindow)}, ConsumeDenied: true}, counterScript, 0},
+		{"sliding window after a busy window", Policy{Name: "wp", Algorithm: SlidingWindow, Limits: []Limit{Per(9, maxWindow)}}, counterScript, 7},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,9 +49,21 @@ func TestScripts_oneWindowMatchDecideScript(t *testing.T) {
 			require.True(t, special.single)
 			general := *special
 			general.script, general.argv, general.single = decideScript, special.args, false
+			general.evalsha = [3]any{"evalsha", decideScript.hash, "1"}
 
 			ctx := t.Context()
 			ahG, ahS := l.hash.sum("general"), l.hash.sum("special")
+			if tt.prev > 0 {
+				// Both keys start with prev units in the fixed window
+				// before the current one.
+				now, err := rdb.Time(ctx).Result()
+				require.NoError(t, err)
+				bucket := now.UnixMicro() / maxWindow.Microseconds()
+				for _, ah := range []actorSum{ahG, ahS} {
+					v := strconv.FormatInt(bucket-1, 10) + " " + strconv.Itoa(tt.prev) + " 0"
+					require.NoError(t, rdb.Set(ctx, key(l.o.Namespace, ah, tt.policy.Name), v, 2*maxWindow).Err())
+				}
+			}
 			r := rand.New(rand.NewPCG(uint64(i), 7))
 			var skew int64 // the largest gap between the two scripts of one step, µs
 			var admitted, denied int
@@ -68,8 +89,11 @@ func TestScripts_oneWindowMatchDecideScript(t *testing.T) {
 					ttl, err := rdb.PTTL(ctx, key(l.o.Namespace, ah, tt.policy.Name)).Result()
 					require.NoError(t, err)
 					require.Positive(t, ttl, "the key has no TTL")
-					if tt.policy.Algorithm == SlidingLog {
+					switch tt.policy.Algorithm {
+					case SlidingLog:
 						require.LessOrEqual(t, ttl, time.Hour+time.Millisecond)
+					case SlidingWindow:
+						require.LessOrEqual(t, ttl, 2*maxWindow+time.Millisecond)
 					}
 				}
 			}
