@@ -152,8 +152,14 @@ func TestManager_Update_concurrentFields(t *testing.T) {
 		}()
 		close(start)
 		wg.Wait()
-		require.NoError(t, errA)
-		require.NoError(t, errB)
+		for _, err := range []error{errA, errB} {
+			if err != nil {
+				// The change is made in Redis; only its invalidation waits
+				// for replay (a publish slower than its timeout on a loaded
+				// machine). Anything else fails the round.
+				require.ErrorIs(t, err, session.ErrNotPropagated)
+			}
+		}
 		got, err := rdb.HMGet(ctx, key, "cart", "theme").Result()
 		require.NoError(t, err)
 		require.Equal(t, []any{fmt.Sprint(i), fmt.Sprint(i)}, got, "round %d", i)
