@@ -2,13 +2,9 @@ package tierotel
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tiercache/tiercache/idempotency"
@@ -61,25 +57,13 @@ var _ idempotency.Observer = (*IdempotencyObserver)(nil)
 // from the provider in opts (the global one by default); give it to
 // idempotency.Options.Observer. Instrument errors go to otel.Handle.
 func NewIdempotencyObserver(opts ...Option) *IdempotencyObserver {
-	cfg := newConfig(opts)
-	m := cfg.meterProvider.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
-	var errs []error
-	o := &IdempotencyObserver{}
-	var err error
-	if o.events, err = m.Int64Counter(metricIdemEvents, metric.WithUnit("{event}"),
-		metric.WithDescription("What idempotency stores did: attempts started, replays, conflicts, completions, failures.")); err != nil {
-		errs = append(errs, err)
-		o.events, _ = noop.Meter{}.Int64Counter(metricIdemEvents)
+	in := newInstrumentMaker(opts)
+	o := &IdempotencyObserver{
+		events: in.counter(metricIdemEvents, "{event}",
+			"What idempotency stores did: attempts started, replays, conflicts, completions, failures."),
+		duration: in.seconds(metricIdemDuration, "Duration of the Redis calls of idempotency stores."),
 	}
-	if o.duration, err = m.Float64Histogram(metricIdemDuration, metric.WithUnit("s"),
-		metric.WithDescription("Duration of the Redis calls of idempotency stores."),
-		metric.WithExplicitBucketBoundaries(durationBuckets...)); err != nil {
-		errs = append(errs, err)
-		o.duration, _ = noop.Meter{}.Float64Histogram(metricIdemDuration)
-	}
-	if len(errs) > 0 {
-		otel.Handle(fmt.Errorf("tierotel: create idempotency instruments: %w", errors.Join(errs...)))
-	}
+	in.done("idempotency")
 	return o
 }
 
@@ -130,15 +114,10 @@ var _ onetime.Observer = (*OneTimeObserver)(nil)
 // provider in opts (the global one by default); give it to
 // onetime.Options.Observer and onetime.TempDataOptions.Observer.
 func NewOneTimeObserver(opts ...Option) *OneTimeObserver {
-	cfg := newConfig(opts)
-	m := cfg.meterProvider.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
-	o := &OneTimeObserver{}
-	var err error
-	if o.events, err = m.Int64Counter(metricOneTimeEvents, metric.WithUnit("{event}"),
-		metric.WithDescription("What one-time token stores did: tokens and codes minted, consumed, refused.")); err != nil {
-		otel.Handle(fmt.Errorf("tierotel: create onetime instruments: %w", err))
-		o.events, _ = noop.Meter{}.Int64Counter(metricOneTimeEvents)
-	}
+	in := newInstrumentMaker(opts)
+	o := &OneTimeObserver{events: in.counter(metricOneTimeEvents, "{event}",
+		"What one-time token stores did: tokens and codes minted, consumed, refused.")}
+	in.done("onetime")
 	return o
 }
 

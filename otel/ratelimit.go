@@ -2,11 +2,7 @@ package tierotel
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"sync"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -58,7 +54,7 @@ type RateLimitObserver struct {
 	fallbacks metric.Int64Counter
 	duration  metric.Float64Histogram
 
-	attrs sync.Map // attrKey -> metric.MeasurementOption
+	attrs attrSets[attrKey]
 }
 
 var _ ratelimit.Observer = (*RateLimitObserver)(nil)
@@ -69,27 +65,13 @@ var _ ratelimit.Observer = (*RateLimitObserver)(nil)
 // creating instruments go to otel.Handle; the observer works without
 // those instruments.
 func NewRateLimitObserver(opts ...Option) *RateLimitObserver {
-	cfg := newConfig(opts)
-	m := cfg.meterProvider.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
-	o := &RateLimitObserver{}
-	var errs []error
-	var err error
-	if o.decisions, err = m.Int64Counter(metricRLDecisions, metric.WithUnit("{decision}"),
-		metric.WithDescription("Rate limit decisions by policy, result and source.")); err != nil {
-		errs = append(errs, err)
+	in := newInstrumentMaker(opts)
+	o := &RateLimitObserver{
+		decisions: in.counter(metricRLDecisions, "{decision}", "Rate limit decisions by policy, result and source."),
+		fallbacks: in.counter(metricRLFallbacks, "{decision}", "Rate limit decisions taken without Redis, by policy, source and reason."),
+		duration:  in.seconds(metricRLDuration, "Duration of the Redis round trips of rate limit decisions."),
 	}
-	if o.fallbacks, err = m.Int64Counter(metricRLFallbacks, metric.WithUnit("{decision}"),
-		metric.WithDescription("Rate limit decisions taken without Redis, by policy, source and reason.")); err != nil {
-		errs = append(errs, err)
-	}
-	if o.duration, err = m.Float64Histogram(metricRLDuration, metric.WithUnit("s"),
-		metric.WithDescription("Duration of the Redis round trips of rate limit decisions."),
-		metric.WithExplicitBucketBoundaries(durationBuckets...)); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		otel.Handle(fmt.Errorf("tierotel: create rate limit instruments: %w", errors.Join(errs...)))
-	}
+	in.done("rate limit")
 	return o
 }
 
@@ -102,10 +84,7 @@ type attrKey struct {
 	reason string
 }
 
-func (o *RateLimitObserver) set(k attrKey) metric.MeasurementOption {
-	if v, ok := o.attrs.Load(k); ok {
-		return v.(metric.MeasurementOption)
-	}
+func rlAttrs(k attrKey) []attribute.KeyValue {
 	kvs := []attribute.KeyValue{keyRLPolicy.String(k.policy)}
 	switch k.kind {
 	case 0:
@@ -115,8 +94,7 @@ func (o *RateLimitObserver) set(k attrKey) metric.MeasurementOption {
 	case 2:
 		kvs = append(kvs, keyRLResult.String(k.result))
 	}
-	v, _ := o.attrs.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(kvs...)))
-	return v.(metric.MeasurementOption)
+	return kvs
 }
 
 // Decided implements ratelimit.Observer.
@@ -126,18 +104,16 @@ func (o *RateLimitObserver) Decided(ctx context.Context, e ratelimit.Event) {
 	if d.Allowed {
 		result = "allowed"
 	}
-	if o.decisions != nil {
-		o.decisions.Add(ctx, 1, o.set(attrKey{kind: 0, policy: e.Policy, result: result, source: d.Source}))
+	o.decisions.Add(ctx, 1, o.attrs.get(attrKey{kind: 0, policy: e.Policy, result: result, source: d.Source}, rlAttrs))
+	if d.Source.Fallback() {
+		o.fallbacks.Add(ctx, 1, o.attrs.get(attrKey{kind: 1, policy: e.Policy, source: d.Source, reason: e.Reason}, rlAttrs))
 	}
-	if d.Source.Fallback() && o.fallbacks != nil {
-		o.fallbacks.Add(ctx, 1, o.set(attrKey{kind: 1, policy: e.Policy, source: d.Source, reason: e.Reason}))
-	}
-	if e.Duration > 0 && o.duration != nil {
+	if e.Duration > 0 {
 		r := result
 		if e.Err != nil {
 			r = "error"
 		}
-		o.duration.Record(ctx, e.Duration.Seconds(), o.set(attrKey{kind: 2, policy: e.Policy, result: r}))
+		o.duration.Record(ctx, e.Duration.Seconds(), o.attrs.get(attrKey{kind: 2, policy: e.Policy, result: r}, rlAttrs))
 	}
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {

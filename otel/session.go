@@ -2,11 +2,7 @@ package tierotel
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"sync"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -64,7 +60,7 @@ type SessionObserver struct {
 	revoked  metric.Int64Counter
 	duration metric.Float64Histogram
 
-	attrs sync.Map // sessAttrKey -> metric.MeasurementOption
+	attrs attrSets[sessAttrKey]
 }
 
 var _ sessionevent.Observer = (*SessionObserver)(nil)
@@ -75,27 +71,15 @@ var _ sessionevent.Observer = (*SessionObserver)(nil)
 // instruments go to otel.Handle; the observer works without those
 // instruments.
 func NewSessionObserver(opts ...Option) *SessionObserver {
-	cfg := newConfig(opts)
-	m := cfg.meterProvider.Meter(ScopeName, metric.WithInstrumentationVersion(Version))
-	o := &SessionObserver{}
-	var errs []error
-	var err error
-	if o.events, err = m.Int64Counter(metricSessEvents, metric.WithUnit("{event}"),
-		metric.WithDescription("What session managers did: sessions created, renewed, revoked, new devices and addresses, fallbacks.")); err != nil {
-		errs = append(errs, err)
+	in := newInstrumentMaker(opts)
+	o := &SessionObserver{
+		events: in.counter(metricSessEvents, "{event}",
+			"What session managers did: sessions created, renewed, revoked, new devices and addresses, fallbacks."),
+		revoked: in.counter(metricSessRevoked, "{session}", "Sessions ended by session managers, by reason."),
+		duration: in.seconds(metricSessFallbackDuration,
+			"Duration of the Redis calls of session managers that failed into a fallback."),
 	}
-	if o.revoked, err = m.Int64Counter(metricSessRevoked, metric.WithUnit("{session}"),
-		metric.WithDescription("Sessions ended by session managers, by reason.")); err != nil {
-		errs = append(errs, err)
-	}
-	if o.duration, err = m.Float64Histogram(metricSessFallbackDuration, metric.WithUnit("s"),
-		metric.WithDescription("Duration of the Redis calls of session managers that failed into a fallback."),
-		metric.WithExplicitBucketBoundaries(durationBuckets...)); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		otel.Handle(fmt.Errorf("tierotel: create session instruments: %w", errors.Join(errs...)))
-	}
+	in.done("session")
 	return o
 }
 
@@ -108,10 +92,7 @@ type sessAttrKey struct {
 	errorType string
 }
 
-func (o *SessionObserver) set(k sessAttrKey) metric.MeasurementOption {
-	if v, ok := o.attrs.Load(k); ok {
-		return v.(metric.MeasurementOption)
-	}
+func sessAttrs(k sessAttrKey) []attribute.KeyValue {
 	var kvs []attribute.KeyValue
 	switch k.kind {
 	case 0:
@@ -130,8 +111,7 @@ func (o *SessionObserver) set(k sessAttrKey) metric.MeasurementOption {
 	case 2:
 		kvs = append(kvs, keySessOp.String(k.op), keySessFBReason.String(k.reason))
 	}
-	v, _ := o.attrs.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(kvs...)))
-	return v.(metric.MeasurementOption)
+	return kvs
 }
 
 // Event implements session.Observer.
@@ -146,14 +126,12 @@ func (o *SessionObserver) Event(ctx context.Context, e sessionevent.Event) {
 	if e.Err != nil {
 		k.errorType = errorType(e.Err)
 	}
-	if o.events != nil {
-		o.events.Add(ctx, 1, o.set(k))
+	o.events.Add(ctx, 1, o.attrs.get(k, sessAttrs))
+	if e.Kind == sessionevent.EventRevoked && e.Count > 0 {
+		o.revoked.Add(ctx, int64(e.Count), o.attrs.get(sessAttrKey{kind: 1, reason: e.Reason}, sessAttrs))
 	}
-	if e.Kind == sessionevent.EventRevoked && e.Count > 0 && o.revoked != nil {
-		o.revoked.Add(ctx, int64(e.Count), o.set(sessAttrKey{kind: 1, reason: e.Reason}))
-	}
-	if e.Kind == sessionevent.EventFallback && e.Duration > 0 && o.duration != nil {
-		o.duration.Record(ctx, e.Duration.Seconds(), o.set(sessAttrKey{kind: 2, reason: e.Reason, op: e.Op}))
+	if e.Kind == sessionevent.EventFallback && e.Duration > 0 {
+		o.duration.Record(ctx, e.Duration.Seconds(), o.attrs.get(sessAttrKey{kind: 2, reason: e.Reason, op: e.Op}, sessAttrs))
 	}
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {

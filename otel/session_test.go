@@ -4,13 +4,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
-	"github.com/tiercache/tiercache/internal/redistest"
 	tierotel "github.com/tiercache/tiercache/otel"
 	"github.com/tiercache/tiercache/session"
 )
@@ -24,12 +22,7 @@ import (
 func TestSessionObserver(t *testing.T) {
 	t.Parallel()
 	tm := newTelemetry(t)
-	srv := redistest.Start(t)
-	o := srv.Options()
-	o.MaxRetries = -1
-	o.DialTimeout = 200 * time.Millisecond
-	rdb := redis.NewClient(o)
-	t.Cleanup(func() { _ = rdb.Close() })
+	srv, rdb, _ := redisL2(t)
 	m, err := session.New(&session.Options{
 		Client:    rdb,
 		Secret:    []byte("otel-session-secret"),

@@ -99,8 +99,21 @@
 //
 // # What it does not do
 //
-// Anonymous (pre-login) sessions: a session belongs to a user. Adapters to
-// alexedwards/scs's Store or gorilla/sessions: scs's Store commits one
-// opaque blob per token with no user (no index, no field updates, the raw
-// token as the key), and both would make the package import them.
+// Anonymous (pre-login) sessions: a session belongs to a user. A Manager
+// is not an scs or gorilla/sessions store: scs's Store commits one opaque
+// blob per token with no user (no index, no field updates, tokens scs
+// draws itself), and gorilla/sessions' Store works on *http.Request and
+// its own Session type, so either adapter would give up what this package
+// is for, or make it import them. For scs users who want the reads from
+// process memory and the revocation through the bus without moving to
+// this package, [github.com/tiercache/tiercache/session/scsstore] is an
+// scs Store over a two-tier cache (structural: it does not import scs).
+//
+// # Telemetry
+//
+// The [Observer] and [Event] are defined in package sessionevent (and are
+// the same types here), which imports only the standard library, so the
+// otel package's session observer (tierotel.NewSessionObserver) does not
+// import this package or go-redis. The L1 cache takes any tier.Observer
+// (Options.CacheObserver), such as tierotel.New's.
 package session

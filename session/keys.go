@@ -1,15 +1,13 @@
 package session
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"hash"
 	mrand "math/rand/v2"
 	"strings"
-	"sync"
 	"sync/atomic"
+
+	"github.com/tiercache/tiercache/internal/keyhash"
 )
 
 // A token is "<user tag>.<secret>":
@@ -38,36 +36,25 @@ const (
 )
 
 // hasher computes keyed hashes with HMAC-SHA256 under the Manager's
-// secret. It is safe for concurrent use.
-type hasher struct {
-	pool sync.Pool // of hash.Hash
-}
+// secret, with a domain byte first so that a user and a token never hash
+// alike. It is safe for concurrent use.
+type hasher struct{ kh *keyhash.Hasher }
 
-func newHasher(secret []byte) *hasher {
-	key := append([]byte(nil), secret...)
-	h := &hasher{}
-	h.pool.New = func() any { return hmac.New(sha256.New, key) }
-	return h
-}
+func newHasher(secret []byte) *hasher { return &hasher{kh: keyhash.New(secret)} }
 
-// sum returns base64url(HMAC(domain || s)[:n]).
-func (h *hasher) sum(domain byte, s string, n int) string {
-	m := h.pool.Get().(hash.Hash)
-	m.Reset()
-	m.Write([]byte{domain, 0})
-	m.Write([]byte(s))
-	var sum [sha256.Size]byte
-	m.Sum(sum[:0])
-	h.pool.Put(m)
-	return base64.RawURLEncoding.EncodeToString(sum[:n])
-}
+// The domains: the first bytes hashed (the same as before the hasher was
+// shared, so refs and tags do not change).
+const (
+	domainUser  = "u\x00"
+	domainToken = "s\x00"
+)
 
 // userTag returns the hash tag of a user's keys.
-func (h *hasher) userTag(user string) string { return h.sum('u', user, tagBytes) }
+func (h *hasher) userTag(user string) string { return h.kh.Base64(domainUser, user, tagBytes) }
 
 // ref returns the ref of a token: what Redis, the bus and telemetry know
 // it by.
-func (h *hasher) ref(token string) string { return h.sum('s', token, refBytes) }
+func (h *hasher) ref(token string) string { return h.kh.Base64(domainToken, token, refBytes) }
 
 // newToken returns a fresh token for the user whose tag is given.
 func newToken(tag string) string {

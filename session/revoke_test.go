@@ -152,8 +152,14 @@ func TestManager_Update_concurrentFields(t *testing.T) {
 		}()
 		close(start)
 		wg.Wait()
-		require.NoError(t, errA)
-		require.NoError(t, errB)
+		for _, err := range []error{errA, errB} {
+			if err != nil {
+				// The change is made in Redis; only its invalidation waits
+				// for replay (a publish slower than its timeout on a loaded
+				// machine). Anything else fails the round.
+				require.ErrorIs(t, err, session.ErrNotPropagated)
+			}
+		}
 		got, err := rdb.HMGet(ctx, key, "cart", "theme").Result()
 		require.NoError(t, err)
 		require.Equal(t, []any{fmt.Sprint(i), fmt.Sprint(i)}, got, "round %d", i)
@@ -277,11 +283,19 @@ func TestManager_tokensNeverInRedis(t *testing.T) {
 		_, err := b.m.GetFrom(ctx, tok, "192.0.2.2")
 		require.NoError(t, err)
 	}
-	time.Sleep(20 * time.Millisecond) // stands for activity later in the session: the next read touches
-	for _, tok := range toks {
-		_, err := b.m.GetFrom(ctx, tok, "192.0.2.2")
-		require.NoError(t, err)
-	}
+	// Activity later in the session: reads go on until one records it
+	// (10 ms of the idle window after the last record, plus the read's
+	// round trip, which a loaded machine makes long).
+	var readErr error
+	require.Eventually(t, func() bool {
+		for _, tok := range toks {
+			if _, readErr = b.m.GetFrom(ctx, tok, "192.0.2.2"); readErr != nil {
+				return true
+			}
+		}
+		return b.m.Stats().TouchWrites > 0
+	}, 10*time.Second, 5*time.Millisecond, "a read records activity")
+	require.NoError(t, readErr)
 	require.NotZero(t, b.m.Stats().TouchWrites)
 	_, err = a.m.Update(ctx, toks[0], session.Update{Set: map[string]string{"k": "w"}})
 	require.NoError(t, err)

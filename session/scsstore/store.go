@@ -2,19 +2,15 @@ package scsstore
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"hash"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tiercache/tiercache/backends/goredis"
+	"github.com/tiercache/tiercache/internal/keyhash"
 	"github.com/tiercache/tiercache/tier"
 )
 
@@ -61,8 +57,8 @@ type Options struct {
 // Store is an scs Store and CtxStore over a two-tier cache. Create it with
 // [New] and Close it when done. It is safe for concurrent use.
 type Store struct {
-	c    *tier.Cache[[]byte]
-	pool sync.Pool // of hash.Hash (HMAC-SHA256 under the secret)
+	c  *tier.Cache[[]byte]
+	kh *keyhash.Hasher
 }
 
 // New returns a Store configured by o.
@@ -105,10 +101,7 @@ func New(o *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scsstore: %w", err)
 	}
-	secret := slices.Clone(c.Secret)
-	s := &Store{c: cache}
-	s.pool.New = func() any { return hmac.New(sha256.New, secret) }
-	return s, nil
+	return &Store{c: cache, kh: keyhash.New(c.Secret)}, nil
 }
 
 // Must is like [New] but panics on an error.
@@ -128,15 +121,7 @@ func (s *Store) Close() error { return s.c.Close() }
 func (s *Store) Cache() *tier.Cache[[]byte] { return s.c }
 
 // key returns what token is stored under: base64url of its HMAC.
-func (s *Store) key(token string) string {
-	m := s.pool.Get().(hash.Hash)
-	m.Reset()
-	m.Write([]byte(token))
-	var sum [sha256.Size]byte
-	m.Sum(sum[:0])
-	s.pool.Put(m)
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
+func (s *Store) key(token string) string { return s.kh.Base64("", token, keyhash.Size) }
 
 // Find returns the data of token (scs's Store.Find).
 func (s *Store) Find(token string) ([]byte, bool, error) {

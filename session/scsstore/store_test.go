@@ -68,6 +68,14 @@ func newNode(t *testing.T, srv *redistest.Server, ns string) *node {
 	return n
 }
 
+// oneNode starts a redis-server and one instance on it, and returns the
+// instance and a client of the server.
+func oneNode(t *testing.T, ns string) (*node, *redis.Client) {
+	t.Helper()
+	srv := redistest.Start(t)
+	return newNode(t, srv, ns), srv.Client(t)
+}
+
 // token returns a token as scs draws them (32 random bytes, base64url).
 func token() string {
 	b := make([]byte, 32)
@@ -144,9 +152,7 @@ func TestStore_twoInstances(t *testing.T) {
 // commit whose expiry has passed deletes the token.
 func TestStore_expiry(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	a := newNode(t, srv, "scs2")
-	rdb := srv.Client(t)
+	a, rdb := oneNode(t, "scs2")
 	ctx := t.Context()
 	tok := token()
 	ttl := 90 * time.Minute
@@ -172,9 +178,7 @@ func TestStore_expiry(t *testing.T) {
 // value in Redis.
 func TestStore_tokenNeverInRedis(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	a := newNode(t, srv, "scs3")
-	rdb := srv.Client(t)
+	a, rdb := oneNode(t, "scs3")
 	ctx := t.Context()
 	toks := []string{token(), token(), token()}
 	for _, tok := range toks {
@@ -197,8 +201,7 @@ func TestStore_tokenNeverInRedis(t *testing.T) {
 // Commit afterwards does not change what Find returns.
 func TestStore_findDoesNotShareCommittedBytes(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	a := newNode(t, srv, "scs4")
+	a, _ := oneNode(t, "scs4")
 	tok := token()
 	b := []byte("abc")
 	require.NoError(t, a.s.Commit(tok, b, time.Now().Add(time.Hour)))
