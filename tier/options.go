@@ -28,7 +28,8 @@ const (
 	defaultFailSafeThrottle        = time.Second
 )
 
-// NoJitter, as [Options.Jitter], turns jitter off (0 means the default).
+// NoJitter is the [Options.Jitter] that turns jitter off (0 means the
+// default).
 const NoJitter = -1.0
 
 // Clock tells the time. Tests inject a fake one.
