@@ -19,8 +19,11 @@ const (
 	keyCacheName = attribute.Key("cache.name")
 	// keyCacheTier is "l1", "l2" or "origin".
 	keyCacheTier = attribute.Key("cache.tier")
-	// keyCacheHit says whether an L2 get or a load found the key.
+	// keyCacheHit says whether an L2 get or lease found a value.
 	keyCacheHit = attribute.Key("cache.hit")
+	// keyLoadFound says whether a load found the key at the origin (false:
+	// "not found"). It is not cache.hit: a load is what a cache miss does.
+	keyLoadFound = attribute.Key("cache.load.found")
 	// keyKeyHash is the key as the cache gives it to observers: its keyed
 	// hash (HMAC-SHA256, 16 hex digits) unless tier.Options.ObserveRawKeys.
 	keyKeyHash = attribute.Key("cache.key.hash")

@@ -23,11 +23,14 @@
 //
 //	tiercache l2.get     cache.tier=l2      cache.hit
 //	tiercache l2.lease   cache.tier=l2      cache.hit (true: a value was there, no lease taken)
-//	tiercache load       cache.tier=origin  cache.hit (false: "not found")
+//	tiercache load       cache.tier=origin  cache.load.found (false: "not found")
 //	tiercache l2.set     cache.tier=l2
 //	tiercache l2.delete  cache.tier=l2
+//	tiercache l2.epoch   cache.tier=l2      (InvalidateAll: the namespace's next epoch; no key)
+//	tiercache l2.tags    cache.tier=l2      (InvalidateTags: the tags' times; no key)
 //
-// Each has cache.name (tier.Options.Name) and cache.key.hash: the key as the
+// Each has cache.name (tier.Options.Name) and, but for l2.epoch and
+// l2.tags, cache.key.hash: the key as the
 // cache hands it to observers, which is an HMAC of the key unless
 // tier.Options.ObserveRawKeys is set. Values are never recorded. A miss is
 // not an error. A failure sets the status to Error with the error's message
@@ -47,8 +50,8 @@
 // All carry cache.name:
 //
 //	tiercache.requests               counter    cache.tier, cache.result (hit, miss, error)
-//	tiercache.load.duration          histogram  s, cache.hit, error.type
-//	tiercache.l2.duration            histogram  s, cache.operation (get, lease, set, delete), cache.hit, error.type
+//	tiercache.load.duration          histogram  s, cache.load.found, error.type
+//	tiercache.l2.duration            histogram  s, cache.operation (get, lease, set, delete, epoch, tags), cache.hit, error.type
 //	tiercache.fallbacks              counter    cache.fallback.reason
 //	tiercache.breaker.state          gauge      cache.breaker.state (1 for the current state)
 //	tiercache.breaker.opens          counter

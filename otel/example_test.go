@@ -35,7 +35,7 @@ func ExampleNew() {
 	for _, s := range spans.Ended() {
 		fmt.Print(s.Name())
 		for _, a := range s.Attributes() {
-			if a.Key != "cache.key.hash" { // an HMAC of the key, random per run here
+			if a.Key != "cache.key.hash" { // an HMAC of the key
 				fmt.Printf(" %s=%s", a.Key, a.Value.String())
 			}
 		}
@@ -45,6 +45,6 @@ func ExampleNew() {
 		fmt.Println()
 	}
 	// Output:
-	// tiercache load cache.name=profiles cache.tier=origin cache.hit=true
+	// tiercache load cache.name=profiles cache.tier=origin cache.load.found=true
 	// GET /profile event=cache.miss
 }

@@ -29,8 +29,9 @@ const (
 	// tier=l2 counts keys found in L2 (hit) and failed L2 reads (error);
 	// tier=origin counts loader calls (hit: found, miss: not found, error).
 	metricRequests = "tiercache.requests"
-	// Histograms, seconds; cache.hit (gets and loads), cache.operation (L2:
-	// get, lease, set, delete) and error.type on failures.
+	// Histograms, seconds; cache.hit (L2 gets and leases), cache.load.found
+	// (loads), cache.operation (L2: get, lease, set, delete, epoch, tags)
+	// and error.type on failures.
 	metricLoadDuration = "tiercache.load.duration"
 	metricL2Duration   = "tiercache.l2.duration"
 	// Counter; cache.fallback.reason.
@@ -304,8 +305,8 @@ func newCacheAttrs(name string) cacheAttrs {
 			tier.BreakerOpen:     set(keyBreakerState.String(tier.BreakerOpen.String())),
 			tier.BreakerHalfOpen: set(keyBreakerState.String(tier.BreakerHalfOpen.String())),
 		},
-		loadHit:             set(keyCacheHit.Bool(true)),
-		loadMiss:            set(keyCacheHit.Bool(false)),
+		loadHit:             set(keyLoadFound.Bool(true)),
+		loadMiss:            set(keyLoadFound.Bool(false)),
 		l2GetHit:            set(keyOperation.String("get"), keyCacheHit.Bool(true)),
 		l2GetMiss:           set(keyOperation.String("get"), keyCacheHit.Bool(false)),
 		l2LeaseHit:          set(keyOperation.String("lease"), keyCacheHit.Bool(true)),
@@ -329,6 +330,10 @@ func l2Operation(op tier.Op) string {
 		return "delete"
 	case tier.OpL2Lease:
 		return "lease"
+	case tier.OpL2Epoch:
+		return "epoch"
+	case tier.OpL2Tags:
+		return "tags"
 	}
 	return op.String()
 }
@@ -340,7 +345,10 @@ func (a *cacheAttrs) duration(op tier.Op, r tier.Result) metric.MeasurementOptio
 		if op != tier.OpLoad {
 			kvs = append(kvs, keyOperation.String(l2Operation(op)))
 		}
-		if op == tier.OpLoad || op == tier.OpL2Get {
+		switch op {
+		case tier.OpLoad:
+			kvs = append(kvs, keyLoadFound.Bool(false))
+		case tier.OpL2Get:
 			kvs = append(kvs, keyCacheHit.Bool(false))
 		}
 		return metric.WithAttributes(kvs...)

@@ -123,6 +123,9 @@ var spanNames = [...]string{
 	tier.OpLoad:     "tiercache load",
 	tier.OpL2Set:    "tiercache l2.set",
 	tier.OpL2Delete: "tiercache l2.delete",
+	tier.OpL2Lease:  "tiercache l2.lease",
+	tier.OpL2Epoch:  "tiercache l2.epoch",
+	tier.OpL2Tags:   "tiercache l2.tags",
 }
 
 func spanName(op tier.Op) string {
@@ -168,7 +171,7 @@ func (o *Observer) End(ctx context.Context, c tier.Call, r tier.Result) {
 			s.loadsMissing.Add(1)
 		}
 		o.inst.loadDuration.Record(ctx, secs, s.attrs.duration(c.Op, r))
-	case tier.OpL2Get, tier.OpL2Lease, tier.OpL2Set, tier.OpL2Delete:
+	case tier.OpL2Get, tier.OpL2Lease, tier.OpL2Set, tier.OpL2Delete, tier.OpL2Epoch, tier.OpL2Tags:
 		if (c.Op == tier.OpL2Get || c.Op == tier.OpL2Lease) && r.Err != nil {
 			s.l2GetErrors.Add(1)
 		}
@@ -177,8 +180,11 @@ func (o *Observer) End(ctx context.Context, c tier.Call, r tier.Result) {
 
 	span := trace.SpanFromContext(ctx)
 	if span.IsRecording() {
-		if c.Op == tier.OpL2Get || c.Op == tier.OpL2Lease || c.Op == tier.OpLoad {
+		switch c.Op {
+		case tier.OpL2Get, tier.OpL2Lease:
 			span.SetAttributes(keyCacheHit.Bool(r.Hit))
+		case tier.OpLoad:
+			span.SetAttributes(keyLoadFound.Bool(r.Hit))
 		}
 		if r.Err != nil {
 			span.SetStatus(codes.Error, errorDescription(r.Err))

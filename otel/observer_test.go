@@ -82,7 +82,8 @@ func TestObserver_Load(t *testing.T) {
 	a := attrs(load.Attributes())
 	require.Equal(t, "profiles", a["cache.name"])
 	require.Equal(t, "origin", a["cache.tier"])
-	require.Equal(t, true, a["cache.hit"])
+	require.Equal(t, true, a["cache.load.found"])
+	require.NotContains(t, a, "cache.hit", "a load is not a cache hit")
 	require.Regexp(t, hexHash, a["cache.key.hash"])
 	require.Equal(t, codes.Unset, load.Status().Code)
 	require.Len(t, tm.spans.Ended(), 2, "the request and one load; the L1 hit is not traced")
@@ -116,7 +117,7 @@ func TestObserver_Load(t *testing.T) {
 			},
 		},
 	}, metricNamed(t, rm, "tiercache.requests"), metricdatatest.IgnoreTimestamp())
-	require.EqualValues(t, 1, histCount(t, metricNamed(t, rm, "tiercache.load.duration"), name, attribute.Bool("cache.hit", true)))
+	require.EqualValues(t, 1, histCount(t, metricNamed(t, rm, "tiercache.load.duration"), name, attribute.Bool("cache.load.found", true)))
 	require.GreaterOrEqual(t, sumOf(t, metricNamed(t, rm, "tiercache.l1.cost"), name), int64(0)) // the flight may not have filled L1 yet
 	require.EqualValues(t, 1, sumOf(t, metricNamed(t, rm, "tiercache.breaker.state"), name, attribute.String("cache.breaker.state", "closed")))
 	require.EqualValues(t, 0, sumOf(t, metricNamed(t, rm, "tiercache.breaker.state"), name, attribute.String("cache.breaker.state", "open")))
@@ -156,7 +157,7 @@ func TestObserver_LoadResults(t *testing.T) {
 			}()
 			s := tm.only(t, "tiercache load")
 			a := attrs(s.Attributes())
-			require.Equal(t, tt.hit, a["cache.hit"])
+			require.Equal(t, tt.hit, a["cache.load.found"])
 			if tt.errorType == "" {
 				require.Equal(t, codes.Unset, s.Status().Code, "a miss is not an error")
 				require.NotContains(t, a, "error.type")
@@ -170,7 +171,7 @@ func TestObserver_LoadResults(t *testing.T) {
 			name := attribute.String("cache.name", "c")
 			require.EqualValues(t, 1, sumOf(t, metricNamed(t, rm, "tiercache.requests"), name,
 				attribute.String("cache.tier", "origin"), attribute.String("cache.result", tt.result)))
-			hist := []attribute.KeyValue{name, attribute.Bool("cache.hit", tt.hit)}
+			hist := []attribute.KeyValue{name, attribute.Bool("cache.load.found", tt.hit)}
 			if tt.errorType != "" {
 				hist = append(hist, attribute.String("error.type", tt.errorType))
 			}
@@ -358,4 +359,46 @@ func TestObserver_Fallback(t *testing.T) {
 	require.EqualValues(t, 1, sumOf(t, state, name, attribute.String("cache.breaker.state", "open")))
 	require.EqualValues(t, 0, sumOf(t, state, name, attribute.String("cache.breaker.state", "closed")))
 	require.EqualValues(t, 1, sumOf(t, metricNamed(t, rm, "tiercache.breaker.opens"), name))
+}
+
+// InvalidateAll and InvalidateTags have spans of their own (no key-less
+// "l2.set"), and the observable counters keep their values after Close.
+func TestObserver_KeylessOpsAndClose(t *testing.T) {
+	t.Parallel()
+	tm := newTelemetry(t)
+	_, _, l2 := redisL2(t)
+	c, err := tier.New(&tier.Options[string]{Namespace: "c", L2: l2, Observer: tm.obs, L2Timeout: 5 * time.Second})
+	require.NoError(t, err)
+	ctx := t.Context()
+	_, err = c.GetOrLoad(ctx, "k", constLoad("v"))
+	require.NoError(t, err)
+	tm.waitEnded(t, "tiercache l2.set", 1) // the flight's L2 write
+	require.Eventually(t, func() bool { _, ok := c.GetIfPresent("k"); return ok }, 5*time.Second, time.Millisecond)
+
+	require.NoError(t, c.InvalidateTags(ctx, "expert:1"))
+	require.NoError(t, c.InvalidateAll(ctx))
+	for name, n := range map[string]int{"tiercache l2.epoch": 1, "tiercache l2.tags": 1} {
+		spans := tm.ended(name)
+		require.Len(t, spans, n, name)
+		a := attrs(spans[0].Attributes())
+		require.Equal(t, "l2", a["cache.tier"])
+		require.NotContains(t, a, "cache.key.hash", "%s has no key", name)
+	}
+	for _, s := range tm.ended("tiercache l2.set") {
+		require.Contains(t, attrs(s.Attributes()), "cache.key.hash", "every l2.set names its key")
+	}
+	rm := tm.collect(t)
+	l2d := metricNamed(t, rm, "tiercache.l2.duration")
+	name := attribute.String("cache.name", "c")
+	require.EqualValues(t, 1, histCount(t, l2d, name, attribute.String("cache.operation", "epoch")))
+	require.EqualValues(t, 1, histCount(t, l2d, name, attribute.String("cache.operation", "tags")))
+
+	hits := func(rm metricdata.ResourceMetrics) int64 {
+		return sumOf(t, metricNamed(t, rm, "tiercache.requests"), name,
+			attribute.String("cache.tier", "l1"), attribute.String("cache.result", "hit"))
+	}
+	before := hits(rm)
+	require.Positive(t, before)
+	require.NoError(t, c.Close())
+	require.Equal(t, before, hits(tm.collect(t)), "a closed cache's counters keep their last values")
 }

@@ -91,6 +91,9 @@ type Cache[V any] struct {
 	closeOnce sync.Once
 	bg        sync.WaitGroup // the replayer
 	hmacs     sync.Pool      // keyed HMAC-SHA256 hashers for obsKey
+	// l1Last is L1's counts read by Close just before it closed L1 (the
+	// store may forget them): Stats reports them from then on.
+	l1Last atomic.Pointer[Stats]
 }
 
 // New returns a Cache configured by o (nil means defaults).
@@ -424,6 +427,16 @@ func (c *Cache[V]) Stats() Stats {
 		Breaker:               c.brs.state(),
 		BreakerOpens:          c.ctr.breakerOpens.Load(),
 	}
+	if last := c.l1Last.Load(); last != nil {
+		s.L1Hits, s.L1SetsDropped, s.L1SetsRejected, s.L1Evicted = last.L1Hits, last.L1SetsDropped, last.L1SetsRejected, last.L1Evicted
+	} else {
+		c.readL1Stats(&s)
+	}
+	return s
+}
+
+// readL1Stats puts L1's counts in s.
+func (c *Cache[V]) readL1Stats(s *Stats) {
 	if ls := c.l1stats; ls != nil {
 		if h, u := ls.Hits(), c.ctr.l1Unserved.Load(); h > u {
 			s.L1Hits = h - u
@@ -433,7 +446,6 @@ func (c *Cache[V]) Stats() Stats {
 		s.L1SetsRejected = ls.SetsRejected()
 		s.L1Evicted = ls.Evicted()
 	}
-	return s
 }
 
 func (c *Cache[V]) isClosed() bool {
@@ -464,6 +476,9 @@ func (c *Cache[V]) Close() error {
 		c.l1mu.Lock()
 		c.l1closed = true
 		c.l1mu.Unlock()
+		var last Stats
+		c.readL1Stats(&last)
+		c.l1Last.Store(&last)
 		c.l1.Close()
 	})
 	return nil

@@ -56,6 +56,13 @@
 // the first "{…}" of a key is a hash tag: it picks the key's slot (the
 // namespace may not contain braces, so only the user's key can carry one).
 //
+// Namespaces and types: a cache with an L2 must be given
+// [Options.Namespace] ([New] refuses it otherwise, with [ErrNoNamespace]),
+// and every L2 value carries a tag made of V's type name and
+// [Options.Schema]: bytes written by a cache of another type (or schema)
+// that shares the namespace by mistake are a counted decode error and a
+// load, never a zero value.
+//
 // Consistency across instances: [Cache.Delete], [Cache.Set],
 // [Cache.InvalidateTags] and [Cache.InvalidateAll] update L2 first (DEL also
 // removes the key's lease, so a load that read the origin before the write

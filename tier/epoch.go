@@ -90,7 +90,7 @@ func (c *Cache[V]) moveEpoch(ctx context.Context) {
 	}
 	known := c.epoch.Load().n
 	var n int64
-	err := c.l2OpOn(ctx, c.breakerOfFull(c.epochK), OpL2Set, "", func(ctx context.Context) (err error) {
+	err := c.l2OpOn(ctx, c.breakerOfFull(c.epochK), OpL2Epoch, "", func(ctx context.Context) (err error) {
 		if reason == ReasonL2Failover && c.raiser != nil {
 			// Every instance that saw the failover moves; the first one
 			// moves for all (the others find the counter past known).

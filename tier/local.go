@@ -63,7 +63,9 @@ type Local[V any] interface {
 
 // LocalStats is implemented by a [Local] that counts what it does; the cache
 // reports these counts in [Stats]. Hits must count every Get that found an
-// entry.
+// entry; Evicted counts entries the store removed on its own (for room, or
+// expired), not those removed by Delete. The cache reads the counts one
+// last time before it closes the store, and reports those afterwards.
 type LocalStats interface {
 	Hits() uint64
 	Cost() int64

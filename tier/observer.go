@@ -41,10 +41,17 @@ const (
 	// in a cache whose L2 reads mostly miss, the first read of a miss
 	// (get-or-lease), which then also answers hits (Result.Hit).
 	OpL2Lease
+	// OpL2Epoch moves the namespace to its next epoch in L2
+	// ([Cache.InvalidateAll], or a move owed after an overflow or a
+	// failover). It has no key.
+	OpL2Epoch
+	// OpL2Tags records the invalidation time of tags in L2
+	// ([Cache.InvalidateTags]). It has no key.
+	OpL2Tags
 )
 
 // String returns the operation's name ("l2.get", "load", "l2.set",
-// "l2.delete", "l2.lease").
+// "l2.delete", "l2.lease", "l2.epoch", "l2.tags").
 func (o Op) String() string {
 	switch o {
 	case OpL2Get:
@@ -57,6 +64,10 @@ func (o Op) String() string {
 		return "l2.delete"
 	case OpL2Lease:
 		return "l2.lease"
+	case OpL2Epoch:
+		return "l2.epoch"
+	case OpL2Tags:
+		return "l2.tags"
 	}
 	return "unknown"
 }

@@ -64,9 +64,11 @@ type Stats struct {
 	// if any is. BreakerOpens counts how many times one opened.
 	Breaker      BreakerState
 	BreakerOpens uint64
-	// L1Cost is the sum of the costs stored in L1 (bytes); L1SetsDropped and
-	// L1SetsRejected count L1 writes lost to a full buffer or refused by the
-	// admission policy, and L1Evicted entries evicted for room.
+	// L1Cost is the sum of the costs stored in L1 (bytes; 0 once closed);
+	// L1SetsDropped and L1SetsRejected count L1 writes lost to a full
+	// buffer or refused by the admission policy, and L1Evicted entries L1
+	// evicted on its own, for room (Delete, Set and invalidations are not
+	// evictions). After Close the counters keep their last values.
 	L1Cost         int64
 	L1SetsDropped  uint64
 	L1SetsRejected uint64

@@ -143,7 +143,7 @@ func (c *Cache[V]) clearL2(ctx context.Context) error {
 		return c.errEpoch()
 	}
 	var n int64
-	err := c.l2OpOn(ctx, br, OpL2Set, "", func(ctx context.Context) (err error) {
+	err := c.l2OpOn(ctx, br, OpL2Epoch, "", func(ctx context.Context) (err error) {
 		n, err = c.epocher.NextEpoch(ctx, c.epochK)
 		return err
 	})
@@ -303,7 +303,7 @@ func (c *Cache[V]) invalidateL2(ctx context.Context, keys, tags []string, useBre
 				_, err := br.refused()
 				return err
 			}
-			return c.l2OpOn(ctx, br, OpL2Set, "", func(ctx context.Context) error {
+			return c.l2OpOn(ctx, br, OpL2Tags, "", func(ctx context.Context) error {
 				return c.tagger.TouchTags(ctx, full, at, time.Duration(c.tags.horizon+c.tags.skew))
 			})
 		})

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -41,6 +42,11 @@ type Options struct {
 type Cache[T any] struct {
 	c      *ristretto.Cache[string, T]
 	useTTL bool
+	// evicted counts ristretto's evictions (OnEvict: for room, or expired);
+	// its own KeysEvicted also counts Deletes. closing stops the count when
+	// Close empties the store.
+	evicted atomic.Uint64
+	closing atomic.Bool
 
 	closeOnce sync.Once
 }
@@ -64,7 +70,13 @@ func New[T any](o *Options) (*Cache[T], error) {
 		opts.BufferItems = 64
 	}
 	counters := max(10*opts.MaxCost/opts.AvgCost, 1000)
+	lc := &Cache[T]{useTTL: opts.UseTTL}
 	c, err := ristretto.NewCache(&ristretto.Config[string, T]{
+		OnEvict: func(*ristretto.Item[T]) {
+			if !lc.closing.Load() {
+				lc.evicted.Add(1)
+			}
+		},
 		NumCounters:        counters,
 		MaxCost:            opts.MaxCost,
 		BufferItems:        opts.BufferItems,
@@ -74,7 +86,8 @@ func New[T any](o *Options) (*Cache[T], error) {
 	if err != nil {
 		return nil, fmt.Errorf("ristretto: new: %w", err)
 	}
-	return &Cache[T]{c: c, useTTL: opts.UseTTL}, nil
+	lc.c = c
+	return lc, nil
 }
 
 // Must is like [New] but panics on invalid options.
@@ -117,7 +130,10 @@ func (c *Cache[T]) Wait() {
 
 // Close stops the cache's goroutines and drops its contents. It is idempotent.
 func (c *Cache[T]) Close() {
-	c.closeOnce.Do(c.c.Close)
+	c.closeOnce.Do(func() {
+		c.closing.Store(true)
+		c.c.Close()
+	})
 }
 
 // Hits returns how many Gets found a value since the cache was created.
@@ -133,5 +149,6 @@ func (c *Cache[T]) SetsDropped() uint64 { return c.c.Metrics.SetsDropped() }
 // SetsRejected returns how many Sets the admission policy refused.
 func (c *Cache[T]) SetsRejected() uint64 { return c.c.Metrics.SetsRejected() }
 
-// Evicted returns how many entries were evicted to make room.
-func (c *Cache[T]) Evicted() uint64 { return c.c.Metrics.KeysEvicted() }
+// Evicted returns how many entries were evicted to make room (or, with
+// UseTTL, because they expired); Deletes are not evictions.
+func (c *Cache[T]) Evicted() uint64 { return c.evicted.Load() }

@@ -1,6 +1,7 @@
 package ristretto_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -79,4 +80,27 @@ func TestNew_InvalidOptions(t *testing.T) {
 	t.Parallel()
 	_, err := ristretto.New[int](&ristretto.Options{MaxCost: -1})
 	require.ErrorIs(t, err, ristretto.ErrInvalidOptions)
+}
+
+// Evicted counts what the cache removed for room, not Deletes (ristretto's
+// own KeysEvicted counts both).
+func TestCache_Evicted_NotDeletes(t *testing.T) {
+	t.Parallel()
+	c := ristretto.Must[int](&ristretto.Options{MaxCost: 100, AvgCost: 10})
+	defer c.Close()
+	for i := range 5 {
+		require.True(t, c.Set(fmt.Sprint("k", i), i, 10, 0))
+		c.Wait()
+	}
+	for i := range 5 {
+		c.Delete(fmt.Sprint("k", i))
+	}
+	c.Wait()
+	require.Zero(t, c.Evicted(), "Deletes are not evictions")
+	for i := range 30 { // 300 of cost into a bound of 100
+		require.True(t, c.Set(fmt.Sprint("f", i), i, 10, 0))
+		c.Wait()
+	}
+	require.Positive(t, c.Evicted(), "evictions for room are")
+	require.LessOrEqual(t, c.Cost(), int64(100))
 }

@@ -302,7 +302,7 @@ func TestJaeger(t *testing.T) {
 				l2Failures++
 			case s.OperationName == "tiercache load":
 				require.Equal(t, "origin", tg["cache.tier"])
-				require.Equal(t, true, tg["cache.hit"])
+				require.Equal(t, true, tg["cache.load.found"])
 				require.Nil(t, tg["error"], "a load that found the key is not an error")
 				loads++
 			case strings.HasSuffix(s.OperationName, "(redis down)"):
