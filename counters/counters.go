@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tiercache/tiercache/internal/primopts"
 	"github.com/tiercache/tiercache/internal/redisconf"
 )
 
@@ -136,10 +136,7 @@ type batch struct {
 
 // New checks o and returns Counters.
 func New(o *Options) (*Counters, error) {
-	var c Options
-	if o != nil {
-		c = *o
-	}
+	c := primopts.Copy(o)
 	if c.Client == nil {
 		return nil, fmt.Errorf("%w: nil Client", ErrInvalidOptions)
 	}
@@ -184,12 +181,7 @@ func New(o *Options) (*Counters, error) {
 	if c.Name == "" {
 		c.Name = c.Namespace
 	}
-	switch {
-	case c.NoBreaker:
-		c.Breaker = nil
-	case c.Breaker == nil:
-		c.Breaker = NewBreaker(DefaultBreakerFailures, DefaultBreakerCooldown)
-	}
+	c.Breaker = primopts.Breaker(c.NoBreaker, c.Breaker, func() Breaker { return NewBreaker(DefaultBreakerFailures, DefaultBreakerCooldown) })
 	if c.Observer == nil {
 		c.Observer = NoopObserver{}
 	}
@@ -197,7 +189,7 @@ func New(o *Options) (*Counters, error) {
 }
 
 func checkName(s string) error {
-	if s == "" || strings.ContainsAny(s, "{}") || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+	if s == "" || redisconf.BadNamespace(s) != "" {
 		return fmt.Errorf("%w: name %q is empty or contains a control character, '{' or '}'", ErrInvalidOptions, s)
 	}
 	return nil

@@ -1,13 +1,12 @@
 package idempotency
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tiercache/tiercache/codec"
-	"github.com/tiercache/tiercache/internal/redisconf"
+	"github.com/tiercache/tiercache/internal/primopts"
 )
 
 // Defaults of [Options].
@@ -114,43 +113,21 @@ type Options struct {
 }
 
 func (o *Options) withDefaults() (Options, error) {
-	var c Options
-	if o != nil {
-		c = *o
-	}
+	c := primopts.Copy(o)
 	bad := func(format string, a ...any) (Options, error) {
-		return c, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, a...)...)
+		return c, primopts.Invalid(ErrInvalidOptions, format, a...)
 	}
-	if c.Client == nil {
-		return bad("nil Client")
-	}
-	if c.Namespace == "" {
-		c.Namespace = DefaultNamespace
-	}
-	if why := redisconf.BadNamespace(c.Namespace); why != "" {
+	if why := primopts.Names(c.Client, &c.Namespace, &c.Name, DefaultNamespace); why != "" {
 		return bad("%s", why)
 	}
-	if c.Name == "" {
-		c.Name = c.Namespace
-	}
-	durations := []struct {
-		name string
-		d    *time.Duration
-		def  time.Duration
-	}{
-		{"Lease", &c.Lease, DefaultLease},
-		{"Retention", &c.Retention, DefaultRetention},
-		{"Timeout", &c.Timeout, DefaultTimeout},
-		{"CompleteDeadline", &c.CompleteDeadline, DefaultCompleteDeadline},
-		{"Heartbeat", &c.Heartbeat, 0},
-	}
-	for _, d := range durations {
-		if *d.d < 0 {
-			return bad("%s is negative", d.name)
-		}
-		if *d.d == 0 {
-			*d.d = d.def
-		}
+	if why := primopts.Defaults(
+		primopts.Field[time.Duration]{Name: "Lease", V: &c.Lease, Def: DefaultLease},
+		primopts.Field[time.Duration]{Name: "Retention", V: &c.Retention, Def: DefaultRetention},
+		primopts.Field[time.Duration]{Name: "Timeout", V: &c.Timeout, Def: DefaultTimeout},
+		primopts.Field[time.Duration]{Name: "CompleteDeadline", V: &c.CompleteDeadline, Def: DefaultCompleteDeadline},
+		primopts.Field[time.Duration]{Name: "Heartbeat", V: &c.Heartbeat},
+	); why != "" {
+		return bad("%s", why)
 	}
 	if c.Lease < time.Millisecond || c.Retention < time.Millisecond {
 		return bad("Lease and Retention must be at least 1ms")
@@ -161,27 +138,14 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.Heartbeat >= c.Lease {
 		return bad("Heartbeat %v is not shorter than Lease %v", c.Heartbeat, c.Lease)
 	}
-	ints := []struct {
-		name string
-		n    *int
-		def  int
-	}{
-		{"MaxResultBytes", &c.MaxResultBytes, DefaultMaxResultBytes},
-		{"MaxPendingCompletions", &c.MaxPendingCompletions, DefaultMaxPending},
+	if why := primopts.Defaults(
+		primopts.Field[int]{Name: "MaxResultBytes", V: &c.MaxResultBytes, Def: DefaultMaxResultBytes},
+		primopts.Field[int]{Name: "MaxPendingCompletions", V: &c.MaxPendingCompletions, Def: DefaultMaxPending},
+	); why != "" {
+		return bad("%s", why)
 	}
-	for _, n := range ints {
-		if *n.n < 0 {
-			return bad("%s is negative", n.name)
-		}
-		if *n.n == 0 {
-			*n.n = n.def
-		}
-	}
-	if c.L1MaxBytes < 0 {
-		return bad("L1MaxBytes is negative")
-	}
-	if c.L1MaxBytes == 0 {
-		c.L1MaxBytes = DefaultL1MaxBytes
+	if why := primopts.Defaults(primopts.Field[int64]{Name: "L1MaxBytes", V: &c.L1MaxBytes, Def: DefaultL1MaxBytes}); why != "" {
+		return bad("%s", why)
 	}
 	if c.Codec == nil {
 		c.Codec = codec.Msgpack()
@@ -189,12 +153,7 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.Observer == nil {
 		c.Observer = NoopObserver{}
 	}
-	switch {
-	case c.NoBreaker:
-		c.Breaker = nil
-	case c.Breaker == nil:
-		c.Breaker = NewBreaker(DefaultBreakerFailures, DefaultBreakerCooldown)
-	}
+	c.Breaker = primopts.Breaker(c.NoBreaker, c.Breaker, func() Breaker { return NewBreaker(DefaultBreakerFailures, DefaultBreakerCooldown) })
 	c.Secret = append([]byte(nil), c.Secret...)
 	return c, nil
 }

@@ -2,10 +2,11 @@ package notify
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/primopts"
 )
 
 // Defaults of [Options] and [ConsumerOptions].
@@ -74,24 +75,12 @@ type Options struct {
 }
 
 func (o *Options) withDefaults() (Options, error) {
-	var c Options
-	if o != nil {
-		c = *o
-	}
+	c := primopts.Copy(o)
 	bad := func(format string, a ...any) (Options, error) {
-		return c, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, a...)...)
+		return c, primopts.Invalid(ErrInvalidOptions, format, a...)
 	}
-	if c.Client == nil {
-		return bad("nil Client")
-	}
-	if c.Namespace == "" {
-		c.Namespace = DefaultNamespace
-	}
-	if strings.ContainsAny(c.Namespace, "{}") || strings.ContainsFunc(c.Namespace, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return bad("namespace %q contains a control character, '{' or '}'", c.Namespace)
-	}
-	if c.Name == "" {
-		c.Name = c.Namespace
+	if why := primopts.Names(c.Client, &c.Namespace, &c.Name, DefaultNamespace); why != "" {
+		return bad("%s", why)
 	}
 	if c.Shards < 0 || c.MaxDelay < 0 || c.MaxItems < 0 || c.DedupTTL < 0 || c.MaxBuffered < 0 || c.Timeout < 0 {
 		return bad("negative Shards, MaxDelay, MaxItems, DedupTTL, MaxBuffered or Timeout")
@@ -118,12 +107,7 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.Observer == nil {
 		c.Observer = NoopObserver{}
 	}
-	switch {
-	case c.NoBreaker:
-		c.Breaker = nil
-	case c.Breaker == nil:
-		c.Breaker = NewBreaker(DefaultBreakerFailures, DefaultBreakerCooldown)
-	}
+	c.Breaker = primopts.Breaker(c.NoBreaker, c.Breaker, func() Breaker { return NewBreaker(DefaultBreakerFailures, DefaultBreakerCooldown) })
 	return c, nil
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tiercache/tiercache/internal/primopts"
 	"github.com/tiercache/tiercache/internal/redisconf"
 )
 
@@ -70,24 +71,12 @@ type Options struct {
 }
 
 func (o *Options) withDefaults() (Options, error) {
-	var c Options
-	if o != nil {
-		c = *o
-	}
+	c := primopts.Copy(o)
 	bad := func(format string, a ...any) (Options, error) {
-		return c, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, a...)...)
+		return c, primopts.Invalid(ErrInvalidOptions, format, a...)
 	}
-	if c.Client == nil {
-		return bad("nil Client")
-	}
-	if c.Namespace == "" {
-		c.Namespace = DefaultNamespace
-	}
-	if err := checkNamespace(c.Namespace); err != nil {
-		return c, err
-	}
-	if c.Name == "" {
-		c.Name = c.Namespace
+	if why := primopts.Names(c.Client, &c.Namespace, &c.Name, DefaultNamespace); why != "" {
+		return bad("%s", why)
 	}
 	if len(c.Secret) > 0 && len(c.Secret) < 32 {
 		return bad("Secret has %d bytes, want at least 32", len(c.Secret))
@@ -114,12 +103,7 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.Observer == nil {
 		c.Observer = NoopObserver{}
 	}
-	switch {
-	case c.NoBreaker:
-		c.Breaker = nil
-	case c.Breaker == nil:
-		c.Breaker = NewBreaker(DefaultBreakerFailures, DefaultBreakerCooldown)
-	}
+	c.Breaker = primopts.Breaker(c.NoBreaker, c.Breaker, func() Breaker { return NewBreaker(DefaultBreakerFailures, DefaultBreakerCooldown) })
 	return c, nil
 }
 

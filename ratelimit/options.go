@@ -1,11 +1,12 @@
 package ratelimit
 
 import (
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/internal/primopts"
+	"github.com/tiercache/tiercache/internal/redisconf"
 )
 
 // Defaults of [Options].
@@ -78,12 +79,9 @@ func (systemClock) Now() time.Time { return time.Now() }
 
 // withDefaults validates o and returns a copy with the defaults filled in.
 func (o *Options) withDefaults() (Options, error) {
-	var c Options
-	if o != nil {
-		c = *o
-	}
+	c := primopts.Copy(o)
 	bad := func(format string, a ...any) (Options, error) {
-		return c, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOptions}, a...)...)
+		return c, primopts.Invalid(ErrInvalidOptions, format, a...)
 	}
 	if len(c.Policies) == 0 {
 		return bad("no policies")
@@ -93,44 +91,23 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	c.ActorSecret = append([]byte(nil), c.ActorSecret...)
 	c.Policies = append([]Policy(nil), c.Policies...)
-	if c.Namespace == "" {
-		c.Namespace = DefaultNamespace
+	if why := primopts.Namespace(&c.Namespace, nil, DefaultNamespace); why != "" {
+		return bad("%s", why)
 	}
-	if strings.ContainsAny(c.Namespace, "{}") || strings.ContainsFunc(c.Namespace, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return bad("namespace %q contains a control character, '{' or '}'", c.Namespace)
+	if why := primopts.Defaults(
+		primopts.Field[time.Duration]{Name: "Timeout", V: &c.Timeout, Def: DefaultTimeout},
+		primopts.Field[time.Duration]{Name: "BreakerCooldown", V: &c.BreakerCooldown, Def: DefaultBreakerCooldown},
+	); why != "" {
+		return bad("%s", why)
 	}
-	for _, d := range []struct {
-		name string
-		v    *time.Duration
-		def  time.Duration
-	}{
-		{"Timeout", &c.Timeout, DefaultTimeout},
-		{"BreakerCooldown", &c.BreakerCooldown, DefaultBreakerCooldown},
-	} {
-		if *d.v < 0 {
-			return bad("%s is negative", d.name)
-		}
-		if *d.v == 0 {
-			*d.v = d.def
-		}
+	if why := primopts.Defaults(
+		primopts.Field[int]{Name: "BreakerFailures", V: &c.BreakerFailures, Def: DefaultBreakerFailures},
+		primopts.Field[int]{Name: "DenialCacheSize", V: &c.DenialCacheSize, Def: DefaultDenialCacheSize},
+		primopts.Field[int]{Name: "LocalActors", V: &c.LocalActors, Def: DefaultLocalActors},
+	); why != "" {
+		return bad("%s", why)
 	}
-	for _, n := range []struct {
-		name string
-		v    *int
-		def  int
-	}{
-		{"BreakerFailures", &c.BreakerFailures, DefaultBreakerFailures},
-		{"DenialCacheSize", &c.DenialCacheSize, DefaultDenialCacheSize},
-		{"LocalActors", &c.LocalActors, DefaultLocalActors},
-	} {
-		if *n.v < 0 {
-			return bad("%s is negative", n.name)
-		}
-		if *n.v == 0 {
-			*n.v = n.def
-		}
-	}
-	if c.Client != nil && !contextTimeouts(c.Client) {
+	if c.Client != nil && !redisconf.ContextTimeouts(c.Client) {
 		return bad("the client ignores context deadlines: set ContextTimeoutEnabled in its options")
 	}
 	if c.Observer == nil {
@@ -140,18 +117,4 @@ func (o *Options) withDefaults() (Options, error) {
 		c.Clock = systemClock{}
 	}
 	return c, nil
-}
-
-// contextTimeouts reports whether client bounds its I/O by context
-// deadlines. A client type it does not know is trusted.
-func contextTimeouts(client redis.UniversalClient) bool {
-	switch c := client.(type) {
-	case *redis.Client:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		return c.Options().ContextTimeoutEnabled
-	case *redis.Ring:
-		return c.Options().ContextTimeoutEnabled
-	}
-	return true
 }
