@@ -5,6 +5,7 @@ package redistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -112,4 +113,25 @@ func (s *Server) live() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.proc != nil && !s.proc.paused
+}
+
+// firstAnswer returns ask's answer from the first live server in ss that
+// gives one. If none does, it fails tb with "redistest: <none>: " and every
+// error.
+func firstAnswer[T any](tb testing.TB, ss []*Server, none string, ask func(*Server) (T, error)) T {
+	tb.Helper()
+	var errs []error
+	for _, s := range ss {
+		if !s.live() {
+			continue
+		}
+		v, err := ask(s)
+		if err == nil {
+			return v
+		}
+		errs = append(errs, err)
+	}
+	tb.Fatalf("redistest: %s: %v", none, errors.Join(errs...))
+	var zero T
+	return zero
 }

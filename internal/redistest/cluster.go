@@ -4,7 +4,6 @@ package redistest
 // faults a test drives on it (kill, pause, graceful failover, slot moves).
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -434,19 +433,7 @@ func (c *Cluster) forEachLive(fn func(n *Server, v clusterView) error) error {
 // anyView returns the view of the first live node that answers.
 func (c *Cluster) anyView() clusterView {
 	c.tb.Helper()
-	var errs []error
-	for _, s := range c.nodes {
-		if !s.live() {
-			continue
-		}
-		v, err := c.view(s)
-		if err == nil {
-			return v
-		}
-		errs = append(errs, err)
-	}
-	c.tb.Fatalf("redistest: no cluster node answered CLUSTER NODES: %v", errors.Join(errs...))
-	return nil
+	return firstAnswer(c.tb, c.nodes, "no cluster node answered CLUSTER NODES", c.view)
 }
 
 // describe returns every live node's CLUSTER NODES, for a failure message.

@@ -183,19 +183,7 @@ func (s *Sentinel) Client(t testing.TB) *redis.Client {
 // that answers).
 func (s *Sentinel) Master() *Server {
 	s.tb.Helper()
-	var errs []error
-	for _, sen := range s.sentinels {
-		if !sen.live() {
-			continue
-		}
-		m, err := s.masterPer(sen)
-		if err == nil {
-			return m
-		}
-		errs = append(errs, err)
-	}
-	s.tb.Fatalf("redistest: no Sentinel named a master: %v", errors.Join(errs...))
-	return nil
+	return firstAnswer(s.tb, s.sentinels, "no Sentinel named a master", s.masterPer)
 }
 
 // masterPer returns the master as sen names it.
