@@ -59,8 +59,8 @@ type Backend struct {
 	// go-redis would otherwise box (allocate) on every read.
 	readEndArg any
 
-	lastReload  atomic.Int64 // unix nanos of the last slot-map reload this Backend asked for
-	slotsLoaded atomic.Bool  // cluster has answered a slot lookup: lookups no longer block
+	topo        *redisconf.Topology // asks cluster to reload its slot map after connection errors
+	slotsLoaded atomic.Bool         // cluster has answered a slot lookup: lookups no longer block
 }
 
 var _ tier.Remote = (*Backend)(nil)
@@ -102,6 +102,7 @@ func New(client redis.UniversalClient, o *Options) (*Backend, error) {
 	b := &Backend{c: client, max: opts.MaxValueBytes, wait: opts.WaitReplicas}
 	b.readEndArg = b.readEnd()
 	b.cluster, _ = client.(*redis.ClusterClient)
+	b.topo = redisconf.NewTopology(client)
 	return b, nil
 }
 

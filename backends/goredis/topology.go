@@ -2,19 +2,13 @@ package goredis
 
 import (
 	"context"
-	"errors"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/tiercache/tiercache/internal/redisconf"
 	"github.com/tiercache/tiercache/tier"
 )
 
 var _ tier.Sharder = (*Backend)(nil)
-
-// reloadEvery bounds how often a Backend asks a ClusterClient to re-read
-// the slot map after connection errors.
-const reloadEvery = 250 * time.Millisecond
 
 // shardLookupTimeout bounds the one slot lookup that may block: the first,
 // when the ClusterClient has not loaded its slot map yet.
@@ -26,31 +20,15 @@ const shardLookupTimeout = 100 * time.Millisecond
 // map only on MOVED or READONLY replies or every
 // ClusterStateReloadInterval (60 s by default), dialling the dead master
 // meanwhile. So on such errors the Backend asks it to reload
-// (ClusterClient.ReloadState, which runs in the background), at most every
-// 250 ms: the slots of a killed master move to the promoted replica within
-// the cluster's failover time plus a reload.
+// (redisconf.Topology.Reload: ClusterClient.ReloadState, which runs in the
+// background), at most every 250 ms (redisconf.ReloadEvery): the slots of a
+// killed master move to the promoted replica within the cluster's failover
+// time plus a reload. Error replies (MOVED and the like) are left to the
+// ClusterClient, which follows them itself.
 func (b *Backend) topology(err error) {
-	if b.cluster == nil || !isConnError(err) {
-		return
+	if b.cluster != nil && redisconf.IsConnError(err) {
+		b.topo.Reload()
 	}
-	now := time.Now().UnixNano()
-	last := b.lastReload.Load()
-	if now-last < int64(reloadEvery) || !b.lastReload.CompareAndSwap(last, now) {
-		return
-	}
-	b.cluster.ReloadState(context.Background())
-}
-
-// isConnError reports whether err means the server did not answer (a
-// dial, I/O or timeout error, a closed connection), as opposed to a reply
-// (redis.Nil, or an error reply such as WRONGTYPE or MOVED) or the
-// caller's cancellation.
-func isConnError(err error) bool {
-	if err == nil || errors.Is(err, redis.Nil) || errors.Is(err, context.Canceled) {
-		return false
-	}
-	var reply redis.Error
-	return !errors.As(err, &reply)
 }
 
 // Shard implements tier.Sharder: for a ClusterClient, the address of the

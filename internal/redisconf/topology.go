@@ -35,7 +35,15 @@ func NewTopology(client redis.UniversalClient) *Topology {
 // or cluster-state reply to a call made on a node's own client (see
 // [Topology.Master]), makes a Cluster client reload its slot map.
 func (t *Topology) Failed(err error) {
-	if t == nil || t.cluster == nil || !IsConnError(err) && !isTopologyReply(err) {
+	if IsConnError(err) || isTopologyReply(err) {
+		t.Reload()
+	}
+}
+
+// Reload asks a Cluster client to re-read its slot map (in the
+// background), unless this Topology asked less than ReloadEvery ago.
+func (t *Topology) Reload() {
+	if t == nil || t.cluster == nil {
 		return
 	}
 	now := time.Now().UnixNano()

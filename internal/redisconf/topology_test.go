@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -46,4 +47,28 @@ func TestIsConnError(t *testing.T) {
 	c := redis.NewClient(&redis.Options{})
 	t.Cleanup(func() { _ = c.Close() })
 	NewTopology(c).Failed(errors.New("x")) // nor does one of a single-node client
+}
+
+// TestTopology_ReloadRateLimited checks that a Cluster client's Topology
+// asks for a reload at most once per ReloadEvery, whether through Failed
+// or Reload.
+func TestTopology_ReloadRateLimited(t *testing.T) {
+	t.Parallel()
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}, MaxRetries: -1})
+	t.Cleanup(func() { _ = c.Close() })
+	topo := NewTopology(c)
+	topo.Failed(replyError("WRONGTYPE Operation against a key holding the wrong kind of value"))
+	require.Zero(t, topo.lastReload.Load(), "an error reply is not a topology change")
+	topo.Failed(context.DeadlineExceeded)
+	require.NotZero(t, topo.lastReload.Load(), "a connection error asks for a reload")
+	// A reload stamped in the future is always less than ReloadEvery ago,
+	// so the check below does not depend on how fast this test runs.
+	recent := time.Now().Add(time.Hour).UnixNano()
+	topo.lastReload.Store(recent)
+	topo.Reload()
+	topo.Failed(replyError("MOVED 3999 127.0.0.1:6381"))
+	require.Equal(t, recent, topo.lastReload.Load(), "a second reload within ReloadEvery")
+	topo.lastReload.Store(time.Now().Add(-time.Hour).UnixNano())
+	topo.Reload()
+	require.Greater(t, topo.lastReload.Load(), time.Now().Add(-time.Hour).UnixNano(), "a reload once ReloadEvery has passed")
 }
