@@ -89,31 +89,27 @@ const StartupTimeout = 5 * time.Second
 func CheckEviction(ctx context.Context, client redis.UniversalClient) error {
 	switch c := client.(type) {
 	case *redis.ClusterClient:
-		var mu sync.Mutex
-		var errs []error
-		err := c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
-			if err := checkNode(ctx, n, n.Options().Addr); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-			return nil
-		})
-		return errors.Join(append(errs, err)...)
+		return checkEach(ctx, c.ForEachMaster)
 	case *redis.Ring:
-		var mu sync.Mutex
-		var errs []error
-		err := c.ForEachShard(ctx, func(ctx context.Context, n *redis.Client) error {
-			if err := checkNode(ctx, n, n.Options().Addr); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-			return nil
-		})
-		return errors.Join(append(errs, err)...)
+		return checkEach(ctx, c.ForEachShard)
 	}
 	return checkNode(ctx, client, "")
+}
+
+// checkEach checks every node forEach visits (a ClusterClient's masters,
+// a Ring's shards) and joins their errors with forEach's own.
+func checkEach(ctx context.Context, forEach func(context.Context, func(context.Context, *redis.Client) error) error) error {
+	var mu sync.Mutex
+	var errs []error
+	err := forEach(ctx, func(ctx context.Context, n *redis.Client) error {
+		if err := checkNode(ctx, n, n.Options().Addr); err != nil {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}
+		return nil
+	})
+	return errors.Join(append(errs, err)...)
 }
 
 func checkNode(ctx context.Context, c redis.Cmdable, addr string) error {
