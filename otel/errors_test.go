@@ -4,13 +4,19 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/embedded"
 	"go.opentelemetry.io/otel/metric/noop"
 
+	"github.com/tiercache/tiercache/counters"
+	"github.com/tiercache/tiercache/idempotency"
+	"github.com/tiercache/tiercache/notify"
+	"github.com/tiercache/tiercache/onetime"
 	tierotel "github.com/tiercache/tiercache/otel"
+	"github.com/tiercache/tiercache/ratelimit"
 	"github.com/tiercache/tiercache/tier"
 )
 
@@ -61,4 +67,27 @@ func TestNew_InstrumentErrors(t *testing.T) {
 	require.ErrorIs(t, err, errBroken)
 	c.DropLocal(t.Context())
 	require.Len(t, tm.ended("tiercache load"), 2)
+}
+
+// TestPrimitiveObservers_InstrumentErrors checks that the primitives'
+// observers, whose instruments could not be created, still add their span
+// events and do not panic.
+func TestPrimitiveObservers_InstrumentErrors(t *testing.T) {
+	t.Parallel()
+	_, _, sr, tp := sdkProviders(t)
+	broken := tierotel.WithMeterProvider(brokenMeterProvider{})
+	ctx, span := tp.Tracer("test").Start(t.Context(), "request")
+	tierotel.NewRateLimitObserver(broken).Decided(ctx, ratelimit.Event{Policy: "p", Decision: &ratelimit.Decision{Allowed: true}, Duration: time.Millisecond})
+	tierotel.NewIdempotencyObserver(broken).Event(ctx, idempotency.Event{Store: "s", Kind: idempotency.EventAcquired, Duration: time.Millisecond})
+	tierotel.NewOneTimeObserver(broken).Event(ctx, onetime.Event{Store: "s", Kind: onetime.EventMinted})
+	tierotel.NewNotifyObserver(broken).Event(ctx, notify.Event{Queue: "q", Kind: notify.EventEnqueued, Items: 1})
+	tierotel.NewCountersObserver(broken).Event(ctx, counters.Event{Name: "c", Kind: counters.EventFlushed, Items: 1, Duration: time.Millisecond})
+	span.End()
+	var names []string
+	for _, s := range sr.Ended() {
+		for _, e := range s.Events() {
+			names = append(names, e.Name)
+		}
+	}
+	require.Equal(t, []string{"ratelimit.decision", "idempotency.acquired", "onetime.minted", "notify.enqueued", "counters.flushed"}, names)
 }

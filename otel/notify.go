@@ -3,12 +3,9 @@ package tierotel
 import (
 	"context"
 	"errors"
-	"fmt"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tiercache/tiercache/counters"
@@ -66,14 +63,14 @@ var _ notify.Observer = (*NotifyObserver)(nil)
 // notify.Options.Observer. The tracer provider option has no effect:
 // events go to the caller's span. Instrument errors go to otel.Handle.
 func NewNotifyObserver(opts ...Option) *NotifyObserver {
-	in := newEventInstruments(opts)
+	in := newInstrumentMaker(opts)
 	o := &NotifyObserver{
 		events: in.counter(metricNotifyEvents, "{event}",
 			"What notification queues and consumers did: enqueues, duplicates, digests sent, reclaims, outages."),
 		items: in.counter(metricNotifyItems, "{notification}",
 			"Notifications concerned by the notification queues' events."),
 	}
-	in.handle("notify")
+	in.done("notify")
 	return o
 }
 
@@ -117,7 +114,7 @@ var _ counters.Observer = (*CountersObserver)(nil)
 // the provider in opts (the global one by default); give it to
 // counters.Options.Observer. Instrument errors go to otel.Handle.
 func NewCountersObserver(opts ...Option) *CountersObserver {
-	in := newEventInstruments(opts)
+	in := newInstrumentMaker(opts)
 	o := &CountersObserver{
 		events: in.counter(metricCountersEvents, "{event}",
 			"What activity counters did: batches flushed, retried batches found applied, outages, refusals."),
@@ -125,7 +122,7 @@ func NewCountersObserver(opts ...Option) *CountersObserver {
 			"Counter buckets and unique members concerned by the activity counters' events."),
 		duration: in.seconds(metricCountersDuration, "Duration of the activity counters' Redis calls."),
 	}
-	in.handle("counters")
+	in.done("counters")
 	return o
 }
 
@@ -171,44 +168,4 @@ func primitiveErrorType(err error) string {
 		return "unavailable"
 	}
 	return errorType(err)
-}
-
-// eventInstruments creates the instruments of one observer on the meter of
-// its options, and collects their errors: an instrument that cannot be
-// created is replaced by a no-op one.
-type eventInstruments struct {
-	m    metric.Meter
-	errs []error
-}
-
-func newEventInstruments(opts []Option) *eventInstruments {
-	cfg := newConfig(opts)
-	return &eventInstruments{m: cfg.meterProvider.Meter(ScopeName, metric.WithInstrumentationVersion(Version))}
-}
-
-func (in *eventInstruments) counter(name, unit, desc string) metric.Int64Counter {
-	c, err := in.m.Int64Counter(name, metric.WithUnit(unit), metric.WithDescription(desc))
-	if err != nil {
-		in.errs = append(in.errs, err)
-		c, _ = noop.Meter{}.Int64Counter(name)
-	}
-	return c
-}
-
-// seconds creates a histogram of durations in seconds.
-func (in *eventInstruments) seconds(name, desc string) metric.Float64Histogram {
-	h, err := in.m.Float64Histogram(name, metric.WithUnit("s"), metric.WithDescription(desc),
-		metric.WithExplicitBucketBoundaries(durationBuckets...))
-	if err != nil {
-		in.errs = append(in.errs, err)
-		h, _ = noop.Meter{}.Float64Histogram(name)
-	}
-	return h
-}
-
-// handle reports the errors to otel.Handle.
-func (in *eventInstruments) handle(what string) {
-	if len(in.errs) > 0 {
-		otel.Handle(fmt.Errorf("tierotel: create %s instruments: %w", what, errors.Join(in.errs...)))
-	}
 }
