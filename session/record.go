@@ -1,6 +1,7 @@
 package session
 
 import (
+	"crypto/subtle"
 	"maps"
 	"strconv"
 	"sync/atomic"
@@ -24,6 +25,11 @@ type Session struct {
 	seen        atomic.Int64 // unix µs (Redis's clock) of the last recorded activity
 	absolute    int64        // unix µs, Redis's clock
 	touching    atomic.Bool  // one request at a time records activity
+	// verified is 2 once secret holds the token secret that matched hash
+	// (1 while one request writes it); secret never changes after.
+	verified atomic.Uint32
+	secret   [secretLen]byte
+	hash     string // the token's keyed hash (_h), from Redis
 
 	key      string // the L1 key, "<tag>:<ref>"
 	ref, tag string
@@ -83,6 +89,29 @@ func (s *Session) size() int {
 	return n
 }
 
+// verify reports whether token (shaped, and with s's key) is s's token.
+// Once a token's hash matched s.hash, s keeps its secret, and the requests
+// after compare their secret with it in constant time: one hash per
+// session read from Redis, none per request.
+func (s *Session) verify(h *hasher, token string) bool {
+	sec := secretOf(token)
+	if s.verified.Load() == 2 {
+		var v byte
+		for i := range s.secret {
+			v |= s.secret[i] ^ sec[i]
+		}
+		return subtle.ConstantTimeByteEq(v, 0) == 1
+	}
+	if s.hash == "" || !equal(h.tokenHash(token), s.hash) {
+		return false
+	}
+	if s.verified.CompareAndSwap(0, 1) {
+		copy(s.secret[:], sec)
+		s.verified.Store(2)
+	}
+	return true
+}
+
 // observe records a fresh reading of the activity record: seen (Redis
 // µs), and the clock relation of the read that gave it.
 func (s *Session) observe(seen, offset, rtt int64) {
@@ -126,8 +155,11 @@ func parseSession(key, tag, ref string, kv []any) (*Session, bool) {
 			s.device = v
 		case "_i":
 			s.ip = v
+		case "_h":
+			s.hash = v
+			ok++
 		}
 	}
 	s.seen.Store(seen)
-	return s, ok == 3
+	return s, ok == 4
 }
