@@ -89,6 +89,21 @@ func TestSession_verifyConcurrent(t *testing.T) {
 			t.Fatal(e)
 		}
 		require.Equal(t, uint32(2), s.verified.Load())
-		require.Equal(t, secretOf(tok), string(s.secret[:]))
+		require.Equal(t, wordsOf(secretOf(tok)), s.secret)
+	}
+}
+
+// TestSecretWords_equal: the word-wise comparison finds a difference in
+// any one byte of a secret.
+func TestSecretWords_equal(t *testing.T) {
+	t.Parallel()
+	sec := secretOf(newToken(strings.Repeat("a", tagLen)))
+	require.Len(t, sec, secretLen)
+	w := wordsOf(sec)
+	require.True(t, w.equal(sec))
+	for i := range secretLen {
+		b := []byte(sec)
+		b[i] ^= 1
+		require.False(t, w.equal(string(b)), "byte %d differs", i)
 	}
 }
