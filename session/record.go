@@ -45,9 +45,9 @@ type Session struct {
 // User returns the user the session belongs to.
 func (s *Session) User() string { return s.user }
 
-// Ref returns the session's ref: a keyed hash of its token that names it
-// in the user's session list, the Observer and telemetry. It cannot be
-// turned back into a token.
+// Ref returns the session's ref: the random, public part of its token
+// that names it in the user's session list, the Observer and telemetry.
+// It gives no access: the token's secret part does.
 func (s *Session) Ref() string { return s.ref }
 
 // Value returns the value of a field.
