@@ -15,13 +15,15 @@
 //
 // # Tokens and keys
 //
-// A token is "<user tag>.<secret>": the user tag is a keyed hash of the
-// user (HMAC-SHA256 under Options.Secret, 96 bits) and the secret 256 bits
-// from crypto/rand. Redis never sees a token: a session is stored under
-// its ref, a keyed hash of the token, and the ref is all the bus, the
-// user's session list, the [Observer] and telemetry carry (OWASP: log a
-// salted hash of the id, never the id). The user tag is the hash tag of
-// every key of the user:
+// A token is "<user tag>:<ref>.<secret>": the user tag is a keyed hash of
+// the user (HMAC-SHA256 under Options.Secret, 96 bits), the ref 128 bits
+// and the secret 256 bits from crypto/rand. The ref is the session's
+// public name: Redis stores the session under it, and it is all the bus,
+// the user's session list, the [Observer] and telemetry carry. The secret
+// is what authenticates, and it never leaves the process: Redis keeps
+// only HMAC-SHA256(Secret, token), which every write checks in its
+// script (OWASP: log a salted hash of the id, never the id). The user tag
+// is the hash tag of every key of the user:
 //
 //	<namespace>:{u:<user tag>}:s:<ref>   the session: a HASH, one field per value
 //	<namespace>:{u:<user tag>}:i         the user's index: ref -> device, address, created, last seen, expiry
@@ -57,8 +59,11 @@
 // A session read is [Manager.Get]: a tier.Cache in front of Redis answers
 // from process memory when this instance holds the session (no round
 // trip, no allocation), and reads the session's HASH (one script, one
-// round trip) when it does not. The token's ref is memoized per token, so
-// a hit costs no HMAC. Every change (Update, Renew, Revoke, RevokeAll,
+// round trip) when it does not. "<user tag>:<ref>" is the L1 key, so a
+// read finds the session without a hash; the first read of an L1 copy
+// checks the token's HMAC against the stored one and keeps the secret in
+// the copy, and the reads after compare secrets in constant time (no
+// HMAC per request). Every change (Update, Renew, Revoke, RevokeAll,
 // RevokeOthers, and a session found gone) drops the session from this
 // instance's L1 at once and from every other instance's through the bus,
 // after Redis has changed; tier fences a read that overlaps it, so no

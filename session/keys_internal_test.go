@@ -1,133 +1,109 @@
 package session
 
 import (
+	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 )
 
-// memoTokens returns n tokens drawn as newToken draws them, and their L1
-// keys.
-func memoTokens(t *testing.T, h *hasher, n int) (toks, keys []string) {
-	t.Helper()
+// TestToken_shape: a token is "<tag>:<ref>.<secret>", its first part is
+// the L1 key, and refs and secrets are fresh for every token.
+func TestToken_shape(t *testing.T) {
+	t.Parallel()
+	h := newHasher([]byte("token-secret-0123"))
 	tag := h.userTag("u")
-	for range n {
+	refs, secrets := map[string]bool{}, map[string]bool{}
+	for range 1000 {
 		tok := newToken(tag)
-		require.True(t, wellFormed(tok))
-		toks = append(toks, tok)
-		keys = append(keys, h.keyOf(tok))
+		require.True(t, wellFormed(tok), tok)
+		key := keyOf(tok)
+		gotTag, ref, ok := splitKey(key)
+		require.True(t, ok, key)
+		require.Equal(t, tag, gotTag)
+		require.False(t, refs[ref], "ref drawn twice")
+		require.False(t, secrets[secretOf(tok)], "secret drawn twice")
+		refs[ref], secrets[secretOf(tok)] = true, true
+		require.NotContains(t, h.tokenHash(tok), secretOf(tok))
 	}
-	return toks, keys
+	tok := newToken(tag)
+	for _, bad := range []string{"", tok[:tokenLen-1], tok + "A", strings.Replace(tok, ".", "A", 1),
+		tok[:keyLen+1] + "!" + tok[keyLen+2:], strings.Replace(tok, ":", "A", 1)} {
+		require.False(t, wellFormed(bad), bad)
+	}
+	require.False(t, shaped(tok[:tokenLen-1]))
 }
 
-func TestMemo_getPutForget(t *testing.T) {
+// TestSession_verify: a Session accepts its token's secret only, before
+// and after it kept the verified secret, and a wrong secret presented
+// first is never kept.
+func TestSession_verify(t *testing.T) {
 	t.Parallel()
-	h := newHasher([]byte("memo-secret"))
-	m := newMemo()
-	toks, keys := memoTokens(t, h, 3)
-	for i, tok := range toks {
-		_, ok := m.get(tok)
-		require.False(t, ok, "empty memo")
-		m.put(tok, keys[i])
-		m.put(tok, keys[i]) // a second put of the same token takes no second way
-	}
-	for i, tok := range toks {
-		key, ok := m.get(tok)
-		require.True(t, ok)
-		require.Equal(t, keys[i], key)
-	}
-	m.forget(toks[1])
-	_, ok := m.get(toks[1])
-	require.False(t, ok, "forgotten")
-	key, ok := m.get(toks[0])
-	require.True(t, ok, "the others stay")
-	require.Equal(t, keys[0], key)
+	h := newHasher([]byte("token-secret-0123"))
+	tok := newToken(h.userTag("u"))
+	forged := tok[:keyLen+1] + strings.Repeat("A", secretLen)
+	require.True(t, shaped(forged))
+	other := keyOf(tok) + "." + secretOf(newToken(h.userTag("u")))
 
-	short := toks[2][:tokenLen-1]
-	m.put(short, "x")
-	_, ok = m.get(short)
-	require.False(t, ok, "a string that is not a token's length is never memoized")
+	s := &Session{hash: h.tokenHash(tok)}
+	require.False(t, s.verify(h, forged), "forged secret, nothing kept yet")
+	require.False(t, s.verify(h, other))
+	require.Equal(t, uint32(0), s.verified.Load(), "a wrong secret is not kept")
+	require.True(t, s.verify(h, tok))
+	require.Equal(t, uint32(2), s.verified.Load())
+	require.True(t, s.verify(h, tok), "from the kept secret")
+	require.False(t, s.verify(h, forged), "from the kept secret")
+	require.False(t, s.verify(h, other), "from the kept secret")
+
+	require.False(t, (&Session{}).verify(h, tok), "a session with no stored hash accepts nothing")
 }
 
-// TestMemo_spread checks that the memo keeps nearly every one of as many
-// live tokens as it has sets (a direct-mapped table of four times the
-// entries kept about 88%: every colliding pair evicted each other).
-func TestMemo_spread(t *testing.T) {
+// TestSession_verifyConcurrent: concurrent first reads, some with the
+// right secret and some with a wrong one, never accept a wrong one and
+// keep the right one (run with -race).
+func TestSession_verifyConcurrent(t *testing.T) {
 	t.Parallel()
-	h := newHasher([]byte("memo-secret"))
-	m := newMemo()
-	toks, keys := memoTokens(t, h, memoSets)
-	for i, tok := range toks {
-		m.put(tok, keys[i])
-	}
-	kept := 0
-	for i, tok := range toks {
-		if key, ok := m.get(tok); ok {
-			require.Equal(t, keys[i], key)
-			kept++
-		}
-	}
-	// With uniform sets, a set overflows (a fifth token) with probability
-	// 0.4%: about 16 tokens lost of 4,096.
-	require.GreaterOrEqual(t, kept, memoSets*99/100, "kept %d of %d", kept, memoSets)
-}
-
-// TestMemo_sameSetConcurrent has goroutines put, get and forget tokens
-// that share a set and a fingerprint (the worst case: only the string
-// comparison tells them apart), and checks that get never answers with
-// another token's key.
-func TestMemo_sameSetConcurrent(t *testing.T) {
-	t.Parallel()
-	h := newHasher([]byte("memo-secret"))
-	m := newMemo()
-	toks, _ := memoTokens(t, h, 2*memoWays)
-	keys := make([]string, len(toks))
-	for i := range toks {
-		// Same eight characters after the dot: same set, same fingerprint.
-		toks[i] = toks[0][:tagLen+9] + toks[i][tagLen+9:]
-		require.True(t, wellFormed(toks[i]))
-		keys[i] = h.keyOf(toks[i])
-	}
-	s0, fp0, _ := m.set(toks[0])
-	for _, tok := range toks[1:] {
-		s, fp, _ := m.set(tok)
-		require.Same(t, s0, s)
-		require.Equal(t, fp0, fp)
-	}
-	var wg sync.WaitGroup
-	var hits atomic.Int64
-	for g := range len(toks) {
-		wg.Go(func() {
-			for r := range 2000 {
-				i := (g + r) % len(toks)
-				switch r % 3 {
-				case 0:
-					m.put(toks[i], keys[i])
-				case 1:
-					if key, ok := m.get(toks[i]); ok {
-						hits.Add(1)
-						if key != keys[i] {
-							t.Errorf("token %d answered with key %q, want %q", i, key, keys[i])
-						}
+	h := newHasher([]byte("token-secret-0123"))
+	tok := newToken(h.userTag("u"))
+	other := keyOf(tok) + "." + secretOf(newToken(h.userTag("u")))
+	for range 50 {
+		s := &Session{hash: h.tokenHash(tok)}
+		var wg sync.WaitGroup
+		errs := make(chan string, 8)
+		for g := range 8 {
+			wg.Go(func() {
+				for range 20 {
+					if g%2 == 0 && !s.verify(h, tok) {
+						errs <- "the token refused"
 					}
-				case 2:
-					if r%30 == 2 {
-						m.forget(toks[i])
+					if g%2 == 1 && s.verify(h, other) {
+						errs <- "another secret accepted"
 					}
 				}
-			}
-		})
-	}
-	wg.Wait()
-	require.Positive(t, hits.Load(), "some gets found their token (not vacuous)")
-	held := 0
-	for i, tok := range toks {
-		if key, ok := m.get(tok); ok {
-			require.Equal(t, keys[i], key)
-			held++
+			})
 		}
+		wg.Wait()
+		close(errs)
+		for e := range errs {
+			t.Fatal(e)
+		}
+		require.Equal(t, uint32(2), s.verified.Load())
+		require.Equal(t, wordsOf(secretOf(tok)), s.secret)
 	}
-	require.LessOrEqual(t, held, memoWays, "a set holds at most memoWays tokens")
+}
+
+// TestSecretWords_equal: the word-wise comparison finds a difference in
+// any one byte of a secret.
+func TestSecretWords_equal(t *testing.T) {
+	t.Parallel()
+	sec := secretOf(newToken(strings.Repeat("a", tagLen)))
+	require.Len(t, sec, secretLen)
+	w := wordsOf(sec)
+	require.True(t, w.equal(sec))
+	for i := range secretLen {
+		b := []byte(sec)
+		b[i] ^= 1
+		require.False(t, w.equal(string(b)), "byte %d differs", i)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +25,6 @@ type Manager struct {
 	rdb   redis.UniversalClient
 	cache *tier.Cache[*Session]
 	h     *hasher
-	memo  *memo
 	k     keys
 	br    *breaker.Breaker
 	noObs bool
@@ -54,7 +54,7 @@ func New(o *Options) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{
-		o: c, rdb: c.Client, h: newHasher(c.Secret), memo: newMemo(), k: keys{ns: c.Namespace},
+		o: c, rdb: c.Client, h: newHasher(c.Secret), k: keys{ns: c.Namespace},
 		idleUS: c.IdleTimeout.Microseconds(), absUS: c.AbsoluteTimeout.Microseconds(),
 		idleNS: int64(c.IdleTimeout),
 	}
@@ -113,27 +113,29 @@ func (m *Manager) Close() error {
 func (m *Manager) Cache() *tier.Cache[*Session] { return m.cache }
 
 // Ref returns the ref of a token: what the user's session list, the
-// Observer and telemetry call its session.
+// Observer and telemetry call its session. It is part of the token, and
+// "" for a string that is not a token.
 func (m *Manager) Ref(token string) string {
-	if key, ok := m.memo.get(token); ok {
-		return key[tagLen+1:]
+	if !wellFormed(token) {
+		return ""
 	}
-	return m.h.ref(token)
+	_, ref, _ := splitKey(keyOf(token))
+	return ref
 }
 
 // UserTag returns the keyed hash of a user that Redis keys, events and
 // telemetry carry instead of the user.
 func (m *Manager) UserTag(user string) string { return m.h.userTag(user) }
 
-// keyOf returns the L1 key of a well-formed token.
-func (m *Manager) keyOf(token string) (string, error) {
-	if key, ok := m.memo.get(token); ok {
-		return key, nil
-	}
+// auth returns the L1 key, tag, ref and keyed hash of a well-formed
+// token, for a write: its script checks the hash against the session's.
+func (m *Manager) auth(token string) (key, tag, ref, hash string, err error) {
 	if !wellFormed(token) {
-		return "", errMalformed
+		return "", "", "", "", errMalformed
 	}
-	return m.h.keyOf(token), nil
+	key = keyOf(token)
+	tag, ref, _ = splitKey(key)
+	return key, tag, ref, m.h.tokenHash(token), nil
 }
 
 // Get returns the live session of token: from L1 when this instance holds
@@ -166,27 +168,29 @@ func (m *Manager) get(ctx context.Context, token, ip string) (*Session, error) {
 	if m.closed.Load() {
 		return nil, ErrClosed
 	}
-	key, memoized := m.memo.get(token)
-	if !memoized {
+	if !shaped(token) {
+		m.st.refused.Add(1)
+		return nil, errMalformed
+	}
+	// No counter here: a shared atomic costs more than the rest of a hit
+	// when cores contend for it (L1 hits are in the cache's own Stats).
+	s, ok := m.cache.GetIfPresent(keyOf(token))
+	if !ok {
 		if !wellFormed(token) {
 			m.st.refused.Add(1)
 			return nil, errMalformed
 		}
-		key = m.h.keyOf(token)
-	}
-	// No counter here: a shared atomic costs more than the rest of a hit
-	// when cores contend for it (L1 hits are in the cache's own Stats).
-	s, ok := m.cache.GetIfPresent(key)
-	if !ok {
 		var err error
-		if s, err = m.cache.GetOrLoad(ctx, key, m.load); err != nil {
+		// A copy: L1 keeps its key, which must not hold on to the token.
+		if s, err = m.cache.GetOrLoad(ctx, strings.Clone(keyOf(token)), m.load); err != nil {
 			return nil, m.readError(ctx, err)
 		}
 	}
-	if !memoized {
-		// Only tokens of sessions that exist take a place in the memo:
-		// made-up tokens do not push out the live ones.
-		m.memo.put(token, key)
+	if !s.verify(m.h, token) {
+		// A made-up secret for a real ref: the same answer as a made-up
+		// ref.
+		m.st.refused.Add(1)
+		return nil, ErrNotFound
 	}
 	now := coarsetime.Now()
 	off := s.offset.Load()

@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,10 +45,62 @@ func TestManager_CreateGet(t *testing.T) {
 	_, err = a.m.Get(ctx, "not a token")
 	require.ErrorIs(t, err, session.ErrNotFound)
 	require.ErrorIs(t, err, session.ErrMalformed)
-	forged := tok[:17] + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	forged := tok[:40] + "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 	_, err = a.m.Get(ctx, forged)
 	require.ErrorIs(t, err, session.ErrNotFound)
 	require.Len(t, a.ev.of(session.EventCreated), 1)
+}
+
+// TestManager_forgedSecret: a token with a real session's ref (refs are
+// public: the device list and the events show them) and another secret is
+// refused by every operation, on an instance that holds the session in L1
+// and on one that does not, and changes nothing.
+func TestManager_forgedSecret(t *testing.T) {
+	t.Parallel()
+	_, a, b := twoNodes(t, nodeOpts{o: session.Options{L1TTL: time.Hour}})
+	ctx := t.Context()
+	tok, err := a.m.Create(ctx, "user:1", session.Client{}, map[string]string{"role": "client"})
+	require.NoError(t, err)
+	tok2, err := a.m.Create(ctx, "user:1", session.Client{}, nil)
+	require.NoError(t, err)
+	ref := a.m.Ref(tok)
+	require.Len(t, ref, 22)
+	i := strings.Index(tok, ref) + len(ref)
+	require.Equal(t, byte('.'), tok[i], "the ref is the part before the secret")
+	// Another valid secret (another session's) and a made-up one.
+	forgeries := []string{tok[:i+1] + tok2[i+1:], tok[:i+1] + strings.Repeat("A", len(tok)-i-1)}
+
+	for _, forged := range forgeries {
+		_, err = b.m.Get(ctx, forged) // B first reads the session with a forged token
+		require.ErrorIs(t, err, session.ErrNotFound)
+		_, err = b.m.Get(ctx, tok)
+		require.NoError(t, err, "a forged read first does not spoil the session")
+		_, err = b.m.Get(ctx, forged) // and now from B's L1
+		require.ErrorIs(t, err, session.ErrNotFound)
+		_, err = a.m.Get(ctx, forged)
+		require.ErrorIs(t, err, session.ErrNotFound)
+
+		_, err = a.m.Update(ctx, forged, session.Update{Set: map[string]string{"role": "admin"}})
+		require.ErrorIs(t, err, session.ErrNotFound)
+		_, err = a.m.Renew(ctx, forged)
+		require.ErrorIs(t, err, session.ErrNotFound)
+		require.NoError(t, a.m.Revoke(ctx, forged))
+		_, err = a.m.RevokeOthers(ctx, forged)
+		require.ErrorIs(t, err, session.ErrNotFound)
+	}
+	for _, n := range []*node{a, b} {
+		s, err := n.m.Get(ctx, tok)
+		require.NoError(t, err)
+		require.Equal(t, map[string]string{"role": "client"}, s.Values())
+		require.Equal(t, uint64(1), s.Version())
+		_, err = n.m.Get(ctx, tok2)
+		require.NoError(t, err, "RevokeOthers with a forged token ended nothing")
+	}
+	list, err := a.m.List(ctx, "user:1")
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	require.Empty(t, a.ev.of(session.EventRenewed))
+	require.Empty(t, a.ev.of(session.EventRevoked))
 }
 
 func TestManager_Update(t *testing.T) {

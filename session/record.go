@@ -1,6 +1,7 @@
 package session
 
 import (
+	"crypto/subtle"
 	"maps"
 	"strconv"
 	"sync/atomic"
@@ -24,6 +25,11 @@ type Session struct {
 	seen        atomic.Int64 // unix µs (Redis's clock) of the last recorded activity
 	absolute    int64        // unix µs, Redis's clock
 	touching    atomic.Bool  // one request at a time records activity
+	// verified is 2 once secret holds the token secret that matched hash
+	// (1 while one request writes it); secret never changes after.
+	verified atomic.Uint32
+	secret   secretWords
+	hash     string // the token's keyed hash (_h), from Redis
 
 	key      string // the L1 key, "<tag>:<ref>"
 	ref, tag string
@@ -39,9 +45,9 @@ type Session struct {
 // User returns the user the session belongs to.
 func (s *Session) User() string { return s.user }
 
-// Ref returns the session's ref: a keyed hash of its token that names it
-// in the user's session list, the Observer and telemetry. It cannot be
-// turned back into a token.
+// Ref returns the session's ref: the random, public part of its token
+// that names it in the user's session list, the Observer and telemetry.
+// It gives no access: the token's secret part does.
 func (s *Session) Ref() string { return s.ref }
 
 // Value returns the value of a field.
@@ -81,6 +87,55 @@ func (s *Session) size() int {
 		n += len(k) + len(v) + 32
 	}
 	return n
+}
+
+// verify reports whether token (shaped, and with s's key) is s's token.
+// Once a token's hash matched s.hash, s keeps its secret, and the requests
+// after compare their secret with it in constant time: one hash per
+// session read from Redis, none per request.
+func (s *Session) verify(h *hasher, token string) bool {
+	sec := secretOf(token)
+	if s.verified.Load() == 2 {
+		return s.secret.equal(sec)
+	}
+	if s.hash == "" || !equal(h.tokenHash(token), s.hash) {
+		return false
+	}
+	if s.verified.CompareAndSwap(0, 1) {
+		s.secret = wordsOf(sec)
+		s.verified.Store(2)
+	}
+	return true
+}
+
+// secretWords holds a secret (secretLen bytes) as little-endian words,
+// so that comparing one with a token's takes six word loads, not 43 byte
+// loads: five words of bytes 0–39, and one of bytes 35–42.
+type secretWords [6]uint64
+
+func wordsOf(sec string) (w secretWords) {
+	for i := range 5 {
+		w[i] = le64(sec, 8*i)
+	}
+	w[5] = le64(sec, secretLen-8)
+	return w
+}
+
+// equal reports whether sec (secretLen bytes) is w's secret, in a time
+// that does not depend on where they differ.
+func (w *secretWords) equal(sec string) bool {
+	_ = sec[secretLen-1]
+	// (^ and | bind alike in Go: the XORs need their parentheses.)
+	v := (w[0] ^ le64(sec, 0)) | (w[1] ^ le64(sec, 8)) | (w[2] ^ le64(sec, 16)) | (w[3] ^ le64(sec, 24)) |
+		(w[4] ^ le64(sec, 32)) | (w[5] ^ le64(sec, secretLen-8))
+	return subtle.ConstantTimeEq(int32(v>>32|v&0xffffffff), 0) == 1
+}
+
+// le64 reads 8 bytes of s at i as a little-endian word (one load).
+func le64(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // observe records a fresh reading of the activity record: seen (Redis
@@ -126,8 +181,11 @@ func parseSession(key, tag, ref string, kv []any) (*Session, bool) {
 			s.device = v
 		case "_i":
 			s.ip = v
+		case "_h":
+			s.hash = v
+			ok++
 		}
 	}
 	s.seen.Store(seen)
-	return s, ok == 3
+	return s, ok == 4
 }

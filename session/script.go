@@ -9,9 +9,10 @@ import "github.com/redis/go-redis/v9"
 //
 // A session is a HASH of its fields, plus reserved fields that start with
 // '_': _u user, _c created, _a absolute deadline, _s last seen (all µs on
-// Redis's clock), _v version, _d device, _i address. Its TTL (PEXPIREAT,
-// set in the script that creates or touches it) is the idle deadline,
-// min(_s + idle, _a), so Redis itself forgets an idle session.
+// Redis's clock), _v version, _d device, _i address, _h the keyed hash of
+// its token (which every write checks). Its TTL (PEXPIREAT, set in the
+// script that creates or touches it) is the idle deadline, min(_s + idle,
+// _a), so Redis itself forgets an idle session.
 //
 // The user's index is a HASH from ref to a JSON object of strings {c
 // created, s last seen, e expiry (µs), d device, i address}. It is the
@@ -128,50 +129,57 @@ end
 return {fmt(now), newdev, others, evicted}
 `)
 
-// updateScript changes fields: KEYS session, index; ARGV ref, expected
-// version ('0': any), number of set arguments n, n arguments
+// updateScript changes fields: KEYS session, index; ARGV ref, token hash,
+// expected version ('0': any), number of set arguments n, n arguments
 // (field/value pairs), then the fields to delete. It never touches the
-// TTL. Reply {1, new version}, {0} if the session does not exist, {-1,
-// current version} on a version mismatch.
+// TTL. Reply {1, new version}, {0} if the session does not exist (or the
+// hash is not its token's), {-1, current version} on a version mismatch.
 var updateScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return {0} end
-local v = redis.call('HGET', KEYS[1], '_v')
-if not v then return {0} end
-if ARGV[2] ~= '0' and ARGV[2] ~= v then return {-1, v} end
-local n = tonumber(ARGV[3])
-if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 4, 3 + n)) end
-if #ARGV > 3 + n then redis.call('HDEL', KEYS[1], unpack(ARGV, 4 + n, #ARGV)) end
+local h = redis.call('HMGET', KEYS[1], '_v', '_h')
+local v = h[1]
+if not v or h[2] ~= ARGV[2] then return {0} end
+if ARGV[3] ~= '0' and ARGV[3] ~= v then return {-1, v} end
+local n = tonumber(ARGV[4])
+if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 5, 4 + n)) end
+if #ARGV > 4 + n then redis.call('HDEL', KEYS[1], unpack(ARGV, 5 + n, #ARGV)) end
 return {1, tostring(redis.call('HINCRBY', KEYS[1], '_v', 1))}
 `)
 
 // renewScript moves a session to a new ref: KEYS old session, new
-// session, index; ARGV old ref, new ref. RENAME keeps every field and the
-// TTL; the index entry moves with it. Reply 1, or 0 if the session does
-// not exist.
+// session, index; ARGV old ref, new ref, old token's hash, new token's
+// hash. RENAME keeps every field and the TTL; the index entry moves with
+// it. Reply 1, or 0 if the session does not exist (or the old hash is not
+// its token's).
 var renewScript = redis.NewScript(`
 local e = redis.call('HGET', KEYS[3], ARGV[1])
-if not e or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if not e or redis.call('HGET', KEYS[1], '_h') ~= ARGV[3] then return 0 end
 redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[2], '_h', ARGV[4])
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[2], e)
 return 1
 `)
 
-// revokeScript ends sessions: KEYS index, then session keys; ARGV mode
-// ('one': the sessions of ARGV[3...]; 'all'; 'others': all but ARGV[2]),
-// the ref to keep, then the refs of KEYS[2...] in order. For 'all' and
-// 'others' every ref in the index is removed, named in KEYS or not (a
-// session created after the caller read the index); the session keys in
-// KEYS are deleted. Reply {{refs ended}, {refs ended whose keys were not
-// in KEYS}}, or {-1} for 'others' when the session to keep does not exist.
+// revokeScript ends sessions: KEYS index, the session whose token hash
+// is checked (any key of the slot when none is), then session keys; ARGV
+// mode ('one': the sessions of ARGV[4...]; 'all'; 'others': all but
+// ARGV[2]), the ref to keep, the token hash that KEYS[2] must have (”:
+// none), then the refs of KEYS[3...] in order. For 'all' and 'others'
+// every ref in the index is removed, named in KEYS or not (a session
+// created after the caller read the index); the session keys in KEYS are
+// deleted. Reply {{refs ended}, {refs ended whose keys were not in KEYS}},
+// or {-1} when the hash does not match or, for 'others', the session to
+// keep does not exist.
 var revokeScript = redis.NewScript(`
 local mode, keep = ARGV[1], ARGV[2]
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[2], '_h') ~= ARGV[3] then return {-1} end
 local listed = {}
-for i = 2, #KEYS do listed[ARGV[i + 1]] = KEYS[i] end
+for i = 3, #KEYS do listed[ARGV[i + 1]] = KEYS[i] end
 local refs
 if mode == 'one' then
   refs = {}
-  for i = 3, #ARGV do
+  for i = 4, #ARGV do
     if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then refs[#refs + 1] = ARGV[i] end
   end
 else
@@ -186,7 +194,7 @@ for _, r in ipairs(refs) do
     if not listed[r] then unlisted[#unlisted + 1] = r end
   end
 end
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   if ARGV[i + 1] ~= keep then redis.call('DEL', KEYS[i]) end
 end
 return {gone, unlisted}

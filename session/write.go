@@ -38,9 +38,9 @@ func (m *Manager) Create(ctx context.Context, user string, client Client, fields
 	client.IP = clip(client.IP)
 	tag := m.h.userTag(user)
 	token := newToken(tag)
-	ref := m.h.ref(token)
-	args := make([]any, 0, 7+2*len(fields))
-	args = append(args, ref, user, m.idleUS, m.absUS, client.Device, client.IP, m.o.MaxPerUser)
+	_, ref, _ := splitKey(keyOf(token))
+	args := make([]any, 0, 9+2*len(fields))
+	args = append(args, ref, user, m.idleUS, m.absUS, client.Device, client.IP, m.o.MaxPerUser, "_h", m.h.tokenHash(token))
 	for _, k := range slices.Sorted(maps.Keys(fields)) {
 		args = append(args, k, fields[k])
 	}
@@ -57,7 +57,6 @@ func (m *Manager) Create(ctx context.Context, user string, client Client, fields
 	newDevice, _ := replyInt(v, 1)
 	others, _ := replyInt(v, 2)
 	m.st.created.Add(1)
-	m.memo.put(token, tag+":"+ref)
 	if !m.noObs {
 		m.o.Observer.Event(ctx, Event{Kind: EventCreated, User: user, UserTag: tag, Ref: ref, Device: client.Device, IP: client.IP})
 	}
@@ -105,7 +104,7 @@ func (m *Manager) Update(ctx context.Context, token string, u Update) (uint64, e
 	if m.closed.Load() {
 		return 0, ErrClosed
 	}
-	key, err := m.keyOf(token)
+	key, tag, ref, hash, err := m.auth(token)
 	if err != nil {
 		return 0, err
 	}
@@ -115,9 +114,8 @@ func (m *Manager) Update(ctx context.Context, token string, u Update) (uint64, e
 	if len(u.Set) == 0 && len(u.Delete) == 0 {
 		return 0, fmt.Errorf("%w: empty update", ErrInvalidField)
 	}
-	tag, ref, _ := splitKey(key)
-	args := make([]any, 0, 3+2*len(u.Set)+len(u.Delete))
-	args = append(args, ref, strconv.FormatUint(u.IfVersion, 10), 2*len(u.Set))
+	args := make([]any, 0, 4+2*len(u.Set)+len(u.Delete))
+	args = append(args, ref, hash, strconv.FormatUint(u.IfVersion, 10), 2*len(u.Set))
 	for _, k := range slices.Sorted(maps.Keys(u.Set)) {
 		args = append(args, k, u.Set[k])
 	}
@@ -155,16 +153,16 @@ func (m *Manager) Renew(ctx context.Context, token string) (string, error) {
 	if m.closed.Load() {
 		return "", ErrClosed
 	}
-	key, err := m.keyOf(token)
+	key, tag, ref, hash, err := m.auth(token)
 	if err != nil {
 		return "", err
 	}
-	tag, ref, _ := splitKey(key)
 	next := newToken(tag)
-	nextRef := m.h.ref(next)
+	_, nextRef, _ := splitKey(keyOf(next))
 	var n int64
 	if t0, t1, err := m.call(ctx, func(ctx context.Context) (err error) {
-		n, err = renewScript.Run(ctx, m.rdb, []string{m.k.session(tag, ref), m.k.session(tag, nextRef), m.k.index(tag)}, ref, nextRef).Int64()
+		n, err = renewScript.Run(ctx, m.rdb, []string{m.k.session(tag, ref), m.k.session(tag, nextRef), m.k.index(tag)},
+			ref, nextRef, hash, m.h.tokenHash(next)).Int64()
 		return err
 	}); err != nil {
 		return "", m.writeError(ctx, "renew", err, time.Duration(t1-t0))
@@ -173,8 +171,6 @@ func (m *Manager) Renew(ctx context.Context, token string) (string, error) {
 		return "", ErrNotFound
 	}
 	m.st.renewed.Add(1)
-	m.memo.forget(token)
-	m.memo.put(next, tag+":"+nextRef)
 	if !m.noObs {
 		m.o.Observer.Event(ctx, Event{Kind: EventRenewed, UserTag: tag, Ref: nextRef, OldRef: ref})
 	}
@@ -187,13 +183,14 @@ func (m *Manager) Revoke(ctx context.Context, token string) error {
 	if m.closed.Load() {
 		return ErrClosed
 	}
-	key, err := m.keyOf(token)
-	if errors.Is(err, ErrMalformed) {
+	_, tag, ref, hash, err := m.auth(token)
+	if err != nil {
 		return nil
 	}
-	tag, ref, _ := splitKey(key)
-	m.memo.forget(token)
-	_, err = m.revoke(ctx, tag, "one", "", []string{ref}, "revoke")
+	_, err = m.revoke(ctx, tag, "one", "", hash, []string{ref}, "revoke")
+	if errors.Is(err, ErrNotFound) {
+		return nil // a secret that is not the session's
+	}
 	return err
 }
 
@@ -206,7 +203,7 @@ func (m *Manager) RevokeRef(ctx context.Context, user, ref string) error {
 	if len(ref) != refLen {
 		return nil
 	}
-	_, err := m.revoke(ctx, m.h.userTag(user), "one", "", []string{ref}, "revoke")
+	_, err := m.revoke(ctx, m.h.userTag(user), "one", "", "", []string{ref}, "revoke")
 	return err
 }
 
@@ -218,7 +215,7 @@ func (m *Manager) RevokeAll(ctx context.Context, user string) (int, error) {
 	if m.closed.Load() {
 		return 0, ErrClosed
 	}
-	return m.revoke(ctx, m.h.userTag(user), "all", "", nil, "revoke_all")
+	return m.revoke(ctx, m.h.userTag(user), "all", "", "", nil, "revoke_all")
 }
 
 // RevokeOthers ends every session of token's user except token's own
@@ -228,18 +225,20 @@ func (m *Manager) RevokeOthers(ctx context.Context, token string) (int, error) {
 	if m.closed.Load() {
 		return 0, ErrClosed
 	}
-	key, err := m.keyOf(token)
+	_, tag, ref, hash, err := m.auth(token)
 	if err != nil {
 		return 0, err
 	}
-	tag, ref, _ := splitKey(key)
-	return m.revoke(ctx, tag, "others", ref, nil, "revoke_others")
+	return m.revoke(ctx, tag, "others", ref, hash, nil, "revoke_others")
 }
 
 // revoke runs revokeScript. For "all" and "others" it first reads the
 // index to name the session keys; a session created in between is ended
 // all the same (it leaves the index), and its key is deleted afterwards.
-func (m *Manager) revoke(ctx context.Context, tag, mode, keep string, refs []string, reason string) (int, error) {
+// A hash, when given, must be that of the token of the session named by
+// keep (mode "others") or by refs[0] (mode "one"), or nothing ends
+// ([ErrNotFound]).
+func (m *Manager) revoke(ctx context.Context, tag, mode, keep, hash string, refs []string, reason string) (int, error) {
 	idx := m.k.index(tag)
 	if mode != "one" {
 		if t0, t1, err := m.call(ctx, func(ctx context.Context) (err error) {
@@ -249,10 +248,17 @@ func (m *Manager) revoke(ctx context.Context, tag, mode, keep string, refs []str
 			return 0, m.writeError(ctx, reason, err, time.Duration(t1-t0))
 		}
 	}
-	ks := make([]string, 0, 1+len(refs))
-	ks = append(ks, idx)
-	args := make([]any, 0, 2+len(refs))
-	args = append(args, mode, keep)
+	authKey := idx // not read without a hash
+	switch {
+	case hash != "" && mode == "others":
+		authKey = m.k.session(tag, keep)
+	case hash != "" && len(refs) > 0:
+		authKey = m.k.session(tag, refs[0])
+	}
+	ks := make([]string, 0, 2+len(refs))
+	ks = append(ks, idx, authKey)
+	args := make([]any, 0, 3+len(refs))
+	args = append(args, mode, keep, hash)
 	for _, r := range refs {
 		ks = append(ks, m.k.session(tag, r))
 		args = append(args, r)

@@ -73,8 +73,9 @@ type Event struct {
 	User string
 	// UserTag is the user's keyed hash (the hash tag of their keys).
 	UserTag string
-	// Ref is the session's ref (a keyed hash of its token, never the
-	// token); OldRef the previous one for EventRenewed.
+	// Ref is the session's ref (the random, public part of its token that
+	// gives no access, never the token); OldRef the previous one for
+	// EventRenewed.
 	Ref, OldRef string
 	// Device and IP as recorded for the session; PrevIP for EventNewIP.
 	Device, IP, PrevIP string
