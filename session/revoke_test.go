@@ -91,7 +91,8 @@ func TestManager_RevokeAll_busBlackholed(t *testing.T) {
 	ctx := t.Context()
 	toks := loginAll(t, a, b, "user:1", 3)
 	keep := loginAll(t, a, b, "user:2", 1)[0]
-	dropsBefore := b.rec.Dropped("bus_down")
+	require.NoError(t, b.bus.Ready(ctx))
+	dropsBefore := b.rec.Dropped("bus_down") + b.rec.Dropped("subscribed")
 	received := b.bus.Stats().Received
 
 	p.Blackhole()
@@ -109,7 +110,10 @@ func TestManager_RevokeAll_busBlackholed(t *testing.T) {
 	}
 	t.Logf("B refused the revoked sessions %v after the revoke (StaleBound %v, DeadAfter %v)", time.Since(start), staleBound, 3*heartbeat)
 	require.Equal(t, received, b.bus.Stats().Received, "the revoke never reached B through the bus")
-	require.Greater(t, b.rec.Dropped("bus_down"), dropsBefore, "B's cache was put under the StaleBound limit")
+	// On a loaded machine B's bus may also have found its link silent and
+	// subscribed again before the revoke (a late heartbeat): either way B
+	// stopped trusting L1 on its bus's word, not on a message.
+	require.Greater(t, b.rec.Dropped("bus_down")+b.rec.Dropped("subscribed"), dropsBefore, "B's cache was put under the StaleBound limit")
 	_, err = b.m.Get(ctx, keep)
 	require.NoError(t, err, "a live session is read again from Redis and served")
 
