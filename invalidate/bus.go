@@ -94,6 +94,10 @@ type Stats struct {
 	// not (its sender was backed up, or the PUBLISH failed), which makes
 	// the requester's wait fail and name this instance.
 	AcksSent, AcksDropped uint64
+	// DeletesSent counts the L2 keys this bus deleted for its caches in
+	// the pipeline of their invalidation's PUBLISH (see
+	// [tier.DeletePublisher]).
+	DeletesSent uint64
 }
 
 // Bus is the pub/sub invalidation bus of one instance. It is safe for
@@ -131,7 +135,7 @@ type Bus struct {
 	lastHeard atomic.Int64 // unix nanos of the last thing heard on the subscription
 
 	sent, sendErrors, received, keysDropped, gaps, reconnects, bad, subscribeErrors, misplaced atomic.Uint64
-	acksSent, acksDropped                                                                      atomic.Uint64
+	acksSent, acksDropped, deletesSent                                                         atomic.Uint64
 
 	acks acks // the acknowledged invalidations this bus waits for
 
@@ -210,7 +214,7 @@ func (b *Bus) Stats() Stats {
 		Sent: b.sent.Load(), SendErrors: b.sendErrors.Load(), Received: b.received.Load(),
 		KeysDropped: b.keysDropped.Load(), Gaps: b.gaps.Load(), Reconnects: b.reconnects.Load(), BadMessages: b.bad.Load(),
 		SubscribeErrors: b.subscribeErrors.Load(), Misplaced: b.misplaced.Load(),
-		AcksSent: b.acksSent.Load(), AcksDropped: b.acksDropped.Load(),
+		AcksSent: b.acksSent.Load(), AcksDropped: b.acksDropped.Load(), DeletesSent: b.deletesSent.Load(),
 	}
 }
 
@@ -335,7 +339,10 @@ type reg struct {
 	peers peers              // who is live, for acknowledged invalidations
 }
 
-var _ tier.AckPublisher = (*reg)(nil)
+var (
+	_ tier.AckPublisher    = (*reg)(nil)
+	_ tier.DeletePublisher = (*reg)(nil)
+)
 
 // Run subscribes and keeps the bus working until ctx ends: it receives
 // other instances' invalidations, publishes this instance's and the
