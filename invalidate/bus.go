@@ -131,7 +131,14 @@ type Bus struct {
 	lastMisplaced   uint64
 	misplacedStreak int
 
-	reqs      chan *pubReq
+	reqs chan *pubReq
+	// sendMu is held by whoever publishes: the sender goroutine for each
+	// flush, or a caller that found it idle (see [reg.enqueue]), so that
+	// an instance's messages reach Redis in sequence order.
+	sendMu sync.Mutex
+	// sendOpen: the sender goroutine runs and has not begun to leave;
+	// guarded by sendMu.
+	sendOpen  bool
 	lastHeard atomic.Int64 // unix nanos of the last thing heard on the subscription
 
 	sent, sendErrors, received, keysDropped, gaps, reconnects, bad, subscribeErrors, misplaced atomic.Uint64
@@ -326,7 +333,7 @@ type reg struct {
 	// joining: confirmed, but this bus has not heard itself on the
 	// channel since (see [Bus.join]); its cache serves no L1 entry.
 	joining atomic.Bool
-	seq     uint64 // last data sequence number sent; sender goroutine only
+	seq     uint64 // last data sequence number sent; guarded by Bus.sendMu
 
 	// Guarded by Bus.mu: the last refusal of channel's SUBSCRIBE since it
 	// was last confirmed (nil if none), when to try again (unix nanos; 0:
