@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tiercache/tiercache/backends/goredis"
@@ -52,7 +53,13 @@ func warmB(t *testing.T, a, b *node, key, v string) {
 	t.Helper()
 	// On Cluster a shard is not used until the lineage check after it was
 	// first seen: Set fails (and is replayed) until then.
-	require.Eventually(t, func() bool { return a.cache.Set(t.Context(), key, v, time.Hour) == nil }, 10*time.Second, time.Millisecond)
+	var err error
+	if !assert.Eventually(t, func() bool {
+		err = a.cache.Set(t.Context(), key, v, time.Hour)
+		return err == nil
+	}, 20*time.Second, time.Millisecond, "Set %s", key) {
+		require.NoError(t, err, "the last Set")
+	}
 	require.Eventually(t, func() bool {
 		got, err := b.cache.GetOrLoad(t.Context(), key, func(context.Context, string) (string, error) {
 			return "", fmt.Errorf("origin read for %s: L2 should hold it", key)
