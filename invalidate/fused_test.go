@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,13 +96,14 @@ func TestBus_DeleteAndPublish_OneServer(t *testing.T) {
 		require.NoError(t, err)
 	}
 	events := ps.Channel()
+	var deadline <-chan time.Time // the op's: heartbeats keep coming
 	next := func(i int) *redis.Message {
 		t.Helper()
 		select {
 		case m := <-events:
 			return m
-		case <-time.After(10 * time.Second):
-			t.Fatalf("op %d: nothing heard in 10 s", i)
+		case <-deadline:
+			t.Fatalf("op %d: what was expected not heard within 10 s", i)
 			return nil
 		}
 	}
@@ -113,6 +115,7 @@ func TestBus_DeleteAndPublish_OneServer(t *testing.T) {
 		sent := a.bus.Stats().DeletesSent
 		require.NoError(t, a.cache.Delete(t.Context(), key))
 		require.Equal(t, sent+1, a.bus.Stats().DeletesSent, "the DEL went with the PUBLISH")
+		deadline = time.After(10 * time.Second)
 		// Heard: the Set's message, then the DEL, then the Delete's message.
 		msgs := 0
 		for m := next(i); m.Channel != "__keyspace@0__:"+a.cache.Key(key) || m.Payload != "del"; m = next(i) {
@@ -247,4 +250,49 @@ func TestBus_DeleteAndPublish_Cluster(t *testing.T) {
 	// The Sets refused while the shards were held are replayed.
 	require.Eventually(t, func() bool { return a.cache.Stats().PendingInvalidations == 0 }, 10*time.Second, time.Millisecond)
 	require.Zero(t, b.bus.Stats().Gaps)
+}
+
+// TestBus_DeleteAndPublish_FencesLoadOnAnotherInstance: a load on A that
+// read the origin before B's Delete (fused: DEL and PUBLISH in one
+// pipeline) cannot put what it read in L2 or keep it in A's L1 once A has
+// heard the Delete: the DEL removed the load's lease, the message fenced
+// the load. Every instance, including one that starts afterwards, then
+// reads the new version.
+func TestBus_DeleteAndPublish_FencesLoadOnAnotherInstance(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ns := nsFor(t)
+	a := newSharedNode(t, srv.Client(t), ns)
+	b := newSharedNode(t, srv.Client(t), ns)
+	var version atomic.Int64
+	version.Store(1)
+	read := func(context.Context, string) (string, error) { return fmt.Sprint(version.Load()), nil }
+	started, release := make(chan struct{}), make(chan struct{})
+	loaded := make(chan string, 1)
+	go func() {
+		v, err := a.cache.GetOrLoad(context.Background(), "user:1", func(ctx context.Context, k string) (string, error) {
+			v, err := read(ctx, k)
+			close(started)
+			<-release
+			return v, err
+		})
+		assert.NoError(t, err)
+		loaded <- v
+	}()
+	<-started
+	version.Store(2)
+	heard := a.bus.Stats().Received
+	sent := b.bus.Stats().DeletesSent
+	require.NoError(t, b.cache.Delete(t.Context(), "user:1"))
+	require.Equal(t, sent+1, b.bus.Stats().DeletesSent, "the DEL went with the PUBLISH")
+	require.Eventually(t, func() bool { return a.bus.Stats().Received > heard }, 10*time.Second, 100*time.Microsecond, "A heard the Delete")
+	close(release)
+	require.Equal(t, "1", <-loaded, "the load that began before the Delete answers its own caller")
+
+	c := newSharedNode(t, srv.Client(t), ns)
+	for name, n := range map[string]*node{"A": a, "B": b, "a new instance": c} {
+		v, err := n.cache.GetOrLoad(t.Context(), "user:1", read)
+		require.NoError(t, err)
+		require.Equal(t, "2", v, "%s reads the new version", name)
+	}
 }
