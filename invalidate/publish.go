@@ -127,9 +127,14 @@ func (r *reg) DeleteAndPublish(ctx context.Context, l2 tier.Remote, full, keys [
 // machine were a third of a Delete's time. Holding sendMu, as the sender
 // does for each flush, keeps the instance's messages in sequence order.
 // It reports whether it did (req.done then holds the answer).
+//
+// The PUBLISH then runs under the caller's deadline (a caller never waits
+// longer than it asked): one cut short may not have gone out, and the
+// receivers then see a gap in the sequence numbers at the next message and
+// drop L1, the safe direction.
 func (r *reg) sendNow(ctx context.Context, req *pubReq) bool {
 	b := r.bus
-	if len(b.reqs) > 0 || !b.sendMu.TryLock() {
+	if ctx.Err() != nil || len(b.reqs) > 0 || !b.sendMu.TryLock() {
 		return false
 	}
 	defer b.sendMu.Unlock()
