@@ -99,9 +99,10 @@ type staleImpl struct {
 //     records each payload; B "serves the old value" until the key is
 //     recorded.
 //   - tiercache: two tier.Cache instances, each with its own go-redis
-//     client and its own invalidate.Bus (defaults). B holds the key after
-//     B.Set; the update is A.Delete, what README.md and dbcache do after a
-//     write to the database (L2 DEL, then the bus's PUBLISH); B's read is
+//     client (for its L2 and its invalidate.Bus, defaults). B holds the key
+//     after B.Set; the update is A.Delete, what README.md and dbcache do
+//     after a write to the database (the L2 DEL and the bus's PUBLISH, in
+//     one pipeline: see tier.DeletePublisher); B's read is
 //     GetIfPresent, the same freshness and trust check as a GetOrLoad hit.
 //   - rueidis: two clients with client-side caching (RESP3 tracking); A
 //     SETs the key (old value, then the new one), B reads it with DoCache,
@@ -423,7 +424,7 @@ func staleTiercache(b *testing.B) staleImpl {
 	a, n := newStaleNode(b, ns), newStaleNode(b, ns)
 	// What B has counted so far; the ops must add nothing but the drops of
 	// their keys.
-	drops0, stats0, bus0 := n.obs.all.Load(), n.c.Stats(), n.bus.Stats()
+	drops0, stats0, bus0, fused0 := n.obs.all.Load(), n.c.Stats(), n.bus.Stats(), a.bus.Stats().DeletesSent
 	return staleImpl{
 		warm: func(ctx context.Context, key string, id int64) error {
 			old := fixture.NewProfile(id)
@@ -457,6 +458,10 @@ func staleTiercache(b *testing.B) staleImpl {
 				return fmt.Errorf("B's bus saw %d gaps and %d reconnects during the ops", bs.Gaps-bus0.Gaps, bs.Reconnects-bus0.Reconnects)
 			case int(bs.KeysDropped-bus0.KeysDropped) < ops-nevers:
 				return fmt.Errorf("B dropped %d keys on A's word for %d ops that ended", bs.KeysDropped-bus0.KeysDropped, ops-nevers)
+			case a.bus.Stats().DeletesSent-fused0 < uint64(ops):
+				// One client for L2 and the bus: each DEL goes in its
+				// PUBLISH's pipeline (tier.DeletePublisher).
+				return fmt.Errorf("A sent %d DELs with their PUBLISH for %d Deletes", a.bus.Stats().DeletesSent-fused0, ops)
 			case a.c.Stats().PendingInvalidations != 0:
 				return errors.New("A kept invalidations for replay: its writes failed")
 			}

@@ -94,6 +94,10 @@ type Stats struct {
 	// not (its sender was backed up, or the PUBLISH failed), which makes
 	// the requester's wait fail and name this instance.
 	AcksSent, AcksDropped uint64
+	// DeletesSent counts the L2 keys this bus deleted for its caches in
+	// the pipeline of their invalidation's PUBLISH (see
+	// [tier.DeletePublisher]).
+	DeletesSent uint64
 }
 
 // Bus is the pub/sub invalidation bus of one instance. It is safe for
@@ -127,11 +131,18 @@ type Bus struct {
 	lastMisplaced   uint64
 	misplacedStreak int
 
-	reqs      chan *pubReq
+	reqs chan *pubReq
+	// sendMu is held by whoever publishes: the sender goroutine for each
+	// flush, or a caller that found it idle (see [reg.enqueue]), so that
+	// an instance's messages reach Redis in sequence order.
+	sendMu sync.Mutex
+	// sendOpen: the sender goroutine runs and has not begun to leave;
+	// guarded by sendMu.
+	sendOpen  bool
 	lastHeard atomic.Int64 // unix nanos of the last thing heard on the subscription
 
 	sent, sendErrors, received, keysDropped, gaps, reconnects, bad, subscribeErrors, misplaced atomic.Uint64
-	acksSent, acksDropped                                                                      atomic.Uint64
+	acksSent, acksDropped, deletesSent                                                         atomic.Uint64
 
 	acks acks // the acknowledged invalidations this bus waits for
 
@@ -210,7 +221,7 @@ func (b *Bus) Stats() Stats {
 		Sent: b.sent.Load(), SendErrors: b.sendErrors.Load(), Received: b.received.Load(),
 		KeysDropped: b.keysDropped.Load(), Gaps: b.gaps.Load(), Reconnects: b.reconnects.Load(), BadMessages: b.bad.Load(),
 		SubscribeErrors: b.subscribeErrors.Load(), Misplaced: b.misplaced.Load(),
-		AcksSent: b.acksSent.Load(), AcksDropped: b.acksDropped.Load(),
+		AcksSent: b.acksSent.Load(), AcksDropped: b.acksDropped.Load(), DeletesSent: b.deletesSent.Load(),
 	}
 }
 
@@ -322,7 +333,7 @@ type reg struct {
 	// joining: confirmed, but this bus has not heard itself on the
 	// channel since (see [Bus.join]); its cache serves no L1 entry.
 	joining atomic.Bool
-	seq     uint64 // last data sequence number sent; sender goroutine only
+	seq     uint64 // last data sequence number sent; guarded by Bus.sendMu
 
 	// Guarded by Bus.mu: the last refusal of channel's SUBSCRIBE since it
 	// was last confirmed (nil if none), when to try again (unix nanos; 0:
@@ -335,7 +346,10 @@ type reg struct {
 	peers peers              // who is live, for acknowledged invalidations
 }
 
-var _ tier.AckPublisher = (*reg)(nil)
+var (
+	_ tier.AckPublisher    = (*reg)(nil)
+	_ tier.DeletePublisher = (*reg)(nil)
+)
 
 // Run subscribes and keeps the bus working until ctx ends: it receives
 // other instances' invalidations, publishes this instance's and the

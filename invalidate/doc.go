@@ -12,8 +12,18 @@
 // carries a version, the origin instance's id, a per-origin sequence number
 // and the keys and tags invalidated; the invalidations of several callers
 // that arrive while a PUBLISH is in flight go out together in the next one
-// (group commit: no added delay when idle, fewer messages under load). An
-// instance ignores its own messages.
+// (group commit: no added delay when idle, fewer messages under load; when
+// nothing is in flight the caller publishes its own message, without a
+// hand-off to the sender goroutine). An instance ignores its own messages.
+//
+// When a cache's L2 is a goredis.Backend on the bus's own client (and
+// without WaitReplicas), the bus also takes over the L2 step of its
+// Deletes (tier.DeletePublisher): one DEL per key goes in the PUBLISH's
+// pipeline, before it, on the node the channel is published on, so a
+// Delete costs one round trip instead of two, and Redis has applied the
+// DEL before any instance hears the message. On Cluster this holds for the
+// keys whose master is that node; the others are deleted first, then
+// published, as with any Remote. [Stats].DeletesSent counts them.
 //
 // Redis pub/sub is at-most-once, and go-redis can stay subscribed to a dead
 // or demoted connection without noticing, so the bus trusts neither:

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tiercache/tiercache/backends/goredis"
+	"github.com/tiercache/tiercache/tier"
 )
 
 // pubReq is one Publish, ack request (waiter) or ack, or (with done ==
@@ -22,23 +25,23 @@ type pubReq struct {
 	waiter     *waiter // an ack request: WaitApplied's
 	ack        *ackReq // an ack this bus owes
 	done       chan error
+	// del are full L2 keys of be to DEL before the PUBLISH that carries
+	// keys, on the same connection (see [reg.DeleteAndPublish]); delErr is
+	// their error, set by the sender before done is sent.
+	del    []string
+	be     *goredis.Backend
+	delErr error
 }
 
 // Publish implements tier.Publisher. It returns once the message carrying
 // the keys and tags was published (or failed).
 func (r *reg) Publish(ctx context.Context, keys, tags []string) error {
-	b := r.bus
-	b.mu.Lock()
-	running := b.running
-	b.mu.Unlock()
-	if !running {
-		return ErrNotRunning
-	}
 	req := &pubReq{r: r, keys: keys, tags: tags, done: make(chan error, 1)}
-	select {
-	case b.reqs <- req:
-	case <-ctx.Done():
-		return fmt.Errorf("invalidate: publish: %w", context.Cause(ctx))
+	if r.sendNow(ctx, req) {
+		return <-req.done
+	}
+	if err := r.enqueue(ctx, req); err != nil {
+		return err
 	}
 	select {
 	case err := <-req.done:
@@ -48,19 +51,139 @@ func (r *reg) Publish(ctx context.Context, keys, tags []string) error {
 	}
 }
 
-// send is the only goroutine that publishes, so an instance's messages
-// (data and heartbeats) reach Redis in sequence order. It batches every
-// request that is waiting when it starts a PUBLISH.
+// CanDeleteAndPublish implements tier.DeletePublisher. It says yes when l2
+// is a goredis.Backend on this bus's own client that does not wait for
+// replicas, and the bus publishes on the node that holds full: always on
+// one server or Sentinel, on Cluster when full's masters are the node the
+// channel is published on (a Ring client never: it publishes and deletes
+// on different shards).
+func (r *reg) CanDeleteAndPublish(l2 tier.Remote, full []string) bool {
+	be, ok := l2.(*goredis.Backend)
+	b := r.bus
+	if !ok || be.WaitReplicas() != 0 || be.Client() != b.c {
+		return false
+	}
+	b.mu.Lock()
+	running := b.running
+	b.mu.Unlock()
+	if !running {
+		return false
+	}
+	if b.topo.cluster == nil {
+		_, single := b.c.(*redis.Client)
+		return single
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), fuseLookup)
+	defer cancel()
+	_, addr, err := b.topo.publisher(ctx, r.channel)
+	if err != nil {
+		return false
+	}
+	for _, k := range full {
+		n, err := b.topo.cluster.MasterForKey(ctx, k)
+		if err != nil || n.Options().Addr != addr {
+			return false
+		}
+	}
+	return true
+}
+
+// fuseLookup bounds CanDeleteAndPublish's wait for a Cluster slot map.
+const fuseLookup = 100 * time.Millisecond
+
+// DeleteAndPublish implements tier.DeletePublisher: the sender puts one
+// DEL per key of full before the PUBLISH that carries keys, in the
+// pipeline of the node the channel is published on. Redis runs one
+// connection's commands in order, so the keys are deleted before any
+// subscriber receives the message. If the slot map changed since
+// CanDeleteAndPublish, the DEL is refused with MOVED (an error reply) and
+// the cache replays it.
+func (r *reg) DeleteAndPublish(ctx context.Context, l2 tier.Remote, full, keys []string) (l2Err, pubErr error) {
+	be, _ := l2.(*goredis.Backend)
+	if be == nil {
+		err := errors.New("invalidate: delete and publish: L2 is not a goredis.Backend")
+		return err, err
+	}
+	req := &pubReq{r: r, keys: keys, del: full, be: be, done: make(chan error, 1)}
+	if r.sendNow(ctx, req) {
+		err := <-req.done
+		return req.delErr, err
+	}
+	if err := r.enqueue(ctx, req); err != nil {
+		return err, err
+	}
+	select {
+	case err := <-req.done:
+		return req.delErr, err
+	case <-ctx.Done():
+		err := fmt.Errorf("invalidate: delete and publish: %w", context.Cause(ctx))
+		return err, err
+	}
+}
+
+// sendNow publishes req on the caller's goroutine, under ctx, when the
+// sender is idle (it holds no flush and nothing waits for it): a hand-off
+// to the sender and back costs two goroutine wake-ups, which on a busy
+// machine were a third of a Delete's time. Holding sendMu, as the sender
+// does for each flush, keeps the instance's messages in sequence order.
+// It reports whether it did (req.done then holds the answer).
+//
+// The PUBLISH then runs under the caller's deadline (a caller never waits
+// longer than it asked): one cut short may not have gone out, and the
+// receivers then see a gap in the sequence numbers at the next message and
+// drop L1, the safe direction.
+func (r *reg) sendNow(ctx context.Context, req *pubReq) bool {
+	b := r.bus
+	if ctx.Err() != nil || len(b.reqs) > 0 || !b.sendMu.TryLock() {
+		return false
+	}
+	defer b.sendMu.Unlock()
+	if !b.sendOpen || len(b.reqs) > 0 {
+		return false
+	}
+	b.flush(ctx, []*pubReq{req})
+	return true
+}
+
+// enqueue hands req to the sender goroutine.
+func (r *reg) enqueue(ctx context.Context, req *pubReq) error {
+	b := r.bus
+	b.mu.Lock()
+	running := b.running
+	b.mu.Unlock()
+	if !running {
+		return ErrNotRunning
+	}
+	select {
+	case b.reqs <- req:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("invalidate: publish: %w", context.Cause(ctx))
+	}
+}
+
+// send is the goroutine that publishes what callers queue (and
+// heartbeats and acks); each flush holds sendMu, as does a caller that
+// publishes its own request (see [reg.sendNow]), so an instance's messages
+// reach Redis in sequence order. It batches every request that is waiting
+// when it starts a PUBLISH.
 func (b *Bus) send(ctx context.Context) {
+	b.sendMu.Lock()
+	b.sendOpen = true
+	b.sendMu.Unlock()
 	for {
 		var first *pubReq
 		select {
 		case <-ctx.Done():
+			b.sendMu.Lock()
+			defer b.sendMu.Unlock()
+			b.sendOpen = false
 			b.failPending()
 			b.leave()
 			return
 		case first = <-b.reqs:
 		}
+		b.sendMu.Lock()
 		batch := []*pubReq{first}
 		size := len(first.keys) + len(first.tags)
 	drain:
@@ -74,6 +197,7 @@ func (b *Bus) send(ctx context.Context) {
 			}
 		}
 		b.flush(ctx, batch)
+		b.sendMu.Unlock()
 	}
 }
 
@@ -195,7 +319,7 @@ func (b *Bus) flush(ctx context.Context, batch []*pubReq) {
 func (b *Bus) publish(ctx context.Context, msgs []*outMsg) {
 	var pending []*outMsg
 	for _, o := range msgs {
-		if !o.lost {
+		if !o.lost || o.deletes() {
 			pending = append(pending, o)
 		}
 	}
@@ -265,16 +389,55 @@ func (b *Bus) pipeline(ctx context.Context, node redis.Cmdable, msgs []*outMsg) 
 	pctx, cancel := context.WithTimeout(ctx, max(b.o.Heartbeat, time.Second))
 	defer cancel()
 	cmds := make([]*redis.IntCmd, len(msgs))
+	var dels map[*pubReq][]*redis.IntCmd
 	_, err := node.Pipelined(pctx, func(p redis.Pipeliner) error {
 		for i, o := range msgs {
-			cmds[i] = p.Publish(pctx, o.r.channel, o.payload)
+			// A request's DELs go before the PUBLISH that tells the
+			// others, on this connection: Redis applies them first.
+			for _, q := range o.reqs {
+				for _, k := range q.del {
+					if dels == nil {
+						dels = map[*pubReq][]*redis.IntCmd{}
+					}
+					dels[q] = append(dels[q], p.Del(pctx, k))
+				}
+			}
+			if !o.lost {
+				cmds[i] = p.Publish(pctx, o.r.channel, o.payload)
+			}
 		}
 		return nil
 	})
 	for i, o := range msgs {
+		if o.lost {
+			continue
+		}
 		o.err = cmdErr(cmds[i], err)
 		o.receivers = cmds[i].Val()
 	}
+	for q, cs := range dels {
+		q.delErr = nil
+		for _, c := range cs {
+			if q.delErr = cmdErr(c, err); q.delErr != nil {
+				break
+			}
+		}
+		if q.delErr != nil {
+			q.delErr = q.be.DeleteError(q.delErr)
+		} else {
+			b.deletesSent.Add(uint64(len(cs)))
+		}
+	}
+}
+
+// deletes reports whether o carries DELs (see [reg.DeleteAndPublish]).
+func (o *outMsg) deletes() bool {
+	for _, q := range o.reqs {
+		if len(q.del) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // cmdErr returns the error of one command of a pipeline whose error (the
@@ -298,6 +461,9 @@ func (b *Bus) failPending() {
 		select {
 		case q := <-b.reqs:
 			if q.done != nil {
+				if q.del != nil {
+					q.delErr = ErrNotRunning
+				}
 				q.done <- ErrNotRunning
 			}
 			if q.ack != nil {

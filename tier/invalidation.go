@@ -28,6 +28,32 @@ type Publisher interface {
 	Unregister()
 }
 
+// DeletePublisher is a [Publisher] that can also take over the L2 step of
+// a [Cache.Delete]: it deletes the keys from L2 and publishes their
+// invalidation in one exchange with L2's server, in that order on one
+// connection, so no instance can hear the invalidation before the keys
+// (and their leases, which live under the same keys) are gone. A cache
+// checks for it by type assertion and, where it says no, deletes and
+// publishes in two steps as with any Publisher.
+type DeletePublisher interface {
+	Publisher
+	// CanDeleteAndPublish reports whether DeleteAndPublish can delete full
+	// (full L2 keys, all on one shard of l2) from l2, the cache's Remote,
+	// together with its publish. It must not modify anything, and may
+	// wait only briefly (to learn where the keys live).
+	CanDeleteAndPublish(l2 Remote, full []string) bool
+	// DeleteAndPublish deletes full from l2 as l2.Delete(ctx, full...)
+	// would, then publishes keys (the user's keys of full, in the same
+	// order) as Publish(ctx, keys, nil) would. It is called only after
+	// CanDeleteAndPublish said yes for l2 and full. l2Err is the deletion's
+	// error (as l2.Delete would return it), pubErr the publish's (as
+	// Publish would return it): the cache keeps what failed for replay as
+	// it does for either step alone. The message may go out although the
+	// deletion failed (the other instances drop their copies anyway), never
+	// before the deletion was applied.
+	DeleteAndPublish(ctx context.Context, l2 Remote, full, keys []string) (l2Err, pubErr error)
+}
+
 // Sink is how an [Invalidator] acts on a cache's L1. Its methods are safe
 // for concurrent use, do not block, and do not touch L2.
 type Sink interface {

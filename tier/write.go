@@ -225,6 +225,9 @@ func (c *Cache[V]) InvalidateTags(ctx context.Context, tags ...string) error {
 // returns what is left to do and the first error. useBreaker is false for
 // replays, which are the probes that find L2 back.
 func (c *Cache[V]) invalidate(ctx context.Context, keys, tags []string, useBreaker bool) (left []outEntry, err error) {
+	if dp, br, full := c.fusable(keys, tags); dp != nil {
+		return c.deleteAndPublish(ctx, dp, br, keys, full, useBreaker)
+	}
 	if c.l2 != nil {
 		var fk, ft []string
 		fk, ft, err = c.invalidateL2(ctx, keys, tags, useBreaker)
@@ -257,7 +260,12 @@ func (c *Cache[V]) announce(ctx context.Context, keys, tags []string, left []out
 	if c.pub == nil {
 		return left, err
 	}
-	perr := c.publish(ctx, keys, tags)
+	return c.published(keys, tags, left, err, c.publish(ctx, keys, tags))
+}
+
+// published adds to left, and to err, what a publish of keys and tags
+// that failed with perr leaves to do.
+func (c *Cache[V]) published(keys, tags []string, left []outEntry, err, perr error) ([]outEntry, error) {
 	if perr == nil {
 		return left, err
 	}
@@ -312,6 +320,60 @@ func (c *Cache[V]) invalidateL2(ctx context.Context, keys, tags []string, useBre
 		}
 	}
 	return failedKeys, failedTags, err
+}
+
+// fusable returns, when the invalidation of keys and tags can be one
+// [DeletePublisher.DeleteAndPublish] (keys only, on one L2 shard, which
+// the invalidator can reach with its publish), the publisher, the shard's
+// breaker and the full L2 keys; otherwise a nil publisher.
+func (c *Cache[V]) fusable(keys, tags []string) (DeletePublisher, *shard, []string) {
+	dp, ok := c.pub.(DeletePublisher)
+	if !ok || c.l2 == nil || len(tags) > 0 || len(keys) == 0 || !c.epochUsable() {
+		return nil, nil, nil
+	}
+	pfx := c.epoch.Load().pfx
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = pfx + k
+	}
+	shard := c.shardOf(full[0])
+	for _, f := range full[1:] {
+		if c.shardOf(f) != shard {
+			return nil, nil, nil
+		}
+	}
+	if !dp.CanDeleteAndPublish(c.l2, full) {
+		return nil, nil, nil
+	}
+	return dp, c.brs.of(shard), full
+}
+
+// deleteAndPublish is invalidate for keys that fusable accepted: the L2
+// DEL and the message in one exchange (see [DeletePublisher]), accounted
+// to br as the DEL alone would be, its failures kept as invalidate keeps
+// them.
+func (c *Cache[V]) deleteAndPublish(ctx context.Context, dp DeletePublisher, br *shard, keys, full []string, useBreaker bool) ([]outEntry, error) {
+	if useBreaker && !br.Allow() {
+		_, err := br.refused()
+		return c.announce(ctx, keys, nil, c.leftL2(keys, nil), err)
+	}
+	key := ""
+	if len(keys) == 1 {
+		key = keys[0]
+	}
+	var perr error
+	err := c.l2OpOn(ctx, br, OpL2Delete, key, func(ctx context.Context) (err error) {
+		err, perr = dp.DeleteAndPublish(ctx, c.l2, full, keys)
+		return err
+	})
+	var left []outEntry
+	if err != nil {
+		left = c.leftL2(keys, nil)
+	}
+	if perr == nil {
+		c.ctr.invSent.Add(uint64(len(keys)))
+	}
+	return c.published(keys, nil, left, err, perr)
 }
 
 func (c *Cache[V]) publish(ctx context.Context, keys, tags []string) error {

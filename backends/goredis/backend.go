@@ -124,6 +124,17 @@ var _ tier.ValueLimiter = (*Backend)(nil)
 // Client returns the client the Backend was created with.
 func (b *Backend) Client() redis.UniversalClient { return b.c }
 
+// WaitReplicas returns Options.WaitReplicas: when it is 0, a [Backend.Delete]
+// is one DEL per key on Client and nothing more, so whoever shares the
+// client may send those DELs for it (see the invalidate package, which
+// sends them with the invalidation's PUBLISH).
+func (b *Backend) WaitReplicas() int { return b.wait }
+
+// DeleteError returns err, the error of DEL commands sent on Client for
+// keys of b, as [Backend.Delete] would have returned it (and, on Cluster,
+// reported to the Backend's slot-map follower as Delete's own errors are).
+func (b *Backend) DeleteError(err error) error { return b.translate("delete", err) }
+
 // Get returns the bytes under key, [tier.ErrNotFound] when there are none,
 // and a *tier.ValueTooLargeError for a value over the limit.
 func (b *Backend) Get(ctx context.Context, key string) ([]byte, error) {
