@@ -176,7 +176,9 @@ func (s *Store) completeOnce(ctx context.Context, pc *pendingCompletion) error {
 	if len(a2) == 2 {
 		ttl, _ = a2[1].(int64)
 	}
-	switch out := replyOutcome(v); out {
+	out := replyOutcome(v)
+	s.c.release(pc) // a final outcome: Pending drops before it is reported
+	switch out {
 	case "ok", "recreated":
 		s.remember(a.id.key, a.fp, pc.res, time.Duration(ttl)*time.Millisecond)
 		if out == "recreated" {

@@ -21,6 +21,7 @@ type pendingCompletion struct {
 	enc      []byte    // the encoded result
 	res      *Result   // for L1
 	deadline time.Time // set by add
+	queued   bool      // guarded by completer.mu: counted in completer.count
 }
 
 // completer retries completions in the background (brandur's "completer":
@@ -60,6 +61,7 @@ func (c *completer) add(ctx context.Context, pc *pendingCompletion) bool {
 		return false
 	}
 	pc.deadline = time.Now().Add(c.s.o.CompleteDeadline)
+	pc.queued = true
 	c.pending = append(c.pending, pc)
 	c.count++
 	c.waiting.Store(int64(c.count))
@@ -125,11 +127,33 @@ func (c *completer) settle(pc *pendingCompletion, done bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if done || c.closed {
-		c.count--
-		c.waiting.Store(int64(c.count))
+		c.releaseLocked(pc)
 		return
 	}
 	c.pending = append(c.pending, pc)
+}
+
+// release stops counting pc as pending: its completion reached a final
+// outcome (recorded, lease lost, corrupt) or was dropped. completeOnce
+// calls it before it reports the outcome, so an observer that sees
+// EventCompleted also sees Pending without it. It does nothing for a
+// completion that was never queued, or twice.
+func (c *completer) release(pc *pendingCompletion) {
+	c.mu.Lock()
+	c.releaseLocked(pc)
+	c.mu.Unlock()
+}
+
+func (c *completer) releaseLocked(pc *pendingCompletion) {
+	if !pc.queued {
+		return
+	}
+	pc.queued = false
+	if c.closed { // close has zeroed the count
+		return
+	}
+	c.count--
+	c.waiting.Store(int64(c.count))
 }
 
 // Pending returns how many completions wait for Redis.
@@ -187,6 +211,7 @@ func (c *completer) retryAll() (unavailable bool) {
 	for _, pc := range batch {
 		if unavailable { // Redis is still away: try the rest next round
 			if time.Now().After(pc.deadline) {
+				c.release(pc)
 				c.s.event(ctx, Event{Kind: EventCompleteDropped, Record: pc.a.id.short, Fence: pc.a.Fence,
 					Err: fmt.Errorf("idempotency: completion deadline passed: %w", ErrUnavailable)})
 				continue
@@ -211,8 +236,10 @@ func (c *completer) retryAll() (unavailable bool) {
 		close(busy)
 		switch {
 		case err == nil, errors.Is(err, ErrLeaseLost), errors.Is(err, ErrCorrupt):
-			// Done, or nothing more to do (both reported by completeOnce).
+			// Done, or nothing more to do (released and reported by completeOnce).
+			c.release(pc)
 		case time.Now().After(pc.deadline):
+			c.release(pc)
 			c.s.event(ctx, Event{Kind: EventCompleteDropped, Record: pc.a.id.short, Fence: pc.a.Fence,
 				Err: fmt.Errorf("idempotency: completion deadline passed: %w", err)})
 		default:
@@ -222,8 +249,6 @@ func (c *completer) retryAll() (unavailable bool) {
 	}
 	c.mu.Lock()
 	c.pending = append(keep, c.pending...)
-	c.count -= len(batch) - len(keep)
-	c.waiting.Store(int64(c.count))
 	c.mu.Unlock()
 	return unavailable
 }
@@ -239,6 +264,9 @@ func (c *completer) close() {
 	c.mu.Lock()
 	left := c.pending
 	c.pending = nil
+	for _, pc := range left {
+		pc.queued = false
+	}
 	c.count = 0
 	c.waiting.Store(0)
 	c.mu.Unlock()

@@ -71,7 +71,15 @@ func TestOutage_CompleteAfterRecovery(t *testing.T) {
 	}
 	t.Parallel()
 	srv, rdb := startRedis(t)
-	s1, ev1 := newStore(t, rdb, &idempotency.Options{Lease: 2 * time.Second})
+	// Pending drops before EventCompleted is reported: read it inside the
+	// observer, on the completer's goroutine, when the event is emitted.
+	var s1 *idempotency.Store
+	pendingAtCompleted := make(chan int, 1)
+	s1, ev1 := newStore(t, rdb, &idempotency.Options{Lease: 2 * time.Second, OnEvent: func(e idempotency.Event) {
+		if e.Kind == idempotency.EventCompleted {
+			pendingAtCompleted <- s1.Pending()
+		}
+	}})
 	s2, _ := newStore(t, rdb, &idempotency.Options{Lease: 2 * time.Second, NoL1: true})
 	watch := ev1.watch()
 	var runs atomic.Int32
@@ -103,6 +111,7 @@ func TestOutage_CompleteAfterRecovery(t *testing.T) {
 	srv.Restart()
 	waitFor(t, watch, idempotency.EventCompleted)
 	require.Equal(t, 1, ev1.count(idempotency.EventRecreated))
+	require.Zero(t, <-pendingAtCompleted, "Pending when EventCompleted was reported")
 	require.Zero(t, s1.Pending())
 	r = do(t, h2, "POST", "/b", "k", nil)
 	require.Equal(t, http.StatusCreated, r.status)
