@@ -128,7 +128,9 @@ func TestCache_DeleteAndWait_StoppedInstanceExpires(t *testing.T) {
 	srv := redistest.Start(t)
 	ns := nsFor(t)
 	proxy := faultproxy.New(t, srv.Addr())
-	const hb = 200 * time.Millisecond // DeadAfter: 600 ms
+	// DeadAfter is 3 × hb: long enough that a loaded machine does not let
+	// B go unheard between two steps of the test while it is live.
+	const hb = 500 * time.Millisecond
 	a := newNode(t, srv, ns, nodeOpts{heartbeat: hb})
 	b := newNode(t, srv, ns, nodeOpts{heartbeat: hb, busAddr: proxy.Addr()})
 	require.NoError(t, a.cache.DeleteAndWait(t.Context(), "k"))

@@ -92,7 +92,9 @@ type Stats struct {
 	// AcksSent counts the acknowledgements this bus published for other
 	// instances' acknowledged invalidations; AcksDropped those it could
 	// not (its sender was backed up, or the PUBLISH failed), which makes
-	// the requester's wait fail and name this instance.
+	// the requester's wait fail and name this instance. An ack is counted
+	// in AcksSent before its PUBLISH (so a requester whose wait it ended
+	// finds it counted) and moved to AcksDropped if the PUBLISH fails.
 	AcksSent, AcksDropped uint64
 	// DeletesSent counts the L2 keys this bus deleted for its caches in
 	// the pipeline of their invalidation's PUBLISH (see

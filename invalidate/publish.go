@@ -271,17 +271,22 @@ func (b *Bus) flush(ctx context.Context, batch []*pubReq) {
 			msgs = append(msgs, probe)
 		}
 	}
+	// An ack is counted sent before its PUBLISH, so that a requester that
+	// got it can see it counted here; a failed PUBLISH moves it to
+	// AcksDropped.
+	for _, o := range msgs {
+		if o.ack {
+			b.acksSent.Add(1)
+		}
+	}
 	b.publish(ctx, msgs)
 	if probe != nil {
 		b.checkProbe(probe)
 	}
 	for _, o := range msgs {
-		if o.ack {
-			if o.err != nil {
-				b.acksDropped.Add(1)
-			} else {
-				b.acksSent.Add(1)
-			}
+		if o.ack && o.err != nil {
+			b.acksSent.Add(^uint64(0))
+			b.acksDropped.Add(1)
 		}
 		if o.reqs == nil {
 			continue
