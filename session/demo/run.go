@@ -103,7 +103,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, fmt.Errorf("demo: %w", err)
 		}
 		sub := &subscribed{ch: make(chan struct{}, 1)}
-		m, err := session.New(&session.Options{Client: data, Invalidator: bus, Secret: secret, Namespace: cfg.Namespace, CacheObserver: sub})
+		// A 2 s bound on each Redis call, not the default 200 ms: the demo
+		// runs on a developer's machine beside builds, and a call that a
+		// busy machine delays past the bound would end the whole demo.
+		m, err := session.New(&session.Options{Client: data, Invalidator: bus, Secret: secret, Namespace: cfg.Namespace,
+			CacheObserver: sub, Timeout: 2 * time.Second})
 		if err != nil {
 			return nil, fmt.Errorf("demo: %w", err)
 		}
