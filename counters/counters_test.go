@@ -16,7 +16,11 @@ import (
 
 func newCounters(t *testing.T, rdb redis.UniversalClient, instance string) *counters.Counters {
 	t.Helper()
-	c, err := counters.New(&counters.Options{Client: rdb, Instance: instance, Timeout: 300 * time.Millisecond})
+	// A generous bound on each call: on a busy machine a flush of many
+	// cells may take longer than the default, and a slow answer must not
+	// read as Redis being down in tests that are not about that (a killed
+	// Redis fails at once: connection refused).
+	c, err := counters.New(&counters.Options{Client: rdb, Instance: instance, Timeout: 10 * time.Second})
 	require.NoError(t, err)
 	return c
 }
