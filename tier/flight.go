@@ -85,10 +85,15 @@ type flights[V any] struct {
 	// for L1, such calls queue in retiring and one sweeper goroutine waits
 	// for L1 once per batch. It also takes out the kept calls (exitKeep)
 	// once they expire.
-	retiring []retiree[V]  // guarded by mu
-	kept     []retiree[V]  // guarded by mu
-	sweeping bool          // guarded by mu: a sweeper goroutine runs
-	kick     chan struct{} // wakes the sweeper early (a call to retire, or close); made by New
+	retiring []retiree[V] // guarded by mu
+	kept     []retiree[V] // guarded by mu
+	sweeping bool         // guarded by mu: a sweeper goroutine runs
+	// napping is guarded by mu: the sweeper sleeps longer than sweepDelay
+	// (until a kept call expires), so a call to retire must wake it; else it
+	// wakes within sweepDelay anyway, and kicking it at every retire would
+	// cost each completed load an L1 wait and three goroutine switches.
+	napping bool
+	kick    chan struct{} // wakes the sweeper early (a call to retire, or close); made by New
 }
 
 // retiree is a completed call waiting to leave the table.
@@ -241,11 +246,15 @@ func (f *flights[V]) sweepLater(key string, c *call[V], q *[]retiree[V]) {
 		f.sweeping = true
 		f.wg.Add(1)
 	}
+	kick := !start && q == &f.retiring && f.napping
+	if kick {
+		f.napping = false
+	}
 	f.mu.Unlock()
 	if start {
 		go f.sweep()
-	} else if q == &f.retiring {
-		f.wake() // the sweeper may be sleeping until a kept call expires
+	} else if kick {
+		f.wake() // the sweeper sleeps until a kept call expires: retire c sooner
 	}
 }
 
@@ -283,6 +292,7 @@ func (f *flights[V]) sweep() {
 			f.mu.Unlock()
 			return
 		}
+		f.napping = len(batch) == 0 && next > sweepDelay
 		f.mu.Unlock()
 		if len(batch) > 0 {
 			f.wait()

@@ -2,6 +2,7 @@ package tier
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -115,3 +116,44 @@ func TestFlights_SlowLoadNotRestartedUnderAgeLimit(t *testing.T) {
 type bubbleClock struct{}
 
 func (bubbleClock) Now() time.Time { return time.Now() }
+
+// The sweeper wakes for a call to retire only when it naps longer than
+// sweepDelay (until a kept call expires); otherwise its next round, at most
+// sweepDelay away, takes the call. Either way a completed load leaves the
+// table within about sweepDelay: here a kept error (FailSafeThrottle of a
+// minute) must not hold a retired call back for that minute. In a synctest
+// bubble, no fake time passes while the sweeper works.
+func TestFlights_RetiredWhileSweeperNapsOnKeptCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, err := New(&Options[string]{TTL: time.Hour, FailSafe: time.Hour, FailSafeThrottle: time.Minute, Clock: bubbleClock{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx := context.Background()
+		failing := func(context.Context, string) (string, error) { return "", errors.New("origin down") }
+		if _, err := c.GetOrLoad(ctx, "bad", failing); err == nil {
+			t.Fatal("GetOrLoad(bad) = nil error, want the origin's")
+		}
+		time.Sleep(2 * sweepDelay) // the sweeper's first round: it then naps until the kept call expires
+		synctest.Wait()
+		c.fl.mu.Lock()
+		napping := c.fl.napping
+		c.fl.mu.Unlock()
+		if !napping {
+			t.Fatal("sweeper not napping on the kept call")
+		}
+		if v, err := c.GetOrLoad(ctx, "good", func(context.Context, string) (string, error) { return "v", nil }); err != nil || v != "v" {
+			t.Fatalf("GetOrLoad(good) = %q, %v", v, err)
+		}
+		synctest.Wait() // the kick: the sweeper waits for L1, then takes the call out
+		if n := c.fl.tableLen(); n != 1 {
+			t.Fatalf("%d calls in the flight table, want 1 (the kept one)", n)
+		}
+		time.Sleep(time.Minute + sweepDelay)
+		synctest.Wait()
+		if n := c.fl.tableLen(); n != 0 {
+			t.Fatalf("%d calls in the flight table after the kept call expired, want 0", n)
+		}
+	})
+}
