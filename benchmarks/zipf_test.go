@@ -79,11 +79,11 @@ func zipfConfig(b *testing.B, name, ns string, l1 int) contender.Config {
 // entries, in every library (-zipf.sizing=entries, the default):
 // go-redis/cache's TinyLFU holds 10k entries; tiercache's L1 charges an
 // entry 1 and is bounded by 10k; rueidis's connections' caches get
-// 10k × the ~1.1 kB rueidis charges a profile entry between them. The
+// 10k × the ~1 kB rueidis charges a profile entry between them. The
 // bytes each then uses differ (BenchmarkL1Footprint). -zipf.sizing=bytes
 // gives the sizing used until 2026-12-06 (tiercache's L1 and each rueidis
-// connection 10k × 720 B), which held 9.9k entries in tiercache, 6.6k in
-// rueidis at -cpu=1 and 13k at -cpu=2 (one cache per connection, two
+// connection 10k × 720 B), which held 9.8k entries in tiercache, 7.0k in
+// rueidis at -cpu=1 and 14k at -cpu=2 (one cache per connection, two
 // connections).
 //
 // One operation is one pass of 100k reads by 4×GOMAXPROCS goroutines; the
