@@ -2,6 +2,7 @@ package benchmarks
 
 import (
 	"context"
+	"flag"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -29,26 +30,70 @@ func zipfPass() int {
 	return zipf.Keys
 }
 
+// zipfSizing is how the local tiers of BenchmarkZipf and
+// BenchmarkL1Footprint are sized: -zipf.sizing=entries (the default, the
+// same number of entries for every library) or -zipf.sizing=bytes (the
+// sizing used until 2026-12-06, kept to compare the two in one run); see
+// contender.Sizing.
+var zipfSizing = flag.String("zipf.sizing", "entries", "local tier sizing of the Zipf workload: entries or bytes")
+
+// zipfTiercacheL1 (-zipf.tiercache-l1=N) gives tiercache's L1 room for N
+// entries (count-bounded, whatever -zipf.sizing) instead of 10k, the
+// peers keeping theirs: a diagnosis, not a fair run. About 32k entries
+// gives the ~91% warm L1 hits tiercache had before every path charged an
+// entry its real size (an entry refilled from L2 cost ~157 B, not ~713),
+// so that a run on one host can tell that change from the host's.
+var zipfTiercacheL1 = flag.Int("zipf.tiercache-l1", 0, "entries of tiercache's L1 in the Zipf workload (0: as the others)")
+
 var (
 	zipfOnce  sync.Once
 	zipfTrace []int32
 	zipfNames []string
 )
 
+func zipfInit() {
+	zipfOnce.Do(func() {
+		zipfTrace = zipf.Trace(4*zipf.Keys, zipf.Keys, zipf.S, 1)
+		zipfNames = zipf.KeyNames(zipf.Keys)
+	})
+}
+
+// zipfConfig returns the configuration of Zipf contender name under
+// namespace ns, with an L1 of l1 entries (0: none) sized as -zipf.sizing
+// (and -zipf.tiercache-l1) say.
+func zipfConfig(b *testing.B, name, ns string, l1 int) contender.Config {
+	b.Helper()
+	sz, err := contender.ParseSizing(*zipfSizing)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if name == contender.Tiercache && l1 > 0 && *zipfTiercacheL1 > 0 {
+		l1, sz = *zipfTiercacheL1, contender.SizeEntries
+	}
+	return contender.Config{Namespace: ns, L1Entries: l1, Sizing: sz, Origin: contender.MemoryOrigin(0)}
+}
+
 // BenchmarkZipf reads Zipf-distributed keys (100k keys, exponent 1.01)
-// through each library, with an L1 sized to 10% of the keys and an
-// in-memory origin (so the figures are the caches' own costs). One
-// operation is one pass of 100k reads by 4×GOMAXPROCS goroutines; the
+// through each library, with an in-memory origin (so the figures are the
+// caches' own costs) and a local tier sized to hold 10% of the keys, 10k
+// entries, in every library (-zipf.sizing=entries, the default):
+// go-redis/cache's TinyLFU holds 10k entries; tiercache's L1 charges an
+// entry 1 and is bounded by 10k; rueidis's connections' caches get
+// 10k × the ~1 kB rueidis charges a profile entry between them. The
+// bytes each then uses differ (BenchmarkL1Footprint). -zipf.sizing=bytes
+// gives the sizing used until 2026-12-06 (tiercache's L1 and each rueidis
+// connection 10k × 720 B), which held 9.8k entries in tiercache, 7.0k in
+// rueidis at -cpu=1 and 14k at -cpu=2 (one cache per connection, two
+// connections).
+//
+// One operation is one pass of 100k reads by 4×GOMAXPROCS goroutines; the
 // metrics are ns/get (wall time per read) and l1-hit-% (reads answered in
 // process). phase=cold starts each pass from empty tiers (L1 and Redis);
 // phase=warm runs after ten untimed passes (1M reads) on the same tiers. Run it
 // with -cpu=1,2.
 func BenchmarkZipf(b *testing.B) {
 	pass := zipfPass()
-	zipfOnce.Do(func() {
-		zipfTrace = zipf.Trace(4*zipf.Keys, zipf.Keys, zipf.S, 1)
-		zipfNames = zipf.KeyNames(zipf.Keys)
-	})
+	zipfInit()
 	for _, phase := range []string{"cold", "warm"} {
 		for _, name := range contender.Names {
 			b.Run("phase="+phase+"/impl="+name, func(b *testing.B) {
@@ -61,37 +106,14 @@ func BenchmarkZipf(b *testing.B) {
 var zipfRun atomic.Int64
 
 func benchZipf(b *testing.B, name string, warm bool, pass int) {
-	ctx := context.Background()
+	pinProcs(b)
 	workers := zipfWorkersPerCPU * runtime.GOMAXPROCS(0)
 	rdb := newRedis(b)
 	newInst := func() (contender.Contender, string) {
 		ns := namespace("zipf-" + name + "-" + itoa(zipfRun.Add(1)))
-		return newContender(b, name, contender.Config{
-			Namespace: ns,
-			L1Entries: int(zipf.L1Share * zipf.Keys),
-			Origin:    contender.MemoryOrigin(0),
-		}), ns
+		return newContender(b, name, zipfConfig(b, name, ns, zipfL1Entries)), ns
 	}
-	run := func(c contender.Contender, from int) {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(func() {
-				for {
-					i := int(next.Add(1)) - 1
-					if i >= pass {
-						return
-					}
-					k := zipfTrace[(from+i)%len(zipfTrace)]
-					if _, err := c.Get(ctx, zipfNames[k], int64(k)+1); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-	}
+	run := func(c contender.Contender, from int) { zipfRead(b, c, workers, from, pass) }
 	var hits uint64
 	var c contender.Contender
 	var ns string
@@ -123,4 +145,88 @@ func benchZipf(b *testing.B, name string, warm bool, pass int) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/reads, "ns/get")
 	b.ReportMetric(100*float64(hits)/reads, "l1-hit-%")
 	dropNamespace(b, rdb, ns)
+}
+
+// zipfL1Entries is the size of the Zipf workload's local tiers: 10% of the
+// keys.
+const zipfL1Entries = int(zipf.L1Share * zipf.Keys)
+
+// zipfRead reads the pass of n keys of the trace that starts at from
+// through c, from workers goroutines.
+func zipfRead(b *testing.B, c contender.Contender, workers, from, n int) {
+	ctx := context.Background()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				k := zipfTrace[(from+i)%len(zipfTrace)]
+				if _, err := c.Get(ctx, zipfNames[k], int64(k)+1); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// BenchmarkL1Footprint measures what each library's local tier holds at
+// the end of BenchmarkZipf's warm-up (ten passes over the trace, sized by
+// -zipf.sizing): entries (keys the local tier answers from, counted with
+// contender.Holder) and live heap (after a GC, the growth since before the
+// contender was made, minus that of the same library without a local tier
+// after one pass), reported as l1-entries, l1-MiB and l1-B/entry. Its
+// ns/op is not a figure. Run it with -cpu=1,2 (rueidis has one cache per
+// connection, and more connections with more CPUs).
+func BenchmarkL1Footprint(b *testing.B) {
+	pass := zipfPass()
+	zipfInit()
+	for _, name := range contender.Names {
+		b.Run("impl="+name, func(b *testing.B) {
+			pinProcs(b)
+			rdb := newRedis(b)
+			workers := zipfWorkersPerCPU * runtime.GOMAXPROCS(0)
+			var entries int
+			var with, without int64
+			for range b.N {
+				// heapGrowth returns the live heap the contender made with l1
+				// entries holds after passes passes, and how many keys its
+				// local tier holds.
+				heapGrowth := func(l1, passes int) (int64, int) {
+					ns := namespace("footprint-" + name + "-" + itoa(zipfRun.Add(1)))
+					before := liveHeap()
+					c := newContender(b, name, zipfConfig(b, name, ns, l1))
+					for p := range passes {
+						zipfRead(b, c, workers, p*pass, pass)
+					}
+					grown := liveHeap() - before
+					n := contender.Held(c, zipfNames)
+					runtime.KeepAlive(c)
+					_ = c.Close()
+					dropNamespace(b, rdb, ns)
+					return grown, n
+				}
+				with, entries = heapGrowth(zipfL1Entries, zipfWarmPasses)
+				without, _ = heapGrowth(0, 1)
+			}
+			local := with - without
+			b.ReportMetric(float64(entries), "l1-entries")
+			b.ReportMetric(float64(local)/(1<<20), "l1-MiB")
+			b.ReportMetric(float64(local)/float64(max(entries, 1)), "l1-B/entry")
+		})
+	}
+}
+
+// liveHeap returns the bytes of live heap objects, after two collections.
+func liveHeap() int64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
 }

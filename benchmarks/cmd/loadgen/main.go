@@ -9,6 +9,17 @@
 // two phases on fresh tiers: cold (from empty L1 and Redis) and warm (the
 // same tiers after the cold phase). Reads go to an in-memory origin unless
 // -origin-delay adds a fixed delay per load.
+//
+// Every library's local tier holds the same number of entries, -l1 of the
+// keys (-sizing entries, the default): go-redis/cache's TinyLFU counts
+// entries; tiercache's L1 charges an entry 1; rueidis's connections'
+// caches get between them that many times the bytes rueidis charges a
+// profile entry (see contender.SizeEntries). -sizing bytes is the sizing
+// used until 2026-12-06 (tiercache's L1 and each rueidis connection
+// L1 entries × 720 B), under which rueidis, with two connections at
+// GOMAXPROCS 2, held 1.4× the entries of the others. The summary's "L1
+// entries" column counts the keys each local tier holds at the end of
+// each phase.
 package main
 
 import (
@@ -17,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +49,7 @@ type row struct {
 	lat         latency.Summary
 	hits        uint64
 	loads       int64
+	held        int
 }
 
 func (r row) rate() float64 { return float64(r.reads) / r.elapsed.Seconds() }
@@ -56,14 +69,20 @@ func main() {
 	l1 := flag.Float64("l1", zipf.L1Share, "L1 size as a share of the keys")
 	delay := flag.Duration("origin-delay", 0, "delay of each origin load")
 	png := flag.String("png", "", "write a PNG plot of the results to this file")
+	sizing := flag.String("sizing", "entries", "how each local tier is sized: entries (the same count for all) or bytes (until 2026-12-06)")
 	flag.Parse()
-	if err := run(os.Stdout, os.Stderr, *dur, *workers, strings.Split(*impls, ","), *keys, *l1, *delay, *png); err != nil {
+	sz, err := contender.ParseSizing(*sizing)
+	if err == nil {
+		err = run(os.Stdout, os.Stderr, *dur, *workers, strings.Split(*impls, ","), *keys, *l1, sz, *delay, *png)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out, progress io.Writer, dur time.Duration, workers int, impls []string, keys int, l1 float64, delay time.Duration, png string) error {
+func run(out, progress io.Writer, dur time.Duration, workers int, impls []string, keys int, l1 float64, sz contender.Sizing,
+	delay time.Duration, png string) error {
 	srv, err := redisproc.Start()
 	if err != nil {
 		return err
@@ -78,6 +97,7 @@ func run(out, progress io.Writer, dur time.Duration, workers int, impls []string
 			RedisAddr: srv.Addr(),
 			Namespace: fmt.Sprintf("loadgen-%d-%s", time.Now().UnixNano(), impl),
 			L1Entries: int(l1 * float64(keys)),
+			Sizing:    sz,
 			TTL:       10 * time.Minute,
 			Origin:    origin.Load,
 		})
@@ -87,13 +107,14 @@ func run(out, progress io.Writer, dur time.Duration, workers int, impls []string
 		var pos atomic.Int64
 		for _, phase := range []string{"cold", "warm"} {
 			r := drive(progress, c, origin, impl, phase, dur, workers, trace, names, &pos)
+			r.held = contender.Held(c, names)
 			rows = append(rows, r)
 		}
 		if err := c.Close(); err != nil {
 			return err
 		}
 	}
-	summary(out, rows, dur, workers, keys, l1, delay)
+	summary(out, rows, dur, workers, keys, l1, sz, delay)
 	if png != "" {
 		return writePlot(png, rows)
 	}
@@ -150,14 +171,14 @@ func bar(f float64) string {
 	return "[" + strings.Repeat("#", n) + strings.Repeat(".", 30-n) + "]"
 }
 
-func summary(w io.Writer, rows []row, dur time.Duration, workers, keys int, l1 float64, delay time.Duration) {
-	fmt.Fprintf(w, "loadgen: %v per phase, %d workers, %d keys (Zipf s=%.2f), L1 = %.0f%% of keys, origin delay %v\n\n",
-		dur, workers, keys, zipf.S, 100*l1, delay)
-	fmt.Fprintln(w, "| impl | phase | reads/s | p50 | p90 | p99 | max | L1 hit % | origin loads | errors |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+func summary(w io.Writer, rows []row, dur time.Duration, workers, keys int, l1 float64, sz contender.Sizing, delay time.Duration) {
+	fmt.Fprintf(w, "loadgen: %v per phase, %d workers, GOMAXPROCS %d, %d keys (Zipf s=%.2f), L1 = %.0f%% of keys (sizing %v), origin delay %v\n\n",
+		dur, workers, runtime.GOMAXPROCS(0), keys, zipf.S, 100*l1, sz, delay)
+	fmt.Fprintln(w, "| impl | phase | reads/s | p50 | p90 | p99 | max | L1 hit % | L1 entries | origin loads | errors |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
-		fmt.Fprintf(w, "| %s | %s | %.0f | %v | %v | %v | %v | %.1f | %d | %d |\n", r.impl, r.phase, r.rate(),
-			round(r.lat.P50), round(r.lat.P90), round(r.lat.P99), round(r.lat.Max), r.hitPct(), r.loads, r.errors)
+		fmt.Fprintf(w, "| %s | %s | %.0f | %v | %v | %v | %v | %.1f | %d | %d | %d |\n", r.impl, r.phase, r.rate(),
+			round(r.lat.P50), round(r.lat.P90), round(r.lat.P99), round(r.lat.Max), r.hitPct(), r.held, r.loads, r.errors)
 	}
 }
 

@@ -41,9 +41,12 @@ type Config struct {
 	// Redis do not see each other's values unless they share it.
 	Namespace string
 	// L1Entries sizes the local tier in entries (each library converts it
-	// to its own unit, see [EntryCost]); 0 turns the local tier off where
+	// to its own unit as Sizing says); 0 turns the local tier off where
 	// the library allows it.
 	L1Entries int
+	// Sizing says how L1Entries becomes each library's unit. Default
+	// (zero): [SizeEntries].
+	Sizing Sizing
 	// TTL is the time to live of every value, in both tiers.
 	TTL time.Duration
 	// Origin loads a missing value.
@@ -54,10 +57,84 @@ type Config struct {
 	RedisTimeout     time.Duration
 }
 
-// EntryCost is the L1 cost, in bytes, that tiercache's default cost
-// function gives one profile (encoded size + key + 128): L1 sizes in bytes
-// are L1Entries × EntryCost.
+// EntryCost is about the L1 cost, in bytes, that tiercache's default cost
+// function gives one profile (encoded size + key + 128: 10k × EntryCost
+// held 9,834 of the Zipf workload's entries, 732 B each): [SizeBytes]
+// gives the cost-bounded local tiers L1Entries × EntryCost bytes.
 const EntryCost = 720
+
+// Sizing is how [Config.L1Entries] becomes the bound of each library's
+// local tier, which each library counts in its own unit: go-redis/cache's
+// TinyLFU in entries, tiercache's L1 (ristretto) in the cost its Cost
+// function gives an entry (by default bytes: encoded size + key + 128),
+// rueidis's client-side cache in bytes of its own accounting (about 1 kB
+// for a profile), per connection, with 1, 2 or 4 connections depending on
+// GOMAXPROCS.
+type Sizing int
+
+const (
+	// SizeEntries gives every local tier room for the same number of
+	// entries, L1Entries: go-redis/cache's TinyLFU holds L1Entries;
+	// tiercache's L1 is bounded by count (an entry costs 1, L1 bounded by
+	// L1Entries, ten admission counters per entry as ristretto
+	// recommends); rueidis's cache of each connection gets its share of
+	// L1Entries × the size rueidis charges one profile entry
+	// ([RueidisEntryBytes]). The heap each then uses differs (tiercache
+	// keeps decoded values, the peers encoded bytes): BenchmarkL1Footprint
+	// measures it.
+	SizeEntries Sizing = iota
+	// SizeBytes is the sizing used until 2026-12-06: go-redis/cache's
+	// TinyLFU holds L1Entries entries; tiercache's L1 (default cost) and
+	// each rueidis connection's cache get L1Entries × [EntryCost] bytes.
+	// It is not fair: rueidis charges a profile entry about 1 kB, not
+	// 720 B, but has one cache per connection (two at GOMAXPROCS 2 and 3,
+	// four from 4), so it holds about 0.7, 1.4 or 2.8 × L1Entries entries.
+	SizeBytes
+)
+
+// String returns the name used by the -sizing flags: "entries" or
+// "bytes".
+func (s Sizing) String() string {
+	if s == SizeBytes {
+		return "bytes"
+	}
+	return "entries"
+}
+
+// ParseSizing returns the Sizing called name ("entries" or "bytes").
+func ParseSizing(name string) (Sizing, error) {
+	switch name {
+	case "entries":
+		return SizeEntries, nil
+	case "bytes":
+		return SizeBytes, nil
+	}
+	return 0, fmt.Errorf("contender: unknown sizing %q (want entries or bytes)", name)
+}
+
+// Holder is implemented by every contender: Holds reports whether the
+// local tier holds key now, without loading it or counting a hit.
+// BenchmarkL1Footprint and loadgen count the entries a local tier holds
+// with it.
+type Holder interface {
+	Holds(key string) bool
+}
+
+// Held returns how many of keys c's local tier holds (0 if c is not a
+// [Holder]).
+func Held(c Contender, keys []string) int {
+	h, ok := c.(Holder)
+	if !ok {
+		return 0
+	}
+	n := 0
+	for _, k := range keys {
+		if h.Holds(k) {
+			n++
+		}
+	}
+	return n
+}
 
 // Names of the contenders, as used in benchmark names and by loadgen.
 const (

@@ -20,7 +20,8 @@ type goRedisCacheContender struct {
 }
 
 // NewGoRedisCache returns go-redis/cache with its TinyLFU local cache of
-// cfg.L1Entries entries (none when 0) over go-redis.
+// cfg.L1Entries entries (none when 0) over go-redis, whatever cfg.Sizing:
+// TinyLFU counts entries.
 func NewGoRedisCache(cfg Config) (Contender, error) {
 	rdb := redis.NewClient(redisOptions(cfg))
 	o := &cache.Options{Redis: rdb}
@@ -52,6 +53,14 @@ func (g *goRedisCacheContender) LocalHits() uint64 {
 		return 0
 	}
 	return g.local.hits.Load()
+}
+
+func (g *goRedisCacheContender) Holds(key string) bool {
+	if g.local == nil {
+		return false
+	}
+	_, ok := g.local.LocalCache.Get(g.ns + key)
+	return ok
 }
 
 func (g *goRedisCacheContender) Close() error { return g.rdb.Close() }
