@@ -53,11 +53,17 @@ func newSharedNode(t *testing.T, client redis.UniversalClient, ns string) *node 
 func warmB(t *testing.T, a, b *node, key, v string) {
 	t.Helper()
 	// On Cluster a shard is not used until the lineage check after it was
-	// first seen: Set fails (and is replayed) until then.
+	// first seen: Set fails (and is replayed) until then. A failed Set is
+	// replayed as an invalidation, whose DEL would remove what a later Set
+	// wrote: Set only with nothing waiting for replay, and until nothing
+	// is (the replayer settles an entry after its DEL ran).
 	var err error
 	if !assert.Eventually(t, func() bool {
+		if a.cache.Stats().PendingInvalidations != 0 {
+			return false
+		}
 		err = a.cache.Set(t.Context(), key, v, time.Hour)
-		return err == nil
+		return err == nil && a.cache.Stats().PendingInvalidations == 0
 	}, 20*time.Second, time.Millisecond, "Set %s", key) {
 		require.NoError(t, err, "the last Set")
 	}
