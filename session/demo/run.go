@@ -38,6 +38,9 @@ type Config struct {
 	// Requests is how many requests read a session, spread over the two
 	// instances. Default: 20,000.
 	Requests int
+	// Timeout bounds each Redis call of the instances' Managers. Default:
+	// session's (DefaultTimeout).
+	Timeout time.Duration
 }
 
 // Report is what [Run] measured.
@@ -103,7 +106,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, fmt.Errorf("demo: %w", err)
 		}
 		sub := &subscribed{ch: make(chan struct{}, 1)}
-		m, err := session.New(&session.Options{Client: data, Invalidator: bus, Secret: secret, Namespace: cfg.Namespace, CacheObserver: sub})
+		m, err := session.New(&session.Options{Client: data, Invalidator: bus, Secret: secret, Namespace: cfg.Namespace, CacheObserver: sub,
+			Timeout: cfg.Timeout})
 		if err != nil {
 			return nil, fmt.Errorf("demo: %w", err)
 		}
