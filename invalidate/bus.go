@@ -73,7 +73,11 @@ type Options struct {
 	AckTimeout time.Duration
 }
 
-// Stats counts what a [Bus] did since it was created.
+// Stats counts what a [Bus] did since it was created. A count rises after
+// what it counts is done: once Received, KeysDropped or Gaps has moved,
+// the caches have applied the message or the gap (their L1 no longer holds
+// the keys, their loads of them are fenced), so a caller that waits for a
+// count may then read the caches.
 type Stats struct {
 	Sent        uint64 // invalidation messages published
 	SendErrors  uint64 // PUBLISH failures (their callers got the error)

@@ -97,8 +97,8 @@ func (b *Bus) sequence(r *reg, m *message, now int64) {
 		want = o.seq + 1
 	}
 	if m.seq != want {
-		b.gaps.Add(1)
 		r.sink.Untrust(now, "sequence_gap")
+		b.gaps.Add(1) // counted once applied (see Stats)
 	}
 	o.seq = m.seq
 }

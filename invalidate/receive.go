@@ -45,7 +45,8 @@ func (b *Bus) handle(r *reg, payload string, now int64) (own bool) {
 	case kindHeartbeat:
 		return false
 	}
-	b.received.Add(1)
+	// Applied first, counted after (see Stats): whoever sees Received
+	// move sees the sink without the message's keys and tags.
 	if len(m.keys) > 0 {
 		r.sink.DropKeys(m.keys)
 		b.keysDropped.Add(uint64(len(m.keys)))
@@ -53,5 +54,6 @@ func (b *Bus) handle(r *reg, payload string, now int64) (own bool) {
 	if len(m.tags) > 0 {
 		r.sink.DropTags(m.tags, m.at)
 	}
+	b.received.Add(1)
 	return false
 }

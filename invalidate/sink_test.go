@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/invalidate"
 	"github.com/tiercache/tiercache/tier"
 )
@@ -167,4 +168,44 @@ func (m *member) run(t testing.TB) *member {
 func startMember(t testing.TB, client redis.UniversalClient, o *invalidate.Options, namespaces ...string) *member {
 	t.Helper()
 	return newMember(t, client, o, namespaces...).run(t)
+}
+
+// countingSink is a sink that reads its bus's Stats().Received while it
+// drops keys.
+type countingSink struct {
+	*sink
+	bus      *invalidate.Bus
+	atDrop   sync.Mutex
+	received []uint64 // guarded by atDrop: Received seen by each DropKeys
+}
+
+func (s *countingSink) DropKeys(keys []string) {
+	s.atDrop.Lock()
+	s.received = append(s.received, s.bus.Stats().Received)
+	s.atDrop.Unlock()
+	s.sink.DropKeys(keys)
+}
+
+// TestBus_ReceivedCountedAfterDrop: a message is counted in
+// Stats().Received only once the sink has dropped its keys, so that a
+// caller that waits for the count may then read the cache (tests do). The
+// sink reads the count while it drops: the message must not be in it yet.
+func TestBus_ReceivedCountedAfterDrop(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a := startMember(t, srv.Client(t), nil, "ns")
+	b := newMember(t, srv.Client(t), nil)
+	s := &countingSink{sink: newSink(), bus: b.bus}
+	_, err := b.bus.Register("ns", s)
+	require.NoError(t, err)
+	b.sinks["ns"] = s.sink
+	b.run(t)
+
+	require.NoError(t, a.pubs["ns"].Publish(t.Context(), []string{"k"}, nil))
+	s.waitFor(t, 10*time.Second, "B dropped k", func() bool { _, ok := s.heard("k"); return ok })
+	s.atDrop.Lock()
+	require.Equal(t, []uint64{0}, s.received, "Received counted the message before its keys were dropped")
+	s.atDrop.Unlock()
+	// Counted right after (not before DropKeys has returned).
+	require.Eventually(t, func() bool { return b.bus.Stats().Received == 1 }, 10*time.Second, time.Millisecond)
 }

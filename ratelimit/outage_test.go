@@ -29,10 +29,12 @@ func outagePolicies() []ratelimit.Policy {
 	}
 }
 
-// outageOptions make an outage quick to detect and to recover from.
+// outageOptions make an outage quick to detect and to recover from. A
+// killed Redis fails calls at once (connection refused or reset), so the
+// timeout stays newLimiter's long one: a call that a loaded machine makes
+// slow is not an outage decision.
 func outageOptions(obs ratelimit.Observer) *ratelimit.Options {
 	return &ratelimit.Options{
-		Timeout:         200 * time.Millisecond,
 		BreakerFailures: 2,
 		BreakerCooldown: 100 * time.Millisecond,
 		Observer:        obs,
@@ -222,7 +224,13 @@ func TestLimiter_outage_pauseResume(t *testing.T) {
 	}
 	t.Parallel()
 	srv, rdb := startRedis(t)
-	l := newLimiter(t, rdb, outageOptions(nil), outagePolicies()...)
+	// The breaker runs on a fake clock, so its cooldown ends when the test
+	// says (not while a loaded machine runs the ten calls below), and the
+	// timeout is long enough that only the paused Redis misses it.
+	clock := &fakeClock{now: time.Unix(1e9, 0)}
+	o := outageOptions(nil)
+	o.Timeout, o.Clock = 2*time.Second, clock
+	l := newLimiter(t, rdb, o, outagePolicies()...)
 	for range 12 {
 		require.True(t, allow(t, l, "small", "admin:p", 1).Allowed)
 	}
@@ -236,6 +244,7 @@ func TestLimiter_outage_pauseResume(t *testing.T) {
 	require.Equal(t, uint64(2), st.RedisTimeouts, "the breaker opens after two timeouts")
 	require.Equal(t, uint64(8), st.BreakerSkips)
 	srv.Resume()
+	clock.Add(o.BreakerCooldown) // the breaker lets a probe through
 	require.Eventually(t, func() bool {
 		d := allow(t, l, "small", "admin:p", 1)
 		return d.Source == ratelimit.SourceRedis && d.Allowed

@@ -131,7 +131,10 @@ func TestLimiter_AllowN_cost(t *testing.T) {
 func TestLimiter_AllowN_deniedDoNotLockOut(t *testing.T) {
 	t.Parallel()
 	_, rdb := startRedis(t)
-	const per = 300 * time.Millisecond
+	// The window is long against a stall of a loaded machine: with
+	// ConsumeDenied, the attempts of the last window keep the actor out
+	// only if one of them fell in it.
+	const per = 2 * time.Second
 	tests := []struct {
 		name    string
 		consume bool
@@ -167,7 +170,10 @@ func TestLimiter_AllowN_deniedDoNotLockOut(t *testing.T) {
 
 // TestLimiter_denialCache checks that a denied actor is answered from
 // memory, without a round trip, until the time Redis gave, and by Redis
-// after it.
+// after it. The cache runs on a fake clock: the time Redis gave is counted
+// from a reading taken before the round trip, so on the real clock a slow
+// round trip (a loaded machine) would use up the margin of a test that
+// measures up to it.
 func TestLimiter_denialCache(t *testing.T) {
 	t.Parallel()
 	_, rdb := startRedis(t)
@@ -175,15 +181,19 @@ func TestLimiter_denialCache(t *testing.T) {
 	// machine (under -race, two calls 200 ms apart have been seen).
 	const per = time.Second
 	p := ratelimit.Policy{Name: "p", Algorithm: ratelimit.SlidingLog, Limits: []ratelimit.Limit{ratelimit.Per(2, per)}}
-	l := newLimiter(t, rdb, &ratelimit.Options{Namespace: "l1"}, p)
+	clock := &fakeClock{now: time.Unix(1e9, 0)}
+	l := newLimiter(t, rdb, &ratelimit.Options{Namespace: "l1", Clock: clock}, p)
 	require.True(t, allow(t, l, "p", "a", 2).Allowed)
 	d := allow(t, l, "p", "a", 1)
 	require.False(t, d.Allowed)
 	require.Equal(t, ratelimit.SourceRedis, d.Source)
-	until := time.Now().Add(d.RetryAfter)
+	require.Positive(t, d.RetryAfter)
 	before := evalCalls(t, rdb)
-	n := 0
-	for time.Until(until) > 20*time.Millisecond {
+	const n = 20
+	for i := range n {
+		if i == n-1 {
+			clock.Add(d.RetryAfter - time.Nanosecond) // the last moment of the denial
+		}
 		d := allow(t, l, "p", "a", 1)
 		require.False(t, d.Allowed)
 		require.Equal(t, ratelimit.SourceDenialCache, d.Source)
@@ -194,13 +204,16 @@ func TestLimiter_denialCache(t *testing.T) {
 		require.Zero(t, d.Remaining)
 		require.Equal(t, d.RetryAfter, d.Reset)
 		require.Empty(t, d.Windows)
-		n++
-		// The gap between two attempts of a client that keeps trying.
-		time.Sleep(time.Millisecond)
 	}
 	require.Equal(t, before, evalCalls(t, rdb), "%d cached denials made round trips", n)
-	// Past the retry time, Redis decides again, and admits.
+	// Past the retry time, Redis decides again.
+	clock.Add(time.Nanosecond)
+	require.Equal(t, ratelimit.SourceRedis, allow(t, l, "p", "a", 1).Source)
+	require.Equal(t, before+1, evalCalls(t, rdb))
+	// And admits once its own window has moved on (Redis's clock is real;
+	// each round moves the fake one past any denial cached meanwhile).
 	require.Eventually(t, func() bool {
+		clock.Add(per)
 		d := allow(t, l, "p", "a", 1)
 		return d.Allowed && d.Source == ratelimit.SourceRedis
 	}, 10*time.Second, 5*time.Millisecond)
@@ -269,7 +282,9 @@ func TestLimiter_AllowN_errors(t *testing.T) {
 func TestLimiter_GCRA_isNotNPerWindow(t *testing.T) {
 	t.Parallel()
 	_, rdb := startRedis(t)
-	const per = 500 * time.Millisecond
+	// Long against a stall of a loaded machine: GCRA admits its 7 to 9
+	// only if the client asks again after each emission.
+	const per = 2 * time.Second
 	for _, tt := range []struct {
 		alg     ratelimit.Algorithm
 		atLeast int

@@ -66,8 +66,14 @@ func newNode(t *testing.T, rdb redis.UniversalClient, busClient redis.UniversalC
 			cancel()
 			require.NoError(t, <-done)
 		})
-		// The subscription's confirmation drops L1: wait for it.
-		require.Eventually(t, func() bool { return n.rec.Dropped("subscribed") > 0 }, 10*time.Second, time.Millisecond)
+		// Wait until the bus is ready, not only until its confirmation
+		// dropped L1 ("subscribed"): until it hears itself back, the cache
+		// serves nothing from L1 and fences its loads (so a test's second
+		// read would go to Redis again).
+		ready, stopWaiting := context.WithTimeout(t.Context(), 10*time.Second) // a bound against a hang
+		defer stopWaiting()
+		require.NoError(t, n.bus.Ready(ready))
+		require.Positive(t, n.rec.Dropped("subscribed"))
 	} else {
 		t.Cleanup(func() { require.NoError(t, m.Close()) })
 	}

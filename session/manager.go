@@ -78,7 +78,10 @@ func New(o *Options) (*Manager, error) {
 			return int64(s.size())
 		},
 		LoadTimeout: 2 * c.Timeout,
-		Observer:    c.CacheObserver,
+		// The cache's only Redis call is the PUBLISH of an invalidation:
+		// Timeout bounds it too, as every Redis call (not tier's default).
+		L2Timeout: c.Timeout,
+		Observer:  c.CacheObserver,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("session: %w", err)

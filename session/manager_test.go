@@ -11,6 +11,7 @@ import (
 
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/session"
+	"github.com/tiercache/tiercache/tier"
 )
 
 // twoNodes starts a private redis-server and two instances, each with its
@@ -30,6 +31,7 @@ func TestManager_CreateGet(t *testing.T) {
 	ctx := t.Context()
 	tok, err := a.m.Create(ctx, "user:1", session.Client{Device: "firefox", IP: "192.0.2.1"}, map[string]string{"role": "client", "lang": "fr"})
 	require.NoError(t, err)
+	drops := []int{a.rec.Count(tier.EventL1Dropped), b.rec.Count(tier.EventL1Dropped)}
 	for _, n := range []*node{a, b, a, b} {
 		s, err := n.m.Get(ctx, tok)
 		require.NoError(t, err)
@@ -39,8 +41,17 @@ func TestManager_CreateGet(t *testing.T) {
 		require.Equal(t, "firefox", s.Device())
 		require.Equal(t, a.m.Ref(tok), s.Ref())
 	}
-	require.EqualValues(t, 1, a.m.Stats().Loads, "A read Redis once; its second read is from L1")
-	require.EqualValues(t, 1, b.m.Stats().Loads)
+	for i, n := range []*node{a, b} {
+		if d := n.rec.Count(tier.EventL1Dropped) - drops[i]; d > 0 {
+			// The bus stopped vouching for L1 meanwhile (a heartbeat late
+			// past DeadAfter on a loaded machine): the second read may
+			// have gone to Redis again.
+			t.Logf("instance %d: L1 dropped %d times during the reads", i, d)
+			require.LessOrEqual(t, n.m.Stats().Loads, uint64(2))
+			continue
+		}
+		require.EqualValues(t, 1, n.m.Stats().Loads, "instance %d read Redis once; its second read is from L1", i)
+	}
 
 	_, err = a.m.Get(ctx, "not a token")
 	require.ErrorIs(t, err, session.ErrNotFound)

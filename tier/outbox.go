@@ -134,8 +134,10 @@ func (o *outbox) snapshot() []outEntry {
 // settle records the replay of entries taken by snapshot: each entry's
 // ops field now holds the steps still left. An entry that an add touched
 // since the snapshot is left as it is (it is replayed again: the steps are
-// idempotent). It returns how many entries are done.
-func (o *outbox) settle(entries []outEntry) (done int) {
+// idempotent). It adds how many entries are done to replayed before the
+// pending count drops, so that whoever sees PendingInvalidations fall sees
+// Replayed count them.
+func (o *outbox) settle(entries []outEntry, replayed *atomic.Uint64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, e := range entries {
@@ -149,13 +151,12 @@ func (o *outbox) settle(entries []outEntry) (done int) {
 		}
 		if e.ops == 0 {
 			delete(m, e.name)
-			done++
+			replayed.Add(1)
 		} else {
 			m[e.name] = outItem{ops: e.ops, gen: it.gen}
 		}
 	}
 	o.n.Store(int64(len(o.keys) + len(o.tags)))
-	return done
 }
 
 // owe records that the namespace owes an epoch move, for reason. It

@@ -39,7 +39,8 @@ type Stats struct {
 	LeaseLost  uint64
 	// PendingInvalidations is how many keys and tags wait for replay
 	// because L2 or the invalidator could not be reached; Replayed counts
-	// those that were replayed later.
+	// those that were replayed later. An entry is counted in Replayed
+	// before it leaves PendingInvalidations.
 	PendingInvalidations int
 	Replayed             uint64
 	// InvalidationOverflows counts keys and tags whose invalidation could

@@ -520,7 +520,5 @@ func (c *Cache[V]) replayPending(ctx context.Context) {
 			}
 		}
 	}
-	if done := c.out.settle(entries); done > 0 {
-		c.ctr.replayed.Add(uint64(done))
-	}
+	c.out.settle(entries, &c.ctr.replayed)
 }

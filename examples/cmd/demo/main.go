@@ -105,7 +105,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	} else if err := ndRep.Print(stdout); err != nil {
 		return err
 	}
-	if err := primitives(ctx, rep.Redis, stdout); err != nil && !errors.Is(err, context.Canceled) {
+	if err := primitives(ctx, rep.Redis, cfg.L2Timeout, stdout); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
@@ -115,8 +115,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // limits, idempotency and one-time codes, sessions) and prints their
 // tables. addr is the Redis the cache run used, empty if it had none: then
 // only the rate limits run (showing their outage modes). Each demo keeps
-// its keys in a namespace of its own for this run.
-func primitives(ctx context.Context, addr string, w io.Writer) error {
+// its keys in a namespace of its own for this run. timeout bounds the
+// session demo's Redis calls (0: session's default).
+func primitives(ctx context.Context, addr string, timeout time.Duration, w io.Writer) error {
 	var rdb redis.UniversalClient
 	if addr != "" {
 		rdb = newClient(addr)
@@ -149,7 +150,7 @@ func primitives(ctx context.Context, addr string, w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	sess, err := sessdemo.Run(ctx, sessdemo.Config{NewClient: func() redis.UniversalClient { return newClient(addr) }})
+	sess, err := sessdemo.Run(ctx, sessdemo.Config{NewClient: func() redis.UniversalClient { return newClient(addr) }, Timeout: timeout})
 	if err != nil {
 		return fmt.Errorf("session demo: %w", err)
 	}
@@ -213,6 +214,7 @@ Flags:
 	fs.IntVar(&cfg.Seed.Days, "seed-days", 14, "days, from today, that the appointments cover")
 	fs.DurationVar(&cfg.TTL, "ttl", 5*time.Minute, "how long a value stays in Redis (L2)")
 	fs.DurationVar(&cfg.L1TTL, "l1-ttl", time.Minute, "how long a value stays in process (L1)")
+	fs.DurationVar(&cfg.L2Timeout, "redis-timeout", 0, "bounds each Redis call of the caches and the session demo; 0: the libraries'\ndefaults (100 ms for the caches, 200 ms for sessions)")
 	fs.StringVar(&cfg.DatabaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL URL; overrides $DATABASE_URL; empty: SQLite")
 	redisAddr := getenv("REDIS_ADDR")
 	if redisAddr == "" {

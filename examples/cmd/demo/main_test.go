@@ -119,7 +119,7 @@ func TestRun_Redis(t *testing.T) {
 func runDemo(t *testing.T, redisAddr string) string {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	err := run(t.Context(), []string{"-duration", "500ms", "-redis", redisAddr, "-metrics", "127.0.0.1:0", "-seed-profiles", "500", "-seed-experts", "100", "-seed-appointments", "1000"},
+	err := run(t.Context(), []string{"-duration", "500ms", "-redis", redisAddr, "-redis-timeout", "5s", "-metrics", "127.0.0.1:0", "-seed-profiles", "500", "-seed-experts", "100", "-seed-appointments", "1000"},
 		env(nil), &stdout, &stderr)
 	require.NoError(t, err, stderr.String())
 	return stdout.String()
