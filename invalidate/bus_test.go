@@ -75,11 +75,19 @@ func newNode(t testing.TB, srv *redistest.Server, ns string, no nodeOpts) *node 
 		t.Cleanup(func() { _ = c.Close() })
 		return c
 	}
+	return startNode(t, client(no.busAddr), client(no.cacheAddr), ns, no)
+}
+
+// startNode makes a node of a bus on busClient and a cache on cacheClient
+// (the same client for both is what tier.DeletePublisher needs), runs the
+// bus until the test ends, and returns once its subscription is confirmed.
+func startNode(t testing.TB, busClient, cacheClient redis.UniversalClient, ns string, no nodeOpts) *node {
+	t.Helper()
 	hb := no.heartbeat
 	if hb == 0 {
 		hb = nodeHeartbeat
 	}
-	bus := invalidate.Must(client(no.busAddr), &invalidate.Options{Heartbeat: hb})
+	bus := invalidate.Must(busClient, &invalidate.Options{Heartbeat: hb})
 	rec := &obstest.Recorder{}
 	l2Timeout := no.l2Timeout
 	if l2Timeout == 0 {
@@ -89,7 +97,7 @@ func newNode(t testing.TB, srv *redistest.Server, ns string, no nodeOpts) *node 
 		l2Timeout = 5 * time.Second
 	}
 	c, err := tier.New(&tier.Options[string]{
-		Namespace: ns, L2: goredis.Must(client(no.cacheAddr), nil), Invalidator: bus, Observer: rec,
+		Namespace: ns, L2: goredis.Must(cacheClient, nil), Invalidator: bus, Observer: rec,
 		L2Timeout: l2Timeout, BreakerCooldown: 50 * time.Millisecond, TTL: time.Hour,
 	})
 	require.NoError(t, err)

@@ -3,7 +3,6 @@ package invalidate_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,8 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tiercache/tiercache/backends/goredis"
-	"github.com/tiercache/tiercache/internal/obstest"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/invalidate"
 	"github.com/tiercache/tiercache/tier"
@@ -24,29 +21,11 @@ import (
 // sends a Delete's DEL with its PUBLISH (see tier.DeletePublisher).
 func newSharedNode(t *testing.T, client redis.UniversalClient, ns string) *node {
 	t.Helper()
-	bus := invalidate.Must(client, &invalidate.Options{Heartbeat: nodeHeartbeat})
-	rec := &obstest.Recorder{}
-	c, err := tier.New(&tier.Options[string]{
-		Namespace: ns, L2: goredis.Must(client, nil), Invalidator: bus, Observer: rec,
-		L2Timeout: 5 * time.Second, BreakerCooldown: 50 * time.Millisecond, TTL: time.Hour,
-	})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- bus.Run(ctx) }()
-	stop := sync.OnceFunc(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-	t.Cleanup(func() {
-		require.NoError(t, c.Close())
-		stop()
-	})
-	require.Eventually(t, func() bool { return rec.Dropped("subscribed") > 0 }, 5*time.Second, time.Millisecond)
+	n := startNode(t, client, client, ns, nodeOpts{})
 	rctx, rcancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer rcancel()
-	require.NoError(t, bus.Ready(rctx))
-	return &node{cache: c, bus: bus, rec: rec, stop: stop}
+	require.NoError(t, n.bus.Ready(rctx))
+	return n
 }
 
 // warmB puts key's value v in L2 (through a) and in b's L1.
