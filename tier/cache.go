@@ -33,11 +33,13 @@ type LoadFunc[V any] func(ctx context.Context, key string) (V, error)
 type Cache[V any] struct {
 	o       Options[V] // immutable after New
 	l1      Local[V]
-	l1stats LocalStats // nil when l1 does not count
-	l2      Remote     // nil: L1 only
-	leaser  Leaser     // l2 as a Leaser, or nil
-	tagger  TagStore   // l2 as a TagStore, or nil
-	pub     Publisher  // nil without an Invalidator
+	l1stats LocalStats    // nil when l1 does not count
+	l2      Remote        // nil: L1 only
+	leaser  Leaser        // l2 as a Leaser, or nil
+	carrier WriteCarrier  // l2 as a WriteCarrier, or nil
+	wq      writeQueue[V] // leased writes waiting for a round trip to carry them
+	tagger  TagStore      // l2 as a TagStore, or nil
+	pub     Publisher     // nil without an Invalidator
 	obs     Observer
 	noObs   bool
 	clock   Clock       // nil: time.Now
@@ -119,6 +121,12 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 	c.fl.kick = make(chan struct{}, 1)
 	c.l1stats, _ = c.l1.(LocalStats)
 	c.leaser, _ = c.l2.(Leaser)
+	if c.leaser != nil {
+		c.carrier, _ = c.l2.(WriteCarrier)
+	}
+	c.wq.delay = carryDelay
+	c.wq.timer = time.AfterFunc(time.Hour, c.flushQueued)
+	c.wq.timer.Stop()
 	c.tagger, _ = c.l2.(TagStore)
 	c.epocher, _ = c.l2.(Epocher)
 	c.raiser, _ = c.l2.(EpochRaiser)
@@ -465,6 +473,7 @@ func (c *Cache[V]) isClosed() bool {
 func (c *Cache[V]) Close() error {
 	c.closeOnce.Do(func() {
 		c.cancel()
+		c.closeQueue()
 		c.fl.close()
 		c.bg.Wait()
 		if c.clock == nil {

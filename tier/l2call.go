@@ -99,9 +99,27 @@ func (c *Cache[V]) l2LeaseWithin(ctx context.Context, key, lease string, replace
 // returns what it holds, within ctx's deadline. Bad bytes are reported and
 // deleted, and returned as an error matching ErrCorrupt or
 // ErrValueTooLarge.
+//
+// The round trip carries the leased writes queued for the shard (carry.go),
+// and ends their flights.
 func (c *Cache[V]) l2Lease(ctx context.Context, br *shard, key, full, lease string, replace bool) (cur []byte, err error) {
+	ttl := c.o.LoadTimeout + c.o.L2Timeout
 	err = c.l2CallHit(ctx, br, OpL2Lease, key, func(ctx context.Context) (bool, error) {
-		cur, err = c.leaser.Lease(ctx, full, lease, c.o.LoadTimeout+c.o.L2Timeout, replace)
+		var carried []*flight[V]
+		if c.carrier != nil && !replace {
+			carried = c.takeQueued(br)
+		}
+		if len(carried) == 0 {
+			cur, err = c.leaser.Lease(ctx, full, lease, ttl, replace)
+			return cur != nil && !isLease(cur), err
+		}
+		ws := writesOf(carried)
+		t0 := c.opStart()
+		cur, err = c.carrier.LeaseCarrying(ctx, full, lease, ttl, ws)
+		d := opDuration(t0)
+		for i, f := range carried {
+			f.sent(ws[i], d)
+		}
 		return cur != nil && !isLease(cur), err
 	})
 	switch {

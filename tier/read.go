@@ -53,6 +53,13 @@ type flight[V any] struct {
 
 	l2   l2Result[V] // what L2 said (l2read.go)
 	exit exit        // how cl leaves the table; exitForget unless a step says otherwise
+
+	// write is the leased write to L2 handed to the cache's write queue
+	// (to the shard wshard) when queued is set: the queue then owns the
+	// flight and ends it (carry.go).
+	write  LeasedWrite
+	wshard *shard
+	queued bool
 }
 
 // start is when the flight's read began: the Created of every entry it
@@ -124,7 +131,11 @@ func (f *flight[V]) lead(ctx context.Context) (goOn bool) {
 // L2 read the first round trip left open, the origin, then L1, the answer
 // and L2. It owns f and its wg count, and ends it through leave (I1).
 func (f *flight[V]) finish() {
-	defer f.leave(ErrLoaderGoexit)
+	defer func() {
+		if !f.queued { // else the write queue ends it
+			f.leave(ErrLoaderGoexit)
+		}
+	}()
 	ctx, cancel := f.c.flightContext(f.ctx)
 	defer cancel()
 	if f.l2.outcome == l2Unread { // handed on before the first round trip, or a refresh

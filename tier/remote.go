@@ -74,6 +74,33 @@ type Leaser interface {
 	ReleaseLease(ctx context.Context, key, lease string, keep time.Duration) error
 }
 
+// LeasedWrite is one [Leaser.SetLeased] sent by a [WriteCarrier] with
+// other commands; the carrier sets Written and Err.
+type LeasedWrite struct {
+	Key, Lease string
+	Value      []byte
+	TTL        time.Duration
+
+	Written bool  // the key still held the marker, and now holds Value
+	Err     error // the write failed (Written is false)
+}
+
+// WriteCarrier is implemented by a [Leaser] that can send leased writes in
+// the round trip of another call. The cache answers its callers before it
+// writes L2; with a WriteCarrier it queues that write and the next miss's
+// Lease on the same shard carries it (or, when no miss comes within a
+// fraction of a millisecond, SetLeasedMany sends the queue), so a steady
+// stream of misses costs one round trip each instead of two.
+type WriteCarrier interface {
+	// LeaseCarrying is Lease (replace false) with writes sent in the same
+	// round trip, before the lease's commands. Each write's outcome is set
+	// in it whatever the lease's; its error is the lease's alone.
+	LeaseCarrying(ctx context.Context, key, lease string, ttl time.Duration, writes []LeasedWrite) ([]byte, error)
+	// SetLeasedMany sends writes, all on one shard, in one round trip where
+	// possible, and sets each one's outcome.
+	SetLeasedMany(ctx context.Context, writes []LeasedWrite)
+}
+
 // TagStore is implemented by a [Remote] that keeps, per tag, the last time
 // it was invalidated, so that every instance (including one that starts
 // later) can tell a tagged L2 value from before an invalidation.

@@ -61,21 +61,35 @@ func (f *flight[V]) writeL2(ctx context.Context, enc []byte, ttl time.Duration) 
 		// came after the read began, even if this flight was fenced in L1
 		// (which only knows that an invalidation came after the flight
 		// began, possibly before the lease was taken).
+		if c.carrier != nil {
+			full := c.Key(f.key)
+			f.write = LeasedWrite{Key: full, Lease: f.l2.lease, Value: enc, TTL: ttl}
+			f.wshard = c.breakerOfFull(full)
+			if f.queued = c.queueWrite(f); f.queued {
+				return // carry.go sends it and ends the flight
+			}
+		}
 		if ok, err := c.l2SetLeased(ctx, f.key, f.l2.lease, enc, ttl); err == nil && !ok {
-			// An invalidation removed our lease: the value may be stale.
-			// Late callers must not share it, and L1 must not keep it.
-			c.fl.fenceCall(f.key, &f.cl)
-			f.exit = exitForget
-			c.l1.Delete(f.key)
-			// The install above may still be queued behind the delete's
-			// removal. (A flight may wait for L1 directly: Close waits for
-			// the flights before it closes L1.)
-			c.l1.Wait()
-			c.ctr.leaseLost.Add(1)
+			f.leaseLost()
 		}
 	case c.leaser == nil && !c.fl.isFenced(&f.cl) && c.breakerOf(f.key).Allow():
 		_ = c.l2Set(ctx, f.key, enc, ttl) // counted and reported by l2Set
 	}
+}
+
+// leaseLost takes back f's value after its leased write found the lease
+// gone: an invalidation removed it, so the value may be stale. Late callers
+// must not share it, and L1 must not keep it (keeps I4).
+func (f *flight[V]) leaseLost() {
+	c := f.c
+	c.fl.fenceCall(f.key, &f.cl)
+	f.exit = exitForget
+	c.l1.Delete(f.key)
+	// The install may still be queued behind the delete's removal. (A
+	// flight may wait for L1 directly: Close waits for the flights before
+	// it closes L1.)
+	c.l1.Wait()
+	c.ctr.leaseLost.Add(1)
 }
 
 // releaseLease gives back the flight's lease, if it holds one, when its

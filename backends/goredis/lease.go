@@ -14,8 +14,9 @@ import (
 )
 
 var (
-	_ tier.Leaser   = (*Backend)(nil)
-	_ tier.TagStore = (*Backend)(nil)
+	_ tier.Leaser       = (*Backend)(nil)
+	_ tier.WriteCarrier = (*Backend)(nil)
+	_ tier.TagStore     = (*Backend)(nil)
 )
 
 // leaseScript takes a lease: KEYS[1] the key; ARGV: lease marker, ttl ms,
@@ -96,29 +97,56 @@ func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 // bad bytes ([tier.ErrCorrupt]), which the cache deletes and replaces: see
 // [deadLease].
 func (b *Backend) Lease(ctx context.Context, key, lease string, ttl time.Duration, replace bool) ([]byte, error) {
-	rep := "0"
-	if replace {
-		rep = "1"
-	} else {
-		var set *redis.BoolCmd
-		var get *redis.StringCmd
-		var left *redis.DurationCmd
-		_, err := b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-			set = p.SetNX(ctx, key, lease, ttl)
-			get = p.GetRange(ctx, key, 0, b.readEnd())
-			left = p.PTTL(ctx, key)
-			return nil
-		})
-		if set.Err() == nil && set.Val() {
-			return nil, nil
+	if !replace {
+		return b.LeaseCarrying(ctx, key, lease, ttl, nil)
+	}
+	return b.leaseScripted(ctx, key, lease, ttl, "1")
+}
+
+// LeaseCarrying implements tier.WriteCarrier: Lease without replace, its
+// pipeline carrying writes (EVALSHA of the SetLeased script each, sent
+// first). A write the server refuses with NOSCRIPT (its script cache was
+// flushed, or a replica took over) is sent again on its own.
+func (b *Backend) LeaseCarrying(ctx context.Context, key, lease string, ttl time.Duration, writes []tier.LeasedWrite) ([]byte, error) {
+	var set *redis.BoolCmd
+	var get *redis.StringCmd
+	var left *redis.DurationCmd
+	sent := make([]*redis.Cmd, len(writes))
+	_, _ = b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range writes {
+			sent[i] = b.queueSetLeased(ctx, p, &writes[i])
 		}
-		if err != nil && !isWrongType(err) {
-			return nil, b.translate("lease", err)
-		}
-		if v, err := b.result(get.Result()); !errors.Is(err, tier.ErrNotFound) {
-			return b.live(v, err, left.Val(), ttl)
+		set = p.SetNX(ctx, key, lease, ttl)
+		get = p.GetRange(ctx, key, 0, b.readEnd())
+		left = p.PTTL(ctx, key)
+		return nil
+	})
+	b.setLeasedResults(ctx, writes, sent)
+	if set.Err() == nil && set.Val() {
+		return nil, nil
+	}
+	if err := cmdsErr(set, get, left); err != nil && !isWrongType(err) {
+		return nil, b.translate("lease", err)
+	}
+	if v, err := b.result(get.Result()); !errors.Is(err, tier.ErrNotFound) {
+		return b.live(v, err, left.Val(), ttl)
+	}
+	// The key vanished between SET NX and GETRANGE: the script decides.
+	return b.leaseScripted(ctx, key, lease, ttl, "0")
+}
+
+// cmdsErr is the first error of cmds.
+func cmdsErr(cmds ...redis.Cmder) error {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// leaseScripted takes the lease with the Lua script (rep "1": replace).
+func (b *Backend) leaseScripted(ctx context.Context, key, lease string, ttl time.Duration, rep string) ([]byte, error) {
 	res, err := leaseScript.Run(ctx, b.c, []string{key}, lease, ms(ttl), b.readEnd(), rep, tier.LeasePrefix).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -174,6 +202,39 @@ func (b *Backend) SetLeased(ctx context.Context, key, lease string, value []byte
 		return false, b.translate("set leased", err)
 	}
 	return n == 1, nil
+}
+
+// SetLeasedMany implements tier.WriteCarrier: one pipeline of the
+// SetLeased script's EVALSHA, one per write.
+func (b *Backend) SetLeasedMany(ctx context.Context, writes []tier.LeasedWrite) {
+	sent := make([]*redis.Cmd, len(writes))
+	_, _ = b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range writes {
+			sent[i] = b.queueSetLeased(ctx, p, &writes[i])
+		}
+		return nil
+	})
+	b.setLeasedResults(ctx, writes, sent)
+}
+
+// queueSetLeased adds w's SetLeased to the pipeline p.
+func (b *Backend) queueSetLeased(ctx context.Context, p redis.Pipeliner, w *tier.LeasedWrite) *redis.Cmd {
+	return setLeasedScript.EvalSha(ctx, p, []string{w.Key}, w.Lease, w.Value, ms(w.TTL))
+}
+
+// setLeasedResults sets each write's outcome from its command in sent,
+// sending again on its own (with the script's source if need be) a write
+// refused with NOSCRIPT.
+func (b *Backend) setLeasedResults(ctx context.Context, writes []tier.LeasedWrite, sent []*redis.Cmd) {
+	for i, cmd := range sent {
+		w := &writes[i]
+		n, err := cmd.Int()
+		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			w.Written, w.Err = b.SetLeased(ctx, w.Key, w.Lease, w.Value, w.TTL)
+			continue
+		}
+		w.Written, w.Err = n == 1 && err == nil, b.translate("set leased", err)
+	}
 }
 
 // ReleaseLease implements tier.Leaser in one round trip (a Lua script).

@@ -2,6 +2,7 @@ package goredis_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -75,4 +76,60 @@ func TestBackend_Lease(t *testing.T) {
 			}
 		})
 	}
+}
+
+// LeaseCarrying sends leased writes in the lease's round trip, and
+// SetLeasedMany sends them alone: each write lands only where its marker
+// still is, each outcome is reported, and a server that forgot the script
+// (SCRIPT FLUSH, as after a failover to a fresh replica) still gets it.
+func TestBackend_CarriedWrites(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	be := goredis.Must(rdb, &goredis.Options{MaxValueBytes: 64})
+	ctx := context.Background()
+	const ours, theirs = tier.LeasePrefix + "ours", tier.LeasePrefix + "theirs"
+	for _, flush := range []bool{false, true} {
+		for _, alone := range []bool{false, true} {
+			pfx := fmt.Sprintf("carry:%v:%v:", flush, alone)
+			require.NoError(t, rdb.Set(ctx, pfx+"held", ours, time.Minute).Err())
+			require.NoError(t, rdb.Set(ctx, pfx+"kept", ours+"\nold", time.Minute).Err())
+			require.NoError(t, rdb.Set(ctx, pfx+"taken", theirs, time.Minute).Err())
+			if flush {
+				require.NoError(t, rdb.ScriptFlush(ctx).Err())
+			}
+			writes := []tier.LeasedWrite{
+				{Key: pfx + "held", Lease: ours, Value: []byte("v1"), TTL: time.Minute},
+				{Key: pfx + "kept", Lease: ours, Value: []byte("v2"), TTL: time.Minute},
+				{Key: pfx + "taken", Lease: ours, Value: []byte("v3"), TTL: time.Minute},
+				{Key: pfx + "gone", Lease: ours, Value: []byte("v4"), TTL: time.Minute},
+			}
+			if alone {
+				be.SetLeasedMany(ctx, writes)
+			} else {
+				cur, err := be.LeaseCarrying(ctx, pfx+"lease", ours, time.Minute, writes)
+				require.NoError(t, err)
+				require.Nil(t, cur, "the lease is taken")
+				require.Equal(t, ours, rdb.Get(ctx, pfx+"lease").Val())
+			}
+			for i, want := range []bool{true, true, false, false} {
+				require.NoError(t, writes[i].Err, writes[i].Key)
+				require.Equal(t, want, writes[i].Written, writes[i].Key)
+			}
+			require.Equal(t, "v1", rdb.Get(ctx, pfx+"held").Val())
+			require.Equal(t, "v2", rdb.Get(ctx, pfx+"kept").Val())
+			require.Equal(t, theirs, rdb.Get(ctx, pfx+"taken").Val())
+			require.Zero(t, rdb.Exists(ctx, pfx+"gone").Val())
+			require.Positive(t, rdb.PTTL(ctx, pfx+"held").Val())
+		}
+	}
+
+	// A failed round trip fails the lease and every write it carried.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	writes := []tier.LeasedWrite{{Key: "carry:x", Lease: ours, Value: []byte("v"), TTL: time.Minute}}
+	_, err := be.LeaseCarrying(cctx, "carry:lease2", ours, time.Minute, writes)
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorIs(t, writes[0].Err, context.Canceled)
+	require.False(t, writes[0].Written)
 }

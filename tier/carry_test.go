@@ -1,0 +1,142 @@
+package tier_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/internal/redistest"
+	"github.com/tiercache/tiercache/tier"
+)
+
+// carryInstance is an instance whose queued leased writes are sent only by
+// a later lease round trip or by Close (the timer waits an hour), and which
+// reports each write it queues on the returned channel.
+func carryInstance(t *testing.T, srv *redistest.Server) (*tier.Cache[string], *redis.Client, <-chan struct{}) {
+	t.Helper()
+	c, rdb := instance(t, srv, tier.Options[string]{})
+	queued := make(chan struct{}, 64)
+	tier.SetCarryWrites(c, time.Hour, func() { queued <- struct{}{} })
+	return c, rdb, queued
+}
+
+// holdsLease reports whether the L2 key of key on c holds a lease marker.
+func holdsLease(t *testing.T, rdb *redis.Client, c *tier.Cache[string], key string) bool {
+	t.Helper()
+	b, err := rdb.Get(t.Context(), c.Key(key)).Bytes()
+	require.NoError(t, err)
+	return len(b) >= len(tier.LeasePrefix) && string(b[:len(tier.LeasePrefix)]) == tier.LeasePrefix
+}
+
+func constLoad(v string, n *atomic.Int64) tier.LoadFunc[string] {
+	return counted(n, func(context.Context, string) (string, error) { return v, nil })
+}
+
+// The leased write of an answered load waits for the next miss's lease
+// round trip, which carries it: two misses, two round trips (not four).
+func TestCarry_NextLeaseCarriesWrite(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a, rdb, queued := carryInstance(t, srv)
+	b, _ := instance(t, srv, tier.Options[string]{})
+	var loads atomic.Int64
+
+	v, err := a.GetOrLoad(t.Context(), "k1", constLoad("v1", &loads))
+	require.NoError(t, err)
+	require.Equal(t, "v1", v)
+	<-queued
+	require.True(t, holdsLease(t, rdb, a, "k1"), "the write waits in the queue, under k1's lease")
+	_, err = b.Get(t.Context(), "k1")
+	require.ErrorIs(t, err, tier.ErrNotFound, "another instance sees no value yet")
+
+	_, err = a.GetOrLoad(t.Context(), "k2", constLoad("v2", &loads))
+	require.NoError(t, err)
+	// k2's lease round trip carried k1's write, and ended k1's flight,
+	// before k2's load began: k1 is in L2 now.
+	got, err := b.Get(t.Context(), "k1")
+	require.NoError(t, err)
+	require.Equal(t, "v1", got)
+	<-queued // k2's own write waits in turn
+	require.True(t, holdsLease(t, rdb, a, "k2"))
+	s := a.Stats()
+	require.Zero(t, s.L2Errors)
+	require.Zero(t, s.LeaseLost)
+	require.EqualValues(t, 2, loads.Load())
+
+	// Close sends what is still queued.
+	require.NoError(t, a.Close())
+	got, err = b.Get(t.Context(), "k2")
+	require.NoError(t, err)
+	require.Equal(t, "v2", got)
+}
+
+// A Delete while the write waits in the queue fences it (I4): the carried
+// write finds the lease gone, L2 keeps nothing, and the loaded value is
+// taken back from L1.
+func TestCarry_DeleteFencesQueuedWrite(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a, rdb, queued := carryInstance(t, srv)
+	b, _ := instance(t, srv, tier.Options[string]{})
+	var loads atomic.Int64
+
+	_, err := a.GetOrLoad(t.Context(), "k", constLoad("old", &loads))
+	require.NoError(t, err)
+	<-queued
+	require.NoError(t, b.Delete(t.Context(), "k")) // another instance's write: removes the lease
+	_, err = a.GetOrLoad(t.Context(), "other", constLoad("x", &loads))
+	require.NoError(t, err)
+
+	require.EqualValues(t, 1, a.Stats().LeaseLost)
+	n, err := rdb.Exists(t.Context(), a.Key("k")).Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "the fenced write left nothing in L2")
+	tier.WaitL1(a)
+	_, ok := a.GetIfPresent("k")
+	require.False(t, ok, "the fenced value was taken back from L1")
+	v, err := a.GetOrLoad(t.Context(), "k", constLoad("new", &loads))
+	require.NoError(t, err)
+	require.Equal(t, "new", v)
+	require.EqualValues(t, 3, loads.Load())
+}
+
+// With no miss to carry it, a queued write is sent on its own after a
+// fraction of a millisecond.
+func TestCarry_SentAloneWithoutMisses(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a, _ := instance(t, srv, tier.Options[string]{})
+	b, _ := instance(t, srv, tier.Options[string]{})
+	_, err := a.GetOrLoad(t.Context(), "k", func(context.Context, string) (string, error) { return "v", nil })
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		v, err := b.Get(t.Context(), "k")
+		return err == nil && v == "v"
+	}, 10*time.Second, time.Millisecond)
+	require.Zero(t, a.Stats().L2Errors)
+}
+
+// Close sends the writes still queued before it returns.
+func TestCarry_CloseSendsQueuedWrites(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a, _, queued := carryInstance(t, srv)
+	b, _ := instance(t, srv, tier.Options[string]{})
+	for _, k := range []string{"k1", "k2", "k3"} {
+		_, err := a.GetOrLoad(t.Context(), k, func(context.Context, string) (string, error) { return "v-" + k, nil })
+		require.NoError(t, err)
+		<-queued
+	}
+	require.NoError(t, a.Close())
+	require.NoError(t, a.Close(), "Close is idempotent")
+	for _, k := range []string{"k1", "k2", "k3"} {
+		v, err := b.Get(t.Context(), k)
+		require.NoError(t, err)
+		require.Equal(t, "v-"+k, v)
+	}
+	require.Zero(t, a.Stats().L2Errors)
+}
