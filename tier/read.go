@@ -90,7 +90,11 @@ func (c *Cache[V]) miss(ctx context.Context, key string, tags []string, load Loa
 	if f != nil {
 		f.c, f.ctx, f.load, f.stale = c, detach(ctx), load, stale
 		if f.lead(ctx) {
-			go f.finish()
+			if f.waitsWhole(ctx) {
+				f.finish()
+			} else {
+				go f.finish()
+			}
 		}
 	}
 	return c.await(ctx, key, cl, stale)
@@ -98,7 +102,8 @@ func (c *Cache[V]) miss(ctx context.Context, key string, tags []string, load Loa
 
 // lead runs the first steps of f on the goroutine of the caller that
 // started it, and reports whether the flight must go on (the caller then
-// runs finish on a new goroutine, which takes over f and its wg count).
+// runs finish, on a new goroutine that takes over f and its wg count unless
+// the caller would wait for all of it anyway: waitsWhole).
 // Otherwise f ended here, also when a step panicked (I1, I2): an L2 hit
 // costs no goroutine hand-off.
 func (f *flight[V]) lead(ctx context.Context) (goOn bool) {
@@ -126,7 +131,8 @@ func (f *flight[V]) lead(ctx context.Context) (goOn bool) {
 	return true // 4-6 (lease, origin, stores) on the flight's goroutine
 }
 
-// finish runs the rest of f on its own goroutine, on a context that no
+// finish runs the rest of f on its own goroutine (or the leader's: see
+// waitsWhole), on a context that no
 // caller's cancellation stops (LoadTimeout and Close do): the part of the
 // L2 read the first round trip left open, the origin, then L1, the answer
 // and L2. It owns f and its wg count, and ends it through leave (I1).
@@ -169,6 +175,16 @@ func (f *flight[V]) leave(why error) {
 		close(f.cl.done)
 	}
 	f.c.fl.leave(f.key, &f.cl, f.exit)
+}
+
+// waitsWhole reports whether the leader, whose context is ctx, would wait
+// for the whole flight anyway, so that finish may run on its goroutine
+// instead of a new one: its context can never end, and it holds no stale
+// value to serve after SoftTimeout. (A background job's context, say; a
+// request's can end, and its flight then runs on a goroutine of its own so
+// that the caller can leave when it does.)
+func (f *flight[V]) waitsWhole(ctx context.Context) bool {
+	return ctx.Done() == nil && (f.stale == nil || f.c.o.SoftTimeout == 0)
 }
 
 // readsInline reports whether the first L2 round trip may run on the

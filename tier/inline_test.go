@@ -1,0 +1,63 @@
+package tier_test
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tiercache/tiercache/tier"
+)
+
+// onCallerStack reports whether fn's caller chain includes a function of
+// the test named name (it runs on the test's goroutine).
+func onCallerStack(name string) bool {
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(1, pcs)])
+	for {
+		f, more := frames.Next()
+		if strings.HasSuffix(f.Function, "."+name) {
+			return true
+		}
+		if !more {
+			return false
+		}
+	}
+}
+
+// A caller whose context can never end waits for the whole flight anyway:
+// the load runs on its goroutine, without a hand-off. A caller whose
+// context can end gets a flight of its own goroutine, and can leave.
+func TestCache_LoadOnCallerGoroutineOnlyWhenItCannotLeave(t *testing.T) {
+	t.Parallel()
+	c := newCache(t, &tier.Options[string]{})
+	inline := func(ctx context.Context, key string) bool {
+		var on bool
+		_, err := c.GetOrLoad(ctx, key, func(context.Context, string) (string, error) {
+			on = onCallerStack("TestCache_LoadOnCallerGoroutineOnlyWhenItCannotLeave")
+			return "v", nil
+		})
+		require.NoError(t, err)
+		return on
+	}
+	require.True(t, inline(context.Background(), "background"))
+	require.True(t, inline(context.WithoutCancel(t.Context()), "detached"))
+	require.False(t, inline(t.Context(), "cancellable"))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	release := make(chan struct{})
+	defer close(release)
+	loading := make(chan struct{})
+	go func() {
+		<-loading
+		cancel()
+	}()
+	_, err := c.GetOrLoad(ctx, "slow", func(context.Context, string) (string, error) {
+		close(loading)
+		<-release
+		return "v", nil
+	})
+	require.ErrorIs(t, err, context.Canceled, "the caller left while the load went on")
+}
