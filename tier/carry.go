@@ -14,6 +14,15 @@ import (
 // first re-read of an instance that waits for the lease (leaseBackoffMin).
 const carryDelay = 300 * time.Microsecond
 
+// A round trip carries at most maxCarryWrites queued writes, and stops
+// adding writes once their values reach maxCarryBytes (it always takes one):
+// a burst of misses on large values must not make one miss's lease wait
+// behind megabytes of other flights' writes.
+const (
+	maxCarryWrites = 64
+	maxCarryBytes  = 256 << 10
+)
+
 // writeQueue holds the leased writes of flights that have answered their
 // callers, until a round trip to their shard carries them (a [WriteCarrier]
 // L2 only). A queued flight is owned by the queue (keeps I1): whoever takes
@@ -57,7 +66,8 @@ func (c *Cache[V]) queueWrite(f *flight[V]) bool {
 }
 
 // takeQueued removes from the queue and returns the flights whose writes
-// go to the shard br (all of them when br is nil).
+// go to the shard br (when br is nil: the shard of the oldest), oldest
+// first, as many as one round trip carries.
 func (c *Cache[V]) takeQueued(br *shard) []*flight[V] {
 	q := &c.wq
 	q.mu.Lock()
@@ -65,21 +75,22 @@ func (c *Cache[V]) takeQueued(br *shard) []*flight[V] {
 	if len(q.q) == 0 {
 		return nil
 	}
-	var taken []*flight[V]
 	if br == nil {
-		taken, q.q = q.q, nil
-	} else {
-		kept := q.q[:0]
-		for _, f := range q.q {
-			if f.wshard == br {
-				taken = append(taken, f)
-			} else {
-				kept = append(kept, f)
-			}
-		}
-		clear(q.q[len(kept):])
-		q.q = kept
+		br = q.q[0].wshard
 	}
+	var taken []*flight[V]
+	bytes := 0
+	kept := q.q[:0]
+	for _, f := range q.q {
+		if f.wshard == br && len(taken) < maxCarryWrites && (bytes < maxCarryBytes || len(taken) == 0) {
+			taken = append(taken, f)
+			bytes += len(f.write.Value)
+		} else {
+			kept = append(kept, f)
+		}
+	}
+	clear(q.q[len(kept):])
+	q.q = kept
 	if len(q.q) == 0 && q.armed {
 		q.armed = false
 		q.timer.Stop()
@@ -96,28 +107,22 @@ func writesOf[V any](fs []*flight[V]) []LeasedWrite {
 	return ws
 }
 
-// flushQueued sends every queued write, one SetLeasedMany per shard, within
-// L2Timeout: the timer's callback, and Close's.
+// flushQueued sends every queued write, one SetLeasedMany per shard and
+// batch, each within L2Timeout: the timer's callback, and Close's.
 func (c *Cache[V]) flushQueued() {
-	fs := c.takeQueued(nil)
-	for len(fs) > 0 {
-		br := fs[0].wshard
-		var same, rest []*flight[V]
-		for _, f := range fs {
-			if f.wshard == br {
-				same = append(same, f)
-			} else {
-				rest = append(rest, f)
-			}
+	for {
+		fs := c.takeQueued(nil)
+		if len(fs) == 0 {
+			return
 		}
-		c.sendQueued(br, same)
-		fs = rest
+		c.sendQueued(fs)
 	}
 }
 
-// sendQueued sends the writes of fs, all to the shard br, in one round
-// trip, and ends each flight.
-func (c *Cache[V]) sendQueued(br *shard, fs []*flight[V]) {
+// sendQueued sends the writes of fs, all to one shard, in one round trip,
+// and ends each flight.
+func (c *Cache[V]) sendQueued(fs []*flight[V]) {
+	br := fs[0].wshard
 	ws := writesOf(fs)
 	ctx, cancel := context.WithTimeout(context.Background(), c.o.L2Timeout)
 	t0 := c.opStart()
