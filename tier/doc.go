@@ -25,13 +25,18 @@
 //     When the cache's L2 reads mostly miss, step 3 is get-or-lease, which
 //     answers a hit too and takes the lease on a miss.
 //  5. The origin, bounded by [Options.LoadTimeout], on the flight's own
-//     goroutine and a context that keeps the first caller's values but not
-//     its cancellation. [ErrNotFound] (or an error that [Options.IsNotFound]
-//     accepts) is cached as a negative entry for [Options.NegativeTTL].
+//     goroutine (or, when the caller's context can never end, on the
+//     caller's: it would wait for the whole load anyway) and a context that
+//     keeps the first caller's values but not its cancellation.
+//     [ErrNotFound] (or an error that [Options.IsNotFound] accepts) is
+//     cached as a negative entry for [Options.NegativeTTL].
 //  6. The value goes to L1, the callers get it, then the flight writes L2
-//     under its lease (off the callers' path). A value whose encoding is
-//     larger than [Options.MaxValueBytes] is returned but not cached, and
-//     reported.
+//     under its lease (off the callers' path). With a [WriteCarrier] L2
+//     (backends/goredis) the write waits in a queue for the next miss's
+//     lease round trip to the same shard, which carries it, or is sent on
+//     its own after a fraction of a millisecond: a stream of misses costs
+//     one round trip each. A value whose encoding is larger than
+//     [Options.MaxValueBytes] is returned but not cached, and reported.
 //
 // L1 charges every entry it holds, whichever step put it there, with its
 // encoded size ([Options.Cost]), so [Options.L1MaxCost] bounds what it
