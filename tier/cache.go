@@ -253,8 +253,10 @@ func (c *Cache[V]) hitNow() int64 {
 //
 // NOTE: the value may be shared with other callers: do not mutate it. If the
 // loader panics, every caller waiting on it panics with a [*PanicError]; if
-// it calls runtime.Goexit, they get [ErrLoaderGoexit]. Either way nothing is
-// cached and the next call loads afresh.
+// it calls runtime.Goexit, they get [ErrLoaderGoexit] (except a caller
+// whose context can never end that started the load: the loader runs on its
+// goroutine, which Goexit ends, as with x/sync/singleflight's Do). Either
+// way nothing is cached and the next call loads afresh.
 func (c *Cache[V]) GetOrLoad(ctx context.Context, key string, load LoadFunc[V]) (V, error) {
 	return c.get(ctx, key, nil, load)
 }

@@ -67,7 +67,8 @@ func (c *Cache[V]) queueWrite(f *flight[V]) bool {
 
 // takeQueued removes from the queue and returns the flights whose writes
 // go to the shard br (when br is nil: the shard of the oldest), oldest
-// first, as many as one round trip carries.
+// first, as many as one round trip carries. A lease's round trip (br not
+// nil) does not take a write that already failed in one.
 func (c *Cache[V]) takeQueued(br *shard) []*flight[V] {
 	q := &c.wq
 	q.mu.Lock()
@@ -75,6 +76,7 @@ func (c *Cache[V]) takeQueued(br *shard) []*flight[V] {
 	if len(q.q) == 0 {
 		return nil
 	}
+	carry := br != nil // a lease's round trip: not the writes that failed in one
 	if br == nil {
 		br = q.q[0].wshard
 	}
@@ -82,7 +84,7 @@ func (c *Cache[V]) takeQueued(br *shard) []*flight[V] {
 	bytes := 0
 	kept := q.q[:0]
 	for _, f := range q.q {
-		if f.wshard == br && len(taken) < maxCarryWrites && (bytes < maxCarryBytes || len(taken) == 0) {
+		if f.wshard == br && !(carry && f.retried) && len(taken) < maxCarryWrites && (bytes < maxCarryBytes || len(taken) == 0) {
 			taken = append(taken, f)
 			bytes += len(f.write.Value)
 		} else {
@@ -107,62 +109,136 @@ func writesOf[V any](fs []*flight[V]) []LeasedWrite {
 	return ws
 }
 
-// flushQueued sends every queued write, one SetLeasedMany per shard and
-// batch, each within L2Timeout: the timer's callback, and Close's.
+// flushQueued sends every queued write, one SetLeasedMany per batch, the
+// shards concurrently (a dead shard does not hold up the others' writes),
+// each batch within L2Timeout: the timer's callback, and Close's. The
+// writes to a shard whose breaker refuses calls fail at once.
 func (c *Cache[V]) flushQueued() {
-	for {
-		fs := c.takeQueued(nil)
-		if len(fs) == 0 {
-			return
+	byShard := map[*shard][][]*flight[V]{}
+	for fs := c.takeQueued(nil); len(fs) > 0; fs = c.takeQueued(nil) {
+		byShard[fs[0].wshard] = append(byShard[fs[0].wshard], fs)
+	}
+	var wg sync.WaitGroup
+	for br, batches := range byShard {
+		send := func() {
+			for _, fs := range batches {
+				c.sendQueued(br, fs)
+			}
 		}
-		c.sendQueued(fs)
+		if len(byShard) == 1 {
+			send()
+			break
+		}
+		wg.Go(send)
 	}
+	wg.Wait()
 }
 
-// sendQueued sends the writes of fs, all to one shard, in one round trip,
-// and ends each flight.
-func (c *Cache[V]) sendQueued(fs []*flight[V]) {
-	br := fs[0].wshard
+// sendQueued sends the writes of fs, all to the shard br, in one round
+// trip on their own, and ends each flight.
+func (c *Cache[V]) sendQueued(br *shard, fs []*flight[V]) {
 	ws := writesOf(fs)
-	ctx, cancel := context.WithTimeout(context.Background(), c.o.L2Timeout)
-	t0 := c.opStart()
-	c.carrier.SetLeasedMany(ctx, ws)
-	cancel()
-	d := opDuration(t0)
-	failed := false
-	for i, f := range fs {
-		failed = failed || isL2Failure(ws[i].Err)
-		f.sent(ws[i], d)
+	refused := !br.Allow()
+	if refused {
+		_, err := br.refused()
+		for i := range ws {
+			ws[i].Err = err
+		}
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), c.o.L2Timeout)
+		c.carrier.SetLeasedMany(ctx, ws)
+		cancel()
 	}
-	switch {
-	case !failed:
-		br.Success()
-	case !c.isClosed():
-		br.Failure()
+	for i, f := range fs {
+		f.sent(ws[i], refused)
 	}
 }
 
-// sent ends a queued flight once its write went out (w, its outcome; d,
-// the round trip's time): it reports the write as an L2 set, takes the
-// value back if the lease was lost (keeps I4, as writeL2 does), and leaves
-// the table (keeps I1).
-func (f *flight[V]) sent(w LeasedWrite, d time.Duration) {
+// leaseCarrying is a lease of key (full L2 key full, on the shard of br)
+// whose round trip carries the writes queued for that shard; ok is false
+// when there were none to carry (the caller then asks for the lease
+// alone). A carried write that failed with the round trip is queued again,
+// to be sent on its own (its fate must not hang on another miss's context);
+// the others end their flights. Nothing is carried once the lease's
+// context has ended or the cache is closing.
+func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, full, lease string, ttl time.Duration) (cur []byte, err error, ok bool) {
+	if ctx.Err() != nil || c.isClosed() {
+		return nil, nil, false
+	}
+	fs := c.takeQueued(br)
+	if len(fs) == 0 {
+		return nil, nil, false
+	}
+	ws := writesOf(fs)
+	ended := 0
+	defer func() {
+		if ended < len(fs) { // the carrier panicked: no flight may be stranded (I1)
+			for _, f := range fs[ended:] {
+				f.sent(LeasedWrite{Err: errCarrierPanicked}, false)
+			}
+		}
+	}()
+	cur, err = c.carrier.LeaseCarrying(ctx, full, lease, ttl, ws)
+	for i, f := range fs {
+		ended = i + 1
+		if isL2Failure(ws[i].Err) && !f.retried {
+			f.retried = true
+			if c.requeue(f) {
+				continue
+			}
+			c.sendQueued(br, []*flight[V]{f}) // closing: send it now, alone
+			continue
+		}
+		f.sent(ws[i], false)
+	}
+	return cur, err, true
+}
+
+// requeue puts back a flight whose carried write failed, to be sent on its
+// own by the timer (takeQueued leaves it to flushQueued), unless the cache
+// is closing.
+func (c *Cache[V]) requeue(f *flight[V]) bool {
+	q := &c.wq
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return false
+	}
+	q.q = append(q.q, f)
+	if !q.armed {
+		q.armed = true
+		q.timer.Reset(q.delay)
+	}
+	return true
+}
+
+// sent ends a queued flight once its write went out (w, its outcome; or,
+// when refused, L2 was not asked): it accounts the write to its shard's
+// breaker and reports it as an L2 set (when its outcome is known: the
+// observer's Begin and End come together), takes the value back if the
+// lease was lost (keeps I4, as writeL2 does), and leaves the table (keeps
+// I1).
+func (f *flight[V]) sent(w LeasedWrite, refused bool) {
 	c := f.c
+	failed := isL2Failure(w.Err)
+	switch {
+	case refused:
+	case !failed:
+		f.wshard.Success()
+	case !c.isClosed(): // closing: not Redis's fault
+		c.ctr.l2Errors.Add(1)
+		f.wshard.Failure()
+	}
 	if !c.noObs {
 		desc := c.describe(OpL2Set, f.key)
 		ctx := c.obs.Begin(f.ctx, desc)
-		res := Result{Duration: d}
-		if isL2Failure(w.Err) {
+		res := Result{}
+		if failed {
 			res.Err = w.Err
 		}
 		c.obs.End(ctx, desc, res)
 	}
-	switch {
-	case isL2Failure(w.Err):
-		if !c.isClosed() {
-			c.ctr.l2Errors.Add(1)
-		}
-	case w.Err == nil && !w.Written:
+	if w.Err == nil && !w.Written {
 		f.leaseLost()
 	}
 	f.leave(nil)

@@ -2,6 +2,7 @@ package tier_test
 
 import (
 	"context"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -9,16 +10,18 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tiercache/tiercache/backends/goredis"
 	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/tier"
 )
 
 // carryInstance is an instance whose queued leased writes are sent only by
 // a later lease round trip or by Close (the timer waits an hour), and which
-// reports each write it queues on the returned channel.
-func carryInstance(t *testing.T, srv *redistest.Server) (*tier.Cache[string], *redis.Client, <-chan struct{}) {
+// reports each write it queues on the returned channel ("" namespace: the
+// test's).
+func carryInstance(t *testing.T, srv *redistest.Server, namespace string) (*tier.Cache[string], *redis.Client, <-chan struct{}) {
 	t.Helper()
-	c, rdb := instance(t, srv, tier.Options[string]{})
+	c, rdb := instance(t, srv, tier.Options[string]{Namespace: namespace})
 	queued := make(chan struct{}, 64)
 	tier.SetCarryWrites(c, time.Hour, func() { queued <- struct{}{} })
 	return c, rdb, queued
@@ -41,7 +44,7 @@ func constLoad(v string, n *atomic.Int64) tier.LoadFunc[string] {
 func TestCarry_NextLeaseCarriesWrite(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	a, rdb, queued := carryInstance(t, srv)
+	a, rdb, queued := carryInstance(t, srv, "")
 	b, _ := instance(t, srv, tier.Options[string]{})
 	var loads atomic.Int64
 
@@ -80,7 +83,7 @@ func TestCarry_NextLeaseCarriesWrite(t *testing.T) {
 func TestCarry_DeleteFencesQueuedWrite(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	a, rdb, queued := carryInstance(t, srv)
+	a, rdb, queued := carryInstance(t, srv, "")
 	b, _ := instance(t, srv, tier.Options[string]{})
 	var loads atomic.Int64
 
@@ -124,7 +127,7 @@ func TestCarry_SentAloneWithoutMisses(t *testing.T) {
 func TestCarry_CloseSendsQueuedWrites(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	a, _, queued := carryInstance(t, srv)
+	a, _, queued := carryInstance(t, srv, "")
 	b, _ := instance(t, srv, tier.Options[string]{})
 	for _, k := range []string{"k1", "k2", "k3"} {
 		_, err := a.GetOrLoad(t.Context(), k, func(context.Context, string) (string, error) { return "v-" + k, nil })
@@ -139,4 +142,103 @@ func TestCarry_CloseSendsQueuedWrites(t *testing.T) {
 		require.Equal(t, "v-"+k, v)
 	}
 	require.Zero(t, a.Stats().L2Errors)
+}
+
+// A server that forgot the SetLeased script (SCRIPT FLUSH, as after a
+// failover to a fresh replica) still gets the carried write.
+func TestCarry_ScriptFlushedBeforeCarry(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a, rdb, queued := carryInstance(t, srv, "")
+	b, _ := instance(t, srv, tier.Options[string]{})
+	var loads atomic.Int64
+	_, err := a.GetOrLoad(t.Context(), "k1", constLoad("v1", &loads))
+	require.NoError(t, err)
+	<-queued
+	require.NoError(t, rdb.ScriptFlush(t.Context()).Err())
+	_, err = a.GetOrLoad(t.Context(), "k2", constLoad("v2", &loads))
+	require.NoError(t, err)
+	got, err := b.Get(t.Context(), "k1")
+	require.NoError(t, err)
+	require.Equal(t, "v1", got)
+	require.Zero(t, a.Stats().L2Errors)
+}
+
+// A Delete while the write waits fences it on the path that sends it alone
+// too (here Close's).
+func TestCarry_DeleteFencesWriteSentAlone(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a, rdb, queued := carryInstance(t, srv, "")
+	b, _ := instance(t, srv, tier.Options[string]{})
+	_, err := a.GetOrLoad(t.Context(), "k", func(context.Context, string) (string, error) { return "old", nil })
+	require.NoError(t, err)
+	<-queued
+	require.NoError(t, b.Delete(t.Context(), "k"))
+	require.NoError(t, a.Close())
+	require.EqualValues(t, 1, a.Stats().LeaseLost)
+	n, err := rdb.Exists(t.Context(), a.Key("k")).Result()
+	require.NoError(t, err)
+	require.Zero(t, n)
+}
+
+// Close while a miss's lease round trip may be carrying the queued writes:
+// whichever sends them, every write queued before Close reaches L2.
+func TestCarry_CloseRacesACarryingMiss(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	keys := []string{"k1", "k2", "k3", "k4"}
+	for round := range 20 {
+		ns := "t-" + t.Name() + "-" + strconv.Itoa(round)
+		a, _, queued := carryInstance(t, srv, ns)
+		b, _ := instance(t, srv, tier.Options[string]{Namespace: ns})
+		for _, k := range keys {
+			_, err := a.GetOrLoad(context.Background(), k, func(context.Context, string) (string, error) { return "v-" + k, nil })
+			require.NoError(t, err)
+			<-queued
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _ = a.GetOrLoad(context.Background(), "carrier", func(context.Context, string) (string, error) { return "c", nil })
+		}()
+		require.NoError(t, a.Close())
+		<-done
+		for _, k := range keys {
+			v, err := b.Get(t.Context(), k)
+			require.NoError(t, err, "round %d, %s", round, k)
+			require.Equal(t, "v-"+k, v)
+		}
+	}
+}
+
+// panickyCarrier is the goredis backend whose LeaseCarrying panics.
+type panickyCarrier struct{ *goredis.Backend }
+
+func (panickyCarrier) LeaseCarrying(context.Context, string, string, time.Duration, []tier.LeasedWrite) ([]byte, error) {
+	panic("carrier bug")
+}
+
+// A backend that panics carrying writes strands none of the flights it
+// carried (I1): the miss that carried them panics, they end, and Close
+// returns.
+func TestCarry_PanickingCarrierStrandsNoFlight(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	c, err := tier.New(&tier.Options[string]{
+		Namespace: "t-" + t.Name(), L2Timeout: 5 * time.Second,
+		L2: panickyCarrier{goredis.Must(rdb, nil)},
+	})
+	require.NoError(t, err)
+	queued := make(chan struct{}, 8)
+	tier.SetCarryWrites(c, time.Hour, func() { queued <- struct{}{} })
+	_, err = c.GetOrLoad(context.Background(), "k1", func(context.Context, string) (string, error) { return "v1", nil })
+	require.NoError(t, err)
+	<-queued
+	require.PanicsWithValue(t, "carrier bug", func() {
+		_, _ = c.GetOrLoad(context.Background(), "k2", func(context.Context, string) (string, error) { return "v2", nil })
+	})
+	require.EqualValues(t, 1, c.Stats().L2Errors, "k1's write failed")
+	require.NoError(t, c.Close()) // would wait for k1's flight forever
 }

@@ -5,9 +5,12 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tiercache/tiercache/backends/goredis"
+	"github.com/tiercache/tiercache/internal/redistest"
 	"github.com/tiercache/tiercache/tier"
 )
 
@@ -60,4 +63,50 @@ func TestCache_LoadOnCallerGoroutineOnlyWhenItCannotLeave(t *testing.T) {
 		return "v", nil
 	})
 	require.ErrorIs(t, err, context.Canceled, "the caller left while the load went on")
+}
+
+// remoteOnly is an L2 that can lease but not carry writes: its flights
+// send their writes themselves, after the answer.
+type remoteOnly struct {
+	tier.Remote
+	tier.Leaser
+}
+
+// With an L2 whose writes cannot be queued, the leader does not run the
+// flight, which writes L2 after the answer: it would wait for the write.
+func TestCache_LoadOffCallerGoroutineWhenItWritesL2Itself(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	be := goredis.Must(srv.Client(t), nil)
+	c := newCache(t, &tier.Options[string]{Namespace: "t-" + t.Name(), L2Timeout: 5 * time.Second, L2: remoteOnly{be, be}})
+	var on bool
+	_, err := c.GetOrLoad(context.Background(), "k", func(context.Context, string) (string, error) {
+		on = onCallerStack("TestCache_LoadOffCallerGoroutineWhenItWritesL2Itself")
+		return "v", nil
+	})
+	require.NoError(t, err)
+	require.False(t, on)
+}
+
+// A loader that calls runtime.Goexit on the leader's goroutine (its
+// context can never end) ends that goroutine, as x/sync/singleflight's Do
+// does; the flight still leaves the table, and the next call loads afresh.
+func TestCache_InlineLoaderGoexitEndsLeader(t *testing.T) {
+	t.Parallel()
+	c := newCache(t, &tier.Options[string]{})
+	returned := false
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		_, _ = c.GetOrLoad(context.Background(), "k", func(context.Context, string) (string, error) {
+			runtime.Goexit()
+			return "", nil
+		})
+		returned = true
+	}()
+	<-exited
+	require.False(t, returned)
+	v, err := c.GetOrLoad(context.Background(), "k", func(context.Context, string) (string, error) { return "v", nil })
+	require.NoError(t, err)
+	require.Equal(t, "v", v)
 }

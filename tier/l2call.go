@@ -105,20 +105,12 @@ func (c *Cache[V]) l2LeaseWithin(ctx context.Context, key, lease string, replace
 func (c *Cache[V]) l2Lease(ctx context.Context, br *shard, key, full, lease string, replace bool) (cur []byte, err error) {
 	ttl := c.o.LoadTimeout + c.o.L2Timeout
 	err = c.l2CallHit(ctx, br, OpL2Lease, key, func(ctx context.Context) (bool, error) {
-		var carried []*flight[V]
+		carried := false
 		if c.carrier != nil && !replace {
-			carried = c.takeQueued(br)
+			cur, err, carried = c.leaseCarrying(ctx, br, full, lease, ttl)
 		}
-		if len(carried) == 0 {
+		if !carried {
 			cur, err = c.leaser.Lease(ctx, full, lease, ttl, replace)
-			return cur != nil && !isLease(cur), err
-		}
-		ws := writesOf(carried)
-		t0 := c.opStart()
-		cur, err = c.carrier.LeaseCarrying(ctx, full, lease, ttl, ws)
-		d := opDuration(t0)
-		for i, f := range carried {
-			f.sent(ws[i], d)
 		}
 		return cur != nil && !isLease(cur), err
 	})

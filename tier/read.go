@@ -19,7 +19,8 @@ import (
 //     wg count (see [flights]).
 //   - I2, answer: a flight answers its call exactly once (closes done), and
 //     before it leaves; a leader that panics, or a loader that calls
-//     runtime.Goexit, still answers (with an error), in leave.
+//     runtime.Goexit (on the flight's goroutine or the leader's), still
+//     answers (with an error), in leave.
 //   - I3, L1 fence: a load that began before an invalidation never installs
 //     its value in L1 after it ([flights.install] under the table's lock).
 //   - I4, L2 fence: a value read before a Delete is never written to L2
@@ -57,9 +58,10 @@ type flight[V any] struct {
 	// write is the leased write to L2 handed to the cache's write queue
 	// (to the shard wshard) when queued is set: the queue then owns the
 	// flight and ends it (carry.go).
-	write  LeasedWrite
-	wshard *shard
-	queued bool
+	write   LeasedWrite
+	wshard  *shard
+	queued  bool
+	retried bool // the write failed in a lease's round trip: it is sent alone
 }
 
 // start is when the flight's read began: the Created of every entry it
@@ -178,13 +180,19 @@ func (f *flight[V]) leave(why error) {
 }
 
 // waitsWhole reports whether the leader, whose context is ctx, would wait
-// for the whole flight anyway, so that finish may run on its goroutine
-// instead of a new one: its context can never end, and it holds no stale
-// value to serve after SoftTimeout. (A background job's context, say; a
-// request's can end, and its flight then runs on a goroutine of its own so
-// that the caller can leave when it does.)
+// for the flight up to its answer anyway, and the flight has little to do
+// after it, so that finish may run on the leader's goroutine instead of a
+// new one: the context can never end, the leader holds no stale value to
+// serve after SoftTimeout, and a write to L2 would be queued (a
+// [WriteCarrier]), not sent. (A background job's context, say; a request's
+// can end, and its flight then runs on a goroutine of its own so that the
+// caller can leave when it does.) A lease given back after a failed load is
+// still one round trip, within L2Timeout, before the leader gets the
+// error. A loader's runtime.Goexit then ends the leader's goroutine (the
+// others waiting get ErrLoaderGoexit).
 func (f *flight[V]) waitsWhole(ctx context.Context) bool {
-	return ctx.Done() == nil && (f.stale == nil || f.c.o.SoftTimeout == 0)
+	c := f.c
+	return ctx.Done() == nil && (f.stale == nil || c.o.SoftTimeout == 0) && (c.l2 == nil || c.carrier != nil)
 }
 
 // readsInline reports whether the first L2 round trip may run on the

@@ -222,19 +222,38 @@ func (b *Backend) queueSetLeased(ctx context.Context, p redis.Pipeliner, w *tier
 	return setLeasedScript.EvalSha(ctx, p, []string{w.Key}, w.Lease, w.Value, ms(w.TTL))
 }
 
-// setLeasedResults sets each write's outcome from its command in sent,
-// sending again on its own (with the script's source if need be) a write
-// refused with NOSCRIPT.
+// setLeasedResults sets each write's outcome from its command in sent.
+// The writes refused with NOSCRIPT (the server's script cache was flushed,
+// or a replica took over) are sent again in one more round trip, with the
+// script's source (EVAL).
 func (b *Backend) setLeasedResults(ctx context.Context, writes []tier.LeasedWrite, sent []*redis.Cmd) {
+	var again []int
 	for i, cmd := range sent {
-		w := &writes[i]
-		n, err := cmd.Int()
-		if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			w.Written, w.Err = b.SetLeased(ctx, w.Key, w.Lease, w.Value, w.TTL)
+		if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			again = append(again, i)
 			continue
 		}
-		w.Written, w.Err = n == 1 && err == nil, b.translate("set leased", err)
+		b.setLeasedResult(&writes[i], sent[i])
 	}
+	if len(again) == 0 {
+		return
+	}
+	_, _ = b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, i := range again {
+			w := &writes[i]
+			sent[i] = setLeasedScript.Eval(ctx, p, []string{w.Key}, w.Lease, w.Value, ms(w.TTL))
+		}
+		return nil
+	})
+	for _, i := range again {
+		b.setLeasedResult(&writes[i], sent[i])
+	}
+}
+
+// setLeasedResult sets w's outcome from cmd, its SetLeased script call.
+func (b *Backend) setLeasedResult(w *tier.LeasedWrite, cmd *redis.Cmd) {
+	n, err := cmd.Int()
+	w.Written, w.Err = n == 1 && err == nil, b.translate("set leased", err)
 }
 
 // ReleaseLease implements tier.Leaser in one round trip (a Lua script).
