@@ -44,10 +44,19 @@ type writeQueue[V any] struct {
 	onQueue func()
 }
 
-// queueWrite hands f, whose write to L2 is f.write, to the queue, and reports
-// whether it took it; it does not once the cache is closing (the flight
-// then writes on its own).
-func (c *Cache[V]) queueWrite(f *flight[V]) bool {
+// queueWrite hands f, whose write to L2 is f.write, to the queue, and
+// reports whether it took it; it does not once the cache is closing (the
+// flight then writes on its own).
+func (c *Cache[V]) queueWrite(f *flight[V]) bool { return c.push(f, true) }
+
+// requeue puts back a flight whose carried write failed, to be sent on its
+// own by the timer (takeQueued leaves it to flushQueued), unless the cache
+// is closing.
+func (c *Cache[V]) requeue(f *flight[V]) bool { return c.push(f, false) }
+
+// push appends f to the queue and arms the timer, unless the cache is
+// closing; a new write (fresh) is reported to the test hook.
+func (c *Cache[V]) push(f *flight[V], fresh bool) bool {
 	q := &c.wq
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -59,7 +68,7 @@ func (c *Cache[V]) queueWrite(f *flight[V]) bool {
 		q.armed = true
 		q.timer.Reset(q.delay)
 	}
-	if q.onQueue != nil {
+	if fresh && q.onQueue != nil {
 		q.onQueue()
 	}
 	return true
@@ -192,24 +201,6 @@ func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, full, lease str
 		f.sent(ws[i], false)
 	}
 	return cur, err, true
-}
-
-// requeue puts back a flight whose carried write failed, to be sent on its
-// own by the timer (takeQueued leaves it to flushQueued), unless the cache
-// is closing.
-func (c *Cache[V]) requeue(f *flight[V]) bool {
-	q := &c.wq
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.closed {
-		return false
-	}
-	q.q = append(q.q, f)
-	if !q.armed {
-		q.armed = true
-		q.timer.Reset(q.delay)
-	}
-	return true
 }
 
 // sent ends a queued flight once its write went out (w, its outcome; or,
