@@ -86,6 +86,9 @@ func (c *Cache[V]) takeQueued(br *shard) []*flight[V] {
 		return nil
 	}
 	carry := br != nil // a lease's round trip: not the writes that failed in one
+	for _, f := range q.q {
+		f.wshard = c.writeShard(f) // where its key lives now (a slot may have moved)
+	}
 	if br == nil {
 		br = q.q[0].wshard
 	}
@@ -107,6 +110,23 @@ func (c *Cache[V]) takeQueued(br *shard) []*flight[V] {
 		q.timer.Stop()
 	}
 	return taken
+}
+
+// shardUnknown reports whether br stands for keys whose shard the Sharder
+// could not name (a Cluster whose slot map is not known): a pipeline of
+// such keys could span nodes and wait for a dead one, so it carries no
+// writes. On an L2 of one server, every key is on br == brs.one, and no
+// other shard is ever named.
+func (c *Cache[V]) shardUnknown(br *shard) bool {
+	return c.sharder != nil && br == c.brs.one && c.brs.n.Load() > 0
+}
+
+// writeShard is the breaker of the shard that holds f's write's key now.
+func (c *Cache[V]) writeShard(f *flight[V]) *shard {
+	if c.sharder == nil {
+		return f.wshard // the only one
+	}
+	return c.breakerOfFull(f.write.Key)
 }
 
 // writesOf returns the writes of fs, for a WriteCarrier to send.
@@ -148,6 +168,7 @@ func (c *Cache[V]) flushQueued() {
 func (c *Cache[V]) sendQueued(br *shard, fs []*flight[V]) {
 	ws := writesOf(fs)
 	refused := !br.Allow()
+	var d time.Duration
 	if refused {
 		_, err := br.refused()
 		for i := range ws {
@@ -155,11 +176,13 @@ func (c *Cache[V]) sendQueued(br *shard, fs []*flight[V]) {
 		}
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), c.o.L2Timeout)
+		t0 := c.opStart()
 		c.carrier.SetLeasedMany(ctx, ws)
+		d = opDuration(t0)
 		cancel()
 	}
 	for i, f := range fs {
-		f.sent(ws[i], refused)
+		f.sent(ws[i], br, d, refused)
 	}
 }
 
@@ -171,7 +194,7 @@ func (c *Cache[V]) sendQueued(br *shard, fs []*flight[V]) {
 // the others end their flights. Nothing is carried once the lease's
 // context has ended or the cache is closing.
 func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, full, lease string, ttl time.Duration) (cur []byte, err error, ok bool) {
-	if ctx.Err() != nil || c.isClosed() {
+	if ctx.Err() != nil || c.isClosed() || c.shardUnknown(br) {
 		return nil, nil, false
 	}
 	fs := c.takeQueued(br)
@@ -183,11 +206,13 @@ func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, full, lease str
 	defer func() {
 		if ended < len(fs) { // the carrier panicked: no flight may be stranded (I1)
 			for _, f := range fs[ended:] {
-				f.sent(LeasedWrite{Err: errCarrierPanicked}, false)
+				f.sent(LeasedWrite{Err: errCarrierPanicked}, br, 0, false)
 			}
 		}
 	}()
+	t0 := c.opStart()
 	cur, err = c.carrier.LeaseCarrying(ctx, full, lease, ttl, ws)
+	d := opDuration(t0)
 	for i, f := range fs {
 		ended = i + 1
 		if isL2Failure(ws[i].Err) && !f.retried {
@@ -198,36 +223,41 @@ func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, full, lease str
 			c.sendQueued(br, []*flight[V]{f}) // closing: send it now, alone
 			continue
 		}
-		f.sent(ws[i], false)
+		f.sent(ws[i], br, d, false)
 	}
 	return cur, err, true
 }
 
-// sent ends a queued flight once its write went out (w, its outcome; or,
-// when refused, L2 was not asked): it accounts the write to its shard's
-// breaker and reports it as an L2 set (when its outcome is known: the
-// observer's Begin and End come together), takes the value back if the
-// lease was lost (keeps I4, as writeL2 does), and leaves the table (keeps
-// I1).
-func (f *flight[V]) sent(w LeasedWrite, refused bool) {
+// sent ends a queued flight once its write went out to the shard br (w,
+// its outcome; d, the round trip's time), or was refused by br's breaker
+// without asking L2: it accounts the write to br's breaker and reports it
+// to the observer as an L2 set (a refused one is not reported: L2 was not
+// asked); it takes the value back if the lease was lost (keeps I4, as
+// writeL2 does), and leaves the table (keeps I1).
+//
+// NOTE: the observer hears of a carried or queued write when its outcome
+// is known, not when it starts: Begin and End come together, on the
+// goroutine that sent it, with the round trip's time as Result.Duration.
+func (f *flight[V]) sent(w LeasedWrite, br *shard, d time.Duration, refused bool) {
 	c := f.c
 	failed := isL2Failure(w.Err)
-	switch {
-	case refused:
-	case !failed:
-		f.wshard.Success()
-	case !c.isClosed(): // closing: not Redis's fault
-		c.ctr.l2Errors.Add(1)
-		f.wshard.Failure()
-	}
-	if !c.noObs {
-		desc := c.describe(OpL2Set, f.key)
-		ctx := c.obs.Begin(f.ctx, desc)
-		res := Result{}
-		if failed {
-			res.Err = w.Err
+	if !refused {
+		switch {
+		case !failed:
+			br.Success()
+		case !c.isClosed(): // closing: not Redis's fault
+			c.ctr.l2Errors.Add(1)
+			br.Failure()
 		}
-		c.obs.End(ctx, desc, res)
+		if !c.noObs {
+			desc := c.describe(OpL2Set, f.key)
+			ctx := c.obs.Begin(f.ctx, desc)
+			res := Result{Duration: d}
+			if failed {
+				res.Err = w.Err
+			}
+			c.obs.End(ctx, desc, res)
+		}
 	}
 	if w.Err == nil && !w.Written {
 		f.leaseLost()

@@ -242,3 +242,27 @@ func TestCarry_PanickingCarrierStrandsNoFlight(t *testing.T) {
 	require.EqualValues(t, 1, c.Stats().L2Errors, "k1's write failed")
 	require.NoError(t, c.Close()) // would wait for k1's flight forever
 }
+
+// A Set while the previous load's write waits fences that write, and the
+// Set's own value stays in L1: the lost lease takes back only what the
+// flight put there, which the Set has replaced.
+func TestCarry_SetWhileQueuedKeepsTheSetValue(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	a, rdb, queued := carryInstance(t, srv, "")
+	var loads atomic.Int64
+	_, err := a.GetOrLoad(t.Context(), "k", constLoad("old", &loads))
+	require.NoError(t, err)
+	<-queued
+	require.NoError(t, a.Set(t.Context(), "k", "new", 0))
+	_, err = a.GetOrLoad(t.Context(), "other", constLoad("x", &loads)) // carries k's write: fenced
+	require.NoError(t, err)
+	require.EqualValues(t, 1, a.Stats().LeaseLost)
+	tier.WaitL1(a)
+	v, ok := a.GetIfPresent("k")
+	require.True(t, ok, "the Set's value is still in L1")
+	require.Equal(t, "new", v)
+	got, err := rdb.Get(t.Context(), a.Key("k")).Bytes()
+	require.NoError(t, err)
+	require.NotContains(t, string(got), tier.LeasePrefix)
+}

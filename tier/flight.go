@@ -353,29 +353,35 @@ func (f *flights[V]) fence(key string) (wroteL1 bool) {
 }
 
 // fenceCall is fence for c only: it does nothing if c is no longer the call
-// for key.
-func (f *flights[V]) fenceCall(key string, c *call[V]) {
+// for key. It reports whether c was fenced already.
+func (f *flights[V]) fenceCall(key string, c *call[V]) (was bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c.fenced = true
+	was, c.fenced = c.fenced, true
 	if f.m[key] == c {
 		delete(f.m, key)
 	}
+	return was
 }
 
 // put fences the call for key, if any, and puts in its place a completed
 // call answering val until expires: the value a Set is writing, so that a
 // caller who misses L1 meanwhile joins it instead of reading the old value
 // from L2. It returns nil once the table is closed. The caller removes it
-// with forget; a fence in between marks it fenced.
-func (f *flights[V]) put(key string, now int64, val V, expires int64) *call[V] {
+// with forget; a fence in between marks it fenced. wroteL1 reports that
+// the fenced call wrote its value to L1, where the write may still be
+// queued: the caller must wait for it (Local.Wait) before its own write of
+// the key, or L1 may apply the two in the wrong order (ristretto drops a
+// second Set of a key whose first is still queued).
+func (f *flights[V]) put(key string, now int64, val V, expires int64) (cl *call[V], wroteL1 bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
-		return nil
+		return nil, false
 	}
 	if c, ok := f.m[key]; ok {
 		c.fenced = true
+		wroteL1 = c.inL1
 	}
 	if f.m == nil {
 		f.m = make(map[string]*call[V])
@@ -383,7 +389,7 @@ func (f *flights[V]) put(key string, now int64, val V, expires int64) *call[V] {
 	c := &call[V]{done: make(chan struct{}), started: now, val: val, expires: expires}
 	close(c.done)
 	f.m[key] = c
-	return c
+	return c, wroteL1
 }
 
 // fenceBefore fences every call that joined the table before ts.

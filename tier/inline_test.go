@@ -3,6 +3,7 @@ package tier_test
 import (
 	"context"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -109,4 +110,22 @@ func TestCache_InlineLoaderGoexitEndsLeader(t *testing.T) {
 	v, err := c.GetOrLoad(context.Background(), "k", func(context.Context, string) (string, error) { return "v", nil })
 	require.NoError(t, err)
 	require.Equal(t, "v", v)
+}
+
+// A Set right after a load of the same key wins in L1: the load's write
+// may still be queued in ristretto, which would apply it first and drop
+// the Set's (a second Set of a key whose first is queued), leaving the
+// older value in L1 after Set returned.
+func TestCache_SetRightAfterLoadWinsInL1(t *testing.T) {
+	t.Parallel()
+	c := newCache(t, &tier.Options[string]{})
+	for i := range 200 {
+		key := "k" + strconv.Itoa(i)
+		_, err := c.GetOrLoad(context.Background(), key, func(context.Context, string) (string, error) { return "old", nil })
+		require.NoError(t, err)
+		require.NoError(t, c.Set(t.Context(), key, "new", 0))
+		v, ok := c.GetIfPresent(key)
+		require.True(t, ok, key)
+		require.Equal(t, "new", v, key)
+	}
 }

@@ -113,11 +113,19 @@ func (c *Cache[V]) dropLocal(keys []string, wait bool) {
 }
 
 // setL1 puts e in L1 outside a flight and waits until it is visible,
-// unless Close is closing L1.
-func (c *Cache[V]) setL1(key string, e *Entry[V], cost int64, ttl time.Duration) {
+// unless Close is closing L1. With settle, it first waits for the L1
+// writes queued before it (a fenced flight's write of the same key, which
+// L1 would otherwise apply after this one, or apply and drop this one).
+func (c *Cache[V]) setL1(key string, e *Entry[V], cost int64, ttl time.Duration, settle bool) {
 	c.l1mu.RLock()
 	defer c.l1mu.RUnlock()
-	if !c.l1closed && c.l1.Set(key, e, cost, ttl) {
+	if c.l1closed {
+		return
+	}
+	if settle {
+		c.l1.Wait()
+	}
+	if c.l1.Set(key, e, cost, ttl) {
 		c.l1.Wait()
 	}
 }

@@ -79,11 +79,17 @@ func (f *flight[V]) writeL2(ctx context.Context, enc []byte, ttl time.Duration) 
 
 // leaseLost takes back f's value after its leased write found the lease
 // gone: an invalidation removed it, so the value may be stale. Late callers
-// must not share it, and L1 must not keep it (keeps I4).
+// must not share it, and L1 must not keep it (keeps I4). If the flight was
+// fenced already, whatever fenced it (a Delete or Set here, or another
+// instance's invalidation heard) has dealt with L1, where a Set may have
+// put the newer value since: it is left alone.
 func (f *flight[V]) leaseLost() {
 	c := f.c
-	c.fl.fenceCall(f.key, &f.cl)
 	f.exit = exitForget
+	if c.fl.fenceCall(f.key, &f.cl) {
+		c.ctr.leaseLost.Add(1)
+		return
+	}
 	c.l1.Delete(f.key)
 	// The install may still be queued behind the delete's removal. (A
 	// flight may wait for L1 directly: Close waits for the flights before

@@ -39,12 +39,12 @@ func (c *Cache[V]) Set(ctx context.Context, key string, v V, ttl time.Duration) 
 	// Until L2 holds v, a caller who misses L1 must not read the old value
 	// from L2 and install it: it joins this call instead. A Delete of the
 	// key in between fences the call.
-	cl := c.fl.put(key, now, v, e.Fresh)
+	cl, settle := c.fl.put(key, now, v, e.Fresh)
 	if cl == nil {
 		return ErrClosed
 	}
 	defer c.fl.forget(key, cl)
-	c.setL1(key, e, c.cost(key, v, len(enc)), time.Duration(e.Deadline-now))
+	c.setL1(key, e, c.cost(key, v, len(enc)), time.Duration(e.Deadline-now), settle)
 	if c.l2 == nil && c.pub == nil {
 		return nil
 	}
