@@ -64,7 +64,7 @@ func TestMain(m *testing.M) {
 // DisableIdentity, to keep the log clean.
 const tenantACL = "tc on >tc-secret resetkeys ~tc:7:tenantA:* ~tc:7:tenantA#t:* ~tc:7:tenantA#epoch " +
 	"resetchannels &tc:7:tenantA#inv " +
-	"-@all +getrange +get +set +del +pttl +evalsha +eval +incr +info +publish +subscribe +unsubscribe"
+	"-@all +getrange +get +set +del +rename +pttl +evalsha +eval +incr +info +publish +subscribe +unsubscribe"
 
 // setUser runs ACL SETUSER with acl (reset first, so a shorter list really
 // takes commands away) and clears ACL LOG.

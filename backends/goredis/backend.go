@@ -53,6 +53,7 @@ type Options struct {
 type Backend struct {
 	c       redis.UniversalClient
 	cluster *redis.ClusterClient // c, if it is a Cluster client
+	sharded bool                 // c spreads keys over shards by slot: a Cluster or Ring client
 	max     int
 	wait    int // Options.WaitReplicas
 	// readEndArg is readEnd boxed once: GETRANGE's last argument, which
@@ -102,6 +103,8 @@ func New(client redis.UniversalClient, o *Options) (*Backend, error) {
 	b := &Backend{c: client, max: opts.MaxValueBytes, wait: opts.WaitReplicas}
 	b.readEndArg = b.readEnd()
 	b.cluster, _ = client.(*redis.ClusterClient)
+	_, ring := client.(*redis.Ring)
+	b.sharded = b.cluster != nil || ring
 	b.topo = redisconf.NewTopology(client)
 	return b, nil
 }

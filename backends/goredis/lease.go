@@ -44,7 +44,10 @@ local held = (m == ARGV[1] or m == ARGV[1] .. '\n')
 `
 
 // setLeasedScript writes a value only if the key still holds exactly the
-// lease marker: KEYS[1] the key; ARGV: marker, value, ttl ms.
+// lease marker: KEYS[1] the key; ARGV: marker, value, ttl ms. It is the
+// fenced write for a key whose side key could land on another shard (see
+// [Backend.sideKey]): a value that goes through Lua costs Redis about twice
+// what moveLeasedScript and a plain SET cost together.
 var setLeasedScript = redis.NewScript(holdsLease + `
 if held then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
@@ -52,6 +55,53 @@ if held then
 end
 return 0
 `)
+
+// moveLeasedScript is the fenced write of a value the same pipeline has
+// just stored, with its TTL, under a side key: KEYS[1] the key, KEYS[2] the
+// side key; ARGV[1] the marker. If KEYS[1] still holds the marker the side
+// key is renamed over it (the value keeps the side key's TTL), else the side
+// key is deleted. A side key that is missing (its SET failed) releases the
+// lease: the key is deleted and the write reported as not done. Any other
+// error (NOPERM) is the script's.
+var moveLeasedScript = redis.NewScript(holdsLease + `
+if not held then
+  redis.call('DEL', KEYS[2])
+  return 0
+end
+local r = redis.pcall('RENAME', KEYS[2], KEYS[1])
+if not r.err then
+  return 1
+end
+if string.find(r.err, 'no such key', 1, true) then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+return r
+`)
+
+// sideMark separates a key from the lease in the name of its side key.
+const sideMark = "\x00tiercache-value:"
+
+// sideKey is the key a leased write of key stores its value under before
+// moveLeasedScript renames it over key: key, sideMark and the lease's
+// random part, so it starts as key does (an ACL key pattern that grants
+// key grants it). It is "" when the side key might not share key's shard:
+// on a Cluster or Ring client, a key without a hash tag. Such a write sends
+// its value through setLeasedScript instead.
+func (b *Backend) sideKey(key, lease string) string {
+	if b.sharded && !hasHashTag(key) {
+		return ""
+	}
+	return key + sideMark + strings.TrimPrefix(lease, tier.LeasePrefix)
+}
+
+// hasHashTag reports whether key has a Cluster hash tag: a '{' followed,
+// not at once, by a '}'. Then only the tag picks the key's slot (and a Ring
+// client's shard), so anything appended to key stays on its shard.
+func hasHashTag(key string) bool {
+	i := strings.IndexByte(key, '{')
+	return i >= 0 && strings.IndexByte(key[i+1:], '}') > 0
+}
 
 // releaseScript gives a lease back: if KEYS[1] still holds the marker
 // ARGV[1], the value kept after it is put back for ARGV[2] ms (when > 0),
@@ -104,17 +154,17 @@ func (b *Backend) Lease(ctx context.Context, key, lease string, ttl time.Duratio
 }
 
 // LeaseCarrying implements tier.WriteCarrier: Lease without replace, its
-// pipeline carrying writes (EVALSHA of the SetLeased script each, sent
-// first). A write the server refuses with NOSCRIPT (its script cache was
+// pipeline carrying writes (each write's commands, see
+// [Backend.SetLeasedMany], sent first). A write the server refuses with NOSCRIPT (its script cache was
 // flushed, or a replica took over) is sent again on its own.
 func (b *Backend) LeaseCarrying(ctx context.Context, key, lease string, ttl time.Duration, writes []tier.LeasedWrite) ([]byte, error) {
 	var set *redis.BoolCmd
 	var get *redis.StringCmd
 	var left *redis.DurationCmd
-	sent := make([]*redis.Cmd, len(writes))
+	sent := make([]sentWrite, len(writes))
 	_, _ = b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := range writes {
-			sent[i] = b.queueSetLeased(ctx, p, &writes[i])
+			sent[i] = b.queueSetLeased(ctx, p, &writes[i], false)
 		}
 		set = p.SetNX(ctx, key, lease, ttl)
 		get = p.GetRange(ctx, key, 0, b.readEnd())
@@ -195,53 +245,73 @@ func deadLease(v []byte, left, ttl time.Duration) bool {
 	return left == noTTL || left > 2*ttl
 }
 
-// SetLeased implements tier.Leaser in one round trip (a Lua script).
+// SetLeased implements tier.Leaser in one round trip: SET of the value
+// under its side key and the moveLeased script, pipelined (or, for a key
+// whose side key could be on another shard, the setLeased script).
 func (b *Backend) SetLeased(ctx context.Context, key, lease string, value []byte, ttl time.Duration) (bool, error) {
-	n, err := setLeasedScript.Run(ctx, b.c, []string{key}, lease, value, ms(ttl)).Int()
-	if err != nil {
-		return false, b.translate("set leased", err)
-	}
-	return n == 1, nil
+	w := []tier.LeasedWrite{{Key: key, Lease: lease, Value: value, TTL: ttl}}
+	b.SetLeasedMany(ctx, w)
+	return w[0].Written, w[0].Err
 }
 
-// SetLeasedMany implements tier.WriteCarrier: one pipeline of the
-// SetLeased script's EVALSHA, one per write.
+// SetLeasedMany implements tier.WriteCarrier: the writes in one pipeline.
 func (b *Backend) SetLeasedMany(ctx context.Context, writes []tier.LeasedWrite) {
-	sent := make([]*redis.Cmd, len(writes))
+	sent := make([]sentWrite, len(writes))
 	_, _ = b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := range writes {
-			sent[i] = b.queueSetLeased(ctx, p, &writes[i])
+			sent[i] = b.queueSetLeased(ctx, p, &writes[i], false)
 		}
 		return nil
 	})
 	b.setLeasedResults(ctx, writes, sent)
 }
 
-// queueSetLeased adds w's SetLeased to the pipeline p.
-func (b *Backend) queueSetLeased(ctx context.Context, p redis.Pipeliner, w *tier.LeasedWrite) *redis.Cmd {
-	return setLeasedScript.EvalSha(ctx, p, []string{w.Key}, w.Lease, w.Value, ms(w.TTL))
+// sentWrite is one leased write's commands in a pipeline: the SET of its
+// side key (nil without one) and the script call.
+type sentWrite struct {
+	side   *redis.StatusCmd
+	script *redis.Cmd
 }
 
-// setLeasedResults sets each write's outcome from its command in sent.
+// queueSetLeased adds w to the pipeline p: the SET of its value under its
+// side key and the moveLeased script, or the setLeased script when it has
+// no side key; the script by its SHA (EVALSHA), or with its source (EVAL)
+// when eval is set.
+func (b *Backend) queueSetLeased(ctx context.Context, p redis.Pipeliner, w *tier.LeasedWrite, eval bool) sentWrite {
+	ttl := time.Duration(ms(w.TTL)) * time.Millisecond
+	run := (*redis.Script).EvalSha
+	if eval {
+		run = (*redis.Script).Eval
+	}
+	side := b.sideKey(w.Key, w.Lease)
+	if side == "" {
+		return sentWrite{script: run(setLeasedScript, ctx, p, []string{w.Key}, w.Lease, w.Value, ms(w.TTL))}
+	}
+	return sentWrite{
+		side:   p.Set(ctx, side, w.Value, ttl),
+		script: run(moveLeasedScript, ctx, p, []string{w.Key, side}, w.Lease),
+	}
+}
+
+// setLeasedResults sets each write's outcome from its commands in sent.
 // The writes refused with NOSCRIPT (the server's script cache was flushed,
 // or a replica took over) are sent again in one more round trip, with the
 // script's source (EVAL).
-func (b *Backend) setLeasedResults(ctx context.Context, writes []tier.LeasedWrite, sent []*redis.Cmd) {
+func (b *Backend) setLeasedResults(ctx context.Context, writes []tier.LeasedWrite, sent []sentWrite) {
 	var again []int
-	for i, cmd := range sent {
-		if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+	for i, s := range sent {
+		if err := s.script.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			again = append(again, i)
 			continue
 		}
-		b.setLeasedResult(&writes[i], sent[i])
+		b.setLeasedResult(&writes[i], s)
 	}
 	if len(again) == 0 {
 		return
 	}
 	_, _ = b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, i := range again {
-			w := &writes[i]
-			sent[i] = setLeasedScript.Eval(ctx, p, []string{w.Key}, w.Lease, w.Value, ms(w.TTL))
+			sent[i] = b.queueSetLeased(ctx, p, &writes[i], true)
 		}
 		return nil
 	})
@@ -250,9 +320,14 @@ func (b *Backend) setLeasedResults(ctx context.Context, writes []tier.LeasedWrit
 	}
 }
 
-// setLeasedResult sets w's outcome from cmd, its SetLeased script call.
-func (b *Backend) setLeasedResult(w *tier.LeasedWrite, cmd *redis.Cmd) {
-	n, err := cmd.Int()
+// setLeasedResult sets w's outcome from s, its commands. A failed SET of
+// the side key is the write's error (the script then found no side key
+// and released the lease).
+func (b *Backend) setLeasedResult(w *tier.LeasedWrite, s sentWrite) {
+	n, err := s.script.Int()
+	if s.side != nil && s.side.Err() != nil {
+		err = s.side.Err()
+	}
 	w.Written, w.Err = n == 1 && err == nil, b.translate("set leased", err)
 }
 

@@ -79,9 +79,10 @@ func TestBackend_Lease(t *testing.T) {
 }
 
 // LeaseCarrying sends leased writes in the lease's round trip, and
-// SetLeasedMany sends them alone: each write lands only where its marker
-// still is, each outcome is reported, and a server that forgot the script
-// (SCRIPT FLUSH, as after a failover to a fresh replica) still gets it.
+// SetLeasedMany and SetLeased send them alone: each write lands, with its
+// own TTL, only where its marker still is, each outcome is reported, no side
+// key is left behind, and a server that forgot the scripts (SCRIPT FLUSH, as
+// after a failover to a fresh replica) still gets them.
 func TestBackend_CarriedWrites(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -89,9 +90,10 @@ func TestBackend_CarriedWrites(t *testing.T) {
 	be := goredis.Must(rdb, &goredis.Options{MaxValueBytes: 64})
 	ctx := context.Background()
 	const ours, theirs = tier.LeasePrefix + "ours", tier.LeasePrefix + "theirs"
+	const ttl = 10 * time.Minute // the markers have one minute
 	for _, flush := range []bool{false, true} {
-		for _, alone := range []bool{false, true} {
-			pfx := fmt.Sprintf("carry:%v:%v:", flush, alone)
+		for _, how := range []string{"carried", "many", "one"} {
+			pfx := fmt.Sprintf("carry:%v:%v:", flush, how)
 			require.NoError(t, rdb.Set(ctx, pfx+"held", ours, time.Minute).Err())
 			require.NoError(t, rdb.Set(ctx, pfx+"kept", ours+"\nold", time.Minute).Err())
 			require.NoError(t, rdb.Set(ctx, pfx+"taken", theirs, time.Minute).Err())
@@ -99,18 +101,25 @@ func TestBackend_CarriedWrites(t *testing.T) {
 				require.NoError(t, rdb.ScriptFlush(ctx).Err())
 			}
 			writes := []tier.LeasedWrite{
-				{Key: pfx + "held", Lease: ours, Value: []byte("v1"), TTL: time.Minute},
-				{Key: pfx + "kept", Lease: ours, Value: []byte("v2"), TTL: time.Minute},
-				{Key: pfx + "taken", Lease: ours, Value: []byte("v3"), TTL: time.Minute},
-				{Key: pfx + "gone", Lease: ours, Value: []byte("v4"), TTL: time.Minute},
+				{Key: pfx + "held", Lease: ours, Value: []byte("v1"), TTL: ttl},
+				{Key: pfx + "kept", Lease: ours, Value: []byte("v2"), TTL: ttl},
+				{Key: pfx + "taken", Lease: ours, Value: []byte("v3"), TTL: ttl},
+				{Key: pfx + "gone", Lease: ours, Value: []byte("v4"), TTL: ttl},
 			}
-			if alone {
-				be.SetLeasedMany(ctx, writes)
-			} else {
+			keys := []string{pfx + "held", pfx + "kept", pfx + "taken"}
+			switch how {
+			case "carried":
 				cur, err := be.LeaseCarrying(ctx, pfx+"lease", ours, time.Minute, writes)
 				require.NoError(t, err)
 				require.Nil(t, cur, "the lease is taken")
 				require.Equal(t, ours, rdb.Get(ctx, pfx+"lease").Val())
+				keys = append(keys, pfx+"lease")
+			case "many":
+				be.SetLeasedMany(ctx, writes)
+			case "one":
+				for i, w := range writes {
+					writes[i].Written, writes[i].Err = be.SetLeased(ctx, w.Key, w.Lease, w.Value, w.TTL)
+				}
 			}
 			for i, want := range []bool{true, true, false, false} {
 				require.NoError(t, writes[i].Err, writes[i].Key)
@@ -120,7 +129,10 @@ func TestBackend_CarriedWrites(t *testing.T) {
 			require.Equal(t, "v2", rdb.Get(ctx, pfx+"kept").Val())
 			require.Equal(t, theirs, rdb.Get(ctx, pfx+"taken").Val())
 			require.Zero(t, rdb.Exists(ctx, pfx+"gone").Val())
-			require.Positive(t, rdb.PTTL(ctx, pfx+"held").Val())
+			for _, k := range []string{pfx + "held", pfx + "kept"} {
+				require.Greater(t, rdb.PTTL(ctx, k).Val(), time.Minute, "%s has the write's TTL, not the marker's", k)
+			}
+			require.ElementsMatch(t, keys, rdb.Keys(ctx, pfx+"*").Val(), "no side key is left")
 		}
 	}
 
