@@ -86,8 +86,11 @@ func (c *Cache[V]) takeQueued(br *shard) []*flight[V] {
 		return nil
 	}
 	carry := br != nil // a lease's round trip: not the writes that failed in one
+	// Where each key lives now (a slot may have moved). Shard must not
+	// block (Sharder); goredis's waits only before its client first knows
+	// the slot map, and a queued write's lease went through that client.
 	for _, f := range q.q {
-		f.wshard = c.writeShard(f) // where its key lives now (a slot may have moved)
+		f.wshard = c.writeShard(f)
 	}
 	if br == nil {
 		br = q.q[0].wshard

@@ -313,17 +313,23 @@ func newLease() string {
 	return LeasePrefix + strconv.FormatUint(rand.Uint64(), 36) + strconv.FormatUint(rand.Uint64(), 36)
 }
 
-// missScore tells whether a cache's L2 reads mostly miss: it rises by 1
-// per miss and falls by missScoreHit per hit, within [0, 2*missScoreAt].
-// The get-or-lease script costs a little more than a plain read on a hit
-// and saves a whole round trip on a miss; the weights (1 and 4) make the
-// score drift up past missScoreAt once more than about one read in five
-// misses, where the script starts to pay (benchmarks/RESULTS.md).
+// missScore tells whether a cache's L2 reads mostly miss: it rises by
+// missScoreMiss per miss and falls by 1 per hit, within [0, 2*missScoreAt],
+// so it drifts up past missScoreAt once more than about one read in five
+// misses, and the first round trip of a miss is then the get-or-lease
+// pipeline (SET NX, GETRANGE, PTTL). That pipeline answers a hit too, for
+// about 8 µs more than a plain GETRANGE; a plain read that misses costs a
+// whole second round trip (about 55 µs) before the lease: the pipeline pays
+// from about one miss in eight reads (BenchmarkL2Hit with either first
+// step, benchmarks/RESULTS.md). Until 2026-12-06 the weights were swapped
+// (+1 a miss, -4 a hit), so only reads that missed more than four times in
+// five leased first: a cold Zipf pass, 12% of its L2 reads hits, made a
+// plain read before a fifth of its leases.
 type missScore struct{ n atomic.Int32 }
 
 const (
-	missScoreAt  = 32
-	missScoreHit = 4
+	missScoreAt   = 32
+	missScoreMiss = 4
 )
 
 func (m *missScore) leaseFirst() bool { return m.n.Load() >= missScoreAt }
@@ -333,9 +339,9 @@ func (m *missScore) leaseFirst() bool { return m.n.Load() >= missScoreAt }
 func (m *missScore) note(miss bool) {
 	n := m.n.Load()
 	if miss {
-		n = min(n+1, 2*missScoreAt)
+		n = min(n+missScoreMiss, 2*missScoreAt)
 	} else {
-		n = max(n-missScoreHit, 0)
+		n = max(n-1, 0)
 	}
 	m.n.Store(n)
 }
