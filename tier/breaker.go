@@ -38,6 +38,8 @@ type shard struct {
 	// run, so that a master that may have lost acknowledged writes is never
 	// read before the cache knows it (see [Lineager]).
 	heldSince atomic.Int64
+	// leases lets the shard's concurrent misses share lease round trips.
+	leases leaseGroup
 }
 
 // Allow reports whether a call to the shard may go ahead: it is not held,

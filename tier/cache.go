@@ -38,17 +38,22 @@ type Cache[V any] struct {
 	leaser  Leaser        // l2 as a Leaser, or nil
 	carrier WriteCarrier  // l2 as a WriteCarrier, or nil
 	wq      writeQueue[V] // leased writes waiting for a round trip to carry them
-	tagger  TagStore      // l2 as a TagStore, or nil
-	pub     Publisher     // nil without an Invalidator
-	obs     Observer
-	noObs   bool
-	clock   Clock       // nil: time.Now
-	epocher Epocher     // l2 as an Epocher, or nil
-	raiser  EpochRaiser // l2 as an EpochRaiser, or nil
-	base    string      // "tc:<len>:<namespace>:" (keys add "<epoch>:")
-	tagPfx  string
-	epochK  string // the L2 key of the namespace's epoch
-	tag     uint32 // the schema tag of its L2 envelopes (typeTag)
+	// leaseTrips is how many lease round trips a shard may have on their
+	// way (maxLeaseTrips); onLeaseQueue, if set (tests), is called when a
+	// miss queues for one (see leaseGroup).
+	leaseTrips   int
+	onLeaseQueue func()
+	tagger       TagStore  // l2 as a TagStore, or nil
+	pub          Publisher // nil without an Invalidator
+	obs          Observer
+	noObs        bool
+	clock        Clock       // nil: time.Now
+	epocher      Epocher     // l2 as an Epocher, or nil
+	raiser       EpochRaiser // l2 as an EpochRaiser, or nil
+	base         string      // "tc:<len>:<namespace>:" (keys add "<epoch>:")
+	tagPfx       string
+	epochK       string // the L2 key of the namespace's epoch
+	tag          uint32 // the schema tag of its L2 envelopes (typeTag)
 
 	// epoch is the namespace's current epoch and its L2 key prefix, one
 	// value so that the two never disagree; never nil after New, and it
@@ -125,6 +130,7 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 		c.carrier, _ = c.l2.(WriteCarrier)
 	}
 	c.wq.delay = carryDelay
+	c.leaseTrips = maxLeaseTrips
 	c.wq.timer = time.AfterFunc(time.Hour, c.flushQueued)
 	c.wq.timer.Stop()
 	c.tagger, _ = c.l2.(TagStore)

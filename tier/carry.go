@@ -189,20 +189,16 @@ func (c *Cache[V]) sendQueued(br *shard, fs []*flight[V]) {
 	}
 }
 
-// leaseCarrying is a lease of key (full L2 key full, on the shard of br)
-// whose round trip carries the writes queued for that shard; ok is false
-// when there were none to carry (the caller then asks for the lease
-// alone). A carried write that failed with the round trip is queued again,
-// to be sent on its own (its fate must not hang on another miss's context);
-// the others end their flights. Nothing is carried once the lease's
-// context has ended or the cache is closing.
-func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, full, lease string, ttl time.Duration) (cur []byte, err error, ok bool) {
-	if ctx.Err() != nil || c.isClosed() || c.shardUnknown(br) {
-		return nil, nil, false
-	}
-	fs := c.takeQueued(br)
-	if len(fs) == 0 {
-		return nil, nil, false
+// leaseCarrying sends the leases reqs, of keys on br's shard, in one
+// round trip that carries the writes queued for that shard, and sets each
+// lease's outcome. A carried write that failed with the round trip is
+// queued again, to be sent on its own (its fate must not hang on another
+// miss's context); the others end their flights. Nothing is carried once
+// ctx has ended or the cache is closing.
+func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, reqs []LeaseRequest) {
+	var fs []*flight[V]
+	if ctx.Err() == nil && !c.isClosed() {
+		fs = c.takeQueued(br)
 	}
 	ws := writesOf(fs)
 	ended := 0
@@ -214,7 +210,7 @@ func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, full, lease str
 		}
 	}()
 	t0 := c.opStart()
-	cur, err = c.carrier.LeaseCarrying(ctx, full, lease, ttl, ws)
+	c.carrier.LeaseMany(ctx, reqs, ws)
 	d := opDuration(t0)
 	for i, f := range fs {
 		ended = i + 1
@@ -228,7 +224,6 @@ func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, full, lease str
 		}
 		f.sent(ws[i], br, d, false)
 	}
-	return cur, err, true
 }
 
 // sent ends a queued flight once its write went out to the shard br (w,

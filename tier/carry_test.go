@@ -212,11 +212,15 @@ func TestCarry_CloseRacesACarryingMiss(t *testing.T) {
 	}
 }
 
-// panickyCarrier is the goredis backend whose LeaseCarrying panics.
+// panickyCarrier is the goredis backend whose LeaseMany panics when it
+// carries writes.
 type panickyCarrier struct{ *goredis.Backend }
 
-func (panickyCarrier) LeaseCarrying(context.Context, string, string, time.Duration, []tier.LeasedWrite) ([]byte, error) {
-	panic("carrier bug")
+func (p panickyCarrier) LeaseMany(ctx context.Context, leases []tier.LeaseRequest, writes []tier.LeasedWrite) {
+	if len(writes) > 0 {
+		panic("carrier bug")
+	}
+	p.Backend.LeaseMany(ctx, leases, writes)
 }
 
 // A backend that panics carrying writes strands none of the flights it

@@ -30,9 +30,9 @@ var (
 	// its leader's goroutine panicked before handing the flight on (in an
 	// Observer, say).
 	errLeaderPanicked = errors.New("tier: the caller reading the key panicked")
-	// errCarrierPanicked ends the flights whose writes a lease round trip
-	// carried when the L2 backend panicked in it.
-	errCarrierPanicked = errors.New("tier: the L2 backend panicked carrying this write")
+	// errCarrierPanicked is the outcome of the leases and writes that a
+	// lease round trip carried when the L2 backend panicked in it.
+	errCarrierPanicked = errors.New("tier: the L2 backend panicked in the round trip that carried this call")
 	// ErrL2 is matched by the errors of calls that could not reach L2:
 	// Set, Delete and the other writes, and Get (which has no origin to
 	// fall back on). Reads with a loader fall back to the origin instead.

@@ -18,3 +18,10 @@ func SetCarryWrites[V any](c *Cache[V], delay time.Duration, onQueue func()) {
 	defer c.wq.mu.Unlock()
 	c.wq.delay, c.wq.onQueue = delay, onQueue
 }
+
+// SetLeaseSharing makes c's shards have at most trips lease round trips on
+// their way (instead of maxLeaseTrips), and call onQueue (which must not
+// block) when a miss queues for one. Call it before c is used.
+func SetLeaseSharing[V any](c *Cache[V], trips int, onQueue func()) {
+	c.leaseTrips, c.onLeaseQueue = trips, onQueue
+}

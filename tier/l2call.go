@@ -100,16 +100,15 @@ func (c *Cache[V]) l2LeaseWithin(ctx context.Context, key, lease string, replace
 // deleted, and returned as an error matching ErrCorrupt or
 // ErrValueTooLarge.
 //
-// The round trip carries the leased writes queued for the shard (carry.go),
-// and ends their flights.
+// With a WriteCarrier L2, the round trip is shared with the other misses of
+// the shard (leasegroup.go) and carries the leased writes queued for it
+// (carry.go).
 func (c *Cache[V]) l2Lease(ctx context.Context, br *shard, key, full, lease string, replace bool) (cur []byte, err error) {
 	ttl := c.o.LoadTimeout + c.o.L2Timeout
 	err = c.l2CallHit(ctx, br, OpL2Lease, key, func(ctx context.Context) (bool, error) {
-		carried := false
-		if c.carrier != nil && !replace {
-			cur, err, carried = c.leaseCarrying(ctx, br, full, lease, ttl)
-		}
-		if !carried {
+		if c.carrier != nil && !replace && !c.shardUnknown(br) {
+			cur, err = c.leaseShared(ctx, br, full, lease, ttl)
+		} else {
 			cur, err = c.leaser.Lease(ctx, full, lease, ttl, replace)
 		}
 		return cur != nil && !isLease(cur), err

@@ -85,17 +85,30 @@ type LeasedWrite struct {
 	Err     error // the write failed (Written is false)
 }
 
-// WriteCarrier is implemented by a [Leaser] that can send leased writes in
-// the round trip of another call. The cache answers its callers before it
-// writes L2; with a WriteCarrier it queues that write and the next miss's
-// Lease on the same shard carries it (or, when no miss comes within a
-// fraction of a millisecond, SetLeasedMany sends the queue), so a steady
-// stream of misses costs one round trip each instead of two.
+// LeaseRequest is one [Leaser.Lease] (replace false) sent by a
+// [WriteCarrier] with other commands; the carrier sets Cur and Err as Lease
+// returns them (Cur nil: the lease is taken).
+type LeaseRequest struct {
+	Key, Lease string
+	TTL        time.Duration
+
+	Cur []byte
+	Err error
+}
+
+// WriteCarrier is implemented by a [Leaser] that can send several leases
+// and leased writes in one round trip. The cache answers its callers before
+// it writes L2; with a WriteCarrier it queues that write and the next
+// miss's lease round trip to the same shard carries it (or, when no miss
+// comes within a fraction of a millisecond, SetLeasedMany sends the
+// queue), and the misses of one shard that come while a lease round trip
+// is on its way share the next one, so that a steady stream of misses costs
+// less than one round trip each.
 type WriteCarrier interface {
-	// LeaseCarrying is Lease (replace false) with writes sent in the same
-	// round trip, before the lease's commands. Each write's outcome is set
-	// in it whatever the lease's; its error is the lease's alone.
-	LeaseCarrying(ctx context.Context, key, lease string, ttl time.Duration, writes []LeasedWrite) ([]byte, error)
+	// LeaseMany is Lease (replace false) of each of leases, all on one
+	// shard, with writes sent in the same round trip, before the leases'
+	// commands. Each lease's and each write's outcome is set in it.
+	LeaseMany(ctx context.Context, leases []LeaseRequest, writes []LeasedWrite)
 	// SetLeasedMany sends writes, all on one shard, in one round trip where
 	// possible, and sets each one's outcome.
 	SetLeasedMany(ctx context.Context, writes []LeasedWrite)

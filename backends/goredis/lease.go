@@ -148,41 +148,62 @@ func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 // [deadLease].
 func (b *Backend) Lease(ctx context.Context, key, lease string, ttl time.Duration, replace bool) ([]byte, error) {
 	if !replace {
-		return b.LeaseCarrying(ctx, key, lease, ttl, nil)
+		l := []tier.LeaseRequest{{Key: key, Lease: lease, TTL: ttl}}
+		b.LeaseMany(ctx, l, nil)
+		return l[0].Cur, l[0].Err
 	}
 	return b.leaseScripted(ctx, key, lease, ttl, "1")
 }
 
-// LeaseCarrying implements tier.WriteCarrier: Lease without replace, its
-// pipeline carrying writes (each write's commands, see
-// [Backend.SetLeasedMany], sent first). A write the server refuses with NOSCRIPT (its script cache was
-// flushed, or a replica took over) is sent again on its own.
-func (b *Backend) LeaseCarrying(ctx context.Context, key, lease string, ttl time.Duration, writes []tier.LeasedWrite) ([]byte, error) {
-	var set *redis.BoolCmd
-	var get *redis.StringCmd
-	var left *redis.DurationCmd
+// LeaseMany implements tier.WriteCarrier: the leases as Lease without
+// replace, in one pipeline carrying writes (each write's commands, see
+// [Backend.SetLeasedMany], sent first). A write the server refuses with
+// NOSCRIPT (its script cache was flushed, or a replica took over) is sent
+// again after them.
+func (b *Backend) LeaseMany(ctx context.Context, leases []tier.LeaseRequest, writes []tier.LeasedWrite) {
 	sent := make([]sentWrite, len(writes))
+	cmds := make([]leaseCmds, len(leases))
 	_, _ = b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i := range writes {
 			sent[i] = b.queueSetLeased(ctx, p, &writes[i], false)
 		}
-		set = p.SetNX(ctx, key, lease, ttl)
-		get = p.GetRange(ctx, key, 0, b.readEnd())
-		left = p.PTTL(ctx, key)
+		for i, l := range leases {
+			cmds[i] = leaseCmds{
+				set:  p.SetNX(ctx, l.Key, l.Lease, l.TTL),
+				get:  p.GetRange(ctx, l.Key, 0, b.readEnd()),
+				left: p.PTTL(ctx, l.Key),
+			}
+		}
 		return nil
 	})
 	b.setLeasedResults(ctx, writes, sent)
-	if set.Err() == nil && set.Val() {
+	for i := range leases {
+		l := &leases[i]
+		l.Cur, l.Err = b.leaseResult(ctx, l, cmds[i])
+	}
+}
+
+// leaseCmds is one lease's commands in a pipeline: SET NX of the marker,
+// a bounded GETRANGE and PTTL.
+type leaseCmds struct {
+	set  *redis.BoolCmd
+	get  *redis.StringCmd
+	left *redis.DurationCmd
+}
+
+// leaseResult is what Lease returns for l, from its commands c.
+func (b *Backend) leaseResult(ctx context.Context, l *tier.LeaseRequest, c leaseCmds) ([]byte, error) {
+	if c.set.Err() == nil && c.set.Val() {
 		return nil, nil
 	}
-	if err := cmdsErr(set, get, left); err != nil && !isWrongType(err) {
+	if err := cmdsErr(c.set, c.get, c.left); err != nil && !isWrongType(err) {
 		return nil, b.translate("lease", err)
 	}
-	if v, err := b.result(get.Result()); !errors.Is(err, tier.ErrNotFound) {
-		return b.live(v, err, left.Val(), ttl)
+	if v, err := b.result(c.get.Result()); !errors.Is(err, tier.ErrNotFound) {
+		return b.live(v, err, c.left.Val(), l.TTL)
 	}
 	// The key vanished between SET NX and GETRANGE: the script decides.
-	return b.leaseScripted(ctx, key, lease, ttl, "0")
+	return b.leaseScripted(ctx, l.Key, l.Lease, l.TTL, "0")
 }
 
 // cmdsErr is the first error of cmds.

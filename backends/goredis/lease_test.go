@@ -78,7 +78,7 @@ func TestBackend_Lease(t *testing.T) {
 	}
 }
 
-// LeaseCarrying sends leased writes in the lease's round trip, and
+// LeaseMany sends leased writes in the lease's round trip, and
 // SetLeasedMany and SetLeased send them alone: each write lands, with its
 // own TTL, only where its marker still is, each outcome is reported, no side
 // key is left behind, and a server that forgot the scripts (SCRIPT FLUSH, as
@@ -109,9 +109,10 @@ func TestBackend_CarriedWrites(t *testing.T) {
 			keys := []string{pfx + "held", pfx + "kept", pfx + "taken"}
 			switch how {
 			case "carried":
-				cur, err := be.LeaseCarrying(ctx, pfx+"lease", ours, time.Minute, writes)
-				require.NoError(t, err)
-				require.Nil(t, cur, "the lease is taken")
+				leases := []tier.LeaseRequest{{Key: pfx + "lease", Lease: ours, TTL: time.Minute}}
+				be.LeaseMany(ctx, leases, writes)
+				require.NoError(t, leases[0].Err)
+				require.Nil(t, leases[0].Cur, "the lease is taken")
 				require.Equal(t, ours, rdb.Get(ctx, pfx+"lease").Val())
 				keys = append(keys, pfx+"lease")
 			case "many":
@@ -140,8 +141,9 @@ func TestBackend_CarriedWrites(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	writes := []tier.LeasedWrite{{Key: "carry:x", Lease: ours, Value: []byte("v"), TTL: time.Minute}}
-	_, err := be.LeaseCarrying(cctx, "carry:lease2", ours, time.Minute, writes)
-	require.ErrorIs(t, err, context.Canceled)
+	leases := []tier.LeaseRequest{{Key: "carry:lease2", Lease: ours, TTL: time.Minute}}
+	be.LeaseMany(cctx, leases, writes)
+	require.ErrorIs(t, leases[0].Err, context.Canceled)
 	require.ErrorIs(t, writes[0].Err, context.Canceled)
 	require.False(t, writes[0].Written)
 }
