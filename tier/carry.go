@@ -190,12 +190,12 @@ func (c *Cache[V]) sendQueued(br *shard, fs []*flight[V]) {
 }
 
 // leaseCarrying sends the leases reqs, of keys on br's shard, in one
-// round trip that carries the writes queued for that shard, and sets each
-// lease's outcome. A carried write that failed with the round trip is
+// round trip that carries the writes queued for that shard, sets each
+// lease's outcome and then answered. A carried write that failed with the round trip is
 // queued again, to be sent on its own (its fate must not hang on another
 // miss's context); the others end their flights. Nothing is carried once
 // ctx has ended or the cache is closing.
-func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, reqs []LeaseRequest) {
+func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, reqs []LeaseRequest, answered *bool) {
 	var fs []*flight[V]
 	if ctx.Err() == nil && !c.isClosed() {
 		fs = c.takeQueued(br)
@@ -211,6 +211,7 @@ func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, reqs []LeaseReq
 	}()
 	t0 := c.opStart()
 	c.carrier.LeaseMany(ctx, reqs, ws)
+	*answered = true // whatever ending the carried flights does
 	d := opDuration(t0)
 	for i, f := range fs {
 		ended = i + 1

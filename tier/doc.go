@@ -22,8 +22,11 @@
 //  4. The lease, with an L2 that is a [Leaser] (backends/goredis): after a
 //     miss the flight takes the key's lease, or, while another instance
 //     holds it, waits up to [Options.LeaseWait] for that instance's value.
-//     When the cache's L2 reads mostly miss, step 3 is get-or-lease, which
-//     answers a hit too and takes the lease on a miss.
+//     When more than about one L2 read in five misses, step 3 is
+//     get-or-lease, which answers a hit too and takes the lease on a miss.
+//     With a [WriteCarrier] L2 the misses of one shard share lease round
+//     trips: while a few are on their way, the leases asked for meanwhile
+//     queue and go together in the next one.
 //  5. The origin, bounded by [Options.LoadTimeout], on the flight's own
 //     goroutine (or, when the caller's context can never end, on the
 //     caller's: it would wait for the whole load anyway) and a context that
@@ -35,7 +38,7 @@
 //     (backends/goredis) the write waits in a queue for the next miss's
 //     lease round trip to the same shard, which carries it, or is sent on
 //     its own after a fraction of a millisecond: a stream of misses costs
-//     one round trip each. A value whose encoding is larger than
+//     at most one round trip each. A value whose encoding is larger than
 //     [Options.MaxValueBytes] is returned but not cached, and reported.
 //
 // L1 charges every entry it holds, whichever step put it there, with its

@@ -30,6 +30,10 @@ var (
 	// its leader's goroutine panicked before handing the flight on (in an
 	// Observer, say).
 	errLeaderPanicked = errors.New("tier: the caller reading the key panicked")
+	// errNotSent is the error of a lease whose deadline ended while it
+	// waited for a round trip to its shard (see leaseGroup): Redis never saw
+	// it, so it is neither a failure nor a success of the shard.
+	errNotSent = errors.New("tier: the call's deadline ended before a round trip took it")
 	// errCarrierPanicked is the outcome of the leases and writes that a
 	// lease round trip carried when the L2 backend panicked in it.
 	errCarrierPanicked = errors.New("tier: the L2 backend panicked in the round trip that carried this call")

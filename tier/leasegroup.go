@@ -5,6 +5,7 @@ package tier
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -24,17 +25,23 @@ const (
 // leaseGroup lets the concurrent misses of one L2 shard share round trips
 // (a [WriteCarrier] L2 only). While fewer than trips lease round trips are
 // on their way to the shard, a miss sends its lease at once. Otherwise it
-// queues; when a round trip is back, its sender hands the queue, as one
-// batch, to the oldest call in it, which sends them all in one round trip
-// (with the writes queued for the shard) and answers the others. On a
-// small machine a round trip's syscalls and wake-ups, on both sides, are
+// queues; when a round trip is back, its sender hands the oldest of the
+// queue, as one batch, to the newest call in that batch, which sends them
+// all in one round trip (with the writes queued for the shard) and answers
+// the others. The newest sends because its deadline is the batch's latest:
+// the round trip may run to it without keeping its own caller past its
+// L2Timeout, and an older call whose deadline comes first leaves on its
+// own (its outcome unknown, like that of any call cut by its deadline). On
+// a small machine a round trip's syscalls and wake-ups, on both sides, are
 // most of what a miss costs: a busy shard then pays them once per batch.
 //
 // Invariant (the group's): trips counts the senders, each one either the
-// miss that took a free trip or the call a sender handed the next batch
-// to; a sender that finds the queue empty gives its trip back. Every call
-// in a batch is answered exactly once, by its sender (done closed),
-// whatever the carrier does (a panic too).
+// miss that took a free trip or the call that a sender handed the next
+// batch to; a sender passes its trip on (pass) once its round trip is
+// back, or at once when its deadline ended before it could send. Every
+// call in a batch is answered exactly once, by its sender (done closed),
+// whatever the carrier does (a panic too); a call that waits no longer
+// leaves that answer unread.
 type leaseGroup struct {
 	mu    sync.Mutex
 	trips int          // senders: lease round trips on their way
@@ -45,15 +52,17 @@ type leaseGroup struct {
 type leaseCall struct {
 	req LeaseRequest
 	ctx context.Context
-	// done is closed once req has its outcome, or once batch is set: this
-	// call is to send batch (batch[0] is the call itself).
+	// done is closed once req has its outcome, or once batch was set
+	// (under the group's lock): this call is to send batch (it is the last
+	// of batch).
 	done  chan struct{}
 	batch []*leaseCall
 }
 
 // leaseShared takes the lease of full (on br's shard) or returns what it
 // holds, as Leaser.Lease does, sharing the round trip with the shard's
-// other misses (see leaseGroup).
+// other misses (see leaseGroup). A call whose deadline ends before a round
+// trip took it returns an error matching errNotSent: Redis never saw it.
 func (c *Cache[V]) leaseShared(ctx context.Context, br *shard, full, lease string, ttl time.Duration) ([]byte, error) {
 	lc := &leaseCall{req: LeaseRequest{Key: full, Lease: lease, TTL: ttl}, ctx: ctx}
 	batch, err := br.leases.join(lc, c.leaseTrips, c.onLeaseQueue)
@@ -67,12 +76,11 @@ func (c *Cache[V]) leaseShared(ctx context.Context, br *shard, full, lease strin
 }
 
 // join enters lc into g, which has at most trips senders, and returns the
-// batch lc is to send (lc first), or nil once another sender answered lc.
-// A call whose context ends while it is queued leaves the queue and
-// returns the context's error; one already in a batch waits for its sender
-// (whose deadline, that of an older call, comes first). A sender whose
-// context has ended hands its batch to the next call in it. queued, if
-// set (tests), is called under g's lock when lc is queued.
+// batch lc is to send (lc last), or nil once another sender answered lc.
+// When lc's context ends first: a call still queued leaves the queue
+// (errNotSent); one on its way returns the context's error; one handed a
+// batch hands the rest of it on (errNotSent). queued, if set (tests), is
+// called under g's lock when lc is queued.
 func (g *leaseGroup) join(lc *leaseCall, trips int, queued func()) ([]*leaseCall, error) {
 	g.mu.Lock()
 	if g.trips < trips {
@@ -86,56 +94,75 @@ func (g *leaseGroup) join(lc *leaseCall, trips int, queued func()) ([]*leaseCall
 		queued()
 	}
 	g.mu.Unlock()
+	var batch []*leaseCall
 	select {
 	case <-lc.done:
+		batch = lc.batch
 	case <-lc.ctx.Done():
 		g.mu.Lock()
 		if i := slices.Index(g.queue, lc); i >= 0 {
 			g.queue = slices.Delete(g.queue, i, i+1)
 			g.mu.Unlock()
-			return nil, lc.ctx.Err()
+			return nil, notSent(lc.ctx)
 		}
+		batch = lc.batch
 		g.mu.Unlock()
-		<-lc.done
-	}
-	if lc.batch != nil && len(lc.batch) > 1 {
-		if err := lc.ctx.Err(); err != nil {
-			handTo(lc.batch[1:]) // too late to send for the others
-			return nil, err
+		if batch == nil {
+			select {
+			case <-lc.done: // answered after all
+				return nil, nil
+			default: // on its way: its sender answers a call that left
+				return nil, lc.ctx.Err()
+			}
 		}
 	}
-	return lc.batch, nil
+	return g.take(lc, batch)
 }
 
-// handTo makes batch[0] the sender of batch.
-func handTo(batch []*leaseCall) {
-	batch[0].batch = batch
-	close(batch[0].done)
+// take is what lc does with a batch it was handed (nil: lc was answered):
+// send it, or, when lc's context has ended, hand the rest of it on.
+func (g *leaseGroup) take(lc *leaseCall, batch []*leaseCall) ([]*leaseCall, error) {
+	if batch != nil && lc.ctx.Err() != nil {
+		g.pass(batch[:len(batch)-1])
+		return nil, notSent(lc.ctx)
+	}
+	return batch, nil
 }
 
-// next hands the queue's oldest calls, as a batch, to the first of them,
-// or gives back the caller's trip when none waits.
-func (g *leaseGroup) next() {
+// pass passes a sender's trip on: to the newest call of batch, as the
+// sender of batch; with batch empty, to the newest of the queue's oldest
+// maxLeaseBatch calls, as the sender of those; with the queue empty too,
+// back to the group.
+func (g *leaseGroup) pass(batch []*leaseCall) {
 	g.mu.Lock()
-	if len(g.queue) == 0 {
-		g.trips--
-		g.mu.Unlock()
-		return
+	if len(batch) == 0 {
+		if len(g.queue) == 0 {
+			g.trips--
+			g.mu.Unlock()
+			return
+		}
+		n := min(len(g.queue), maxLeaseBatch)
+		batch = slices.Clone(g.queue[:n])
+		clear(g.queue[:n])
+		g.queue = g.queue[n:]
 	}
-	n := min(len(g.queue), maxLeaseBatch)
-	batch := slices.Clone(g.queue[:n])
-	clear(g.queue[:n])
-	g.queue = g.queue[n:]
+	sender := batch[len(batch)-1]
+	sender.batch = batch
 	g.mu.Unlock()
-	handTo(batch)
+	close(sender.done)
 }
 
-// sendLeases sends the leases of batch (batch[0], the caller's own, first)
-// in one round trip on batch[0]'s context, answers the others, and passes
-// its trip on (next). Should the carrier panic, every call is answered
-// with errCarrierPanicked and the trip passed on before the panic goes on
-// up the caller.
+// notSent is the error of a call whose context ended before a round trip
+// took it.
+func notSent(ctx context.Context) error { return fmt.Errorf("%w: %w", errNotSent, ctx.Err()) }
+
+// sendLeases sends the leases of batch in one round trip on the context of
+// its sender (batch's last call, the caller's own), answers the others,
+// and passes the trip on. Should the carrier panic before it answered,
+// every call is answered with errCarrierPanicked and the trip passed on
+// before the panic goes on up the caller.
 func (c *Cache[V]) sendLeases(br *shard, batch []*leaseCall) {
+	sender := batch[len(batch)-1]
 	reqs := make([]LeaseRequest, len(batch))
 	for i, lc := range batch {
 		reqs[i] = lc.req
@@ -148,12 +175,11 @@ func (c *Cache[V]) sendLeases(br *shard, batch []*leaseCall) {
 			} else {
 				lc.req.Err = errCarrierPanicked
 			}
-			if i > 0 {
+			if lc != sender {
 				close(lc.done)
 			}
 		}
-		br.leases.next()
+		br.leases.pass(nil)
 	}()
-	c.leaseCarrying(batch[0].ctx, br, reqs)
-	answered = true
+	c.leaseCarrying(sender.ctx, br, reqs, &answered)
 }

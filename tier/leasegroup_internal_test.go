@@ -28,10 +28,17 @@ type joined struct {
 
 func newCall(ctx context.Context) *leaseCall { return &leaseCall{ctx: ctx} }
 
+// answer does what sendLeases does for the calls of batch it answers.
+func answer(batch []*leaseCall) {
+	for _, lc := range batch[:len(batch)-1] {
+		close(lc.done)
+	}
+}
+
 // A miss sends at once while the shard has a free trip; the ones that come
-// meanwhile queue, and when a trip is back its sender hands them, as one
-// batch (at most maxLeaseBatch), to the oldest; a sender that finds no one
-// waiting gives its trip back.
+// meanwhile queue, and when a trip is back its sender hands the oldest of
+// them, as one batch (at most maxLeaseBatch), to the newest in it; a sender
+// that finds no one waiting gives its trip back.
 func TestLeaseGroup_QueuedCallsShareTheNextTrip(t *testing.T) {
 	var g leaseGroup
 	ctx := context.Background()
@@ -45,69 +52,84 @@ func TestLeaseGroup_QueuedCallsShareTheNextTrip(t *testing.T) {
 		calls[i] = newCall(ctx)
 		res[i] = joinAsync(t, &g, calls[i], 1)
 	}
-	g.next() // the first trip is back
-	got := <-res[0]
+	g.pass(nil) // the first trip is back
+	got := <-res[maxLeaseBatch-1]
 	require.NoError(t, got.err)
-	require.Equal(t, calls[:maxLeaseBatch], got.batch, "the oldest sends the oldest maxLeaseBatch, itself first")
-	for _, lc := range got.batch[1:] { // what sendLeases does
-		close(lc.done)
-	}
-	for i := 1; i < maxLeaseBatch; i++ {
+	require.Equal(t, calls[:maxLeaseBatch], got.batch, "the newest of the oldest maxLeaseBatch sends them")
+	answer(got.batch)
+	for i := range maxLeaseBatch - 1 {
 		got := <-res[i]
 		require.NoError(t, got.err)
 		require.Nil(t, got.batch, "answered by the sender")
 	}
-	g.next()
-	got = <-res[maxLeaseBatch]
+	g.pass(nil)
+	got = <-res[len(calls)-1]
 	require.Equal(t, calls[maxLeaseBatch:], got.batch, "the rest go with the next trip")
-	for _, lc := range got.batch[1:] {
-		close(lc.done)
-	}
-	for i := maxLeaseBatch + 1; i < len(calls); i++ {
+	answer(got.batch)
+	for i := maxLeaseBatch; i < len(calls)-1; i++ {
 		require.Nil(t, (<-res[i]).batch)
 	}
-	g.next()
+	g.pass(nil)
 	require.Zero(t, g.trips, "no one waits: the trip is given back")
 	require.Empty(t, g.queue)
 }
 
-// A queued call whose context ends leaves the queue with the context's
-// error, and the others are not disturbed.
+// A queued call whose context ends leaves the queue, unsent, and the others
+// are not disturbed.
 func TestLeaseGroup_QueuedCallLeavesWhenItsContextEnds(t *testing.T) {
+	var g leaseGroup
+	_, err := g.join(newCall(context.Background()), 1, nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	left := joinAsync(t, &g, newCall(ctx), 1)
+	staying := newCall(context.Background())
+	stays := joinAsync(t, &g, staying, 1)
+	cancel()
+	got := <-left
+	require.ErrorIs(t, got.err, errNotSent)
+	require.ErrorIs(t, got.err, context.Canceled)
+	require.Nil(t, got.batch)
+	g.pass(nil)
+	got = <-stays
+	require.NoError(t, got.err)
+	require.Equal(t, []*leaseCall{staying}, got.batch, "the call that left is not sent")
+}
+
+// A call whose round trip is on its way returns when its context ends,
+// without waiting for its sender.
+func TestLeaseGroup_CallOnItsWayLeavesWhenItsContextEnds(t *testing.T) {
 	var g leaseGroup
 	_, err := g.join(newCall(context.Background()), 1, nil)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	leaving := newCall(ctx)
 	left := joinAsync(t, &g, leaving, 1)
-	staying := newCall(context.Background())
-	stays := joinAsync(t, &g, staying, 1)
-	cancel()
-	got := <-left
+	sender := newCall(context.Background())
+	sends := joinAsync(t, &g, sender, 1)
+	g.pass(nil)
+	got := <-sends
+	require.Equal(t, []*leaseCall{leaving, sender}, got.batch)
+	cancel() // while the batch is on its way
+	got = <-left
 	require.ErrorIs(t, got.err, context.Canceled)
-	require.Nil(t, got.batch)
-	g.next()
-	got = <-stays
-	require.NoError(t, got.err)
-	require.Equal(t, []*leaseCall{staying}, got.batch, "the call that left is not sent")
+	require.NotErrorIs(t, got.err, errNotSent, "it was sent")
+	answer([]*leaseCall{leaving, sender}) // the sender answers a call that left
 }
 
-// A call handed a batch after its context ended sends nothing: the next
-// call in the batch becomes its sender.
+// A call handed a batch after its context ended sends nothing: the newest
+// of the rest becomes its sender.
 func TestLeaseGroup_ExpiredSenderHandsTheBatchOn(t *testing.T) {
 	var g leaseGroup
-	_, err := g.join(newCall(context.Background()), 1, nil)
-	require.NoError(t, err)
+	g.trips = 1
 	ctx, cancel := context.WithCancel(context.Background())
-	expired := joinAsync(t, &g, newCall(ctx), 1)
-	live := newCall(context.Background())
-	sends := joinAsync(t, &g, live, 1)
 	cancel()
-	g.next() // before or after the expired call saw its context end
-	got := <-expired
-	require.ErrorIs(t, got.err, context.Canceled)
-	require.Nil(t, got.batch)
-	got = <-sends
-	require.NoError(t, got.err)
-	require.Equal(t, []*leaseCall{live}, got.batch)
+	expired := &leaseCall{ctx: ctx}
+	older, live := newCall(context.Background()), newCall(context.Background())
+	live.done = make(chan struct{})
+	batch, err := g.take(expired, []*leaseCall{older, live, expired})
+	require.ErrorIs(t, err, errNotSent)
+	require.Nil(t, batch)
+	<-live.done
+	require.Equal(t, []*leaseCall{older, live}, live.batch, "the newest live call sends the rest")
+	require.Equal(t, 1, g.trips, "the trip went with the batch")
 }

@@ -40,6 +40,7 @@ func (g *gateCarrier) LeaseMany(ctx context.Context, leases []tier.LeaseRequest,
 	if slices.Contains(keys, g.holdKey) {
 		close(g.entered)
 		<-g.gate
+		ctx = context.WithoutCancel(ctx) // held past its deadline: it still gets through
 	}
 	if g.panicOnBatch && len(leases) > 1 {
 		panic("carrier bug")
@@ -62,11 +63,15 @@ func (g *gateCarrier) callsAfter(key string) [][]string {
 // sharingInstance is a cache over gc with one lease round trip per shard
 // at a time, whose L2 reads mostly miss (so that a miss leases first); it
 // reports on the returned channel each miss that queues for a round trip.
-func sharingInstance(t *testing.T, srv *redistest.Server, gc *gateCarrier, load tier.LoadFunc[string]) (*tier.Cache[string], <-chan struct{}) {
+func sharingInstance(t *testing.T, srv *redistest.Server, gc *gateCarrier, load tier.LoadFunc[string], o tier.Options[string]) (*tier.Cache[string], <-chan struct{}) {
 	t.Helper()
 	gc.Backend = goredis.Must(srv.Client(t), nil)
 	gc.entered, gc.gate = make(chan struct{}), make(chan struct{})
-	c := newCache(t, &tier.Options[string]{Namespace: "t-" + t.Name(), L2Timeout: 5 * time.Second, L2: gc})
+	o.Namespace, o.L2 = "t-"+t.Name(), gc
+	if o.L2Timeout == 0 {
+		o.L2Timeout = 5 * time.Second
+	}
+	c := newCache(t, &o)
 	queued := make(chan struct{}, 8)
 	tier.SetLeaseSharing(c, 1, func() { queued <- struct{}{} })
 	gc.holdKey = c.Key("a")
@@ -86,7 +91,7 @@ func TestLeaseSharing_ConcurrentMissesShareARoundTrip(t *testing.T) {
 	var loads atomic.Int64
 	load := counted(&loads, func(_ context.Context, k string) (string, error) { return "v-" + k, nil })
 	gc := &gateCarrier{}
-	c, queued := sharingInstance(t, srv, gc, load)
+	c, queued := sharingInstance(t, srv, gc, load, tier.Options[string]{})
 	other, _ := instance(t, srv, tier.Options[string]{Namespace: "t-" + t.Name()})
 	require.NoError(t, other.Set(t.Context(), "c", "stored", time.Minute))
 	before := loads.Load()
@@ -135,7 +140,7 @@ func TestLeaseSharing_PanickingCarrierAnswersEveryCall(t *testing.T) {
 	srv := redistest.Start(t)
 	load := func(_ context.Context, k string) (string, error) { return "v-" + k, nil }
 	gc := &gateCarrier{panicOnBatch: true}
-	c, queued := sharingInstance(t, srv, gc, load)
+	c, queued := sharingInstance(t, srv, gc, load, tier.Options[string]{})
 
 	var panics, answers atomic.Int64
 	var wg sync.WaitGroup
@@ -170,4 +175,38 @@ func TestLeaseSharing_PanickingCarrierAnswersEveryCall(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "v-e", v)
 	require.Equal(t, []string{c.Key("e")}, gc.callsAfter(c.Key("a"))[1], "the shard's trip was given back")
+}
+
+// A miss whose deadline ends while it waits for a round trip was never
+// sent: it loads from the origin, and neither the L2 error count nor the
+// breaker (here opened by a single failure) counts it against the shard.
+func TestLeaseSharing_DeadlineInQueueIsNotAShardFailure(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	load := func(_ context.Context, k string) (string, error) { return "v-" + k, nil }
+	gc := &gateCarrier{}
+	c, queued := sharingInstance(t, srv, gc, load, tier.Options[string]{L2Timeout: time.Second, BreakerFailures: 1})
+	a := make(chan string)
+	go func() {
+		v, err := c.GetOrLoad(context.Background(), "a", load)
+		assert.NoError(t, err)
+		a <- v
+	}()
+	<-gc.entered // a's round trip is held past every deadline
+	before := c.Stats()
+	b := make(chan string)
+	go func() {
+		v, err := c.GetOrLoad(context.Background(), "b", load)
+		assert.NoError(t, err)
+		b <- v
+	}()
+	<-queued
+	require.Equal(t, "v-b", <-b, "b's deadline ended in the queue: it loaded without a lease")
+	after := c.Stats()
+	require.Equal(t, before.L2Errors, after.L2Errors, "nothing was sent")
+	require.Equal(t, tier.BreakerClosed, after.Breaker)
+	require.Equal(t, before.Fallbacks+1, after.Fallbacks, "b fell back")
+	close(gc.gate)
+	require.Equal(t, "v-a", <-a)
+	require.Empty(t, gc.callsAfter(c.Key("a")), "b was never sent")
 }

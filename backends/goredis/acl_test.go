@@ -46,9 +46,12 @@ func TestMain(m *testing.M) {
 //   - one channel, invalidate.Channel("tenantA"); Redis 7 grants no channel
 //     by default (acl-pubsub-default resetchannels);
 //   - commands: GETRANGE (reads, at most MaxValueBytes+1 bytes of a value),
-//     SET and DEL (writes), EVALSHA and EVAL (the lease and tag-time Lua
-//     scripts; go-redis falls back to EVAL on NOSCRIPT, and the scripts
-//     call GETRANGE, SET, GET and PTTL), PTTL (a lease marker found by
+//     SET and DEL (writes), EVALSHA and EVAL (the lease, fenced-write and
+//     tag-time Lua scripts; go-redis falls back to EVAL on NOSCRIPT, and
+//     the scripts call GETRANGE, SET, GET, DEL, PTTL, RENAME and PEXPIRE),
+//     RENAME and PEXPIRE (a load's value, stored under a side key next to
+//     the key, is renamed over it and given its TTL; added 2026-12-06: a
+//     user without them gets every L2 write refused), PTTL (a lease marker found by
 //     Lease must have a TTL a live lease can have), GET (tag times and the
 //     epoch), INCR (InvalidateAll), INFO (the cache's lineage check: run_id
 //     and replication id, to notice a failover; see tier.Lineager), and
@@ -64,7 +67,7 @@ func TestMain(m *testing.M) {
 // DisableIdentity, to keep the log clean.
 const tenantACL = "tc on >tc-secret resetkeys ~tc:7:tenantA:* ~tc:7:tenantA#t:* ~tc:7:tenantA#epoch " +
 	"resetchannels &tc:7:tenantA#inv " +
-	"-@all +getrange +get +set +del +rename +pttl +evalsha +eval +incr +info +publish +subscribe +unsubscribe"
+	"-@all +getrange +get +set +del +rename +pexpire +pttl +evalsha +eval +incr +info +publish +subscribe +unsubscribe"
 
 // setUser runs ACL SETUSER with acl (reset first, so a shorter list really
 // takes commands away) and clears ACL LOG.

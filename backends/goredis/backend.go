@@ -46,6 +46,16 @@ type Options struct {
 	// failover and the cache noticing it (tier.Options.LineageInterval)
 	// find fewer undone writes. It costs a replica round trip per write.
 	WaitReplicas int
+	// ValueThroughScript makes a load's fenced write send its value
+	// through the Lua script that checks the lease, as on a Cluster for a
+	// key without a hash tag, instead of storing it under a side key (the
+	// key's name, "\x00tiercache-value:" and the lease) that the script
+	// renames over the key. Set it for a client behind a proxy that spreads
+	// keys over servers by name (twemproxy, Envoy), where the side key may
+	// land on another server: the writes would otherwise fail with an error
+	// that says so. The side key costs Redis about a third less CPU per
+	// miss (benchmarks/RESULTS.md). Default: false.
+	ValueThroughScript bool
 }
 
 // Backend is a tier.Remote over a go-redis client. It is safe for
@@ -54,8 +64,10 @@ type Backend struct {
 	c       redis.UniversalClient
 	cluster *redis.ClusterClient // c, if it is a Cluster client
 	sharded bool                 // c spreads keys over shards by slot: a Cluster or Ring client
-	max     int
-	wait    int // Options.WaitReplicas
+	// throughScript is Options.ValueThroughScript.
+	throughScript bool
+	max           int
+	wait          int // Options.WaitReplicas
 	// readEndArg is readEnd boxed once: GETRANGE's last argument, which
 	// go-redis would otherwise box (allocate) on every read.
 	readEndArg any
@@ -105,6 +117,7 @@ func New(client redis.UniversalClient, o *Options) (*Backend, error) {
 	b.cluster, _ = client.(*redis.ClusterClient)
 	_, ring := client.(*redis.Ring)
 	b.sharded = b.cluster != nil || ring
+	b.throughScript = opts.ValueThroughScript
 	b.topo = redisconf.NewTopology(client)
 	return b, nil
 }

@@ -57,27 +57,43 @@ return 0
 `)
 
 // moveLeasedScript is the fenced write of a value the same pipeline has
-// just stored, with its TTL, under a side key: KEYS[1] the key, KEYS[2] the
-// side key; ARGV[1] the marker. If KEYS[1] still holds the marker the side
-// key is renamed over it (the value keeps the side key's TTL), else the side
-// key is deleted. A side key that is missing (its SET failed) releases the
-// lease: the key is deleted and the write reported as not done. Any other
-// error (NOPERM) is the script's.
-var moveLeasedScript = redis.NewScript(holdsLease + `
-if not held then
+// just stored under a side key (for sideKeyTTL): KEYS[1] the key, KEYS[2]
+// the side key; ARGV: marker, ttl ms. If KEYS[1] still holds the marker,
+// the side key is renamed over it and given the value's TTL (1), else the
+// side key is deleted (0). A missing side key (its SET failed or went to
+// another server) releases the lease: the key is deleted (-1). On any
+// error the side key is deleted and the error returned; should the script
+// not run at all, the side key expires within sideKeyTTL.
+var moveLeasedScript = redis.NewScript(`
+local m = redis.pcall('GETRANGE', KEYS[1], 0, string.len(ARGV[1]))
+if type(m) == 'table' and m.err then
+  redis.call('DEL', KEYS[2])
+  return m
+end
+if m ~= ARGV[1] and m ~= ARGV[1] .. '\n' then
   redis.call('DEL', KEYS[2])
   return 0
 end
 local r = redis.pcall('RENAME', KEYS[2], KEYS[1])
-if not r.err then
-  return 1
+if r.err then
+  if string.find(r.err, 'no such key', 1, true) then
+    redis.call('DEL', KEYS[1])
+    return -1
+  end
+  redis.call('DEL', KEYS[2])
+  return r
 end
-if string.find(r.err, 'no such key', 1, true) then
-  redis.call('DEL', KEYS[1])
-  return 0
-end
-return r
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
 `)
+
+// sideKeyTTL bounds how long a side key outlives a write whose script did
+// not run (the connection broke after the SET, or the script was refused).
+const sideKeyTTL = 10 * time.Second
+
+// errSideKeyMissing is the error of a leased write whose side key the
+// script did not find next to the key.
+var errSideKeyMissing = errors.New("the value's side key was not found next to the key (a client behind a proxy that spreads keys over servers by name needs Options.ValueThroughScript)")
 
 // sideMark separates a key from the lease in the name of its side key.
 const sideMark = "\x00tiercache-value:"
@@ -86,10 +102,11 @@ const sideMark = "\x00tiercache-value:"
 // moveLeasedScript renames it over key: key, sideMark and the lease's
 // random part, so it starts as key does (an ACL key pattern that grants
 // key grants it). It is "" when the side key might not share key's shard:
-// on a Cluster or Ring client, a key without a hash tag. Such a write sends
-// its value through setLeasedScript instead.
+// on a Cluster or Ring client, a key without a hash tag, and with
+// Options.ValueThroughScript. Such a write sends its value through
+// setLeasedScript instead.
 func (b *Backend) sideKey(key, lease string) string {
-	if b.sharded && !hasHashTag(key) {
+	if b.throughScript || b.sharded && !hasHashTag(key) {
 		return ""
 	}
 	return key + sideMark + strings.TrimPrefix(lease, tier.LeasePrefix)
@@ -299,7 +316,6 @@ type sentWrite struct {
 // no side key; the script by its SHA (EVALSHA), or with its source (EVAL)
 // when eval is set.
 func (b *Backend) queueSetLeased(ctx context.Context, p redis.Pipeliner, w *tier.LeasedWrite, eval bool) sentWrite {
-	ttl := time.Duration(ms(w.TTL)) * time.Millisecond
 	run := (*redis.Script).EvalSha
 	if eval {
 		run = (*redis.Script).Eval
@@ -309,8 +325,8 @@ func (b *Backend) queueSetLeased(ctx context.Context, p redis.Pipeliner, w *tier
 		return sentWrite{script: run(setLeasedScript, ctx, p, []string{w.Key}, w.Lease, w.Value, ms(w.TTL))}
 	}
 	return sentWrite{
-		side:   p.Set(ctx, side, w.Value, ttl),
-		script: run(moveLeasedScript, ctx, p, []string{w.Key, side}, w.Lease),
+		side:   p.Set(ctx, side, w.Value, sideKeyTTL),
+		script: run(moveLeasedScript, ctx, p, []string{w.Key, side}, w.Lease, ms(w.TTL)),
 	}
 }
 
@@ -343,11 +359,14 @@ func (b *Backend) setLeasedResults(ctx context.Context, writes []tier.LeasedWrit
 
 // setLeasedResult sets w's outcome from s, its commands. A failed SET of
 // the side key is the write's error (the script then found no side key
-// and released the lease).
+// and released the lease), as is a side key the script did not find.
 func (b *Backend) setLeasedResult(w *tier.LeasedWrite, s sentWrite) {
 	n, err := s.script.Int()
-	if s.side != nil && s.side.Err() != nil {
+	switch {
+	case s.side != nil && s.side.Err() != nil:
 		err = s.side.Err()
+	case err == nil && n == -1:
+		err = errSideKeyMissing
 	}
 	w.Written, w.Err = n == 1 && err == nil, b.translate("set leased", err)
 }
