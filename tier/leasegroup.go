@@ -34,6 +34,8 @@ const (
 // own (its outcome unknown, like that of any call cut by its deadline). On
 // a small machine a round trip's syscalls and wake-ups, on both sides, are
 // most of what a miss costs: a busy shard then pays them once per batch.
+// The round trip runs on its sender's context, so the L2 client's hooks
+// (a tracing hook, say) see that caller's values for the whole batch.
 //
 // Invariant (the group's): trips counts the senders, each one either the
 // miss that took a free trip or the call that a sender handed the next
