@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // A shard has at most maxLeaseTrips lease round trips on their way at a
@@ -54,6 +55,9 @@ type leaseGroup struct {
 type leaseCall struct {
 	req LeaseRequest
 	ctx context.Context
+	// one is the batch of a call that took a free trip: sent alone, it
+	// needs no other slice.
+	one [1]*leaseCall
 	// done is closed once req has its outcome, or once batch was set
 	// (under the group's lock): this call is to send batch (it is the last
 	// of batch).
@@ -88,7 +92,8 @@ func (g *leaseGroup) join(lc *leaseCall, trips int, queued func()) ([]*leaseCall
 	if g.trips < trips {
 		g.trips++
 		g.mu.Unlock()
-		return []*leaseCall{lc}, nil
+		lc.one[0] = lc
+		return lc.one[:], nil
 	}
 	lc.done = make(chan struct{})
 	g.queue = append(g.queue, lc)
@@ -165,17 +170,22 @@ func notSent(ctx context.Context) error { return fmt.Errorf("%w: %w", errNotSent
 // before the panic goes on up the caller.
 func (c *Cache[V]) sendLeases(br *shard, batch []*leaseCall) {
 	sender := batch[len(batch)-1]
-	reqs := make([]LeaseRequest, len(batch))
-	for i, lc := range batch {
-		reqs[i] = lc.req
+	var reqs []LeaseRequest
+	if len(batch) == 1 {
+		reqs = unsafe.Slice(&sender.req, 1) // the carrier answers in place
+	} else {
+		reqs = make([]LeaseRequest, len(batch))
+		for i, lc := range batch {
+			reqs[i] = lc.req
+		}
 	}
 	answered := false
 	defer func() {
 		for i, lc := range batch {
-			if answered {
-				lc.req = reqs[i]
-			} else {
+			if !answered {
 				lc.req.Err = errCarrierPanicked
+			} else if len(batch) > 1 {
+				lc.req = reqs[i]
 			}
 			if lc != sender {
 				close(lc.done)
