@@ -82,6 +82,20 @@ func sharingInstance(t *testing.T, srv *redistest.Server, gc *gateCarrier, load 
 	return c, queued
 }
 
+// queueBehindA reads a (its round trip held by gc), then b, c and d, which
+// queue behind it, then lets a's round trip go.
+func queueBehindA(gc *gateCarrier, queued <-chan struct{}, get func(key string)) {
+	get("a")
+	<-gc.entered // a's round trip is on its way
+	for _, k := range []string{"b", "c", "d"} {
+		get(k)
+	}
+	for range 3 {
+		<-queued
+	}
+	close(gc.gate)
+}
+
 // The misses that come while a lease round trip is on its way share the
 // next one, and each gets its own outcome: a lease taken (then its load,
 // its value written to L2), or the value another instance stored.
@@ -108,15 +122,7 @@ func TestLeaseSharing_ConcurrentMissesShareARoundTrip(t *testing.T) {
 			mu.Unlock()
 		})
 	}
-	get("a")
-	<-gc.entered // a's round trip is on its way
-	for _, k := range []string{"b", "c", "d"} {
-		get(k)
-	}
-	for range 3 {
-		<-queued
-	}
-	close(gc.gate)
+	queueBehindA(gc, queued, get)
 	wg.Wait()
 
 	require.Equal(t, map[string]string{"a": "v-a", "b": "v-b", "c": "stored", "d": "v-d"}, got)
@@ -158,15 +164,7 @@ func TestLeaseSharing_PanickingCarrierAnswersEveryCall(t *testing.T) {
 			answers.Add(1)
 		})
 	}
-	get("a")
-	<-gc.entered
-	for _, k := range []string{"b", "c", "d"} {
-		get(k)
-	}
-	for range 3 {
-		<-queued
-	}
-	close(gc.gate)
+	queueBehindA(gc, queued, get)
 	wg.Wait()
 	require.EqualValues(t, 1, panics.Load(), "the batch's sender")
 	require.EqualValues(t, 3, answers.Load(), "a, and the two others from the origin")
