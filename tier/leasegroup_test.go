@@ -72,7 +72,7 @@ func sharingInstance(t *testing.T, srv *redistest.Server, gc *gateCarrier, load 
 		o.L2Timeout = 5 * time.Second
 	}
 	c := newCache(t, &o)
-	queued := make(chan struct{}, 8)
+	queued := make(chan struct{}, 64) // the hook runs under the group's lock: it must not block
 	tier.SetLeaseSharing(c, 1, func() { queued <- struct{}{} })
 	gc.holdKey = c.Key("a")
 	for i := range 8 {
@@ -207,4 +207,38 @@ func TestLeaseSharing_DeadlineInQueueIsNotAShardFailure(t *testing.T) {
 	close(gc.gate)
 	require.Equal(t, "v-a", <-a)
 	require.Empty(t, gc.callsAfter(c.Key("a")), "b was never sent")
+}
+
+// A paused Redis strands no miss of a shard whose round trips are shared:
+// the one on its way fails at its deadline, those queued behind it leave
+// the queue at theirs, every caller gets the origin's value, and once Redis
+// answers again the shard sends and stores as before.
+func TestLeaseSharing_PausedRedisStrandsNoCall(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	load := func(_ context.Context, k string) (string, error) { return "v-" + k, nil }
+	gc := &gateCarrier{}
+	c, _ := sharingInstance(t, srv, gc, load, tier.Options[string]{L2Timeout: 300 * time.Millisecond, BreakerFailures: 1000})
+
+	srv.Pause()
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Go(func() {
+			k := fmt.Sprint("paused-", i)
+			v, err := c.GetOrLoad(context.Background(), k, load)
+			assert.NoError(t, err)
+			assert.Equal(t, "v-"+k, v)
+		})
+	}
+	wg.Wait()
+	srv.Resume()
+
+	v, err := c.GetOrLoad(context.Background(), "after", load)
+	require.NoError(t, err)
+	require.Equal(t, "v-after", v)
+	require.NoError(t, c.Close()) // sends the queued write
+	other, _ := instance(t, srv, tier.Options[string]{Namespace: "t-" + t.Name()})
+	v, err = other.Get(t.Context(), "after")
+	require.NoError(t, err, "the shard took the lease and the write after Redis came back")
+	require.Equal(t, "v-after", v)
 }
