@@ -76,7 +76,8 @@ type Cache[V any] struct {
 	brs          breakers
 	fl           flights[V]
 	// l2Misses tells whether the first L2 round trip of a miss should be
-	// the get-or-lease script (L2 reads mostly miss) or a plain read.
+	// the get-or-lease pipeline (more than about one L2 read in five
+	// misses) or a plain read.
 	l2Misses missScore
 	ctr      counters
 	tags     tagTimes

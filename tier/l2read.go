@@ -71,9 +71,10 @@ const (
 // outcome (also in f.l2.outcome): l2Hit, l2Leased, l2Miss, l2Failed, or,
 // when the flight will load and found no usable value, l2LeaseNeeded.
 //
-// The round trip is a plain read, or, when the flight will load and the
-// cache's L2 reads mostly miss, get-or-lease, which answers a hit as well:
-// a miss then costs one round trip before the load instead of two.
+// The round trip is a plain read, or, when the flight will load and more
+// than about one of the cache's L2 reads in five misses, get-or-lease,
+// which answers a hit as well: a miss then costs one round trip before the
+// load instead of two.
 func (f *flight[V]) readL2(ctx context.Context) l2Outcome {
 	c := f.c
 	if c.l2 == nil {
@@ -313,7 +314,7 @@ func newLease() string {
 	return LeasePrefix + strconv.FormatUint(rand.Uint64(), 36) + strconv.FormatUint(rand.Uint64(), 36)
 }
 
-// missScore tells whether a cache's L2 reads mostly miss: it rises by
+// missScore tells whether a cache's L2 reads miss often: it rises by
 // missScoreMiss per miss and falls by 1 per hit, within [0, 2*missScoreAt],
 // so it drifts up past missScoreAt once more than about one read in five
 // misses, and the first round trip of a miss is then the get-or-lease

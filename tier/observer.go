@@ -38,8 +38,9 @@ const (
 	OpL2Set
 	OpL2Delete
 	// OpL2Lease takes a key's lease in L2: one round trip after a miss, or,
-	// in a cache whose L2 reads mostly miss, the first read of a miss
-	// (get-or-lease), which then also answers hits (Result.Hit).
+	// in a cache where more than about one L2 read in five misses, the
+	// first read of a miss (get-or-lease), which then also answers hits
+	// (Result.Hit).
 	OpL2Lease
 	// OpL2Epoch moves the namespace to its next epoch in L2
 	// ([Cache.InvalidateAll], or a move owed after an overflow or a
