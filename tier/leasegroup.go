@@ -16,8 +16,9 @@ import (
 // time; the misses that come meanwhile queue, and the next round trip sends
 // up to maxLeaseBatch of them. With four, a cache whose misses come one or
 // a few at a time never waits; the load generator's 16 goroutines read
-// 1.3-1.4x as fast as with every miss on its own round trip (two: 1.1-1.5x;
-// benchmarks/RESULTS.md, "Misses share a round trip").
+// 1.1-1.6x as fast (cold, three rounds, median 1.3x) as with every miss on
+// its own round trip (two trips: 1.1-1.5x; benchmarks/RESULTS.md, "Misses
+// share a round trip").
 const (
 	maxLeaseTrips = 4
 	maxLeaseBatch = 64
