@@ -318,7 +318,7 @@ func newLease() string {
 // missScoreMiss per miss and falls by 1 per hit, within [0, 2*missScoreAt],
 // so it drifts up past missScoreAt once more than about one read in five
 // misses, and the first round trip of a miss is then the get-or-lease
-// pipeline (SET NX, GETRANGE, PTTL). That pipeline answers a hit too, for
+// pipeline (SET NX, GETRANGE). That pipeline answers a hit too, for
 // about 8 µs more than a plain GETRANGE; a plain read that misses costs a
 // whole second round trip (about 55 µs) before the lease: the pipeline pays
 // from about one miss in eight reads (BenchmarkL2Hit with either first

@@ -160,11 +160,12 @@ func instance(t *testing.T, srv *redistest.Server, ns string, withBus bool) (*ti
 }
 
 // exercise does everything the cache and the bus send to Redis, as one
-// instance of namespace "tenantA": a miss (GETRANGE, the lease script,
-// its SetLeased script), a tagged read (GETRANGE and GET in a pipeline),
-// Set, Delete, InvalidateTags (the tag script and PUBLISH), InvalidateAll
-// (INCR), and the bus's SUBSCRIBE, heartbeats and UNSUBSCRIBE. It returns
-// the errors the calls returned.
+// instance of namespace "tenantA": a miss (GETRANGE, the lease, its
+// leased write), a tagged read (GETRANGE and GET in a pipeline), Set,
+// Delete, InvalidateTags (the tag script and PUBLISH), InvalidateAll
+// (INCR), a lease that finds another instance's marker (its PTTL), and the
+// bus's SUBSCRIBE, heartbeats and UNSUBSCRIBE. It returns the errors the
+// calls returned.
 func exercise(t *testing.T, srv *redistest.Server) []error {
 	t.Helper()
 	c, _ := instance(t, srv, "tenantA", true)
@@ -183,6 +184,15 @@ func exercise(t *testing.T, srv *redistest.Server) []error {
 	keep("Delete", c.Delete(t.Context(), "k3"))
 	keep("InvalidateTags", c.InvalidateTags(t.Context(), "expert:1"))
 	keep("InvalidateAll", c.InvalidateAll(t.Context()))
+	// A miss that finds another instance's lease reads the marker's TTL.
+	be, full := goredis.Must(userClient(t, srv), nil), c.Key("leased")
+	_, err = be.Lease(t.Context(), full, tier.LeasePrefix+"other", time.Minute, false)
+	keep("Lease", err)
+	cur, err := be.Lease(t.Context(), full, tier.LeasePrefix+"ours", time.Minute, false)
+	keep("Lease of a leased key", err)
+	if err == nil && string(cur) != tier.LeasePrefix+"other" {
+		errs = append(errs, fmt.Errorf("Lease of a leased key found %q", cur))
+	}
 	keep("Close", c.Close()) // unsubscribes
 	if s := c.Stats(); s.L2Errors > 0 || s.Fallbacks > 0 {
 		errs = append(errs, fmt.Errorf("L2 errors %d, fallbacks %d", s.L2Errors, s.Fallbacks))

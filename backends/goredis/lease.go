@@ -152,17 +152,18 @@ return 1
 func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 
 // Lease implements tier.Leaser in one round trip. Without replace it is a
-// pipeline of three plain commands, SET NX of the marker, a bounded
-// GETRANGE and PTTL, which cost Redis a fraction of a script call (about
-// 1.5 µs against 6 µs here): this is the first round trip of every miss of
-// a cache whose reads mostly miss. They need not be atomic: if SET NX
-// stored the marker the lease is ours whatever GETRANGE read; if not,
-// GETRANGE reads what the key holds, and should the key have vanished in
-// between, the script decides. With replace it is a Lua script.
+// pipeline of two plain commands, SET NX of the marker and a bounded
+// GETRANGE, which cost Redis a fraction of a script call: this is the first
+// round trip of every miss of a cache whose reads mostly miss. They need
+// not be atomic: if SET NX stored the marker the lease is ours whatever
+// GETRANGE read; if not, GETRANGE reads what the key holds, and should the
+// key have vanished in between, the script decides. With replace it is a
+// Lua script.
 //
 // Another instance's marker that cannot be a live lease is reported as
 // bad bytes ([tier.ErrCorrupt]), which the cache deletes and replaces: see
-// [deadLease].
+// [deadLease]. Telling needs the marker's TTL, read in one more round trip
+// only when a marker was found (see [Backend.leaseLeft]).
 func (b *Backend) Lease(ctx context.Context, key, lease string, ttl time.Duration, replace bool) ([]byte, error) {
 	if !replace {
 		l := []tier.LeaseRequest{{Key: key, Lease: lease, TTL: ttl}}
@@ -186,41 +187,87 @@ func (b *Backend) LeaseMany(ctx context.Context, leases []tier.LeaseRequest, wri
 		}
 		for i, l := range leases {
 			cmds[i] = leaseCmds{
-				set:  p.SetNX(ctx, l.Key, l.Lease, l.TTL),
-				get:  p.GetRange(ctx, l.Key, 0, b.readEnd()),
-				left: p.PTTL(ctx, l.Key),
+				set: p.SetNX(ctx, l.Key, l.Lease, l.TTL),
+				get: p.GetRange(ctx, l.Key, 0, b.readEnd()),
 			}
 		}
 		return nil
 	})
 	b.setLeasedResults(ctx, writes, sent)
+	var markers []int // the leases that found another instance's marker
 	for i := range leases {
 		l := &leases[i]
 		l.Cur, l.Err = b.leaseResult(ctx, l, cmds[i])
+		if l.Err == nil && strings.HasPrefix(string(l.Cur), tier.LeasePrefix) {
+			markers = append(markers, i)
+		}
+	}
+	if len(markers) > 0 {
+		b.leaseLeft(ctx, leases, markers)
 	}
 }
 
-// leaseCmds is one lease's commands in a pipeline: SET NX of the marker,
-// a bounded GETRANGE and PTTL.
+// leaseCmds is one lease's commands in a pipeline: SET NX of the marker
+// and a bounded GETRANGE.
 type leaseCmds struct {
-	set  *redis.BoolCmd
-	get  *redis.StringCmd
-	left *redis.DurationCmd
+	set *redis.BoolCmd
+	get *redis.StringCmd
 }
 
-// leaseResult is what Lease returns for l, from its commands c.
+// leaseResult is what Lease returns for l, from its commands c, before
+// leaseLeft looks at a marker it found.
 func (b *Backend) leaseResult(ctx context.Context, l *tier.LeaseRequest, c leaseCmds) ([]byte, error) {
 	if c.set.Err() == nil && c.set.Val() {
 		return nil, nil
 	}
-	if err := cmdsErr(c.set, c.get, c.left); err != nil && !isWrongType(err) {
+	if err := cmdsErr(c.set, c.get); err != nil && !isWrongType(err) {
 		return nil, b.translate("lease", err)
 	}
 	if v, err := b.result(c.get.Result()); !errors.Is(err, tier.ErrNotFound) {
-		return b.live(v, err, c.left.Val(), l.TTL)
+		return v, err
 	}
 	// The key vanished between SET NX and GETRANGE: the script decides.
 	return b.leaseScripted(ctx, l.Key, l.Lease, l.TTL, "0")
+}
+
+// leaseLeft reads, in one round trip, the time left on the key of each
+// lease at leases[i] (i in which) whose Cur is another instance's marker,
+// and makes those that cannot be live leases (see [deadLease]) bad bytes.
+// A key that no longer starts with the marker it held (its holder wrote
+// or released it, or a Delete removed it) is left as a live marker: the
+// cache then waits for the value, the safe direction, and never deletes a
+// value written since. This round trip is paid only when a marker is
+// found, which makes the cache wait for another load anyway. Should it
+// fail, those leases fail with its error.
+func (b *Backend) leaseLeft(ctx context.Context, leases []tier.LeaseRequest, which []int) {
+	type check struct {
+		marker string
+		head   *redis.StringCmd
+		left   *redis.DurationCmd
+	}
+	checks := make([]check, len(which))
+	_, _ = b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for j, i := range which {
+			marker, _, _ := strings.Cut(string(leases[i].Cur), "\n")
+			checks[j] = check{
+				marker: marker,
+				head:   p.GetRange(ctx, leases[i].Key, 0, int64(len(marker))-1),
+				left:   p.PTTL(ctx, leases[i].Key),
+			}
+		}
+		return nil
+	})
+	for j, i := range which {
+		l, c := &leases[i], &checks[j]
+		if err := cmdsErr(c.head, c.left); err != nil {
+			l.Cur, l.Err = nil, b.translate("lease", err)
+			continue
+		}
+		if c.head.Val() != c.marker {
+			continue
+		}
+		l.Cur, l.Err = b.live(l.Cur, nil, c.left.Val(), l.TTL)
+	}
 }
 
 // cmdsErr is the first error of cmds.

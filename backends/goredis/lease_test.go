@@ -3,10 +3,13 @@ package goredis_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tiercache/tiercache/backends/goredis"
@@ -17,12 +20,17 @@ import (
 // Lease, with and without replace, against what a key can hold: nothing, a
 // value, another instance's lease (live, or one that cannot be: no TTL, or
 // far more left than a lease is given), a value over the limit, another
-// type.
+// type. Without replace it sends SET NX and GETRANGE in one round trip, and
+// a second round trip (GETRANGE of the marker and PTTL) only when it found
+// another instance's marker.
 func TestBackend_Lease(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
-	be := goredis.Must(rdb, &goredis.Options{MaxValueBytes: 64})
+	sent := &sentCommands{}
+	leaser := srv.Client(t)
+	leaser.AddHook(sent)
+	be := goredis.Must(leaser, &goredis.Options{MaxValueBytes: 64})
 	ctx := context.Background()
 	const (
 		ours   = tier.LeasePrefix + "ours"
@@ -59,7 +67,15 @@ func TestBackend_Lease(t *testing.T) {
 			key := "lease-test:" + tt.name
 			t.Cleanup(func() { rdb.Del(ctx, key) })
 			tt.setup(key)
+			sent.reset()
 			got, err := be.Lease(ctx, key, ours, time.Minute, tt.replace)
+			if !tt.replace {
+				want := [][]string{{"set", "getrange"}}
+				if strings.HasPrefix(tt.name, "their lease") {
+					want = append(want, []string{"getrange", "pttl"})
+				}
+				require.Equal(t, want, sent.trips(), "round trips and their commands")
+			}
 			if tt.wantErr != nil {
 				require.ErrorIs(t, err, tt.wantErr)
 			} else {
@@ -146,4 +162,85 @@ func TestBackend_CarriedWrites(t *testing.T) {
 	require.ErrorIs(t, leases[0].Err, context.Canceled)
 	require.ErrorIs(t, writes[0].Err, context.Canceled)
 	require.False(t, writes[0].Written)
+}
+
+// A marker that Lease found, and that its holder replaced with its value
+// before Lease read the marker's TTL, is not taken for a dead lease (which
+// the cache would delete), even when the value's TTL is one no lease has:
+// Lease answers with the marker (the cache then waits for the value) and
+// the value stays.
+func TestBackend_LeaseMarkerReplacedBeforeItsTTLIsRead(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	const theirs = tier.LeasePrefix + "theirs"
+	key := "lease-test:replaced"
+	require.NoError(t, rdb.Set(ctx, key, theirs, time.Minute).Err())
+	leaser := srv.Client(t)
+	leaser.AddHook(&sentCommands{before: func(names []string) {
+		if slices.Equal(names, []string{"getrange", "pttl"}) { // between Lease's two round trips
+			require.NoError(t, rdb.Set(ctx, key, "their value", 24*time.Hour).Err())
+		}
+	}})
+	be := goredis.Must(leaser, nil)
+	got, err := be.Lease(ctx, key, tier.LeasePrefix+"ours", time.Minute, false)
+	require.NoError(t, err)
+	require.Equal(t, theirs, string(got))
+	require.Equal(t, "their value", rdb.Get(ctx, key).Val())
+}
+
+// sentCommands is a go-redis hook that records the names of the commands
+// of each round trip (a command alone or a pipeline), but a connection's
+// handshake.
+type sentCommands struct {
+	before func(names []string) // if set, called before each round trip is sent
+
+	mu   sync.Mutex
+	sent [][]string
+}
+
+func (h *sentCommands) reset() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.sent = nil
+}
+
+func (h *sentCommands) trips() [][]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.sent)
+}
+
+// record keeps the names of cmds, unless they set up a new connection.
+func (h *sentCommands) record(cmds []redis.Cmder) {
+	names := make([]string, len(cmds))
+	for i, c := range cmds {
+		switch names[i] = c.Name(); names[i] {
+		case "hello", "client", "auth", "select":
+			return
+		}
+	}
+	if h.before != nil {
+		h.before(names)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.sent = append(h.sent, names)
+}
+
+func (h *sentCommands) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *sentCommands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.record([]redis.Cmder{cmd})
+		return next(ctx, cmd)
+	}
+}
+
+func (h *sentCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.record(cmds)
+		return next(ctx, cmds)
+	}
 }
