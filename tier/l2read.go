@@ -319,7 +319,8 @@ func newLease() string {
 // so it drifts up past missScoreAt once more than about one read in five
 // misses, and the first round trip of a miss is then the get-or-lease
 // pipeline (SET NX, GETRANGE). That pipeline answers a hit too, for
-// about 8 µs more than a plain GETRANGE; a plain read that misses costs a
+// about 8 µs more than a plain GETRANGE (measured with a PTTL in it too,
+// until 2026-12-06); a plain read that misses costs a
 // whole second round trip (about 55 µs) before the lease: the pipeline pays
 // from about one miss in eight reads (BenchmarkL2Hit with either first
 // step, benchmarks/RESULTS.md). Until 2026-12-06 the weights were swapped

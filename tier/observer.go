@@ -37,9 +37,10 @@ const (
 	OpLoad
 	OpL2Set
 	OpL2Delete
-	// OpL2Lease takes a key's lease in L2: one round trip after a miss, or,
-	// in a cache where more than about one L2 read in five misses, the
-	// first read of a miss (get-or-lease), which then also answers hits
+	// OpL2Lease takes a key's lease in L2: one round trip after a miss (two
+	// when the key holds another instance's lease, see [Leaser]), or, in a
+	// cache where more than about one L2 read in five misses, the first
+	// read of a miss (get-or-lease), which then also answers hits
 	// (Result.Hit).
 	OpL2Lease
 	// OpL2Epoch moves the namespace to its next epoch in L2

@@ -62,7 +62,8 @@ type Leaser interface {
 	// lease that cannot be live (no TTL, or far more left than ttl) may be
 	// refused as [ErrCorrupt]: the cache deletes it and takes the lease,
 	// instead of waiting LeaseWait on every miss for a load that is not
-	// running. It is one round trip.
+	// running. It is one round trip (goredis's: two when it finds another
+	// lease, whose TTL it then reads).
 	Lease(ctx context.Context, key, lease string, ttl time.Duration, replace bool) ([]byte, error)
 	// SetLeased stores value under key for ttl only if key still holds the
 	// marker lease (alone, or followed by "\n" and a kept value), and
@@ -107,7 +108,9 @@ type LeaseRequest struct {
 type WriteCarrier interface {
 	// LeaseMany is Lease (replace false) of each of leases, all on one
 	// shard, with writes sent in the same round trip, before the leases'
-	// commands. Each lease's and each write's outcome is set in it.
+	// commands (a second round trip, as Lease's, may follow for the leases
+	// that found another's marker). Each lease's and each write's outcome
+	// is set in it.
 	LeaseMany(ctx context.Context, leases []LeaseRequest, writes []LeasedWrite)
 	// SetLeasedMany sends writes, all on one shard, in one round trip where
 	// possible, and sets each one's outcome.

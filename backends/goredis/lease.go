@@ -151,18 +151,18 @@ return 1
 
 func ms(d time.Duration) int64 { return max(1, d.Milliseconds()) }
 
-// Lease implements tier.Leaser in one round trip. Without replace it is a
-// pipeline of two plain commands, SET NX of the marker and a bounded
-// GETRANGE, which cost Redis a fraction of a script call: this is the first
-// round trip of every miss of a cache whose reads mostly miss. They need
-// not be atomic: if SET NX stored the marker the lease is ours whatever
-// GETRANGE read; if not, GETRANGE reads what the key holds, and should the
-// key have vanished in between, the script decides. With replace it is a
-// Lua script.
+// Lease implements tier.Leaser in one round trip, two when it finds
+// another instance's marker. Without replace it is a pipeline of two plain
+// commands, SET NX of the marker and a bounded GETRANGE, which cost Redis a
+// fraction of a script call: this is the first round trip of every miss of
+// a cache whose reads mostly miss. They need not be atomic: if SET NX
+// stored the marker the lease is ours whatever GETRANGE read; if not,
+// GETRANGE reads what the key holds, and should the key have vanished in
+// between, the script decides. With replace it is a Lua script.
 //
 // Another instance's marker that cannot be a live lease is reported as
 // bad bytes ([tier.ErrCorrupt]), which the cache deletes and replaces: see
-// [deadLease]. Telling needs the marker's TTL, read in one more round trip
+// [deadLease]. Telling needs the marker's TTL, read in a second round trip
 // only when a marker was found (see [Backend.leaseLeft]).
 func (b *Backend) Lease(ctx context.Context, key, lease string, ttl time.Duration, replace bool) ([]byte, error) {
 	if !replace {
@@ -194,11 +194,12 @@ func (b *Backend) LeaseMany(ctx context.Context, leases []tier.LeaseRequest, wri
 		return nil
 	})
 	b.setLeasedResults(ctx, writes, sent)
-	var markers []int // the leases that found another instance's marker
+	var markers []int // the leases that found a marker whose TTL is unread
 	for i := range leases {
 		l := &leases[i]
-		l.Cur, l.Err = b.leaseResult(ctx, l, cmds[i])
-		if l.Err == nil && strings.HasPrefix(string(l.Cur), tier.LeasePrefix) {
+		var marker bool
+		l.Cur, marker, l.Err = b.leaseResult(ctx, l, cmds[i])
+		if marker {
 			markers = append(markers, i)
 		}
 	}
@@ -214,36 +215,44 @@ type leaseCmds struct {
 	get *redis.StringCmd
 }
 
-// leaseResult is what Lease returns for l, from its commands c, before
-// leaseLeft looks at a marker it found.
-func (b *Backend) leaseResult(ctx context.Context, l *tier.LeaseRequest, c leaseCmds) ([]byte, error) {
+// leaseResult is what Lease returns for l, from its commands c; marker
+// reports that cur is another instance's marker whose TTL leaseLeft must
+// still read.
+func (b *Backend) leaseResult(ctx context.Context, l *tier.LeaseRequest, c leaseCmds) (cur []byte, marker bool, err error) {
 	if c.set.Err() == nil && c.set.Val() {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err := cmdsErr(c.set, c.get); err != nil && !isWrongType(err) {
-		return nil, b.translate("lease", err)
+		return nil, false, b.translate("lease", err)
 	}
 	if v, err := b.result(c.get.Result()); !errors.Is(err, tier.ErrNotFound) {
-		return v, err
+		return v, err == nil && strings.HasPrefix(string(v), tier.LeasePrefix), err
 	}
-	// The key vanished between SET NX and GETRANGE: the script decides.
-	return b.leaseScripted(ctx, l.Key, l.Lease, l.TTL, "0")
+	// The key vanished between SET NX and GETRANGE: the script decides (it
+	// reads a marker's TTL itself).
+	cur, err = b.leaseScripted(ctx, l.Key, l.Lease, l.TTL, "0")
+	return cur, false, err
 }
 
 // leaseLeft reads, in one round trip, the time left on the key of each
 // lease at leases[i] (i in which) whose Cur is another instance's marker,
 // and makes those that cannot be live leases (see [deadLease]) bad bytes.
-// A key that no longer starts with the marker it held (its holder wrote
-// or released it, or a Delete removed it) is left as a live marker: the
-// cache then waits for the value, the safe direction, and never deletes a
-// value written since. This round trip is paid only when a marker is
-// found, which makes the cache wait for another load anyway. Should it
-// fail, those leases fail with its error.
+// The whole batch waits for it: it is paid only when a marker is found,
+// during another instance's load or refresh of the key.
+//
+// PTTL goes before a GETRANGE of the marker: a marker is written once, so
+// if the key still starts with it after PTTL, that PTTL was the marker's.
+// A key that no longer does (its holder wrote or released it, or a Delete
+// removed it) is left as a live marker: the cache then waits for the
+// value, the safe direction, and never deletes a value written since. So
+// is every marker when ctx ended before the round trip was answered; other
+// failures fail those leases with their error (NOPERM without the +pttl
+// grant, say).
 func (b *Backend) leaseLeft(ctx context.Context, leases []tier.LeaseRequest, which []int) {
 	type check struct {
 		marker string
-		head   *redis.StringCmd
 		left   *redis.DurationCmd
+		head   *redis.StringCmd
 	}
 	checks := make([]check, len(which))
 	_, _ = b.c.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -251,16 +260,18 @@ func (b *Backend) leaseLeft(ctx context.Context, leases []tier.LeaseRequest, whi
 			marker, _, _ := strings.Cut(string(leases[i].Cur), "\n")
 			checks[j] = check{
 				marker: marker,
-				head:   p.GetRange(ctx, leases[i].Key, 0, int64(len(marker))-1),
 				left:   p.PTTL(ctx, leases[i].Key),
+				head:   p.GetRange(ctx, leases[i].Key, 0, int64(len(marker))-1),
 			}
 		}
 		return nil
 	})
 	for j, i := range which {
 		l, c := &leases[i], &checks[j]
-		if err := cmdsErr(c.head, c.left); err != nil {
-			l.Cur, l.Err = nil, b.translate("lease", err)
+		if err := cmdsErr(c.left, c.head); err != nil {
+			if ctx.Err() == nil {
+				l.Cur, l.Err = nil, b.translate("lease", err)
+			}
 			continue
 		}
 		if c.head.Val() != c.marker {

@@ -21,7 +21,7 @@ import (
 // value, another instance's lease (live, or one that cannot be: no TTL, or
 // far more left than a lease is given), a value over the limit, another
 // type. Without replace it sends SET NX and GETRANGE in one round trip, and
-// a second round trip (GETRANGE of the marker and PTTL) only when it found
+// a second round trip (PTTL and GETRANGE of the marker) only when it found
 // another instance's marker.
 func TestBackend_Lease(t *testing.T) {
 	t.Parallel()
@@ -72,7 +72,7 @@ func TestBackend_Lease(t *testing.T) {
 			if !tt.replace {
 				want := [][]string{{"set", "getrange"}}
 				if strings.HasPrefix(tt.name, "their lease") {
-					want = append(want, []string{"getrange", "pttl"})
+					want = append(want, []string{"pttl", "getrange"})
 				}
 				require.Equal(t, want, sent.trips(), "round trips and their commands")
 			}
@@ -179,7 +179,7 @@ func TestBackend_LeaseMarkerReplacedBeforeItsTTLIsRead(t *testing.T) {
 	require.NoError(t, rdb.Set(ctx, key, theirs, time.Minute).Err())
 	leaser := srv.Client(t)
 	leaser.AddHook(&sentCommands{before: func(names []string) {
-		if slices.Equal(names, []string{"getrange", "pttl"}) { // between Lease's two round trips
+		if slices.Equal(names, []string{"pttl", "getrange"}) { // between Lease's two round trips
 			require.NoError(t, rdb.Set(ctx, key, "their value", 24*time.Hour).Err())
 		}
 	}})
@@ -188,6 +188,72 @@ func TestBackend_LeaseMarkerReplacedBeforeItsTTLIsRead(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, theirs, string(got))
 	require.Equal(t, "their value", rdb.Get(ctx, key).Val())
+}
+
+// LeaseMany of a batch whose keys hold nothing, a value, and other
+// instances' markers (live, without a TTL, keeping a value): one round
+// trip, and a second that reads the TTL of the three markers only; each
+// lease gets its own outcome.
+func TestBackend_LeaseManyMarkers(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	const ours, theirs = tier.LeasePrefix + "ours", tier.LeasePrefix + "theirs"
+	keys := []string{"many:absent", "many:live", "many:value", "many:dead", "many:kept", "many:absent2"}
+	require.NoError(t, rdb.Set(ctx, "many:live", theirs, time.Minute).Err())
+	require.NoError(t, rdb.Set(ctx, "many:value", "v", time.Minute).Err())
+	require.NoError(t, rdb.Set(ctx, "many:dead", theirs, 0).Err())
+	require.NoError(t, rdb.Set(ctx, "many:kept", theirs+"\nold", time.Minute).Err())
+	sent := &sentCommands{}
+	leaser := srv.Client(t)
+	leaser.AddHook(sent)
+	be := goredis.Must(leaser, nil)
+	leases := make([]tier.LeaseRequest, len(keys))
+	for i, k := range keys {
+		leases[i] = tier.LeaseRequest{Key: k, Lease: ours, TTL: time.Minute}
+	}
+	be.LeaseMany(ctx, leases, nil)
+	want := []struct {
+		cur string
+		err error
+	}{{"", nil}, {theirs, nil}, {"v", nil}, {"", tier.ErrCorrupt}, {theirs + "\nold", nil}, {"", nil}}
+	for i, w := range want {
+		if w.err != nil {
+			require.ErrorIs(t, leases[i].Err, w.err, keys[i])
+			continue
+		}
+		require.NoError(t, leases[i].Err, keys[i])
+		require.Equal(t, w.cur, string(leases[i].Cur), keys[i])
+	}
+	require.Equal(t, [][]string{
+		{"set", "getrange", "set", "getrange", "set", "getrange", "set", "getrange", "set", "getrange", "set", "getrange"},
+		{"pttl", "getrange", "pttl", "getrange", "pttl", "getrange"},
+	}, sent.trips())
+	require.Equal(t, ours, rdb.Get(ctx, "many:absent").Val())
+	require.Equal(t, ours, rdb.Get(ctx, "many:absent2").Val())
+}
+
+// A lease whose context ends before the marker's TTL is read takes the
+// marker for a live one (the cache waits for the value): it does not fail.
+func TestBackend_LeaseMarkerTTLUnreadIsLive(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	const theirs = tier.LeasePrefix + "theirs"
+	key := "lease-test:unread"
+	require.NoError(t, rdb.Set(context.Background(), key, theirs, 0).Err()) // dead, were its TTL read
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	leaser := srv.Client(t)
+	leaser.AddHook(&sentCommands{before: func(names []string) {
+		if slices.Equal(names, []string{"pttl", "getrange"}) {
+			cancel()
+		}
+	}})
+	got, err := goredis.Must(leaser, nil).Lease(ctx, key, tier.LeasePrefix+"ours", time.Minute, false)
+	require.NoError(t, err)
+	require.Equal(t, theirs, string(got))
 }
 
 // sentCommands is a go-redis hook that records the names of the commands
