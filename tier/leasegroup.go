@@ -14,13 +14,15 @@ import (
 
 // A shard has at most maxLeaseTrips lease round trips on their way at a
 // time; the misses that come meanwhile queue, and the next round trip sends
-// up to maxLeaseBatch of them. With four, a cache whose misses come one or
-// a few at a time never waits; the load generator's 16 goroutines read
-// 1.1-1.6x as fast (cold, three rounds, median 1.3x) as with every miss on
-// its own round trip (two trips: 1.1-1.5x; benchmarks/RESULTS.md, "Misses
-// share a round trip").
+// up to maxLeaseBatch of them. Sharing costs each queued miss a wait and a
+// hand-off, and saves it a round trip's syscalls: it pays only when the
+// batches are large, so only a shard with many misses at once queues. With
+// 16, BenchmarkZipf's 8 goroutines at -cpu=2 never queue and read 1.1-1.4x
+// as fast as with four trips (which queued them in small batches, and cost
+// more CPU per read than no sharing at all); the load generator's 16 read
+// as fast as with four (benchmarks/RESULTS.md, "Sixteen lease round trips").
 const (
-	maxLeaseTrips = 4
+	maxLeaseTrips = 16
 	maxLeaseBatch = 64
 )
 
