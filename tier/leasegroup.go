@@ -17,10 +17,11 @@ import (
 // up to maxLeaseBatch of them. Sharing costs each queued miss a wait and a
 // hand-off, and saves it a round trip's syscalls: it pays only when the
 // batches are large, so only a shard with many misses at once queues. With
-// 16, BenchmarkZipf's 8 goroutines at -cpu=2 never queue and read 1.1-1.4x
-// as fast as with four trips (which queued them in small batches, and cost
-// more CPU per read than no sharing at all); the load generator's 16 read
-// as fast as with four (benchmarks/RESULTS.md, "Sixteen lease round trips").
+// 16, BenchmarkZipf's 8 goroutines at -cpu=2 never queue and read 1.0-1.6x
+// (median 1.3x, 4 rounds) as fast as with four trips, which queued them in
+// small batches and cost more CPU per read than no sharing at all; the
+// load generator's 16 read as fast as with four (benchmarks/RESULTS.md,
+// "Sixteen lease round trips").
 const (
 	maxLeaseTrips = 16
 	maxLeaseBatch = 64
