@@ -48,7 +48,7 @@ const (
 // back, or at once when its deadline ended before it could send. Every
 // call in a batch is answered exactly once, by its sender (done closed),
 // whatever the carrier does (a panic too); a call that waits no longer
-// leaves that answer unread.
+// leaves that answer unread, and is never handed a batch to send (left).
 type leaseGroup struct {
 	mu    sync.Mutex
 	trips int          // senders: lease round trips on their way
@@ -67,6 +67,11 @@ type leaseCall struct {
 	// of batch).
 	done  chan struct{}
 	batch []*leaseCall
+	// left is set, under the group's lock, when the call returned while a
+	// batch held it and it was not that batch's sender: pass never makes it
+	// a sender (no one would send, and the trip would be lost), and drops
+	// it from the batches it hands on.
+	left bool
 }
 
 // leaseShared takes the lease of full (on br's shard) or returns what it
@@ -117,6 +122,7 @@ func (g *leaseGroup) join(lc *leaseCall, trips int, queued func()) ([]*leaseCall
 			return nil, notSent(lc.ctx)
 		}
 		batch = lc.batch
+		lc.left = batch == nil
 		g.mu.Unlock()
 		if batch == nil {
 			select {
@@ -140,12 +146,17 @@ func (g *leaseGroup) take(lc *leaseCall, batch []*leaseCall) ([]*leaseCall, erro
 	return batch, nil
 }
 
-// pass passes a sender's trip on: to the newest call of batch, as the
-// sender of batch; with batch empty, to the newest of the queue's oldest
-// maxLeaseBatch calls, as the sender of those; with the queue empty too,
-// back to the group.
+// pass passes a sender's trip on: to the newest call of batch still
+// waiting, as the sender of those of batch still waiting; with none, to
+// the newest of the queue's oldest maxLeaseBatch calls, as the sender of
+// those; with the queue empty too, back to the group. (A queued call that
+// leaves takes itself out of the queue; one that leaves while in a batch
+// is marked left.)
 func (g *leaseGroup) pass(batch []*leaseCall) {
 	g.mu.Lock()
+	if slices.ContainsFunc(batch, hasLeft) { // rare: a copy, as batch's array is its last sender's
+		batch = slices.DeleteFunc(slices.Clone(batch), hasLeft)
+	}
 	if len(batch) == 0 {
 		if len(g.queue) == 0 {
 			g.trips--
@@ -162,6 +173,8 @@ func (g *leaseGroup) pass(batch []*leaseCall) {
 	g.mu.Unlock()
 	close(sender.done)
 }
+
+func hasLeft(lc *leaseCall) bool { return lc.left }
 
 // notSent is the error of a call whose context ended before a round trip
 // took it.

@@ -133,3 +133,48 @@ func TestLeaseGroup_ExpiredSenderHandsTheBatchOn(t *testing.T) {
 	require.Equal(t, []*leaseCall{older, live}, live.batch, "the newest live call sends the rest")
 	require.Equal(t, 1, g.trips, "the trip went with the batch")
 }
+
+// A call that left while a batch held it, before that batch was sent, is
+// never made its sender: an expired sender hands the batch to the newest
+// call still waiting, without the one that left, and with no one waiting
+// the trip goes back to the group (before, it went to the call that left,
+// and the shard kept a trip no one would give back: every later miss of
+// the shard queued until its deadline).
+func TestLeaseGroup_CallThatLeftIsNeverHandedTheBatch(t *testing.T) {
+	for _, olderWaits := range []bool{true, false} {
+		t.Run(map[bool]string{true: "an older call waits", false: "no one waits"}[olderWaits], func(t *testing.T) {
+			var g leaseGroup
+			_, err := g.join(newCall(context.Background()), 1, nil) // the trip on its way
+			require.NoError(t, err)
+			older := newCall(context.Background())
+			var olderRes chan joined
+			if olderWaits {
+				olderRes = joinAsync(t, &g, older, 1)
+			}
+			leaveCtx, leave := context.WithCancel(context.Background())
+			leaving := newCall(leaveCtx)
+			left := joinAsync(t, &g, leaving, 1)
+			senderCtx, expire := context.WithCancel(context.Background())
+			sender := newCall(senderCtx)
+			sends := joinAsync(t, &g, sender, 1)
+			g.pass(nil) // the trip is back: sender is to send the batch
+			batch := (<-sends).batch
+			require.Equal(t, sender, batch[len(batch)-1])
+			leave() // before the batch is sent
+			got := <-left
+			require.ErrorIs(t, got.err, context.Canceled)
+			require.Nil(t, got.batch)
+			expire() // the sender's deadline ends before it sends (join's take)
+			_, err = g.take(sender, batch)
+			require.ErrorIs(t, err, errNotSent)
+			require.Nil(t, leaving.batch, "the call that left was not handed the batch")
+			if olderWaits {
+				got := <-olderRes
+				require.NoError(t, got.err)
+				require.Equal(t, []*leaseCall{older}, got.batch, "the newest call still waiting sends, without the one that left")
+				g.pass(nil) // its round trip is back
+			}
+			require.Zero(t, g.trips, "the trip went back to the group")
+		})
+	}
+}
