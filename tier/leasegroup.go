@@ -46,9 +46,10 @@ const (
 // miss that took a free trip or the call that a sender handed the next
 // batch to; a sender passes its trip on (pass) once its round trip is
 // back, or at once when its deadline ended before it could send. Every
-// call in a batch is answered exactly once, by its sender (done closed),
-// whatever the carrier does (a panic too); a call that waits no longer
-// leaves that answer unread, and is never handed a batch to send (left).
+// call in a batch that is sent is answered exactly once, by its sender
+// (done closed), whatever the carrier does (a panic too). A call that
+// returns while a batch holds it (left) leaves that answer unread, is never
+// handed a batch to send, and is dropped from a batch handed on unsent.
 type leaseGroup struct {
 	mu    sync.Mutex
 	trips int          // senders: lease round trips on their way
@@ -64,7 +65,7 @@ type leaseCall struct {
 	one [1]*leaseCall
 	// done is closed once req has its outcome, or once batch was set
 	// (under the group's lock): this call is to send batch (it is the last
-	// of batch).
+	// of batch). A call that left may never see it closed.
 	done  chan struct{}
 	batch []*leaseCall
 	// left is set, under the group's lock, when the call returned while a
@@ -128,7 +129,7 @@ func (g *leaseGroup) join(lc *leaseCall, trips int, queued func()) ([]*leaseCall
 			select {
 			case <-lc.done: // answered after all
 				return nil, nil
-			default: // on its way: its sender answers a call that left
+			default: // on its way: its sender, if it sends, answers a call that left
 				return nil, lc.ctx.Err()
 			}
 		}
