@@ -170,6 +170,12 @@ func (c *Cache[V]) flushQueued() {
 // trip on their own, and ends each flight.
 func (c *Cache[V]) sendQueued(br *shard, fs []*flight[V]) {
 	ws := writesOf(fs)
+	ended := 0
+	defer func() {
+		for _, f := range fs[ended:] { // the carrier panicked: no flight may be stranded (I1)
+			f.sentAfterPanic(br)
+		}
+	}()
 	refused := !br.Allow()
 	var d time.Duration
 	if refused {
@@ -185,6 +191,7 @@ func (c *Cache[V]) sendQueued(br *shard, fs []*flight[V]) {
 		cancel()
 	}
 	for i, f := range fs {
+		ended = i + 1 // sent leaves even if the observer panics
 		f.sent(ws[i], br, d, refused)
 	}
 }
@@ -203,10 +210,8 @@ func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, reqs []LeaseReq
 	ws := writesOf(fs)
 	ended := 0
 	defer func() {
-		if ended < len(fs) { // the carrier panicked: no flight may be stranded (I1)
-			for _, f := range fs[ended:] {
-				f.sent(LeasedWrite{Err: errCarrierPanicked}, br, 0, false)
-			}
+		for _, f := range fs[ended:] { // the carrier panicked: no flight may be stranded (I1)
+			f.sentAfterPanic(br)
 		}
 	}()
 	t0 := c.opStart()
@@ -214,6 +219,9 @@ func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, reqs []LeaseReq
 	*answered = true // whatever ending the carried flights does
 	d := opDuration(t0)
 	for i, f := range fs {
+		// f counts as ended before it is handed on: sent leaves even if the
+		// observer panics, requeue gives it to the queue, and sendQueued
+		// ends it even if the carrier panics.
 		ended = i + 1
 		if isL2Failure(ws[i].Err) && !f.retried {
 			f.retried = true
@@ -227,6 +235,14 @@ func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, reqs []LeaseReq
 	}
 }
 
+// sentAfterPanic ends f, a flight whose write's round trip panicked, as
+// sent does. It runs while that panic goes up, so a second panic (of the
+// observer) is dropped here: the first one is the one the caller gets.
+func (f *flight[V]) sentAfterPanic(br *shard) {
+	defer func() { _ = recover() }()
+	f.sent(LeasedWrite{Err: errCarrierPanicked}, br, 0, false)
+}
+
 // sent ends a queued flight once its write went out to the shard br (w,
 // its outcome; d, the round trip's time), or was refused by br's breaker
 // without asking L2: it accounts the write to br's breaker and reports it
@@ -238,6 +254,7 @@ func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, reqs []LeaseReq
 // is known, not when it starts: Begin and End come together, on the
 // goroutine that sent it, with the round trip's time as Result.Duration.
 func (f *flight[V]) sent(w LeasedWrite, br *shard, d time.Duration, refused bool) {
+	defer f.leave(nil) // even if the observer panics (I1)
 	c := f.c
 	failed := isL2Failure(w.Err)
 	if !refused {
@@ -248,20 +265,19 @@ func (f *flight[V]) sent(w LeasedWrite, br *shard, d time.Duration, refused bool
 			c.ctr.l2Errors.Add(1)
 			br.Failure()
 		}
-		if !c.noObs {
-			desc := c.describe(OpL2Set, f.key)
-			ctx := c.obs.Begin(f.ctx, desc)
-			res := Result{Duration: d}
-			if failed {
-				res.Err = w.Err
-			}
-			c.obs.End(ctx, desc, res)
-		}
 	}
 	if w.Err == nil && !w.Written {
 		f.leaseLost()
 	}
-	f.leave(nil)
+	if !refused && !c.noObs {
+		desc := c.describe(OpL2Set, f.key)
+		ctx := c.obs.Begin(f.ctx, desc)
+		res := Result{Duration: d}
+		if failed {
+			res.Err = w.Err
+		}
+		c.obs.End(ctx, desc, res)
+	}
 }
 
 // closeQueue sends the queued writes now and makes the flights that

@@ -270,3 +270,41 @@ func TestCarry_SetWhileQueuedKeepsTheSetValue(t *testing.T) {
 	require.NoError(t, err)
 	require.NotContains(t, string(got), tier.LeasePrefix)
 }
+
+// panicOnSet is an observer that panics once, when armed, at the start of
+// an L2 set.
+type panicOnSet struct {
+	tier.NoopObserver
+	armed atomic.Bool
+}
+
+func (o *panicOnSet) Begin(ctx context.Context, c tier.Call) context.Context {
+	if c.Op == tier.OpL2Set && o.armed.CompareAndSwap(true, false) {
+		panic("observer bug")
+	}
+	return ctx
+}
+
+// An observer that panics while a carried write is reported, on the
+// goroutine of the miss whose lease round trip carried it, strands no
+// flight: the panic reaches that miss's caller, the carried flight leaves
+// the table anyway, and Close returns (it waited forever before).
+func TestCarry_PanickingObserverStrandsNoFlight(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	obs := &panicOnSet{}
+	c, _ := instance(t, srv, tier.Options[string]{Observer: obs})
+	queued := make(chan struct{}, 64)
+	tier.SetCarryWrites(c, time.Hour, func() { queued <- struct{}{} })
+	var loads atomic.Int64
+	_, err := c.GetOrLoad(t.Context(), "k1", constLoad("v1", &loads))
+	require.NoError(t, err)
+	<-queued // k1's write waits for the next miss's round trip
+	obs.armed.Store(true)
+	require.PanicsWithValue(t, "observer bug", func() {
+		// A context that cannot end: the flight runs on this goroutine.
+		_, _ = c.GetOrLoad(context.Background(), "k2", constLoad("v2", &loads))
+	}, "k2's round trip carried k1's write, whose report panicked")
+	require.False(t, obs.armed.Load(), "the observer did panic")
+	require.NoError(t, c.Close(), "Close returns: no flight was stranded")
+}
