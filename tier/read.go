@@ -347,8 +347,10 @@ func (f *flight[V]) rearm(ctx context.Context, stale *Entry[V], err error) {
 		f.cl.err = ErrNotFound
 	}
 	f.cl.expires = min(c.now()+int64(c.o.FailSafeThrottle), stale.Deadline)
-	close(f.cl.done)
+	// Reported before the answer: a caller that got the stale value sees
+	// the event counted.
 	c.obs.Event(ctx, Event{Cache: c.o.Name, Kind: EventStaleServed, Key: c.obsKey(f.key), Tier: TierL1, Reason: ReasonOriginError, Err: err})
+	close(f.cl.done)
 	re := &Entry[V]{Value: stale.Value, Negative: stale.Negative, Tags: stale.Tags, Created: stale.Created,
 		Fresh: f.cl.expires, Deadline: stale.Deadline, Stale: true, size: c.sizeOf(stale)}
 	f.toL1(re)
