@@ -132,7 +132,7 @@ func New[V any](o *Options[V]) (*Cache[V], error) {
 	}
 	c.wq.delay = carryDelay
 	c.leaseTrips = maxLeaseTrips
-	c.wq.timer = time.AfterFunc(time.Hour, c.flushQueued)
+	c.wq.timer = time.AfterFunc(time.Hour, c.flushTimer)
 	c.wq.timer.Stop()
 	c.tagger, _ = c.l2.(TagStore)
 	c.epocher, _ = c.l2.(Epocher)
@@ -471,7 +471,9 @@ func (c *Cache[V]) isClosed() bool {
 
 // Close stops the cache: running loads are cancelled, Close waits for the
 // cache's goroutines to exit (and for L2 reads in progress, at most
-// L2Timeout), unregisters from the invalidator, then closes L1. Later
+// L2Timeout; the leased writes still queued are sent, all within one
+// L2Timeout from Close's start, even with Redis unresponsive),
+// unregisters from the invalidator, then closes L1. Later
 // calls return ErrClosed. Close is idempotent and always returns nil. It
 // does not close the Redis client behind L2, which belongs to the caller.
 //
@@ -484,6 +486,7 @@ func (c *Cache[V]) Close() error {
 		c.cancel()
 		c.closeQueue()
 		c.fl.close()
+		c.wq.drainCancel() // no flight is left to send a write
 		c.bg.Wait()
 		if c.clock == nil {
 			coarsetime.Release()

@@ -38,7 +38,12 @@ type writeQueue[V any] struct {
 	timer  *time.Timer  // sends the queue (flushQueued) when no round trip took it in time
 	armed  bool         // timer is set to fire
 	closed bool         // Close sent the queue: writes are sent by their flights
-	delay  time.Duration
+	// drain, set with closed, is the context of every write sent while
+	// the cache closes: one L2Timeout from Close's start, so that Close
+	// waits at most that long for the writes, however many (Redis paused).
+	drain       context.Context
+	drainCancel context.CancelFunc
+	delay       time.Duration
 	// onQueue, if set (by tests, before the cache is used), is called
 	// under mu after each write is queued.
 	onQueue func()
@@ -143,9 +148,10 @@ func writesOf[V any](fs []*flight[V]) []LeasedWrite {
 
 // flushQueued sends every queued write, one SetLeasedMany per batch, the
 // shards concurrently (a dead shard does not hold up the others' writes),
-// each batch within L2Timeout: the timer's callback, and Close's. The
-// writes to a shard whose breaker refuses calls fail at once.
-func (c *Cache[V]) flushQueued() {
+// all of them within ctx: the timer's callback (one L2Timeout for the
+// whole queue), and Close's (the drain context). The writes to a shard
+// whose breaker refuses calls fail at once.
+func (c *Cache[V]) flushQueued(ctx context.Context) {
 	byShard := map[*shard][][]*flight[V]{}
 	for fs := c.takeQueued(nil); len(fs) > 0; fs = c.takeQueued(nil) {
 		byShard[fs[0].wshard] = append(byShard[fs[0].wshard], fs)
@@ -154,7 +160,7 @@ func (c *Cache[V]) flushQueued() {
 	for br, batches := range byShard {
 		send := func() {
 			for _, fs := range batches {
-				c.sendQueued(br, fs)
+				c.sendQueued(ctx, br, fs)
 			}
 		}
 		if len(byShard) == 1 {
@@ -166,9 +172,18 @@ func (c *Cache[V]) flushQueued() {
 	wg.Wait()
 }
 
+// flushTimer is the timer's callback: the queue's writes, within one
+// L2Timeout.
+func (c *Cache[V]) flushTimer() {
+	ctx, cancel := context.WithTimeout(context.Background(), c.o.L2Timeout)
+	defer cancel()
+	c.flushQueued(ctx)
+}
+
 // sendQueued sends the writes of fs, all to the shard br, in one round
-// trip on their own, and ends each flight.
-func (c *Cache[V]) sendQueued(br *shard, fs []*flight[V]) {
+// trip on their own within ctx, and ends each flight. Once ctx has ended,
+// they fail without asking L2.
+func (c *Cache[V]) sendQueued(ctx context.Context, br *shard, fs []*flight[V]) {
 	ws := writesOf(fs)
 	ended := 0
 	defer func() {
@@ -176,32 +191,35 @@ func (c *Cache[V]) sendQueued(br *shard, fs []*flight[V]) {
 			f.sentAfterPanic(br)
 		}
 	}()
-	refused := !br.Allow()
 	var d time.Duration
-	if refused {
-		_, err := br.refused()
+	unsent := ctx.Err() != nil || !br.Allow() // L2 is not asked
+	if unsent {
+		err := notSent(ctx) // the flush's time is over
+		if ctx.Err() == nil {
+			_, err = br.refused()
+		}
 		for i := range ws {
 			ws[i].Err = err
 		}
 	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), c.o.L2Timeout)
 		t0 := c.opStart()
 		c.carrier.SetLeasedMany(ctx, ws)
 		d = opDuration(t0)
-		cancel()
 	}
 	for i, f := range fs {
 		ended = i + 1 // sent leaves even if the observer panics
-		f.sent(ws[i], br, d, refused)
+		f.sent(ws[i], br, d, unsent)
 	}
 }
 
 // leaseCarrying sends the leases reqs, of keys on br's shard, in one
 // round trip that carries the writes queued for that shard, sets each
-// lease's outcome and then answered. A carried write that failed with the round trip is
-// queued again, to be sent on its own (its fate must not hang on another
-// miss's context); the others end their flights. Nothing is carried once
-// ctx has ended or the cache is closing.
+// lease's outcome and then answered. A carried write that failed with the
+// round trip is queued again, to be sent on its own (its fate must not
+// hang on another miss's context), or, once the cache is closing, sent
+// now with the others that failed, within Close's drain context; the
+// others end their flights. Nothing is carried once ctx has ended or the
+// cache is closing.
 func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, reqs []LeaseRequest, answered *bool) {
 	var fs []*flight[V]
 	if ctx.Err() == nil && !c.isClosed() {
@@ -209,8 +227,12 @@ func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, reqs []LeaseReq
 	}
 	ws := writesOf(fs)
 	ended := 0
+	var alone []*flight[V] // failed while closing: to be sent now
 	defer func() {
 		for _, f := range fs[ended:] { // the carrier panicked: no flight may be stranded (I1)
+			f.sentAfterPanic(br)
+		}
+		for _, f := range alone { // the observer panicked before they were sent
 			f.sentAfterPanic(br)
 		}
 	}()
@@ -220,19 +242,32 @@ func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, reqs []LeaseReq
 	d := opDuration(t0)
 	for i, f := range fs {
 		// f counts as ended before it is handed on: sent leaves even if the
-		// observer panics, requeue gives it to the queue, and sendQueued
-		// ends it even if the carrier panics.
+		// observer panics, requeue gives it to the queue, alone is ended
+		// by the deferred clean-up until sendQueued, which ends its
+		// flights even if the carrier panics, takes it.
 		ended = i + 1
 		if isL2Failure(ws[i].Err) && !f.retried {
 			f.retried = true
-			if c.requeue(f) {
-				continue
+			if !c.requeue(f) {
+				alone = append(alone, f)
 			}
-			c.sendQueued(br, []*flight[V]{f}) // closing: send it now, alone
 			continue
 		}
 		f.sent(ws[i], br, d, false)
 	}
+	if len(alone) > 0 {
+		send := alone
+		alone = nil
+		c.sendQueued(c.drainContext(), br, send)
+	}
+}
+
+// drainContext is the context of the writes sent while the cache closes
+// (see writeQueue.drain); it is set once requeue has refused a flight.
+func (c *Cache[V]) drainContext() context.Context {
+	c.wq.mu.Lock()
+	defer c.wq.mu.Unlock()
+	return c.wq.drain
 }
 
 // sentAfterPanic ends f, a flight whose write's round trip panicked, as
@@ -244,20 +279,20 @@ func (f *flight[V]) sentAfterPanic(br *shard) {
 }
 
 // sent ends a queued flight once its write went out to the shard br (w,
-// its outcome; d, the round trip's time), or was refused by br's breaker
-// without asking L2: it accounts the write to br's breaker and reports it
-// to the observer as an L2 set (a refused one is not reported: L2 was not
-// asked); it takes the value back if the lease was lost (keeps I4, as
+// its outcome; d, the round trip's time), or was not sent (unsent: br's
+// breaker refused it, or its flush's time was over): it accounts the write
+// to br's breaker and reports it to the observer as an L2 set (an unsent
+// one is neither: L2 was not asked); it takes the value back if the lease was lost (keeps I4, as
 // writeL2 does), and leaves the table (keeps I1).
 //
 // NOTE: the observer hears of a carried or queued write when its outcome
 // is known, not when it starts: Begin and End come together, on the
 // goroutine that sent it, with the round trip's time as Result.Duration.
-func (f *flight[V]) sent(w LeasedWrite, br *shard, d time.Duration, refused bool) {
+func (f *flight[V]) sent(w LeasedWrite, br *shard, d time.Duration, unsent bool) {
 	defer f.leave(nil) // even if the observer panics (I1)
 	c := f.c
 	failed := isL2Failure(w.Err)
-	if !refused {
+	if !unsent {
 		switch {
 		case !failed:
 			br.Success()
@@ -269,7 +304,7 @@ func (f *flight[V]) sent(w LeasedWrite, br *shard, d time.Duration, refused bool
 	if w.Err == nil && !w.Written {
 		f.leaseLost()
 	}
-	if !refused && !c.noObs {
+	if !unsent && !c.noObs {
 		desc := c.describe(OpL2Set, f.key)
 		ctx := c.obs.Begin(f.ctx, desc)
 		res := Result{Duration: d}
@@ -280,11 +315,14 @@ func (f *flight[V]) sent(w LeasedWrite, br *shard, d time.Duration, refused bool
 	}
 }
 
-// closeQueue sends the queued writes now and makes the flights that
-// finish later write on their own (Close).
+// closeQueue sends the queued writes now, within the drain context, and
+// makes the flights that finish later write on their own (Close).
 func (c *Cache[V]) closeQueue() {
-	c.wq.mu.Lock()
-	c.wq.closed = true
-	c.wq.mu.Unlock()
-	c.flushQueued()
+	q := &c.wq
+	q.mu.Lock()
+	q.closed = true
+	q.drain, q.drainCancel = context.WithTimeout(context.Background(), c.o.L2Timeout)
+	ctx := q.drain
+	q.mu.Unlock()
+	c.flushQueued(ctx)
 }

@@ -2,12 +2,15 @@ package tier_test
 
 import (
 	"context"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tiercache/tiercache/backends/goredis"
@@ -307,4 +310,113 @@ func TestCarry_PanickingObserverStrandsNoFlight(t *testing.T) {
 	}, "k2's round trip carried k1's write, whose report panicked")
 	require.False(t, obs.armed.Load(), "the observer did panic")
 	require.NoError(t, c.Close(), "Close returns: no flight was stranded")
+}
+
+// closeWatcher is the goredis backend, watched: each SetLeasedMany's
+// deadline and keys are recorded, and a LeaseMany that carries writes
+// waits (see TestCarry_ClosePausedRedisWaitsOneL2Timeout).
+type closeWatcher struct {
+	*goredis.Backend
+	mu        sync.Mutex
+	deadlines []time.Time
+	keys      []string
+	carrying  chan struct{} // closed when a LeaseMany that carries writes has begun
+	flushing  chan struct{} // closed when a SetLeasedMany has begun
+	onceC     sync.Once
+	onceF     sync.Once
+}
+
+func (w *closeWatcher) LeaseMany(ctx context.Context, leases []tier.LeaseRequest, writes []tier.LeasedWrite) {
+	if len(writes) == 0 {
+		w.Backend.LeaseMany(ctx, leases, writes)
+		return
+	}
+	// Held until Close has cancelled the miss and begun to send the queue,
+	// so that the carried writes fail after the queue is closed.
+	w.onceC.Do(func() { close(w.carrying) })
+	<-ctx.Done()
+	<-w.flushing
+	for i := range leases {
+		leases[i].Err = ctx.Err()
+	}
+	for i := range writes {
+		writes[i].Err = ctx.Err()
+	}
+}
+
+func (w *closeWatcher) SetLeasedMany(ctx context.Context, writes []tier.LeasedWrite) {
+	d, _ := ctx.Deadline()
+	w.mu.Lock()
+	w.deadlines = append(w.deadlines, d)
+	for _, wr := range writes {
+		w.keys = append(w.keys, wr.Key)
+	}
+	w.mu.Unlock()
+	w.onceF.Do(func() { close(w.flushing) })
+	w.Backend.SetLeasedMany(ctx, writes)
+}
+
+// With Redis paused, Close waits for the queued writes at most one
+// L2Timeout, however many there are: every write Close sends (the queue's
+// batches, and the writes a cancelled miss's round trip failed to carry)
+// goes out on one deadline. Before, each batch of 64 had an L2Timeout of
+// its own, one after the other, and each write a failed round trip had
+// carried was sent alone with its own: up to 64 L2Timeouts.
+func TestCarry_ClosePausedRedisWaitsOneL2Timeout(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	w := &closeWatcher{Backend: goredis.Must(rdb, nil), carrying: make(chan struct{}), flushing: make(chan struct{})}
+	c, err := tier.New(&tier.Options[string]{Namespace: "t-" + t.Name(), L2Timeout: time.Second, L2: w})
+	require.NoError(t, err)
+	const n = 130 // three batches: 64 carried by the miss below, 66 left for Close
+	queued := make(chan struct{}, n)
+	tier.SetCarryWrites(c, time.Hour, func() { queued <- struct{}{} })
+
+	// n misses take their leases before any of them has a write to queue
+	// (a lease round trip would carry it).
+	loading, release := make(chan struct{}, n), make(chan struct{})
+	var loads sync.WaitGroup
+	for i := range n {
+		loads.Go(func() {
+			k := "k" + strconv.Itoa(i)
+			_, err := c.GetOrLoad(context.Background(), k, func(context.Context, string) (string, error) {
+				loading <- struct{}{}
+				<-release
+				return "v-" + k, nil
+			})
+			assert.NoError(t, err)
+		})
+	}
+	for range n {
+		<-loading
+	}
+	close(release)
+	loads.Wait()
+	for range n {
+		<-queued
+	}
+
+	carried := make(chan struct{})
+	go func() {
+		defer close(carried)
+		_, _ = c.GetOrLoad(context.Background(), "carrier", func(context.Context, string) (string, error) { return "c", nil })
+	}()
+	<-w.carrying
+	srv.Pause()
+	defer srv.Resume()
+	require.NoError(t, c.Close())
+	<-carried
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	// The queue's first batch and (unless the deadline came first) the
+	// writes the miss failed to carry are sent; a batch whose turn comes
+	// after the deadline fails unsent.
+	require.NotEmpty(t, w.deadlines)
+	require.Len(t, slices.Compact(slices.Sorted(slices.Values(w.keys))), len(w.keys), "no write is sent twice")
+	for _, d := range w.deadlines {
+		require.Equal(t, w.deadlines[0], d, "every write Close sends has one deadline")
+	}
+	require.Zero(t, c.Stats().L2Errors, "failures while closing are not Redis's fault")
 }
