@@ -484,6 +484,7 @@ func (c *Cache[V]) isClosed() bool {
 func (c *Cache[V]) Close() error {
 	c.closeOnce.Do(func() {
 		c.cancel()
+		c.fl.stop() // no read starts an L2 call Close would wait for
 		c.closeQueue()
 		c.fl.close()
 		c.wq.drainCancel() // no flight is left to send a write

@@ -35,7 +35,7 @@ const (
 type writeQueue[V any] struct {
 	mu     sync.Mutex
 	q      []*flight[V] // in the order they were queued
-	timer  *time.Timer  // sends the queue (flushQueued) when no round trip took it in time
+	timer  *time.Timer  // sends the queue (flushTimer) when no round trip took it in time
 	armed  bool         // timer is set to fire
 	closed bool         // Close sent the queue: writes are sent by their flights
 	// drain, set with closed, is the context of every write sent while
@@ -173,8 +173,12 @@ func (c *Cache[V]) flushQueued(ctx context.Context) {
 }
 
 // flushTimer is the timer's callback: the queue's writes, within one
-// L2Timeout.
+// L2Timeout (or the drain context, once Close has begun).
 func (c *Cache[V]) flushTimer() {
+	if ctx := c.drainContext(); ctx != nil {
+		c.flushQueued(ctx)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.o.L2Timeout)
 	defer cancel()
 	c.flushQueued(ctx)
@@ -192,10 +196,13 @@ func (c *Cache[V]) sendQueued(ctx context.Context, br *shard, fs []*flight[V]) {
 		}
 	}()
 	var d time.Duration
-	unsent := ctx.Err() != nil || !br.Allow() // L2 is not asked
+	late := ctx.Err() != nil      // the flush's time is over
+	unsent := late || !br.Allow() // L2 is not asked
 	if unsent {
-		err := notSent(ctx) // the flush's time is over
-		if ctx.Err() == nil {
+		var err error
+		if late {
+			err = notSent(ctx)
+		} else {
 			_, err = br.refused()
 		}
 		for i := range ws {
@@ -263,7 +270,8 @@ func (c *Cache[V]) leaseCarrying(ctx context.Context, br *shard, reqs []LeaseReq
 }
 
 // drainContext is the context of the writes sent while the cache closes
-// (see writeQueue.drain); it is set once requeue has refused a flight.
+// (see writeQueue.drain), nil before; it is set once requeue has refused a
+// flight.
 func (c *Cache[V]) drainContext() context.Context {
 	c.wq.mu.Lock()
 	defer c.wq.mu.Unlock()
@@ -282,8 +290,8 @@ func (f *flight[V]) sentAfterPanic(br *shard) {
 // its outcome; d, the round trip's time), or was not sent (unsent: br's
 // breaker refused it, or its flush's time was over): it accounts the write
 // to br's breaker and reports it to the observer as an L2 set (an unsent
-// one is neither: L2 was not asked); it takes the value back if the lease was lost (keeps I4, as
-// writeL2 does), and leaves the table (keeps I1).
+// one is neither: L2 was not asked); it takes the value back if the lease
+// was lost (keeps I4, as writeL2 does), and leaves the table (keeps I1).
 //
 // NOTE: the observer hears of a carried or queued write when its outcome
 // is known, not when it starts: Begin and End come together, on the

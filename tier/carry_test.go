@@ -314,7 +314,8 @@ func TestCarry_PanickingObserverStrandsNoFlight(t *testing.T) {
 
 // closeWatcher is the goredis backend, watched: each SetLeasedMany's
 // deadline and keys are recorded, and a LeaseMany that carries writes
-// waits (see TestCarry_ClosePausedRedisWaitsOneL2Timeout).
+// fails them once Close has begun to send the queue (see
+// TestCarry_ClosePausedRedisWaitsOneL2Timeout).
 type closeWatcher struct {
 	*goredis.Backend
 	mu        sync.Mutex
@@ -326,21 +327,33 @@ type closeWatcher struct {
 	onceF     sync.Once
 }
 
+// within waits for ch, or fails the test after a minute (a hang).
+func within(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(time.Minute):
+		t.Fatalf("%s: not within a minute", what)
+	}
+}
+
 func (w *closeWatcher) LeaseMany(ctx context.Context, leases []tier.LeaseRequest, writes []tier.LeasedWrite) {
 	if len(writes) == 0 {
 		w.Backend.LeaseMany(ctx, leases, writes)
 		return
 	}
-	// Held until Close has cancelled the miss and begun to send the queue,
-	// so that the carried writes fail after the queue is closed.
+	// Held until Close sends the queue, so that the carried writes fail
+	// once the queue is closed: they cannot be queued again.
 	w.onceC.Do(func() { close(w.carrying) })
-	<-ctx.Done()
-	<-w.flushing
+	select {
+	case <-w.flushing:
+	case <-time.After(time.Minute): // a hang: the test fails on what was sent
+	}
 	for i := range leases {
-		leases[i].Err = ctx.Err()
+		leases[i].Err = context.Canceled
 	}
 	for i := range writes {
-		writes[i].Err = ctx.Err()
+		writes[i].Err = context.Canceled
 	}
 }
 
@@ -358,16 +371,18 @@ func (w *closeWatcher) SetLeasedMany(ctx context.Context, writes []tier.LeasedWr
 
 // With Redis paused, Close waits for the queued writes at most one
 // L2Timeout, however many there are: every write Close sends (the queue's
-// batches, and the writes a cancelled miss's round trip failed to carry)
-// goes out on one deadline. Before, each batch of 64 had an L2Timeout of
-// its own, one after the other, and each write a failed round trip had
-// carried was sent alone with its own: up to 64 L2Timeouts.
+// batches, and the writes a miss's round trip failed to carry while Close
+// ran) goes out on one deadline, and a read that comes while Close sends
+// them starts no L2 call of its own (ErrClosed). Before, each batch of 64
+// had an L2Timeout of its own, one after the other, and each write a
+// failed round trip had carried was sent alone with its own: up to 64
+// L2Timeouts.
 func TestCarry_ClosePausedRedisWaitsOneL2Timeout(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	w := &closeWatcher{Backend: goredis.Must(rdb, nil), carrying: make(chan struct{}), flushing: make(chan struct{})}
-	c, err := tier.New(&tier.Options[string]{Namespace: "t-" + t.Name(), L2Timeout: time.Second, L2: w})
+	c, err := tier.New(&tier.Options[string]{Namespace: "t-" + t.Name(), L2Timeout: 2 * time.Second, L2: w})
 	require.NoError(t, err)
 	const n = 130 // three batches: 64 carried by the miss below, 66 left for Close
 	queued := make(chan struct{}, n)
@@ -389,12 +404,12 @@ func TestCarry_ClosePausedRedisWaitsOneL2Timeout(t *testing.T) {
 		})
 	}
 	for range n {
-		<-loading
+		within(t, loading, "a miss's load")
 	}
 	close(release)
 	loads.Wait()
 	for range n {
-		<-queued
+		within(t, queued, "a loaded value's write queued")
 	}
 
 	carried := make(chan struct{})
@@ -402,11 +417,19 @@ func TestCarry_ClosePausedRedisWaitsOneL2Timeout(t *testing.T) {
 		defer close(carried)
 		_, _ = c.GetOrLoad(context.Background(), "carrier", func(context.Context, string) (string, error) { return "c", nil })
 	}()
-	<-w.carrying
+	within(t, w.carrying, "the queued writes carried")
 	srv.Pause()
 	defer srv.Resume()
-	require.NoError(t, c.Close())
-	<-carried
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		assert.NoError(t, c.Close())
+	}()
+	within(t, w.flushing, "Close sending the queue")
+	_, err = c.Get(context.Background(), "late")
+	require.ErrorIs(t, err, tier.ErrClosed, "a read during Close")
+	within(t, closed, "Close")
+	within(t, carried, "the carrying miss")
 
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -425,12 +425,17 @@ func (f *flights[V]) isFenced(c *call[V]) bool {
 	return c.fenced
 }
 
-// close stops new flights, wakes the sweeper, and waits for the flights and
-// the sweeper to return.
-func (f *flights[V]) close() {
+// stop stops new flights and wakes the sweeper, which returns.
+func (f *flights[V]) stop() {
 	f.mu.Lock()
 	f.closed = true
 	f.mu.Unlock()
 	f.wake()
+}
+
+// close stops new flights and waits for the flights and the sweeper to
+// return.
+func (f *flights[V]) close() {
+	f.stop()
 	f.wg.Wait()
 }

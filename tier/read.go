@@ -61,7 +61,7 @@ type flight[V any] struct {
 	write   LeasedWrite
 	wshard  *shard
 	queued  bool
-	retried bool // the write failed in a lease's round trip: it is sent alone
+	retried bool // the write failed in a lease's round trip: no lease carries it again
 }
 
 // start is when the flight's read began: the Created of every entry it
