@@ -240,6 +240,7 @@ func (c *Cache[V]) l2CallHit(ctx context.Context, br *shard, op Op, key string, 
 	case !isL2Failure(err):
 		br.Success()
 	case errors.Is(err, errNotSent): // Redis was not asked
+		br.Unused() // if it was the half-open breaker's probe, another goes
 	case !c.isClosed(): // closing: not Redis's fault
 		c.ctr.l2Errors.Add(1)
 		br.Failure()

@@ -128,6 +128,21 @@ func (b *Breaker) Success() {
 	}
 }
 
+// Unused records a call that Allow let go but that ended without reaching
+// the service (it neither worked nor failed). If the breaker is half-open,
+// that call may have been the probe, whose report will never come: the
+// next Allow lets another probe go at once instead of after a cool-down.
+//
+// NOTE: if the real probe fails while Unused runs, the breaker may reopen
+// with its cool-down already over: one more probe then goes at once. That
+// costs one call to a failing service, never a wrong state.
+func (b *Breaker) Unused() {
+	since := b.since.Load()
+	if State(b.state.Load()) == HalfOpen {
+		b.since.CompareAndSwap(since, b.now()-b.cooldown)
+	}
+}
+
 // Failure records a call that failed: Options.Failures in a row open a
 // closed breaker, and a failed probe opens a half-open one again.
 func (b *Breaker) Failure() {

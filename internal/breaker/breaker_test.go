@@ -96,6 +96,28 @@ func TestBreaker_LostProbe(t *testing.T) {
 	require.False(t, b.Allow())
 }
 
+// A call that ends without reaching the service (Unused) frees the probe
+// slot at once: the next call is a probe, without another cool-down. In
+// the closed state Unused changes nothing.
+func TestBreaker_UnusedProbe(t *testing.T) {
+	t.Parallel()
+	b, c, changes := newBreaker(t, 1, time.Second)
+	b.Unused()
+	require.Equal(t, breaker.Closed, b.State())
+	b.Failure()
+	b.Unused()
+	require.False(t, b.Allow(), "an open breaker still cools down")
+	c.advance(time.Second)
+	require.True(t, b.Allow(), "the probe")
+	require.False(t, b.Allow())
+	b.Unused()
+	require.True(t, b.Allow(), "another probe, at once")
+	require.False(t, b.Allow(), "one at a time")
+	b.Success()
+	require.Equal(t, breaker.Closed, b.State())
+	require.Equal(t, []change{{breaker.Closed, breaker.Open}, {breaker.Open, breaker.HalfOpen}, {breaker.HalfOpen, breaker.Closed}}, changes())
+}
+
 // Under concurrent callers exactly one probe is let through per cool-down.
 func TestBreaker_OneProbeUnderConcurrency(t *testing.T) {
 	t.Parallel()
