@@ -95,16 +95,28 @@ func newClient(t *testing.T, o *redis.Options, addr string) *redis.Client {
 	return c
 }
 
-// events records the Manager's events.
+// events records the Manager's events, and calls on (if set) with each.
 type events struct {
 	mu sync.Mutex
 	es []session.Event
+	on func(session.Event)
 }
 
 func (e *events) Event(_ context.Context, ev session.Event) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.es = append(e.es, ev)
+	on := e.on
+	e.mu.Unlock()
+	if on != nil {
+		on(ev)
+	}
+}
+
+// onEvent makes e call f with each event from now on.
+func (e *events) onEvent(f func(session.Event)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.on = f
 }
 
 func (e *events) of(kind session.EventKind) []session.Event {

@@ -103,6 +103,11 @@ func Must(o *Options) *Manager {
 // Close releases the Manager's L1 and unregisters it from the bus. It is
 // idempotent and returns nil; later calls return [ErrClosed]. The Redis
 // client and the bus stay the caller's.
+//
+// WARNING: invalidations the L1 cache still keeps for replay (a publish
+// failed: Cache().Stats().PendingInvalidations) are dropped, and the
+// other instances may serve those sessions from L1 for up to L1TTL: after
+// an outage, close a Manager only once that count is zero.
 func (m *Manager) Close() error {
 	m.closeOnce.Do(func() {
 		m.closed.Store(true)
@@ -203,7 +208,10 @@ func (m *Manager) get(ctx context.Context, token, ip string) (*Session, error) {
 	}
 	seen := s.seen.Load()*1000 + off
 	idleAt := min(seen+m.idleNS, s.absolute*1000+off)
-	if ip != "" && len(ip) <= maxClientBytes {
+	if len(ip) > maxClientBytes {
+		ip = "" // not an address: neither checked nor stored
+	}
+	if ip != "" {
 		m.checkIP(ctx, s, ip)
 	}
 	switch {
@@ -399,11 +407,15 @@ func isTimeout(err error) bool {
 }
 
 // drop removes keys from every instance's L1 (this one at once, the others
-// through the bus).
+// through the bus). It runs on ctx's values but not its cancellation (a
+// client that went away after its logout reached Redis must not leave the
+// session alive in L1), within Options.Timeout.
 func (m *Manager) drop(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.o.Timeout)
+	defer cancel()
 	if err := m.cache.Delete(ctx, keys...); err != nil {
 		if errors.Is(err, tier.ErrClosed) {
 			return ErrClosed
@@ -413,6 +425,13 @@ func (m *Manager) drop(ctx context.Context, keys ...string) error {
 	}
 	return nil
 }
+
+// dropAnyway is drop for a write whose outcome is unknown (it failed, and
+// its reply may have been lost after Redis applied it) or that found
+// nothing to change (perhaps a retry of such a write): whatever it may have
+// ended must not live on in any L1, and dropping a copy is always safe (the
+// next read goes to Redis). Its error is not the caller's.
+func (m *Manager) dropAnyway(ctx context.Context, keys ...string) { _ = m.drop(ctx, keys...) }
 
 // replyInt reads element i of a script reply as an integer (the scripts
 // send numbers as decimal strings).

@@ -288,3 +288,25 @@ func TestNew_invalidOptions(t *testing.T) {
 		})
 	}
 }
+
+// An address over 256 bytes (a forged header a custom ClientIP passed on)
+// is neither checked nor stored: activity is recorded with the address
+// the session had. Before, every touch wrote it whole to the session and
+// its index entry.
+func TestManager_oversizedAddressNotStored(t *testing.T) {
+	t.Parallel()
+	_, a, _ := twoNodes(t, nodeOpts{o: session.Options{IdleTimeout: time.Second, TouchFraction: 0.01}})
+	ctx := t.Context()
+	tok, err := a.m.Create(ctx, "user:1", session.Client{Device: "d", IP: "192.0.2.1"}, nil)
+	require.NoError(t, err)
+	huge := strings.Repeat("9", 10<<10)
+	require.Eventually(t, func() bool {
+		_, err := a.m.GetFrom(ctx, tok, huge)
+		require.NoError(t, err)
+		return a.m.Stats().TouchWrites > 0
+	}, 10*time.Second, 5*time.Millisecond, "a read records activity")
+	list, err := a.m.List(ctx, "user:1")
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	require.Equal(t, "192.0.2.1", list[0].IP)
+}

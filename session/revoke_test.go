@@ -1,6 +1,7 @@
 package session_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -27,16 +28,92 @@ func loginAll(t *testing.T, a, b *node, user string, n int) []string {
 		toks = append(toks, tok)
 	}
 	for _, tok := range toks {
-		_, err := b.m.Get(ctx, tok)
-		require.NoError(t, err)
-		// B's copy is in L1: the next read is a hit.
-		require.Eventually(t, func() bool {
-			before := b.m.Stats().L1Reads
-			_, err := b.m.Get(ctx, tok)
-			return err == nil && b.m.Stats().L1Reads > before
-		}, 5*time.Second, time.Millisecond)
+		inL1(t, b, tok)
 	}
 	return toks
+}
+
+// inL1 reads tok on n until n serves it from L1.
+func inL1(t *testing.T, n *node, tok string) {
+	t.Helper()
+	ctx := t.Context()
+	_, err := n.m.Get(ctx, tok)
+	require.NoError(t, err)
+	// n's copy is in L1: the next read is a hit.
+	require.Eventually(t, func() bool {
+		before := n.m.Stats().L1Reads
+		_, err := n.m.Get(ctx, tok)
+		return err == nil && n.m.Stats().L1Reads > before
+	}, 5*time.Second, time.Millisecond)
+}
+
+// A logout whose client goes away once Redis has ended the session (its
+// request's context is cancelled: here, by the observer of EventRevoked)
+// still ends it in every L1. Before, the L1 drop ran on the cancelled
+// context: it did nothing, and both instances served the session from L1
+// for up to L1TTL.
+func TestManager_Revoke_clientGoneAfterRedis(t *testing.T) {
+	t.Parallel()
+	_, a, b := twoNodes(t, nodeOpts{o: session.Options{L1TTL: time.Hour}})
+	tok := loginAll(t, a, b, "user:1", 1)[0]
+	inL1(t, a, tok)
+	received := b.bus.Stats().KeysDropped
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	a.ev.onEvent(func(ev session.Event) {
+		if ev.Kind == session.EventRevoked {
+			cancel()
+		}
+	})
+	require.NoError(t, a.m.Revoke(ctx, tok))
+	require.Error(t, ctx.Err(), "the client went away during the revoke")
+	_, err := a.m.Get(t.Context(), tok)
+	require.ErrorIs(t, err, session.ErrNotFound, "A refuses at once")
+	require.Eventually(t, func() bool { return b.bus.Stats().KeysDropped > received }, 5*time.Second, time.Millisecond, "B heard the revoke")
+	_, err = b.m.Get(t.Context(), tok)
+	require.ErrorIs(t, err, session.ErrNotFound)
+}
+
+// A logout whose reply is lost after Redis ended the session (A's link to
+// Redis is slower than Options.Timeout: the script runs after A gave up)
+// fails with ErrUnavailable, yet no instance keeps the session in L1: the
+// sessions a failed write names are dropped all the same. Before, both
+// instances served it from L1, and a retry (which finds it gone) dropped
+// nothing either.
+func TestManager_Revoke_replyLost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test; run without -short")
+	}
+	t.Parallel()
+	srv := redistest.Start(t)
+	p := faultproxy.New(t, srv.Addr())
+	o := nodeOpts{o: session.Options{L1TTL: time.Hour, Timeout: 300 * time.Millisecond}}
+	a := newNode(t, newClient(t, srv.Options(), p.Addr()), newClient(t, srv.Options(), ""), o)
+	b := newNode(t, newClient(t, srv.Options(), ""), newClient(t, srv.Options(), ""), o)
+	ctx := t.Context()
+	// A loads the revoke script before its link slows down (EVALSHA must
+	// not come back NOSCRIPT).
+	warm := loginAll(t, a, b, "user:0", 1)[0]
+	require.NoError(t, a.m.Revoke(ctx, warm))
+	tok := loginAll(t, a, b, "user:1", 1)[0]
+	inL1(t, a, tok)
+	received := b.bus.Stats().KeysDropped
+
+	p.SetLatency(time.Second)
+	err := a.m.Revoke(ctx, tok)
+	require.ErrorIs(t, err, session.ErrUnavailable)
+	require.Eventually(t, func() bool {
+		list, err := b.m.List(ctx, "user:1")
+		return err == nil && len(list) == 0
+	}, 10*time.Second, time.Millisecond, "the revoke reached Redis after A gave up")
+	p.SetLatency(0)
+	_, err = a.m.Get(ctx, tok)
+	require.ErrorIs(t, err, session.ErrNotFound, "A does not serve its L1 copy")
+	require.Eventually(t, func() bool { return b.bus.Stats().KeysDropped > received }, 5*time.Second, time.Millisecond, "B heard the drop")
+	_, err = b.m.Get(ctx, tok)
+	require.ErrorIs(t, err, session.ErrNotFound, "B does not serve its L1 copy")
+	require.NoError(t, a.m.Revoke(ctx, tok), "a retry finds it gone")
 }
 
 // TestManager_RevokeAll_twoInstances: after RevokeAll returns on A, B

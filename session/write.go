@@ -127,11 +127,13 @@ func (m *Manager) Update(ctx context.Context, token string, u Update) (uint64, e
 		v, err = updateScript.Run(ctx, m.rdb, []string{m.k.session(tag, ref), m.k.index(tag)}, args...).Slice()
 		return err
 	}); err != nil {
+		m.dropAnyway(ctx, key)
 		return 0, m.writeError(ctx, "update", err, time.Duration(t1-t0))
 	}
 	status, _ := replyInt(v, 0)
 	switch status {
 	case 0:
+		m.dropAnyway(ctx, key)
 		return 0, ErrNotFound
 	case -1:
 		cur, _ := replyInt(v, 1)
@@ -165,9 +167,11 @@ func (m *Manager) Renew(ctx context.Context, token string) (string, error) {
 			ref, nextRef, hash, m.h.tokenHash(next)).Int64()
 		return err
 	}); err != nil {
+		m.dropAnyway(ctx, key)
 		return "", m.writeError(ctx, "renew", err, time.Duration(t1-t0))
 	}
 	if n == 0 {
+		m.dropAnyway(ctx, key)
 		return "", ErrNotFound
 	}
 	m.st.renewed.Add(1)
@@ -263,22 +267,29 @@ func (m *Manager) revoke(ctx context.Context, tag, mode, keep, hash string, refs
 		ks = append(ks, m.k.session(tag, r))
 		args = append(args, r)
 	}
+	// The sessions this call names: dropped from L1 whatever the outcome
+	// (dropAnyway), unless the call ended them and says so below.
+	named := l1Keys(tag, slices.DeleteFunc(slices.Clone(refs), func(r string) bool { return r == keep }))
 	var v []any
 	if t0, t1, err := m.call(ctx, func(ctx context.Context) (err error) {
 		v, err = revokeScript.Run(ctx, m.rdb, ks, args...).Slice()
 		return err
 	}); err != nil {
+		m.dropAnyway(ctx, named...)
 		return 0, m.writeError(ctx, reason, err, time.Duration(t1-t0))
 	}
 	if st, err := replyInt(v, 0); err == nil && st == -1 {
+		m.dropAnyway(ctx, named...)
 		return 0, ErrNotFound
 	}
 	if len(v) < 2 {
+		m.dropAnyway(ctx, named...)
 		return 0, fmt.Errorf("%w: %s: short reply", ErrUnavailable, reason)
 	}
 	gone := replyStrings(v[0])
 	m.deleteKeys(ctx, tag, replyStrings(v[1]))
 	if len(gone) == 0 {
+		m.dropAnyway(ctx, named...)
 		return 0, nil
 	}
 	m.st.revoked.Add(uint64(len(gone)))
