@@ -90,9 +90,13 @@ func (a *Attempt) Heartbeat(ctx context.Context) error {
 // Checkpoint records a recovery point, such as "charged", and extends the
 // lease: an attempt that takes over finds it in [Attempt.RecoveryPoint]
 // and can resume from there instead of starting again (brandur's recovery
-// points). Errors as for Heartbeat.
+// points). Errors as for Heartbeat. It runs on ctx's values but not its
+// cancellation (within Options.Timeout): a recovery point records work
+// that is done, whether or not the client still waits (a request's
+// context ends when its client goes away, and the retry must then resume
+// after the charge, not before it).
 func (a *Attempt) Checkpoint(ctx context.Context, point string) error {
-	return a.heartbeat(ctx, true, point)
+	return a.heartbeat(context.WithoutCancel(ctx), true, point)
 }
 
 func (a *Attempt) heartbeat(ctx context.Context, setPoint bool, point string) error {

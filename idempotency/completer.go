@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -121,16 +122,42 @@ func (c *completer) removeLocked(key string) *pendingCompletion {
 	return nil
 }
 
-// settle reports what became of a completion taken with take: done, or
-// back in the queue.
-func (c *completer) settle(pc *pendingCompletion, done bool) {
+// unqueueLocked removes pc from pending and reports whether it was there.
+// c.mu must be held.
+func (c *completer) unqueueLocked(pc *pendingCompletion) bool {
+	i := slices.Index(c.pending, pc)
+	if i < 0 {
+		return false
+	}
+	c.pending = slices.Delete(c.pending, i, i+1)
+	return true
+}
+
+// settle reports what became of a completion taken with take, whose try
+// ended with err: done (a final outcome), or back in the queue, and the
+// completer woken for it (it may have found the queue empty meanwhile and
+// stopped its timer).
+func (c *completer) settle(pc *pendingCompletion, err error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if done || c.closed {
+	if final(err) || c.closed {
 		c.releaseLocked(pc)
+		c.mu.Unlock()
 		return
 	}
 	c.pending = append(c.pending, pc)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// final reports whether a try of a completion that ended with err was its
+// last: it was recorded, a newer attempt holds the record (ErrLeaseLost),
+// or the record is corrupt. Any other error (Redis unreachable, or the
+// context of the request that tried it ended) leaves it to be tried again.
+func final(err error) bool {
+	return err == nil || errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrCorrupt)
 }
 
 // release stops counting pc as pending: its completion reached a final
@@ -200,56 +227,56 @@ func (c *completer) loop() {
 }
 
 // retryAll tries every pending completion once; it reports whether Redis
-// was still unavailable for any of them.
+// was still unavailable for any of them. A completion stays in the queue
+// until its own try begins (it is then busy): a Begin of its record finds
+// it in one or the other, never in neither.
 func (c *completer) retryAll() (unavailable bool) {
 	c.mu.Lock()
-	batch := c.pending
-	c.pending = nil
+	round := slices.Clone(c.pending)
 	c.mu.Unlock()
-	var keep []*pendingCompletion
 	ctx := context.Background()
-	for _, pc := range batch {
-		if unavailable { // Redis is still away: try the rest next round
-			if time.Now().After(pc.deadline) {
-				c.release(pc)
-				c.s.event(ctx, Event{Kind: EventCompleteDropped, Record: pc.a.id.short, Fence: pc.a.Fence,
-					Err: fmt.Errorf("idempotency: completion deadline passed: %w", ErrUnavailable)})
-				continue
-			}
-			keep = append(keep, pc)
-			continue
-		}
+	for _, pc := range round {
 		select {
 		case <-c.quit:
-			keep = append(keep, pc)
-			continue
+			return unavailable
 		default:
 		}
+		var err error
 		c.mu.Lock()
-		busy := make(chan struct{})
-		c.busy[pc.a.id.key] = busy
-		c.mu.Unlock()
-		err := c.s.completeOnce(ctx, pc)
-		c.mu.Lock()
-		delete(c.busy, pc.a.id.key)
-		c.mu.Unlock()
-		close(busy)
 		switch {
-		case err == nil, errors.Is(err, ErrLeaseLost), errors.Is(err, ErrCorrupt):
-			// Done, or nothing more to do (released and reported by completeOnce).
-			c.release(pc)
+		case !c.unqueueLocked(pc):
+			// A Begin took it meanwhile (and settled it, or will).
+			c.mu.Unlock()
+			continue
+		case unavailable:
+			// Redis is still away: try it next round, unless its time is over.
+			err = ErrUnavailable
+		default:
+			busy := make(chan struct{})
+			c.busy[pc.a.id.key] = busy
+			c.mu.Unlock()
+			err = c.s.completeOnce(ctx, pc)
+			c.mu.Lock()
+			delete(c.busy, pc.a.id.key)
+			close(busy)
+		}
+		dropped := false
+		switch {
+		case final(err):
+			c.releaseLocked(pc) // completeOnce released and reported it
 		case time.Now().After(pc.deadline):
-			c.release(pc)
-			c.s.event(ctx, Event{Kind: EventCompleteDropped, Record: pc.a.id.short, Fence: pc.a.Fence,
-				Err: fmt.Errorf("idempotency: completion deadline passed: %w", err)})
+			c.releaseLocked(pc)
+			dropped = true
 		default:
 			unavailable = true
-			keep = append(keep, pc)
+			c.pending = append(c.pending, pc)
+		}
+		c.mu.Unlock()
+		if dropped {
+			c.s.event(ctx, Event{Kind: EventCompleteDropped, Record: pc.a.id.short, Fence: pc.a.Fence,
+				Err: fmt.Errorf("idempotency: completion deadline passed: %w", err)})
 		}
 	}
-	c.mu.Lock()
-	c.pending = append(keep, c.pending...)
-	c.mu.Unlock()
 	return unavailable
 }
 

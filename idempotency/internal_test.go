@@ -1,6 +1,7 @@
 package idempotency
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -66,4 +67,44 @@ func FuzzKeyFromHeader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCompleter_SettleBackWakes: a completion a Begin took and could not
+// record goes back to the queue and wakes the completer. Its loop may have
+// run while the Begin held it, found the queue empty and stopped its
+// timer: without the wake, nothing but a new completion or a call of this
+// instance that reaches Redis would try it again, and another instance
+// could take the record over once its lease ended. The test plays the
+// loop (its goroutine is not started).
+func TestCompleter_SettleBackWakes(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s, err := New(t.Context(), &Options{Client: srv.Client(t), NoL1: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	ctx := t.Context()
+	b, err := s.Begin(ctx, "", "k", nil)
+	require.NoError(t, err)
+	c := &completer{s: s, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}), busy: map[string]chan struct{}{}}
+	pc := &pendingCompletion{a: b.Attempt}
+	require.True(t, c.add(ctx, pc))
+	<-c.wake // the loop's round: it will find the queue empty
+	require.Same(t, pc, c.take(ctx, b.Attempt.id.key))
+	c.settle(pc, ErrUnavailable)
+	select {
+	case <-c.wake:
+	default:
+		t.Fatal("the completion went back to the queue without waking the completer")
+	}
+	require.Equal(t, []*pendingCompletion{pc}, c.pending)
+	require.Equal(t, 1, c.count)
+
+	// A context that ended is not an outcome either; a final one releases it.
+	require.Same(t, pc, c.take(ctx, b.Attempt.id.key))
+	c.settle(pc, context.Canceled)
+	require.Equal(t, 1, c.count)
+	require.Same(t, pc, c.take(ctx, b.Attempt.id.key))
+	c.settle(pc, ErrLeaseLost)
+	require.Zero(t, c.count)
+	require.Empty(t, c.pending)
 }

@@ -1,7 +1,9 @@
 package idempotency_test
 
 import (
+	"context"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -176,4 +178,101 @@ func TestOutage_PausedAtCompletion(t *testing.T) {
 	require.Equal(t, "true", r.header.Get(idempotency.HeaderReplayed))
 	require.Equal(t, f.body, r.body)
 	require.Equal(t, int32(1), runs.Load(), "not taken over")
+}
+
+// TestOutage_CancelledRetryKeepsQueuedCompletion: a retry whose client
+// went away takes the queued completion of its record, and its try fails
+// on the retry's cancelled context: the completion goes back to the queue
+// (a context error is not an outcome), and is recorded once Redis is back,
+// so the next retry gets the replay. Before, it was released unwritten and
+// nothing was reported: the next retry ran the work again.
+func TestOutage_CancelledRetryKeepsQueuedCompletion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test; run without -short")
+	}
+	t.Parallel()
+	srv, rdb := startRedis(t)
+	s, ev := newStore(t, rdb, &idempotency.Options{NoL1: true})
+	watch := ev.watch()
+	ctx := t.Context()
+	b, err := s.Begin(ctx, "", "k", nil)
+	require.NoError(t, err)
+	srv.Kill()
+	require.ErrorIs(t, b.Attempt.Complete(ctx, idempotency.Result{Status: http.StatusCreated, Body: []byte("booked")}), idempotency.ErrDeferred)
+	require.Equal(t, 1, s.Pending())
+
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = s.Begin(gone, "", "k", nil)
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, 1, s.Pending(), "the completion is still queued")
+	require.Zero(t, ev.count(idempotency.EventCompleteDropped))
+
+	srv.Restart()
+	waitFor(t, watch, idempotency.EventCompleted)
+	got, err := s.Begin(ctx, "", "k", nil)
+	require.NoError(t, err)
+	require.Equal(t, idempotency.OutcomeCompleted, got.Outcome, "the retry gets the replay, not the work again")
+	require.Equal(t, []byte("booked"), got.Result.Body)
+}
+
+// TestOutage_BeginDuringCompleterRound: two completions wait for Redis;
+// when it is back, the completer records one of them, and a retry of the
+// other's record arrives right then (here, from the observer of the first
+// EventCompleted, on the completer's goroutine). The retry finds the other
+// completion still queued and records it before it begins: it gets the
+// replay. Before, the completer took its whole queue at once, so the other
+// was in neither the queue nor the completer's busy set: the retry took
+// the record over and ran the work again (in about half the runs: when
+// both were in the round's batch).
+func TestOutage_BeginDuringCompleterRound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test; run without -short")
+	}
+	t.Parallel()
+	srv, rdb := startRedis(t)
+	ctx := t.Context()
+	var s *idempotency.Store
+	type begun struct {
+		key string
+		b   idempotency.Begun
+		err error
+	}
+	other := make(chan begun, 1)
+	var mu sync.Mutex
+	keyOf := map[string]string{} // record (short) -> key, from the deferred events
+	var fired atomic.Bool        // not a sync.Once: the Begin below reports EventCompleted too, from inside
+	s, _ = newStore(t, rdb, &idempotency.Options{NoL1: true, OnEvent: func(e idempotency.Event) {
+		switch {
+		case e.Kind == idempotency.EventCompleteDeferred:
+			mu.Lock()
+			keyOf[e.Record] = map[bool]string{true: "one", false: "two"}[len(keyOf) == 0]
+			mu.Unlock()
+		case e.Kind == idempotency.EventCompleted && fired.CompareAndSwap(false, true):
+			mu.Lock()
+			k := map[string]string{"one": "two", "two": "one"}[keyOf[e.Record]]
+			mu.Unlock()
+			b, err := s.Begin(ctx, "", k, nil)
+			other <- begun{k, b, err}
+		}
+	}})
+	one, err := s.Begin(ctx, "", "one", nil)
+	require.NoError(t, err)
+	two, err := s.Begin(ctx, "", "two", nil)
+	require.NoError(t, err)
+	srv.Kill()
+	require.ErrorIs(t, one.Attempt.Complete(ctx, idempotency.Result{Status: http.StatusCreated, Body: []byte("one")}), idempotency.ErrDeferred)
+	require.ErrorIs(t, two.Attempt.Complete(ctx, idempotency.Result{Status: http.StatusCreated, Body: []byte("two")}), idempotency.ErrDeferred)
+	require.Equal(t, 2, s.Pending())
+
+	srv.Restart()
+	var got begun
+	select {
+	case got = <-other:
+	case <-time.After(time.Minute): // a bound against a hang
+		t.Fatal("no completion recorded within a minute")
+	}
+	require.NoError(t, got.err)
+	require.Equal(t, idempotency.OutcomeCompleted, got.b.Outcome, "the retry of %s gets the replay, not the work again", got.key)
+	require.Equal(t, []byte(got.key), got.b.Result.Body)
 }

@@ -191,8 +191,7 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 	if pc := s.c.take(ctx, id.key); pc != nil {
 		// This instance finished the request and could not record it: record
 		// it now, before the request can be taken over and run again.
-		err := s.completeOnce(ctx, pc)
-		s.c.settle(pc, !errors.Is(err, ErrUnavailable))
+		s.c.settle(pc, s.completeOnce(ctx, pc))
 	}
 	owner := newOwner()
 	t0 := time.Now()

@@ -485,3 +485,20 @@ func TestStore_Do(t *testing.T) {
 	require.ErrorIs(t, err, idempotency.ErrInFlight)
 	require.NoError(t, b.Attempt.Fail(ctx))
 }
+
+// TestAttempt_CheckpointAfterClientLeft: a recovery point is recorded even
+// when the request's context has ended (its client went away right after
+// the charge): the attempt that takes over must resume after it.
+func TestAttempt_CheckpointAfterClientLeft(t *testing.T) {
+	t.Parallel()
+	_, rdb := startRedis(t)
+	s, _ := newStore(t, rdb, &idempotency.Options{NoL1: true})
+	b, err := s.Begin(t.Context(), "", "k", nil)
+	require.NoError(t, err)
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	require.NoError(t, b.Attempt.Checkpoint(gone, "charged"))
+	info, err := s.Inspect(t.Context(), "", "k")
+	require.NoError(t, err)
+	require.Equal(t, "charged", info.RecoveryPoint)
+}
