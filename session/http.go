@@ -102,8 +102,12 @@ func FromContext(ctx context.Context) (*Session, bool) {
 // Handler reads the request's session and puts it in the request's
 // context ([FromContext]) before calling next. A request without a live
 // session goes on without one (next decides: 401, a redirect to the
-// login page); its dead cookie is cleared. A request whose session cannot
-// be checked because Redis is unreachable is answered by
+// login page). Its dead cookie is left alone: the request may be one the
+// browser sent with the old cookie while a Renew (or Login) answered with
+// a new one, and a clearing Set-Cookie that reached the browser after the
+// new cookie would delete it (the same name and path), logging the user
+// out. Login replaces a dead cookie and Logout clears one. A request whose
+// session cannot be checked because Redis is unreachable is answered by
 // HTTPOptions.Unavailable.
 func (h *HTTP) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -118,7 +122,7 @@ func (h *HTTP) Handler(next http.Handler) http.Handler {
 		case err == nil:
 			r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, &reqSession{s: s, token: c.Value}))
 		case errors.Is(err, ErrNotFound):
-			h.clear(w)
+			// No session: see above for why the cookie stays.
 		default:
 			h.o.Unavailable.ServeHTTP(w, r)
 			return
