@@ -94,7 +94,8 @@ func (l *Limiter) Allow(ctx context.Context, policy, actor string) (Decision, er
 //
 // The actor is any string naming who is limited ("admin:42", an IP); it
 // never leaves the process as given: Redis keys and telemetry carry its
-// keyed hash.
+// keyed hash. One over 256 bytes is kept in process as its keyed hash too
+// (so a forged header cannot fill memory).
 func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Decision, error) {
 	p := l.policies[policy]
 	switch {
@@ -105,6 +106,7 @@ func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Deci
 	case n < 1 || n > p.callMaxCost:
 		return Decision{}, fmt.Errorf("%w: %d units of policy %q (it admits 1 to %d at once)", ErrInvalidCost, n, p.Name, p.callMaxCost)
 	}
+	actor = l.boundActor(actor)
 	now := l.now()
 	if l.denials != nil && p.cacheable {
 		for _, q := range p.all {
@@ -132,10 +134,18 @@ func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Deci
 	dur := time.Duration(l.now() - t0)
 	cancel()
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			// The caller gave up: neither Redis's failure nor a decision.
+			// If the breaker is half-open, this call may have been its
+			// probe: the next call probes at once.
+			l.br.Unused()
 			return Decision{}, fmt.Errorf("ratelimit: %s: %w", p.Name, ctx.Err())
 		}
+		// Redis did not answer in time, or failed. The caller's own
+		// deadline counts too: when it is shorter than Timeout it is the
+		// call's timeout (callContext), and a Redis that never answers
+		// within it must open the breaker and bring the outage mode, not
+		// fail every call at its deadline.
 		l.br.Failure()
 		reason := ReasonRedisError
 		if isTimeout(err) {
@@ -166,6 +176,20 @@ func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Deci
 		l.observe(ctx, Event{Policy: p.Name, Actor: sum.String(), Duration: dur}, d)
 	}
 	return d, nil
+}
+
+// maxActorBytes bounds an actor as the process keeps it (in the denial
+// cache and the local limiter, up to their entry limits): a longer one
+// (a header an attacker fills, say) is kept as its keyed hash, which an
+// actor given as is cannot equal (it starts with a NUL byte).
+const maxActorBytes = 256
+
+// boundActor returns actor, or its keyed hash if it is over maxActorBytes.
+func (l *Limiter) boundActor(actor string) string {
+	if len(actor) <= maxActorBytes {
+		return actor
+	}
+	return "\x00" + l.hash.hash(actor)
 }
 
 // observe reports d to the Observer. It takes d by value, so that only a
@@ -372,6 +396,7 @@ func (l *Limiter) Reset(ctx context.Context, policy, actor string) error {
 	if actor == "" {
 		return ErrInvalidActor
 	}
+	actor = l.boundActor(actor)
 	l.forget(p, actor)
 	if l.o.Client == nil {
 		return nil

@@ -264,3 +264,63 @@ func TestLimiter_outage_pauseResume(t *testing.T) {
 	require.False(t, d.Allowed)
 	require.Equal(t, ratelimit.SourceDenialCache, d.Source)
 }
+
+// TestLimiter_outage_shortCallerDeadlines: with Redis paused, callers
+// whose deadlines are shorter than Timeout get the policy's outage
+// decision, and their timeouts open the breaker. Before, each call failed
+// with the caller's deadline error, uncounted: the breaker never opened and
+// the outage modes never applied.
+func TestLimiter_outage_shortCallerDeadlines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test; run without -short")
+	}
+	t.Parallel()
+	srv, rdb := startRedis(t)
+	o := outageOptions(nil)
+	o.Timeout = time.Minute
+	l := newLimiter(t, rdb, o, outagePolicies()...)
+	require.True(t, allow(t, l, "open", "a", 1).Allowed)
+	srv.Pause()
+	defer srv.Resume()
+	for range 5 {
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		d, err := l.AllowN(ctx, "open", "a", 1)
+		cancel()
+		require.NoError(t, err)
+		require.True(t, d.Allowed)
+		require.Equal(t, ratelimit.SourceFailOpen, d.Source)
+	}
+	st := l.Stats()
+	require.Equal(t, uint64(2), st.RedisTimeouts, "the breaker opens after two timeouts")
+	require.Equal(t, uint64(1), st.BreakerOpens)
+}
+
+// TestLimiter_outage_cancelledProbe: the half-open breaker's probe is
+// cancelled by its caller (its client went away): the next call probes at
+// once and finds Redis back. Before, the probe's slot stayed taken for
+// another cool-down, and every call in it got the outage mode.
+func TestLimiter_outage_cancelledProbe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test; run without -short")
+	}
+	t.Parallel()
+	srv, rdb := startRedis(t)
+	clock := &fakeClock{now: time.Unix(1e9, 0)}
+	o := outageOptions(nil)
+	o.Timeout, o.Clock = 2*time.Second, clock
+	l := newLimiter(t, rdb, o, outagePolicies()...)
+	srv.Pause()
+	for range 2 {
+		require.Equal(t, ratelimit.SourceFailClosed, allow(t, l, "closed", "a", 1).Source)
+	}
+	require.Equal(t, uint64(1), l.Stats().BreakerOpens)
+	srv.Resume()
+	clock.Add(o.BreakerCooldown) // the next call is the probe
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := l.AllowN(gone, "closed", "a", 1)
+	require.ErrorIs(t, err, context.Canceled)
+	d := allow(t, l, "closed", "a", 1)
+	require.Equal(t, ratelimit.SourceRedis, d.Source, "the next call is a probe, without another cool-down")
+	require.True(t, d.Allowed)
+}

@@ -90,17 +90,30 @@ local function log_check(s)
   end
 end
 
-local function log_apply(s)
-  local args = {}
+-- log_add adds n units at now (their members id:1..n, or id alone), in
+-- chunks (unpack has about 8,000 stack slots), then keeps the newest lim:
+-- they decide every window (a window's decision and retry depend on its
+-- newest lim units), and a ConsumeDenied policy's denied calls must not
+-- grow the set without bound.
+local function log_add(key, id, n, lim)
   if n == 1 then
-    args = {now, id}
+    redis.call('ZADD', key, now, id)
   else
-    for j = 1, n do
-      args[#args + 1] = now
-      args[#args + 1] = id .. ':' .. j
+    for j = 1, n, 1000 do
+      local args = {}
+      for k = j, math.min(n, j + 999) do
+        args[#args + 1] = now
+        args[#args + 1] = id .. ':' .. k
+      end
+      redis.call('ZADD', key, unpack(args))
     end
   end
-  redis.call('ZADD', s.key, unpack(args))
+  local over = redis.call('ZCARD', key) - lim
+  if over > 0 then redis.call('ZREMRANGEBYRANK', key, 0, over - 1) end
+end
+
+local function log_apply(s)
+  log_add(s.key, id, n, s.maxlim)
   redis.call('PEXPIRE', s.key, ceil(s.maxper / 1000) + 1)
 end
 
@@ -208,11 +221,12 @@ end
 local keys, allowed, a = {}, true, 3
 for k = 1, #KEYS do
   local s = {key = KEYS[k], alg = tonumber(ARGV[a]), consume = ARGV[a + 1] == '1', nw = tonumber(ARGV[a + 2]),
-    lim = {}, per = {}, burst = {}, maxper = 0, ok = true, rem_ok = {}, rem_no = {}, reset = {}, retry = {}}
+    lim = {}, per = {}, burst = {}, maxper = 0, maxlim = 0, ok = true, rem_ok = {}, rem_no = {}, reset = {}, retry = {}}
   a = a + 3
   for i = 1, s.nw do
     s.lim[i], s.per[i], s.burst[i] = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
     if s.per[i] > s.maxper then s.maxper = s.per[i] end
+    if s.lim[i] > s.maxlim then s.maxlim = s.lim[i] end
     a = a + 3
   end
   if s.alg == 1 then log_check(s) elseif s.alg == 2 then counter_check(s) else gcra_check(s) end
@@ -297,16 +311,21 @@ if used + n > lim then
   retry = tonumber(redis.call('ZRANGE', key, k, k, 'WITHSCORES')[2]) + per - now
 end
 if retry == 0 or ARGV[5] == '1' then
+  -- As decideScript's log_add: in chunks, and the newest lim kept.
   if n == 1 then
     redis.call('ZADD', key, now, ARGV[2])
   else
-    local args = {}
-    for j = 1, n do
-      args[2 * j - 1] = now
-      args[2 * j] = ARGV[2] .. ':' .. j
+    for j = 1, n, 1000 do
+      local args = {}
+      for k = j, math.min(n, j + 999) do
+        args[#args + 1] = now
+        args[#args + 1] = ARGV[2] .. ':' .. k
+      end
+      redis.call('ZADD', key, unpack(args))
     end
-    redis.call('ZADD', key, unpack(args))
   end
+  local over = redis.call('ZCARD', key) - lim
+  if over > 0 then redis.call('ZREMRANGEBYRANK', key, 0, over - 1) end
   redis.call('PEXPIRE', key, ARGV[6])
   rem = math.max(0, rem - n)
 end

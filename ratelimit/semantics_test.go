@@ -313,3 +313,73 @@ func TestLimiter_GCRA_isNotNPerWindow(t *testing.T) {
 		require.LessOrEqual(t, admitted, tt.atMost, tt.alg.String())
 	}
 }
+
+// TestLimiter_SlidingLog_largeCost: a call of thousands of units is
+// decided like any other, on both scripts (one window, and two). Before,
+// the script passed all of a call's members to one ZADD through unpack,
+// which overflows Lua's stack past about 4,000 units: every such call
+// failed, and counted against the breaker every policy shares, so one
+// actor could open it and push every policy into its outage mode.
+func TestLimiter_SlidingLog_largeCost(t *testing.T) {
+	t.Parallel()
+	_, rdb := startRedis(t)
+	one := ratelimit.Policy{Name: "one", Algorithm: ratelimit.SlidingLog, Limits: []ratelimit.Limit{ratelimit.Per(10_000, time.Hour)}}
+	two := ratelimit.Policy{Name: "two", Algorithm: ratelimit.SlidingLog, Limits: []ratelimit.Limit{ratelimit.Per(10_000, time.Hour), ratelimit.Per(20_000, 2*time.Hour)}}
+	l := newLimiter(t, rdb, &ratelimit.Options{NoDenialCache: true}, one, two)
+	for _, p := range []string{"one", "two"} {
+		require.True(t, allow(t, l, p, "a", 5_000).Allowed, p)
+		require.True(t, allow(t, l, p, "a", 5_000).Allowed, p)
+		d := allow(t, l, p, "a", 1)
+		require.False(t, d.Allowed, p)
+		require.Zero(t, d.Remaining, p)
+	}
+	st := l.Stats()
+	require.Zero(t, st.RedisErrors)
+	require.Zero(t, st.BreakerOpens)
+}
+
+// TestLimiter_SlidingLog_consumeDeniedBounded: with ConsumeDenied, every
+// denied call adds its units to the log, but the log keeps only the newest
+// N (they decide every call): a flood of denied calls leaves the log at
+// N entries, and the actor is still kept out. Before, it grew by every
+// call's units.
+func TestLimiter_SlidingLog_consumeDeniedBounded(t *testing.T) {
+	t.Parallel()
+	_, rdb := startRedis(t)
+	one := ratelimit.Policy{Name: "one", Algorithm: ratelimit.SlidingLog, Limits: []ratelimit.Limit{ratelimit.Per(5, time.Hour)}, ConsumeDenied: true}
+	two := ratelimit.Policy{Name: "two", Algorithm: ratelimit.SlidingLog, Limits: []ratelimit.Limit{ratelimit.Per(3, time.Minute), ratelimit.Per(5, time.Hour)}, ConsumeDenied: true}
+	l := newLimiter(t, rdb, &ratelimit.Options{NoDenialCache: true, Namespace: "bounded"}, one, two)
+	for _, p := range []string{"one", "two"} {
+		for i := range 200 {
+			d := allow(t, l, p, "a", 1+i%3)
+			require.Equal(t, i < 2, d.Allowed, "%s call %d", p, i)
+		}
+	}
+	keys, err := rdb.Keys(t.Context(), "bounded*").Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 2)
+	for _, k := range keys {
+		n, err := rdb.ZCard(t.Context(), k).Result()
+		require.NoError(t, err)
+		require.EqualValues(t, 5, n, k)
+	}
+}
+
+// TestLimiter_longActors: an actor over 256 bytes (kept in process as its
+// keyed hash, so that forged headers cannot fill memory) is limited as any
+// other, and two that share their first 256 bytes are two actors.
+func TestLimiter_longActors(t *testing.T) {
+	t.Parallel()
+	_, rdb := startRedis(t)
+	p := ratelimit.Policy{Name: "p", Algorithm: ratelimit.SlidingLog, Limits: []ratelimit.Limit{ratelimit.Per(2, time.Hour)}}
+	l := newLimiter(t, rdb, nil, p)
+	long := strings.Repeat("x", 1<<20)
+	for _, actor := range []string{long + "a", long + "b"} {
+		require.True(t, allow(t, l, "p", actor, 2).Allowed)
+		d := allow(t, l, "p", actor, 1)
+		require.False(t, d.Allowed)
+		require.Equal(t, ratelimit.SourceDenialCache, allow(t, l, "p", actor, 1).Source, "its denial is cached")
+		require.NoError(t, l.Reset(t.Context(), "p", actor))
+		require.True(t, allow(t, l, "p", actor, 1).Allowed, "Reset names the same actor")
+	}
+}
