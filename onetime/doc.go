@@ -57,8 +57,11 @@
 // that may evict keys, because an evicted attempt counter gives a guesser
 // fresh attempts (Options.AllowEvictingRedis overrides it). A go-redis
 // client that resends a command after a lost reply can burn a token or
-// count an attempt twice: both err on the safe side.
+// count an attempt twice: both err on the safe side; a resent Mint or
+// TempData compare-and-set recognises its own write.
 //
 // Every key lives in its own hash slot and every change is one command or
 // one script that sets the key's TTL, on one Redis, Sentinel or Cluster.
+// Replication is asynchronous and no WAIT is run: a failover to a replica
+// that had not received a Consume (or counted wrong codes) undoes it.
 package onetime

@@ -352,3 +352,53 @@ func TestStore_Breaker(t *testing.T) {
 	require.ErrorIs(t, err, onetime.ErrUnavailable)
 	require.Contains(t, err.Error(), "circuit breaker open")
 }
+
+// resendOnce is a go-redis hook that runs the first command named name
+// twice, as go-redis does when a command's reply is lost (a connection
+// closed after Redis ran it): the caller sees only the second reply.
+type resendOnce struct {
+	name string
+	done atomic.Bool
+}
+
+func (h *resendOnce) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *resendOnce) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h *resendOnce) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == h.name && h.done.CompareAndSwap(false, true) {
+			_ = next(ctx, cmd) // its reply is lost
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// TestMint_ReplyLost: a Mint whose SET ran but whose reply was lost (the
+// resent SET NX finds the key) returns the stored token. Before, it failed
+// with ErrUnavailable ("redis: nil") while the token sat in Redis.
+func TestMint_ReplyLost(t *testing.T) {
+	t.Parallel()
+	s, _, rdb, _ := newStore(t, nil)
+	rdb.AddHook(&resendOnce{name: "set"})
+	tok, err := s.Mint(t.Context(), "verify-email", "user:1", time.Hour, []byte("d"))
+	require.NoError(t, err)
+	data, err := s.Consume(t.Context(), "verify-email", tok, "user:1")
+	require.NoError(t, err)
+	require.Equal(t, []byte("d"), data)
+}
+
+// TestMint_EmptySubject: a token, a code or an OAuth state must be bound
+// to someone: an empty subject (a handler that passed the missing
+// pre-login cookie as "") is refused, or any cookieless browser could
+// finish a flow another one began (login CSRF).
+func TestMint_EmptySubject(t *testing.T) {
+	t.Parallel()
+	s, _, _, _ := newStore(t, &onetime.Options{Secret: secret})
+	_, err := s.Mint(t.Context(), "verify-email", "", time.Hour, nil)
+	require.ErrorIs(t, err, onetime.ErrInvalidOptions)
+	_, err = s.MintCode(t.Context(), "login", "", time.Minute)
+	require.ErrorIs(t, err, onetime.ErrInvalidOptions)
+	_, err = s.BeginOAuth(t.Context(), "google", "", 0)
+	require.ErrorIs(t, err, onetime.ErrInvalidOptions)
+}

@@ -76,6 +76,9 @@ func (s *Store) Mint(ctx context.Context, purpose, subject string, ttl time.Dura
 	if ttl < time.Millisecond {
 		return "", fmt.Errorf("%w: ttl %v", ErrInvalidOptions, ttl)
 	}
+	if subject == "" {
+		return "", fmt.Errorf("%w: empty subject (a token bound to no one is anyone's)", ErrInvalidOptions)
+	}
 	if len(data) > MaxDataBytes {
 		return "", fmt.Errorf("%w: %d bytes of data, limit %d", ErrTooLarge, len(data), MaxDataBytes)
 	}
@@ -87,7 +90,14 @@ func (s *Store) Mint(ctx context.Context, purpose, subject string, ttl time.Dura
 		return "", fmt.Errorf("onetime: encode: %w", err)
 	}
 	err = s.call(ctx, purpose, func(ctx context.Context) error {
-		return s.rdb.SetArgs(ctx, s.tokenKey(purpose, raw), rec, redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+		err := s.rdb.SetArgs(ctx, s.tokenKey(purpose, raw), rec, redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+		if errors.Is(err, redis.Nil) {
+			// NX found the key: only this very SET can have written it (256
+			// random bits do not collide), sent again by go-redis after its
+			// reply was lost. The token is stored.
+			return nil
+		}
+		return err
 	})
 	if err != nil {
 		return "", err
@@ -225,6 +235,9 @@ func (s *Store) MintCode(ctx context.Context, purpose, subject string, ttl time.
 	}
 	if ttl < time.Millisecond {
 		return "", fmt.Errorf("%w: ttl %v", ErrInvalidOptions, ttl)
+	}
+	if subject == "" {
+		return "", fmt.Errorf("%w: empty subject", ErrInvalidOptions)
 	}
 	n, _ := rand.Int(rand.Reader, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(s.o.CodeDigits)), nil))
 	code := fmt.Sprintf("%0*d", s.o.CodeDigits, n)

@@ -177,9 +177,13 @@ func (d *TempData[T]) decode(ctx context.Context, id string, b []byte) (T, bool)
 
 // casScript replaces the value of KEYS[1] only if it still holds ARGV[1]
 // ("" for none): with ARGV[2] for ARGV[3] ms, or deletes it if ARGV[2] is
-// empty. It returns 1 if it wrote.
+// empty. It returns 1 if it wrote, or if the key already holds ARGV[2]:
+// the script ran already and its reply was lost (go-redis sent it again),
+// for a value is never written twice (each carries its creation time in
+// nanoseconds), so Update must not apply fn a second time.
 var casScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1]) or ''
+if ARGV[2] ~= '' and cur == ARGV[2] then return 1 end
 if cur ~= ARGV[1] then return 0 end
 if ARGV[2] == '' then
   redis.call('DEL', KEYS[1])

@@ -107,3 +107,33 @@ func TestTempData_Unavailable(t *testing.T) {
 	require.ErrorIs(t, err, onetime.ErrUnavailable)
 	require.ErrorIs(t, d.Put(t.Context(), "x", wizard{}), onetime.ErrUnavailable)
 }
+
+// TestTempData_UpdateReplyLost: an Update whose compare-and-set ran but
+// whose reply was lost (go-redis sends the script again, which then finds
+// the new value, not the old one) applies fn once. Before, it read its own
+// write as another tab's change and applied fn again: Step went up by two.
+func TestTempData_UpdateReplyLost(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	d, err := onetime.NewTempData[wizard](&onetime.TempDataOptions{Client: rdb, Name: "w", Timeout: 10 * time.Second})
+	require.NoError(t, err)
+	require.NoError(t, d.Put(t.Context(), "id", wizard{Step: 1}))
+	calls := 0
+	step := func(v wizard, found bool) (wizard, error) {
+		calls++
+		v.Step++
+		return v, nil
+	}
+	_, err = d.Update(t.Context(), "id", step) // loads the script: the next run is one EVALSHA
+	require.NoError(t, err)
+	rdb.AddHook(&resendOnce{name: "evalsha"})
+	calls = 0
+	got, err := d.Update(t.Context(), "id", step)
+	require.NoError(t, err)
+	require.Equal(t, 1, calls, "fn applied once")
+	require.Equal(t, 3, got.Step)
+	stored, err := d.Get(t.Context(), "id")
+	require.NoError(t, err)
+	require.Equal(t, 3, stored.Step)
+}
