@@ -39,7 +39,11 @@ type completer struct {
 	count   int                  // guarded by mu: queued, or being retried
 	closed  bool                 // guarded by mu
 
-	busy map[string]chan struct{} // guarded by mu: records being retried now, closed when done
+	// busy holds the records one of whose completions is being tried now
+	// (by the completer, or by a Begin that took it), each with a channel
+	// closed when that try ends; guarded by mu. One try per record at a
+	// time: take waits for it, retryAll skips the record's others.
+	busy map[string]chan struct{}
 
 	waiting atomic.Int64 // count, readable without mu
 }
@@ -89,14 +93,20 @@ func (c *completer) nudge() {
 }
 
 // take removes and returns the queued completion of the record key, if
-// any. If the completer is retrying it right now, take waits for that try
-// to end (or ctx) and looks again.
+// any, and marks the record busy until settle. If another try of the
+// record's completion is running (the completer's, or another Begin's),
+// take waits for it to end (or ctx) and looks again. Of two completions of
+// one record, it takes the newest attempt's (the older one can only find
+// its lease lost).
 func (c *completer) take(ctx context.Context, key string) *pendingCompletion {
 	for c.waiting.Load() != 0 {
 		c.mu.Lock()
-		busy, retrying := c.busy[key]
-		if !retrying {
-			pc := c.removeLocked(key)
+		busy, trying := c.busy[key]
+		if !trying {
+			pc := c.removeNewestLocked(key)
+			if pc != nil {
+				c.busy[key] = make(chan struct{})
+			}
 			c.mu.Unlock()
 			return pc
 		}
@@ -110,16 +120,29 @@ func (c *completer) take(ctx context.Context, key string) *pendingCompletion {
 	return nil
 }
 
-// removeLocked removes the queued completion of key from pending and
-// returns it, or nil. c.mu must be held.
-func (c *completer) removeLocked(key string) *pendingCompletion {
+// removeNewestLocked removes from pending and returns the queued
+// completion of key with the largest fence, or nil. c.mu must be held.
+func (c *completer) removeNewestLocked(key string) *pendingCompletion {
+	at := -1
 	for i, pc := range c.pending {
-		if pc.a.id.key == key {
-			c.pending = append(c.pending[:i], c.pending[i+1:]...)
-			return pc
+		if pc.a.id.key == key && (at < 0 || pc.a.Fence > c.pending[at].a.Fence) {
+			at = i
 		}
 	}
-	return nil
+	if at < 0 {
+		return nil
+	}
+	pc := c.pending[at]
+	c.pending = slices.Delete(c.pending, at, at+1)
+	return pc
+}
+
+// unbusyLocked ends the try of key's completion. c.mu must be held.
+func (c *completer) unbusyLocked(key string) {
+	if b, ok := c.busy[key]; ok {
+		delete(c.busy, key)
+		close(b)
+	}
 }
 
 // unqueueLocked removes pc from pending and reports whether it was there.
@@ -133,16 +156,25 @@ func (c *completer) unqueueLocked(pc *pendingCompletion) bool {
 	return true
 }
 
-// settle reports what became of a completion taken with take, whose try
-// ended with err: done (a final outcome), or back in the queue, and the
-// completer woken for it (it may have found the queue empty meanwhile and
-// stopped its timer).
-func (c *completer) settle(pc *pendingCompletion, err error) {
+// settle ends a try of pc, a completion taken with take, and reports
+// whether it reached a final outcome: completeOnce released it (recorded,
+// lease lost, or corrupt: Redis answered). Otherwise (Redis unreachable,
+// or the context of the request that tried it ended, whatever its cause)
+// pc goes back to the queue and wakes the completer, whose timer may have
+// stopped on an empty queue meanwhile; once the completer is closed, it is
+// reported dropped instead.
+func (c *completer) settle(ctx context.Context, pc *pendingCompletion) (final bool) {
 	c.mu.Lock()
-	if final(err) || c.closed {
+	c.unbusyLocked(pc.a.id.key)
+	switch {
+	case !pc.queued:
+		c.mu.Unlock()
+		return true
+	case c.closed:
 		c.releaseLocked(pc)
 		c.mu.Unlock()
-		return
+		c.s.event(ctx, Event{Kind: EventCompleteDropped, Record: pc.a.id.short, Fence: pc.a.Fence, Err: ErrClosed})
+		return false
 	}
 	c.pending = append(c.pending, pc)
 	c.mu.Unlock()
@@ -150,14 +182,7 @@ func (c *completer) settle(pc *pendingCompletion, err error) {
 	case c.wake <- struct{}{}:
 	default:
 	}
-}
-
-// final reports whether a try of a completion that ended with err was its
-// last: it was recorded, a newer attempt holds the record (ErrLeaseLost),
-// or the record is corrupt. Any other error (Redis unreachable, or the
-// context of the request that tried it ended) leaves it to be tried again.
-func final(err error) bool {
-	return err == nil || errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrCorrupt)
+	return false
 }
 
 // release stops counting pc as pending: its completion reached a final
@@ -243,27 +268,26 @@ func (c *completer) retryAll() (unavailable bool) {
 		}
 		var err error
 		c.mu.Lock()
-		switch {
-		case !c.unqueueLocked(pc):
-			// A Begin took it meanwhile (and settled it, or will).
+		if _, trying := c.busy[pc.a.id.key]; trying || !c.unqueueLocked(pc) {
+			// A Begin took it meanwhile, or is trying another completion
+			// of its record: it is the Begin's, or the next round's.
 			c.mu.Unlock()
 			continue
-		case unavailable:
+		}
+		if unavailable {
 			// Redis is still away: try it next round, unless its time is over.
 			err = ErrUnavailable
-		default:
-			busy := make(chan struct{})
-			c.busy[pc.a.id.key] = busy
+		} else {
+			c.busy[pc.a.id.key] = make(chan struct{})
 			c.mu.Unlock()
 			err = c.s.completeOnce(ctx, pc)
 			c.mu.Lock()
-			delete(c.busy, pc.a.id.key)
-			close(busy)
+			c.unbusyLocked(pc.a.id.key)
 		}
 		dropped := false
 		switch {
-		case final(err):
-			c.releaseLocked(pc) // completeOnce released and reported it
+		case !pc.queued:
+			// A final outcome: completeOnce released and reported it.
 		case time.Now().After(pc.deadline):
 			c.releaseLocked(pc)
 			dropped = true

@@ -74,8 +74,9 @@ func FuzzKeyFromHeader(f *testing.F) {
 // run while the Begin held it, found the queue empty and stopped its
 // timer: without the wake, nothing but a new completion or a call of this
 // instance that reaches Redis would try it again, and another instance
-// could take the record over once its lease ended. The test plays the
-// loop (its goroutine is not started).
+// could take the record over once its lease ended. While a Begin holds it,
+// its record is busy: a second Begin waits instead of beginning. The test
+// plays the loop (its goroutine is not started).
 func TestCompleter_SettleBackWakes(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
@@ -85,12 +86,17 @@ func TestCompleter_SettleBackWakes(t *testing.T) {
 	ctx := t.Context()
 	b, err := s.Begin(ctx, "", "k", nil)
 	require.NoError(t, err)
+	key := b.Attempt.id.key
 	c := &completer{s: s, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}), busy: map[string]chan struct{}{}}
 	pc := &pendingCompletion{a: b.Attempt}
 	require.True(t, c.add(ctx, pc))
 	<-c.wake // the loop's round: it will find the queue empty
-	require.Same(t, pc, c.take(ctx, b.Attempt.id.key))
-	c.settle(pc, ErrUnavailable)
+	require.Same(t, pc, c.take(ctx, key))
+	require.Contains(t, c.busy, key, "a second Begin of the record waits")
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	require.Nil(t, c.take(gone, key), "a second Begin waits until its context ends")
+	require.False(t, c.settle(ctx, pc), "not recorded")
 	select {
 	case <-c.wake:
 	default:
@@ -98,13 +104,33 @@ func TestCompleter_SettleBackWakes(t *testing.T) {
 	}
 	require.Equal(t, []*pendingCompletion{pc}, c.pending)
 	require.Equal(t, 1, c.count)
+	require.NotContains(t, c.busy, key)
 
-	// A context that ended is not an outcome either; a final one releases it.
-	require.Same(t, pc, c.take(ctx, b.Attempt.id.key))
-	c.settle(pc, context.Canceled)
-	require.Equal(t, 1, c.count)
-	require.Same(t, pc, c.take(ctx, b.Attempt.id.key))
-	c.settle(pc, ErrLeaseLost)
+	// Only a completion that completeOnce released is final.
+	require.Same(t, pc, c.take(ctx, key))
+	c.releaseLocked(pc) // as completeOnce does on a final outcome (under c.mu; no other goroutine here)
+	require.True(t, c.settle(ctx, pc))
 	require.Zero(t, c.count)
 	require.Empty(t, c.pending)
+}
+
+// TestCompleter_TakesNewestAttempt: of two queued completions of one
+// record (an older attempt's, whose lease a newer one took over), take
+// hands out the newer one: recording the older one can only find its lease
+// lost, after which the retry would begin while the newer one waits.
+func TestCompleter_TakesNewestAttempt(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	s, err := New(t.Context(), &Options{Client: srv.Client(t), NoL1: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	ctx := t.Context()
+	b, err := s.Begin(ctx, "", "k", nil)
+	require.NoError(t, err)
+	older := &pendingCompletion{a: &Attempt{s: s, id: b.Attempt.id, Fence: b.Attempt.Fence}}
+	newer := &pendingCompletion{a: &Attempt{s: s, id: b.Attempt.id, Fence: b.Attempt.Fence + 1}}
+	c := &completer{s: s, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}), busy: map[string]chan struct{}{}}
+	require.True(t, c.add(ctx, older))
+	require.True(t, c.add(ctx, newer))
+	require.Same(t, newer, c.take(ctx, b.Attempt.id.key))
 }

@@ -206,6 +206,13 @@ func TestOutage_CancelledRetryKeepsQueuedCompletion(t *testing.T) {
 	_, err = s.Begin(gone, "", "k", nil)
 	require.ErrorIs(t, err, context.Canceled)
 	require.Equal(t, 1, s.Pending(), "the completion is still queued")
+	// Nor does a context whose cause reads as an outcome (an outer
+	// attempt's Keep context ends with ErrLeaseLost).
+	kept, stop := context.WithCancelCause(ctx)
+	stop(idempotency.ErrLeaseLost)
+	_, err = s.Begin(kept, "", "k", nil)
+	require.Error(t, err)
+	require.Equal(t, 1, s.Pending(), "the completion is still queued")
 	require.Zero(t, ev.count(idempotency.EventCompleteDropped))
 
 	srv.Restart()

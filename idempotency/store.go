@@ -190,8 +190,15 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 	}
 	if pc := s.c.take(ctx, id.key); pc != nil {
 		// This instance finished the request and could not record it: record
-		// it now, before the request can be taken over and run again.
-		s.c.settle(pc, s.completeOnce(ctx, pc))
+		// it now, before the request can be taken over and run again. If it
+		// still cannot, the request must not begin (it would take the
+		// request over and run it again): fail closed.
+		if err := s.completeOnce(ctx, pc); !s.c.settle(ctx, pc) {
+			if ctx.Err() == nil {
+				s.event(ctx, Event{Kind: EventUnavailable, Record: id.short, Err: err})
+			}
+			return Begun{}, err
+		}
 	}
 	owner := newOwner()
 	t0 := time.Now()
