@@ -426,12 +426,24 @@ func (m *Manager) drop(ctx context.Context, keys ...string) error {
 	return nil
 }
 
-// dropAnyway is drop for a write whose outcome is unknown (it failed, and
-// its reply may have been lost after Redis applied it) or that found
-// nothing to change (perhaps a retry of such a write): whatever it may have
-// ended must not live on in any L1, and dropping a copy is always safe (the
-// next read goes to Redis). Its error is not the caller's.
+// dropAnyway is drop for a write that found nothing to change (perhaps
+// the retry of a write whose reply was lost after Redis applied it):
+// whatever it may have ended must not live on in any L1, and dropping a
+// copy is always safe (the next read goes to Redis). Its error is not the
+// caller's.
 func (m *Manager) dropAnyway(ctx context.Context, keys ...string) { _ = m.drop(ctx, keys...) }
+
+// dropIfUnknown is dropAnyway for a write that failed with err, if its
+// outcome is unknown: it timed out, or its caller left while it was on its
+// way, so Redis may have applied it with the reply lost. A write Redis
+// surely did not run (the breaker refused it, the connection was refused)
+// drops nothing: in an outage, L1 keeps serving the session within its
+// bound, and the caller is not held up by a publish that cannot go out.
+func (m *Manager) dropIfUnknown(ctx context.Context, err error, keys ...string) {
+	if ctx.Err() != nil || isTimeout(err) {
+		m.dropAnyway(ctx, keys...)
+	}
+}
 
 // replyInt reads element i of a script reply as an integer (the scripts
 // send numbers as decimal strings).

@@ -62,6 +62,11 @@ func TestManager_redisDown(t *testing.T) {
 	_, err = n.m.RevokeAll(ctx, "user:1")
 	require.ErrorIs(t, err, session.ErrUnavailable)
 	require.EqualValues(t, 3, n.m.Stats().WritesRefused)
+	// Writes Redis surely did not run (the connection was refused, not
+	// timed out) drop nothing: the session is still served from L1.
+	s, err = n.m.Get(ctx, tok)
+	require.NoError(t, err, "the refused writes left the L1 copy")
+	require.Equal(t, "v", mustValue(t, s, "k"))
 
 	// Past StaleBound the copy is no longer trusted: fail closed.
 	require.Eventually(t, func() bool {
@@ -94,3 +99,4 @@ func TestManager_redisDown(t *testing.T) {
 }
 
 func errorsIsUnavailable(err error) bool { return err != nil && errorIs(err, session.ErrUnavailable) }
+

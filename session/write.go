@@ -127,7 +127,7 @@ func (m *Manager) Update(ctx context.Context, token string, u Update) (uint64, e
 		v, err = updateScript.Run(ctx, m.rdb, []string{m.k.session(tag, ref), m.k.index(tag)}, args...).Slice()
 		return err
 	}); err != nil {
-		m.dropAnyway(ctx, key)
+		m.dropIfUnknown(ctx, err, key)
 		return 0, m.writeError(ctx, "update", err, time.Duration(t1-t0))
 	}
 	status, _ := replyInt(v, 0)
@@ -167,7 +167,7 @@ func (m *Manager) Renew(ctx context.Context, token string) (string, error) {
 			ref, nextRef, hash, m.h.tokenHash(next)).Int64()
 		return err
 	}); err != nil {
-		m.dropAnyway(ctx, key)
+		m.dropIfUnknown(ctx, err, key)
 		return "", m.writeError(ctx, "renew", err, time.Duration(t1-t0))
 	}
 	if n == 0 {
@@ -267,15 +267,16 @@ func (m *Manager) revoke(ctx context.Context, tag, mode, keep, hash string, refs
 		ks = append(ks, m.k.session(tag, r))
 		args = append(args, r)
 	}
-	// The sessions this call names: dropped from L1 whatever the outcome
-	// (dropAnyway), unless the call ended them and says so below.
+	// The sessions this call names: dropped from L1 if the outcome is
+	// unknown or nothing was ended (the retry of a write whose reply was
+	// lost); the sessions it ended are dropped below.
 	named := l1Keys(tag, slices.DeleteFunc(slices.Clone(refs), func(r string) bool { return r == keep }))
 	var v []any
 	if t0, t1, err := m.call(ctx, func(ctx context.Context) (err error) {
 		v, err = revokeScript.Run(ctx, m.rdb, ks, args...).Slice()
 		return err
 	}); err != nil {
-		m.dropAnyway(ctx, named...)
+		m.dropIfUnknown(ctx, err, named...)
 		return 0, m.writeError(ctx, reason, err, time.Duration(t1-t0))
 	}
 	if st, err := replyInt(v, 0); err == nil && st == -1 {
