@@ -99,4 +99,3 @@ func TestManager_redisDown(t *testing.T) {
 }
 
 func errorsIsUnavailable(err error) bool { return err != nil && errorIs(err, session.ErrUnavailable) }
-
