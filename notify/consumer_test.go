@@ -50,7 +50,14 @@ func TestConsumer_DigestCount(t *testing.T) {
 			}
 			keys, err := rdb.Keys(t.Context(), ns+":*:s").Result()
 			require.NoError(t, err)
-			require.Empty(t, keys, "a stream is deleted once it holds nothing")
+			for _, k := range keys { // an emptied stream lives on, empty, until it expires
+				n, err := rdb.XLen(t.Context(), k).Result()
+				require.NoError(t, err)
+				require.Zero(t, n, k)
+				ttl, err := rdb.PTTL(t.Context(), k).Result()
+				require.NoError(t, err)
+				require.Positive(t, ttl, k)
+			}
 		})
 	}
 }
@@ -205,4 +212,45 @@ func TestCluster(t *testing.T) {
 	run(t, newConsumer(t, q, notify.ConsumerOptions{Sender: rec}))
 	require.Eventually(t, func() bool { return len(deliveredIDs(rec)) == len(all) }, 30*time.Second, 10*time.Millisecond)
 	require.Len(t, rec.Delivered(), 40)
+}
+
+// TestConsumer_ProviderKeysNeverRepeat: digest after digest of one user,
+// each emptying the stream, get provider keys of their own. Before, the
+// emptied stream was deleted: one created again in the same millisecond
+// (or after the clock stepped back) gave old entry ids again, hence an old
+// digest's provider key, and the provider absorbed the new digest as a
+// repeat (381 of 3,000 lost in a helper's run). The emptied stream now
+// expires after a week instead, and its next entry removes the expiry.
+func TestConsumer_ProviderKeysNeverRepeat(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	q := newQueue(t, rdb, notify.Options{MaxItems: 1, Shards: 1})
+	rec := &notify.RecordingSender{}
+	c := newConsumer(t, q, notify.ConsumerOptions{Sender: rec})
+	const rounds = 500
+	for i := range rounds {
+		_, err := q.Enqueue(t.Context(), notify.Notification{User: "u", Channel: notify.Email, DedupKey: fmt.Sprint(i), Payload: []byte("x")})
+		require.NoError(t, err)
+		n, err := c.RunOnce(t.Context())
+		require.NoError(t, err)
+		require.Equal(t, 1, n, "round %d", i)
+	}
+	require.Equal(t, rounds, len(rec.Delivered()), "delivered digests")
+	require.Zero(t, rec.Absorbed(), "a digest's provider key repeated an earlier one's")
+	keys, err := rdb.Keys(t.Context(), "*").Result()
+	require.NoError(t, err)
+	var streams int
+	for _, k := range keys {
+		if typ, _ := rdb.Type(t.Context(), k).Result(); typ == "stream" {
+			streams++
+			n, err := rdb.XLen(t.Context(), k).Result()
+			require.NoError(t, err)
+			require.Zero(t, n)
+			ttl, err := rdb.PTTL(t.Context(), k).Result()
+			require.NoError(t, err)
+			require.Positive(t, ttl, "an emptied stream expires")
+		}
+	}
+	require.Equal(t, 1, streams)
 }

@@ -1,6 +1,10 @@
 package notify
 
-import "github.com/redis/go-redis/v9"
+import (
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // Every script touches keys of one slot: a user's (stream, dedup marker,
 // lock) or one index shard's. Time is Redis's (TIME), in milliseconds.
@@ -21,6 +25,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[1], '0', 'MKSTREAM')
 end
 local id = redis.call('XADD', KEYS[1], '*', 'u', ARGV[3], 'c', ARGV[4], 'k', ARGV[5], 'p', ARGV[6])
+redis.call('PERSIST', KEYS[1]) -- an emptied stream's expiry (unlockScript)
 redis.call('SET', KEYS[2], id, 'PX', ARGV[2])
 local due = now + tonumber(ARGV[7])
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[8]) then due = now end
@@ -57,11 +62,20 @@ return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `)
 
 // unlockScript releases a user's lock if it is still this consumer's, and
-// deletes the stream (with its group) once it holds no entry.
+// lets the stream (with its group) expire after ttl ms once it holds no
+// entry. Not deleted at once: a stream remembers the last id it gave, so
+// its ids never repeat while it lives, and a digest's ProviderKey is made
+// of them. A stream deleted and created again in the same millisecond (or
+// after the clock stepped back) gave old ids again, the new digest an old
+// digest's key, and the provider absorbed it as a repeat: a notification
+// lost. ttl outlives any provider's idempotency window.
 //
-//	KEYS[1] lock   KEYS[2] stream   ARGV: token
+//	KEYS[1] lock   KEYS[2] stream   ARGV: token, ttl ms
 var unlockScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-if redis.call('XLEN', KEYS[2]) == 0 then redis.call('DEL', KEYS[2]) end
+if redis.call('XLEN', KEYS[2]) == 0 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 return 1
 `)
+
+// emptyStreamTTL is how long an emptied stream lives on (unlockScript).
+const emptyStreamTTL = 7 * 24 * time.Hour
