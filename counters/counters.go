@@ -65,7 +65,8 @@ type Options struct {
 	// Add and AddUnique refuse with ErrFull. Default: 100000.
 	MaxPending int
 	// Instance names this process in the flush markers; unique among the
-	// running instances. Default: random per New.
+	// running instances (a restarted process may reuse its name: batch
+	// numbers start at the wall clock). Default: random per New.
 	Instance string
 	// Now tells the time that picks an increment's bucket. Default:
 	// time.Now.
@@ -280,7 +281,12 @@ func (c *Counters) AddUniqueAt(name, member string, t time.Time) error {
 func (c *Counters) stateLocked(name string) *state {
 	s := c.names[name]
 	if s == nil {
-		s = &state{deltas: map[int64]int64{}, uniq: map[int64]map[string]struct{}{}}
+		// The sequence starts at the wall clock in µs (exact in Lua's
+		// doubles, unlike ns): above any batch number an earlier process of
+		// the same Instance name gave (it made fewer flushes than µs passed
+		// since it started), whose marker would otherwise make this one's
+		// first batches look applied, and skip them.
+		s = &state{seq: uint64(time.Now().UnixMicro()), deltas: map[int64]int64{}, uniq: map[int64]map[string]struct{}{}}
 		c.names[name] = s
 	}
 	return s
@@ -355,6 +361,10 @@ func (c *Counters) next(name string) *batch {
 const uniqueChunk = 1000
 
 // flushScript applies one batch unless the instance's marker says it was.
+// A bucket that holds anything but an integer INCRBY can take (bad bytes,
+// another type, 19 digits or more) is deleted first: a script is not rolled
+// back, so an INCRBY failing halfway would leave the earlier buckets
+// incremented without the marker, and every retry would add them again.
 //
 //	KEYS[1] marker, KEYS[2..] counter buckets
 //	ARGV: seq, marker ttl ms, then per counter bucket: delta, ttl ms
@@ -364,6 +374,13 @@ var flushScript = redis.NewScript(`
 local seq = tonumber(ARGV[1])
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 if last >= seq then return 0 end
+for i = 2, #KEYS do
+  local t = redis.call('TYPE', KEYS[i]).ok
+  if t ~= 'none' then
+    local v = t == 'string' and redis.call('GET', KEYS[i])
+    if not v or not string.match(v, '^-?%d+$') or #v > 18 then redis.call('DEL', KEYS[i]) end
+  end
+end
 local a = 3
 for i = 2, #KEYS do
   redis.call('INCRBY', KEYS[i], ARGV[a])

@@ -3,6 +3,7 @@ package counters_test
 import (
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -150,4 +151,73 @@ func TestCounters_Buckets(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 2+3+4, sum)
 	require.ErrorIs(t, c.Add("bad{name}", 1), counters.ErrInvalidOptions)
+}
+
+// TestCounters_GarbageBucket: a bucket key that holds something INCRBY
+// cannot take is replaced, and the batch applies once. Before, the script
+// failed at that bucket after incrementing the others (a script is not
+// rolled back) without writing its marker, and every retry added them
+// again (16 instead of 1 in a helper's run).
+func TestCounters_GarbageBucket(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	c := newCounters(t, rdb, "a")
+	ctx := t.Context()
+	base := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	t0, t1 := base.Add(30*time.Second), base.Add(90*time.Second)
+	require.NoError(t, c.AddAt("bookings", 5, t1))
+	require.NoError(t, c.Flush(ctx))
+	keys, err := rdb.Keys(ctx, "*").Result()
+	require.NoError(t, err)
+	var bucket string
+	for _, k := range keys {
+		if typ, _ := rdb.Type(ctx, k).Result(); typ == "string" && !strings.Contains(k, ":f:") {
+			require.Empty(t, bucket, "one bucket: %v", keys)
+			bucket = k
+		}
+	}
+	require.NotEmpty(t, bucket)
+	for _, garbage := range []func() error{
+		func() error { return rdb.Set(ctx, bucket, "not-a-number", 0).Err() },
+		func() error { return rdb.Set(ctx, bucket, "99999999999999999999", 0).Err() },
+		func() error { _ = rdb.Del(ctx, bucket).Err(); return rdb.LPush(ctx, bucket, "x").Err() },
+	} {
+		require.NoError(t, garbage())
+		require.NoError(t, c.AddAt("bookings", 1, t0))
+		require.NoError(t, c.AddAt("bookings", 1, t1))
+		for range 5 {
+			require.NoError(t, c.Flush(ctx))
+		}
+		sum, err := c.Sum(ctx, "bookings", t1.Add(-time.Second), t1.Add(time.Second))
+		require.NoError(t, err)
+		require.EqualValues(t, 1, sum, "the garbage was replaced by the batch's increment")
+		require.NoError(t, rdb.Set(ctx, bucket, "0", 0).Err())
+	}
+	sum, err := c.Sum(ctx, "bookings", t0.Add(-time.Second), t0.Add(time.Second))
+	require.NoError(t, err)
+	require.EqualValues(t, 3, sum, "each batch's other bucket counted once")
+}
+
+// TestCounters_RestartSameInstance: a process restarted under the same
+// Instance name (a stable pod name) counts from its first flush. Before,
+// its batch numbers started at 1 again, below the marker the earlier
+// process left, and its first batches were skipped as already applied.
+func TestCounters_RestartSameInstance(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	for range 2 {
+		c := newCounters(t, rdb, "web-1")
+		for range 5 {
+			require.NoError(t, c.Add("visits", 1))
+			require.NoError(t, c.Flush(ctx))
+		}
+	}
+	c := newCounters(t, rdb, "web-1")
+	now := time.Now()
+	sum, err := c.Sum(ctx, "visits", now.Add(-time.Hour), now.Add(time.Minute))
+	require.NoError(t, err)
+	require.EqualValues(t, 10, sum)
 }
