@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tiercache/tiercache/internal/redistest"
@@ -253,4 +255,62 @@ func TestConsumer_ProviderKeysNeverRepeat(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, streams)
+}
+
+// blockFirstEval is a go-redis hook that holds the first EVALSHA until
+// release is closed, then fails it (as a Redis that went away would).
+type blockFirstEval struct {
+	held    chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (h *blockFirstEval) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *blockFirstEval) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h *blockFirstEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		first := false
+		if cmd.Name() == "evalsha" {
+			h.once.Do(func() { first = true })
+		}
+		if !first {
+			return next(ctx, cmd)
+		}
+		close(h.held)
+		<-h.release
+		err := errors.New("connection reset (test)")
+		cmd.SetErr(err)
+		return err
+	}
+}
+
+// TestQueue_EnqueueRacingClose: an Enqueue whose write fails while Close
+// runs (Close found the buffer empty and returned) is refused with
+// ErrClosed instead of being buffered where no one would flush it. Before,
+// it returned Buffered and the notification was lost.
+func TestQueue_EnqueueRacingClose(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	h := &blockFirstEval{held: make(chan struct{}), release: make(chan struct{})}
+	rdb.AddHook(h)
+	q := newQueue(t, rdb, notify.Options{})
+	type result struct {
+		r   notify.Receipt
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := q.Enqueue(context.Background(), notify.Notification{User: "u", Channel: notify.Email, DedupKey: "k", Payload: []byte("x")})
+		done <- result{r, err}
+	}()
+	<-h.held
+	require.NoError(t, q.Close(t.Context()), "nothing buffered yet")
+	close(h.release)
+	got := <-done
+	require.ErrorIs(t, got.err, notify.ErrClosed)
+	require.False(t, got.r.Buffered)
+	require.Zero(t, q.Buffered())
 }

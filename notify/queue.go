@@ -120,6 +120,13 @@ func (q *Queue) bufferLocked(ctx context.Context, n Notification, cause error) (
 	if cause == nil {
 		cause = ErrUnavailable
 	}
+	if q.closed.Load() {
+		// Close may have flushed the buffer already: nothing would flush
+		// n. The caller learns it was not accepted.
+		err := fmt.Errorf("%w: %w", ErrClosed, cause)
+		q.event(ctx, Event{Kind: EventRefused, Channel: n.Channel, Items: 1, Err: err})
+		return Receipt{}, err
+	}
 	if len(q.buf) >= q.o.MaxBuffered {
 		err := fmt.Errorf("%w (%d buffered): %w", ErrBufferFull, len(q.buf), cause)
 		if q.o.MaxBuffered == 0 {
@@ -188,11 +195,10 @@ func (q *Queue) Run(ctx context.Context, interval time.Duration) error {
 // Close flushes the buffer (bounded by ctx) and makes later calls fail
 // with ErrClosed. If notifications remain, it returns an error wrapping
 // [ErrUnflushed] saying how many: they were accepted and are lost when the
-// process exits. Close is idempotent.
+// process exits, unless Close is called again and flushes them (each call
+// tries; once the buffer is empty Close returns nil).
 func (q *Queue) Close(ctx context.Context) error {
-	if q.closed.Swap(true) {
-		return nil
-	}
+	q.closed.Store(true)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if err := q.flushLocked(ctx); err != nil {
