@@ -314,3 +314,46 @@ func TestQueue_EnqueueRacingClose(t *testing.T) {
 	require.False(t, got.r.Buffered)
 	require.Zero(t, q.Buffered())
 }
+
+// TestQueue_RejectedKeyHoldsNothingUp: a user whose stream key holds
+// another type (written by something else) gets ErrRejected, not a buffered
+// notification; one buffered before its key went bad is dropped and
+// reported at the next flush, and the notifications behind it are written.
+// Before, every error read as Redis being down: the bad one stayed at the
+// head of the buffer, every later Enqueue of every user buffered behind it,
+// and its failures opened the breaker.
+func TestQueue_RejectedKeyHoldsNothingUp(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	q := newQueue(t, rdb, notify.Options{Namespace: "rej", Timeout: 300 * time.Millisecond})
+	ctx := t.Context()
+	note := func(user string) notify.Notification {
+		return notify.Notification{User: user, Channel: notify.Email, Payload: []byte("x")}
+	}
+	_, err := q.Enqueue(ctx, note("bad"))
+	require.NoError(t, err)
+	keys, err := rdb.Keys(ctx, "rej:*:s").Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 1)
+	require.NoError(t, rdb.Del(ctx, keys[0]).Err())
+	require.NoError(t, rdb.Set(ctx, keys[0], "not a stream", 0).Err())
+
+	_, err = q.Enqueue(ctx, note("bad"))
+	require.ErrorIs(t, err, notify.ErrRejected)
+	require.NotErrorIs(t, err, notify.ErrUnavailable)
+	require.Zero(t, q.Buffered())
+
+	srv.Pause()
+	for _, u := range []string{"bad", "good"} {
+		r, err := q.Enqueue(ctx, note(u))
+		require.NoError(t, err)
+		require.True(t, r.Buffered, u)
+	}
+	srv.Resume()
+	require.NoError(t, q.Flush(ctx))
+	require.Zero(t, q.Buffered())
+	r, err := q.Enqueue(ctx, note("good"))
+	require.NoError(t, err)
+	require.False(t, r.Buffered)
+}

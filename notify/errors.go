@@ -22,4 +22,11 @@ var (
 	ErrUnflushed = errors.New("notify: buffered notifications not written to redis")
 	// ErrClosed is returned by the methods of a closed [Queue].
 	ErrClosed = errors.New("notify: queue closed")
+	// ErrRejected is wrapped by the error of a call Redis refused for good:
+	// a key of the notification's user holds another type (WRONGTYPE:
+	// written by something else). Retrying cannot help, so such a
+	// notification is not buffered; one already buffered, or an outbox
+	// row, is dropped and reported (EventRefused) instead of holding up
+	// the ones behind it.
+	ErrRejected = errors.New("notify: redis rejected the notification")
 )

@@ -140,13 +140,16 @@ func (o *Outbox) Relay(ctx context.Context) (int, error) {
 	var perr error
 	for _, r := range rs {
 		if err := r.n.check(); err == nil {
-			if _, err := o.o.Queue.push(ctx, r.n); err != nil {
+			if _, err := o.o.Queue.push(ctx, r.n); errors.Is(err, ErrRejected) {
+				o.o.Queue.event(ctx, Event{Kind: EventRefused, Channel: r.n.Channel, Items: 1, Err: err})
+			} else if err != nil {
 				perr = err
 				break
 			}
 		}
 		// A row that can never be queued (a channel this version does not
-		// know) is deleted too; Add refuses such rows.
+		// know, keys Redis refuses for good) is deleted too; Add refuses
+		// rows of unknown channels.
 		done = append(done, strconv.FormatInt(r.id, 10))
 	}
 	if len(done) > 0 {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,12 +160,17 @@ func (q *Queue) Flush(ctx context.Context) error {
 func (q *Queue) flushLocked(ctx context.Context) error {
 	for len(q.buf) > 0 {
 		n := q.buf[0]
-		if _, err := q.push(ctx, n); err != nil {
+		_, err := q.push(ctx, n)
+		if err != nil && !errors.Is(err, ErrRejected) {
 			return err
 		}
 		q.buf[0] = Notification{}
 		q.buf = q.buf[1:]
 		q.nbuf.Store(int64(len(q.buf)))
+		if err != nil { // refused for good: it must not hold up the rest
+			q.event(ctx, Event{Kind: EventRefused, Channel: n.Channel, Items: 1, Err: err})
+			continue
+		}
 		q.event(ctx, Event{Kind: EventFlushed, Channel: n.Channel, Items: 1})
 	}
 	q.buf = nil
@@ -256,6 +262,12 @@ func callRedis(ctx context.Context, b Breaker, timeout time.Duration, f func(ctx
 	err := f(cctx)
 	cancel()
 	if err != nil && !errors.Is(err, redis.Nil) {
+		if permanent(err) {
+			if b != nil {
+				b.Success() // Redis answered
+			}
+			return fmt.Errorf("%w: %w", ErrRejected, err)
+		}
 		if b != nil {
 			b.Failure()
 		}
@@ -265,6 +277,13 @@ func callRedis(ctx context.Context, b Breaker, timeout time.Duration, f func(ctx
 		b.Success()
 	}
 	return nil
+}
+
+// permanent reports whether err is Redis refusing a call that no retry
+// can make work: a key of another type.
+func permanent(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "WRONGTYPE")
 }
 
 func (q *Queue) event(ctx context.Context, e Event) {
