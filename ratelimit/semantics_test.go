@@ -383,3 +383,32 @@ func TestLimiter_longActors(t *testing.T) {
 		require.True(t, allow(t, l, "p", actor, 1).Allowed, "Reset names the same actor")
 	}
 }
+
+// TestLimiter_SlidingWindow_clockBack: a counter whose stored window is
+// later than Redis's clock (a failover to a node whose clock is behind, an
+// NTP step back across a window's end) still counts what it holds. Before,
+// the later window read as empty and a full quota was admitted again.
+func TestLimiter_SlidingWindow_clockBack(t *testing.T) {
+	t.Parallel()
+	_, rdb := startRedis(t)
+	one := ratelimit.Policy{Name: "one", Algorithm: ratelimit.SlidingWindow, Limits: []ratelimit.Limit{ratelimit.Per(5, time.Hour)}}
+	two := ratelimit.Policy{Name: "two", Algorithm: ratelimit.SlidingWindow, Limits: []ratelimit.Limit{ratelimit.Per(5, time.Hour), ratelimit.Per(50, 24*time.Hour)}}
+	l := newLimiter(t, rdb, &ratelimit.Options{NoDenialCache: true, Namespace: "back"}, one, two)
+	ctx := t.Context()
+	for _, p := range []string{"one", "two"} {
+		require.True(t, allow(t, l, p, "a", 5).Allowed, p)
+		keys, err := rdb.Keys(ctx, "back:*:"+p).Result()
+		require.NoError(t, err)
+		require.Len(t, keys, 1)
+		v, err := rdb.Get(ctx, keys[0]).Result()
+		require.NoError(t, err)
+		f := strings.Fields(v)
+		for i := 0; i < len(f); i += 3 { // each window's index, one ahead
+			b, err := strconv.ParseInt(f[i], 10, 64)
+			require.NoError(t, err)
+			f[i] = strconv.FormatInt(b+1, 10)
+		}
+		require.NoError(t, rdb.Set(ctx, keys[0], strings.Join(f, " "), time.Hour).Err())
+		require.False(t, allow(t, l, p, "a", 1).Allowed, "%s: the quota is used", p)
+	}
+}
