@@ -404,6 +404,6 @@ func (c *Consumer) release(ctx context.Context, shard int, user string, k keys, 
 				return err
 			}
 		}
-		return unlockScript.Run(ctx, c.q.rdb, []string{k.lock, k.stream}, token, emptyStreamTTL.Milliseconds()).Err()
+		return unlockScript.Run(ctx, c.q.rdb, []string{k.lock, k.stream}, token, emptyStreamTTL.Milliseconds(), group, c.o.Name).Err()
 	})
 }

@@ -252,6 +252,10 @@ func TestConsumer_ProviderKeysNeverRepeat(t *testing.T) {
 			ttl, err := rdb.PTTL(t.Context(), k).Result()
 			require.NoError(t, err)
 			require.Positive(t, ttl, "an emptied stream expires")
+			groups, err := rdb.XInfoGroups(t.Context(), k).Result()
+			require.NoError(t, err)
+			require.Len(t, groups, 1)
+			require.Zero(t, groups[0].Consumers, "the consumer left the group once it held nothing")
 		}
 	}
 	require.Equal(t, 1, streams)

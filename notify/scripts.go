@@ -70,10 +70,20 @@ return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 // digest's key, and the provider absorbed it as a repeat: a notification
 // lost. ttl outlives any provider's idempotency window.
 //
-//	KEYS[1] lock   KEYS[2] stream   ARGV: token, ttl ms
+// It also removes this consumer from the group when it holds no pending
+// entry: consumer names are per process, and a stream that lives on would
+// otherwise keep one entry for every consumer that ever read it.
+//
+//	KEYS[1] lock   KEYS[2] stream   ARGV: token, ttl ms, group, consumer
 var unlockScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-if redis.call('XLEN', KEYS[2]) == 0 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local p = redis.pcall('XPENDING', KEYS[2], ARGV[3], '-', '+', 1, ARGV[4])
+  if type(p) == 'table' and not p.err and #p == 0 then
+    redis.pcall('XGROUP', 'DELCONSUMER', KEYS[2], ARGV[3], ARGV[4])
+  end
+  if redis.call('XLEN', KEYS[2]) == 0 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+end
 return 1
 `)
 
