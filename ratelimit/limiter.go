@@ -123,29 +123,43 @@ func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Deci
 	if l.o.Client == nil {
 		return l.outage(ctx, p, actor, n, ReasonNoRedis, nil, 0), nil
 	}
+	if err := ctx.Err(); err != nil {
+		// The caller has given up already: no call, and nothing said about
+		// Redis.
+		return Decision{}, fmt.Errorf("ratelimit: %s: %w", p.Name, context.Cause(ctx))
+	}
 	if !l.br.Allow() {
 		return l.outage(ctx, p, actor, n, ReasonBreakerOpen, nil, 0), nil
 	}
 	sum := l.hash.sum(actor)
 
 	t0 := l.now()
+	wall := time.Now() // Redis's latency, whatever Clock says
 	cctx, cancel := l.callContext(ctx)
 	r, err := l.eval(cctx, p, sum, n)
 	dur := time.Duration(l.now() - t0)
 	cancel()
 	if err != nil {
-		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		switch {
+		case ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
 			// The caller gave up: neither Redis's failure nor a decision.
 			// If the breaker is half-open, this call may have been its
 			// probe: the next call probes at once.
 			l.br.Unused()
 			return Decision{}, fmt.Errorf("ratelimit: %s: %w", p.Name, ctx.Err())
+		case ctx.Err() != nil && time.Since(wall) < min(l.o.Timeout, timeoutEvidence):
+			// The caller's deadline (shorter than Timeout: the call's
+			// timeout, see callContext) ended too soon to say anything
+			// about Redis: the caller gets the outage decision, and the
+			// breaker hears nothing (a client's tiny budgets must not
+			// open it for everyone).
+			l.br.Unused()
+			return l.outage(ctx, p, actor, n, ReasonRedisTimeout, err, dur), nil
 		}
-		// Redis did not answer in time, or failed. The caller's own
-		// deadline counts too: when it is shorter than Timeout it is the
-		// call's timeout (callContext), and a Redis that never answers
-		// within it must open the breaker and bring the outage mode, not
-		// fail every call at its deadline.
+		// Redis did not answer in time (the caller's deadline counts once
+		// it gave Redis timeoutEvidence: a Redis that never answers within
+		// the callers' budgets must open the breaker and bring the outage
+		// mode, not fail every call at its deadline), or failed.
 		l.br.Failure()
 		reason := ReasonRedisError
 		if isTimeout(err) {
@@ -177,6 +191,11 @@ func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Deci
 	}
 	return d, nil
 }
+
+// timeoutEvidence is how long a call must have waited before a miss of
+// its caller's own deadline counts as Redis's failure (or Timeout, if
+// shorter): a healthy Redis answers well within it.
+const timeoutEvidence = 10 * time.Millisecond
 
 // maxActorBytes bounds an actor as the process keeps it (in the denial
 // cache and the local limiter, up to their entry limits): a longer one

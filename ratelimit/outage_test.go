@@ -324,3 +324,23 @@ func TestLimiter_outage_cancelledProbe(t *testing.T) {
 	require.Equal(t, ratelimit.SourceRedis, d.Source, "the next call is a probe, without another cool-down")
 	require.True(t, d.Allowed)
 }
+
+// TestLimiter_expiredCallerContexts: calls whose contexts have ended
+// already get their context's error without a call to Redis, and say
+// nothing about it: the breaker stays closed for everyone else. (A caller
+// deadline that ends during the call counts against the breaker only once
+// the call waited 10 ms: TestLimiter_outage_shortCallerDeadlines.)
+func TestLimiter_expiredCallerContexts(t *testing.T) {
+	t.Parallel()
+	_, rdb := startRedis(t)
+	l := newLimiter(t, rdb, outageOptions(nil), outagePolicies()...)
+	expired, cancel := context.WithDeadline(t.Context(), time.Unix(0, 0))
+	defer cancel()
+	for range 10 {
+		_, err := l.AllowN(expired, "closed", "a", 1)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	}
+	require.Zero(t, l.Stats().BreakerOpens)
+	d := allow(t, l, "closed", "b", 1)
+	require.Equal(t, ratelimit.SourceRedis, d.Source)
+}
