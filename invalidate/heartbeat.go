@@ -84,7 +84,7 @@ func (b *Bus) sequence(r *reg, m *message, now int64) {
 	if !known {
 		// First contact: the subscription's confirmation dropped L1, so
 		// what this origin sent before is covered.
-		o = &origin{seq: m.seq}
+		o = &origin{seq: m.seq, heard: now} // heard before prune, which would take it for dead
 		if m.kind == kindInvalidate {
 			o.seq = m.seq - 1
 		}

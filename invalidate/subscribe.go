@@ -112,8 +112,11 @@ func (b *Bus) receive(ctx context.Context) (confirmed bool) {
 			}
 			var reply redis.Error
 			if errors.As(err, &reply) {
-				// Redis refused a command; the connection works.
-				b.lastHeard.Store(now)
+				// Redis refused a command (a SUBSCRIBE an ACL denies, say).
+				// That proves the connection answers, not that it hears
+				// what is published: lastHeard is not moved, or retries
+				// (at least once a second) would keep a subscription left
+				// on a demoted master from ever counting as silent.
 				if !b.refused(err, now) {
 					return confirmed
 				}
