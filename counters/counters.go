@@ -65,8 +65,11 @@ type Options struct {
 	// Add and AddUnique refuse with ErrFull. Default: 100000.
 	MaxPending int
 	// Instance names this process in the flush markers; unique among the
-	// running instances (a restarted process may reuse its name: batch
-	// numbers start at the wall clock). Default: random per New.
+	// running instances, and among the Counters of one process (a process
+	// restarted later may reuse its name: batch numbers start at the wall
+	// clock in µs; two whose lives overlap, as in a reload that starts the
+	// new process before the old one's last flush, must not). Default:
+	// random per New.
 	Instance string
 	// Now tells the time that picks an increment's bucket. Default:
 	// time.Now.
@@ -361,10 +364,12 @@ func (c *Counters) next(name string) *batch {
 const uniqueChunk = 1000
 
 // flushScript applies one batch unless the instance's marker says it was.
-// A bucket that holds anything but an integer INCRBY can take (bad bytes,
-// another type, 19 digits or more) is deleted first: a script is not rolled
-// back, so an INCRBY failing halfway would leave the earlier buckets
-// incremented without the marker, and every retry would add them again.
+// A bucket that holds anything but an integer INCRBY takes (bad bytes,
+// another type, a leading zero or "-0", which INCRBY refuses, or over 17
+// digits, near int64's end) is deleted first: a script is not rolled back,
+// so an INCRBY failing halfway would leave the earlier buckets incremented
+// without the marker, and every retry would add them again. A marker that
+// is not a number is read as none.
 //
 //	KEYS[1] marker, KEYS[2..] counter buckets
 //	ARGV: seq, marker ttl ms, then per counter bucket: delta, ttl ms
@@ -372,13 +377,15 @@ const uniqueChunk = 1000
 // Returns 1 if applied, 0 if the marker had it.
 var flushScript = redis.NewScript(`
 local seq = tonumber(ARGV[1])
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+if redis.call('TYPE', KEYS[1]).ok ~= 'string' then redis.call('DEL', KEYS[1]) end
+local last = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 if last >= seq then return 0 end
 for i = 2, #KEYS do
   local t = redis.call('TYPE', KEYS[i]).ok
   if t ~= 'none' then
     local v = t == 'string' and redis.call('GET', KEYS[i])
-    if not v or not string.match(v, '^-?%d+$') or #v > 18 then redis.call('DEL', KEYS[i]) end
+    local ok = v and (v == '0' or string.match(v, '^-?[1-9]%d*$'))
+    if not ok or #string.gsub(v, '-', '') > 17 then redis.call('DEL', KEYS[i]) end
   end
 end
 local a = 3

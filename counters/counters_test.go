@@ -181,6 +181,8 @@ func TestCounters_GarbageBucket(t *testing.T) {
 	for _, garbage := range []func() error{
 		func() error { return rdb.Set(ctx, bucket, "not-a-number", 0).Err() },
 		func() error { return rdb.Set(ctx, bucket, "99999999999999999999", 0).Err() },
+		func() error { return rdb.Set(ctx, bucket, "007", 0).Err() },
+		func() error { return rdb.Set(ctx, bucket, "-0", 0).Err() },
 		func() error { _ = rdb.Del(ctx, bucket).Err(); return rdb.LPush(ctx, bucket, "x").Err() },
 	} {
 		require.NoError(t, garbage())
@@ -196,7 +198,18 @@ func TestCounters_GarbageBucket(t *testing.T) {
 	}
 	sum, err := c.Sum(ctx, "bookings", t0.Add(-time.Second), t0.Add(time.Second))
 	require.NoError(t, err)
-	require.EqualValues(t, 3, sum, "each batch's other bucket counted once")
+	require.EqualValues(t, 5, sum, "each batch's other bucket counted once")
+
+	// A marker that is not a number is read as none: flushes go on.
+	markers, err := rdb.Keys(ctx, "*:f:*").Result()
+	require.NoError(t, err)
+	require.Len(t, markers, 1)
+	require.NoError(t, rdb.Set(ctx, markers[0], "junk", 0).Err())
+	require.NoError(t, c.AddAt("bookings", 1, t0))
+	require.NoError(t, c.Flush(ctx))
+	sum, err = c.Sum(ctx, "bookings", t0.Add(-time.Second), t0.Add(time.Second))
+	require.NoError(t, err)
+	require.EqualValues(t, 6, sum)
 }
 
 // TestCounters_RestartSameInstance: a process restarted under the same
