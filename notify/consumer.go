@@ -93,13 +93,13 @@ func (c *Consumer) RunOnce(ctx context.Context) (int, error) {
 			break
 		}
 		s := (off + i) % shards
-		users, err := c.claim(ctx, s)
+		users, claimed, err := c.claim(ctx, s)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		for _, u := range users {
-			if err := c.work(ctx, s, u); err != nil {
+			if err := c.work(ctx, s, u, claimed); err != nil {
 				errs = append(errs, err)
 			}
 			n++
@@ -116,9 +116,10 @@ func (c *Consumer) call(ctx context.Context, f func(ctx context.Context) error) 
 	return err
 }
 
-func (c *Consumer) claim(ctx context.Context, shard int) ([]string, error) {
-	var users []string
-	err := c.call(ctx, func(ctx context.Context) error {
+// claim takes the due users of a shard; each now has the score claimed
+// (the claim's time + Lease) in the index.
+func (c *Consumer) claim(ctx context.Context, shard int) (users []string, claimed int64, err error) {
+	err = c.call(ctx, func(ctx context.Context) error {
 		args := []any{c.o.Batch, c.o.Lease.Milliseconds()}
 		if c.o.Now != nil {
 			args = append(args, c.o.Now().UnixMilli())
@@ -128,6 +129,8 @@ func (c *Consumer) claim(ctx context.Context, shard int) ([]string, error) {
 			return err
 		}
 		if len(v) == 2 {
+			now, _ := v[0].(int64)
+			claimed = now + c.o.Lease.Milliseconds()
 			us, _ := v[1].([]any)
 			for _, u := range us {
 				if s, ok := u.(string); ok {
@@ -137,11 +140,12 @@ func (c *Consumer) claim(ctx context.Context, shard int) ([]string, error) {
 		}
 		return nil
 	})
-	return users, err
+	return users, claimed, err
 }
 
-// work is one turn on one user (steps 2 to 4 of the type's doc).
-func (c *Consumer) work(ctx context.Context, shard int, user string) error {
+// work is one turn on one user (steps 2 to 4 of the type's doc), claimed
+// from shard with score claimed.
+func (c *Consumer) work(ctx context.Context, shard int, user string, claimed int64) error {
 	k := userKeys(c.q.o.Namespace, user)
 	token := randomID()
 	var now int64
@@ -163,10 +167,9 @@ func (c *Consumer) work(ctx context.Context, shard int, user string) error {
 	if err != nil {
 		return err // the lock expires; the index brings the user back after Lease
 	}
-	maxSeen := ""
 	var lastMs int64
 	if len(es) > 0 {
-		maxSeen, lastMs = es[len(es)-1].id, es[len(es)-1].ms
+		lastMs = es[len(es)-1].ms
 	}
 	byCh := map[Channel][]entry{}
 	var chans []Channel
@@ -230,7 +233,7 @@ func (c *Consumer) work(ctx context.Context, shard int, user string) error {
 		due(now)
 		remaining++
 	}
-	if err := c.release(ctx, shard, user, k, token, remaining, nextDue, maxSeen); err != nil {
+	if err := c.release(ctx, shard, user, k, token, claimed, remaining, nextDue); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -378,31 +381,23 @@ func (c *Consumer) send(ctx context.Context, stream, user string, ch Channel, d 
 	})
 }
 
-// release scores the user at its next due time (or removes it), checks
-// for entries queued since the read, and unlocks the user.
-func (c *Consumer) release(ctx context.Context, shard int, user string, k keys, token string, remaining int, nextDue int64, maxSeen string) error {
+// release scores the user at its next due time (or removes it from the
+// index) unless something was enqueued since the claim (releaseScript),
+// then unlocks the user. An enqueue writes the stream, then the index:
+// either its index write came before ours (the score moved: ours keeps it
+// due), or after (it stands), or its stream write came before our read
+// (its entry was read). A failure leaves the user in the index.
+func (c *Consumer) release(ctx context.Context, shard int, user string, k keys, token string, claimed int64, remaining int, nextDue int64) error {
 	ix := indexKey(c.q.o.Namespace, shard)
+	if remaining > 0 && nextDue == 0 {
+		nextDue = 1 // due at once
+	}
+	if remaining == 0 {
+		nextDue = 0
+	}
 	return c.call(ctx, func(ctx context.Context) error {
-		var err error
-		if remaining == 0 {
-			err = c.q.rdb.ZRem(ctx, ix, user).Err()
-		} else {
-			err = c.q.rdb.ZAdd(ctx, ix, redis.Z{Score: float64(nextDue), Member: user}).Err()
-		}
-		if err != nil {
+		if err := releaseScript.Run(ctx, c.q.rdb, []string{ix}, user, claimed, nextDue).Err(); err != nil {
 			return err
-		}
-		// An enqueue writes the stream, then the index. Either its index
-		// write came after ours (and stands), or its stream write came
-		// before this read.
-		last, err := c.q.rdb.XRevRangeN(ctx, k.stream, "+", "-", 1).Result()
-		if err != nil {
-			return err
-		}
-		if len(last) > 0 && (maxSeen == "" || idLess(maxSeen, last[0].ID)) {
-			if err := c.q.rdb.ZAdd(ctx, ix, redis.Z{Score: 0, Member: user}).Err(); err != nil {
-				return err
-			}
 		}
 		return unlockScript.Run(ctx, c.q.rdb, []string{k.lock, k.stream}, token, emptyStreamTTL.Milliseconds(), group, c.o.Name).Err()
 	})

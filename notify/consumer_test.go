@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tiercache/tiercache/internal/redistest"
@@ -360,4 +362,123 @@ func TestQueue_RejectedKeyHoldsNothingUp(t *testing.T) {
 	r, err := q.Enqueue(ctx, note("good"))
 	require.NoError(t, err)
 	require.False(t, r.Buffered)
+}
+
+// releaseFault is a go-redis hook for a consumer's client: at the first
+// write of the user's index by a release (the old code's ZREM, the new
+// code's release script), it runs enqueue first (another instance's
+// notification arriving right then), lets that write run, and fails the
+// command after it (the release's next step), as a timeout or a crash
+// there would.
+type releaseFault struct {
+	enqueue func()
+	armed   atomic.Bool
+	fired   atomic.Int32
+}
+
+func (h *releaseFault) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *releaseFault) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h *releaseFault) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if !h.armed.Load() {
+			return next(ctx, cmd)
+		}
+		switch h.fired.Load() {
+		case 0:
+			a := cmd.Args()
+			// evalsha <sha> 1 <index> <user> ...: the release's script (the
+			// claim's has the batch size where the user is).
+			if cmd.Name() == "zrem" || (cmd.Name() == "evalsha" && len(a) > 4 && strings.HasSuffix(fmt.Sprint(a[3]), ":due") && fmt.Sprint(a[4]) == "u") {
+				h.fired.Store(1)
+				h.enqueue()
+			}
+		case 1:
+			h.fired.Store(2)
+			err := errors.New("connection reset (test)")
+			cmd.SetErr(err)
+			return err
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// TestConsumer_FailedReleaseStrandsNothing: a notification enqueued while
+// a consumer releases its user, whose release then fails halfway, is still
+// delivered once the user's lease is over. Before, the release removed the
+// user from the index first and checked the stream after: failing there
+// left the new entry unread until the user's next notification.
+func TestConsumer_FailedReleaseStrandsNothing(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	q := newQueue(t, srv.Client(t), notify.Options{Namespace: "strand", MaxItems: 1, Shards: 1})
+	crdb := srv.Client(t)
+	h := &releaseFault{enqueue: func() {
+		_, err := q.Enqueue(context.Background(), notify.Notification{User: "u", Channel: notify.Email, DedupKey: "2", Payload: []byte("2")})
+		assert.NoError(t, err)
+	}}
+	crdb.AddHook(h)
+	cq := newQueue(t, crdb, notify.Options{Namespace: "strand", MaxItems: 1, Shards: 1})
+	clock := &fakeNow{t: time.Now().Add(time.Second)} // past the first notification's due time
+	rec := &notify.RecordingSender{}
+	c := newConsumer(t, cq, notify.ConsumerOptions{Sender: rec, Lease: time.Minute, Now: clock.now})
+	_, err := q.Enqueue(t.Context(), notify.Notification{User: "u", Channel: notify.Email, DedupKey: "1", Payload: []byte("1")})
+	require.NoError(t, err)
+	h.armed.Store(true)
+	_, err = c.RunOnce(t.Context())
+	require.Error(t, err, "the release failed")
+	require.EqualValues(t, 2, h.fired.Load())
+	require.Len(t, rec.Delivered(), 1)
+	// The user's lease is over: on the consumer's clock, and in Redis (its
+	// lock, which the failed release did not remove, expires).
+	clock.add(2 * time.Minute)
+	locks, err := srv.Client(t).Keys(t.Context(), "strand:*:lock").Result()
+	require.NoError(t, err)
+	require.Len(t, locks, 1)
+	require.NoError(t, srv.Client(t).Del(t.Context(), locks[0]).Err())
+	require.Eventually(t, func() bool {
+		_, err := c.RunOnce(t.Context())
+		return err == nil && len(rec.Delivered()) == 2
+	}, 10*time.Second, time.Millisecond, "the second notification was delivered")
+}
+
+// fakeNow is a clock a test moves.
+type fakeNow struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeNow) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeNow) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// TestQueue_RejectedIndexIsRetried: when the index shard's key (shared by
+// many users) holds another type, the notification is already on its
+// user's stream: the error is ErrUnavailable, not ErrRejected, so the
+// notification is buffered and indexed by a retry once the key is fixed,
+// not dropped as refused (its entry would never be delivered).
+func TestQueue_RejectedIndexIsRetried(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	q := newQueue(t, rdb, notify.Options{Namespace: "ix", Shards: 1})
+	ctx := t.Context()
+	require.NoError(t, rdb.Set(ctx, "ix:{ix0}:due", "not a sorted set", 0).Err())
+	r, err := q.Enqueue(ctx, notify.Notification{User: "u", Channel: notify.Email, Payload: []byte("x")})
+	require.NoError(t, err)
+	require.True(t, r.Buffered)
+	require.NoError(t, rdb.Del(ctx, "ix:{ix0}:due").Err())
+	require.NoError(t, q.Flush(ctx))
+	n, err := rdb.ZCard(ctx, "ix:{ix0}:due").Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n, "the user is indexed")
 }

@@ -232,8 +232,13 @@ func (q *Queue) push(ctx context.Context, n Notification) (Receipt, error) {
 			return fmt.Errorf("notify: enqueue script returned %v", v)
 		}
 		due, _ := res[2].(int64)
-		return q.rdb.ZAddLT(ctx, indexKey(q.o.Namespace, shardOf(n.User, q.o.Shards)),
-			redis.Z{Score: float64(due), Member: n.User}).Err()
+		if err := indexScript.Run(ctx, q.rdb, []string{indexKey(q.o.Namespace, shardOf(n.User, q.o.Shards))}, n.User, due).Err(); err != nil {
+			// Never ErrRejected (%v drops the redis.Error): the entry is on
+			// its stream already, and a retry, once the shard's key is
+			// fixed, must index it.
+			return fmt.Errorf("notify: index write: %v", err)
+		}
+		return nil
 	})
 	if err != nil {
 		q.event(ctx, Event{Kind: EventUnavailable, Channel: n.Channel, Items: 1, Err: err})
@@ -280,10 +285,11 @@ func callRedis(ctx context.Context, b Breaker, timeout time.Duration, f func(ctx
 }
 
 // permanent reports whether err is Redis refusing a call that no retry
-// can make work: a key of another type.
+// can make work: a key of another type (WRONGTYPE, at the start of a
+// command's error, inside a script's on Redis 6.2).
 func permanent(err error) bool {
 	var re redis.Error
-	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "WRONGTYPE")
+	return errors.As(err, &re) && strings.Contains(re.Error(), "WRONGTYPE")
 }
 
 func (q *Queue) event(ctx context.Context, e Event) {

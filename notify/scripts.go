@@ -50,6 +50,40 @@ for _, u in ipairs(us) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), u
 return {now, us}
 `)
 
+// indexScript is an enqueue's index write: the user is due at ARGV[2] ms,
+// or at its score if that is earlier, and then its score still moves (by a
+// microsecond), so that a consumer releasing the user sees that something
+// came since its claim (releaseScript).
+//
+//	KEYS[1] index shard   ARGV: user, due ms
+var indexScript = redis.NewScript(`
+local due = tonumber(ARGV[2])
+local s = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+if s and s <= due then due = s - 0.001 end
+redis.call('ZADD', KEYS[1], due, ARGV[1])
+return 1
+`)
+
+// releaseScript is a consumer's index write when it is done with a user
+// it claimed with score ARGV[2] (claim time + lease): if the score is still
+// that one, nothing was enqueued since the claim, and the user leaves the
+// index (ARGV[3] == 0) or is due at ARGV[3]; otherwise an enqueue wrote it,
+// and the user is due at the earlier of the two. One conditional write on
+// the index's own slot: a release that fails leaves the user in the index
+// at its lease score (it comes back), never out of it with an entry unseen.
+//
+//	KEYS[1] index shard   ARGV: user, claimed score, next due ms (0: none)
+var releaseScript = redis.NewScript(`
+local s = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
+local next = tonumber(ARGV[3])
+if s == tonumber(ARGV[2]) then
+  if next == 0 then redis.call('ZREM', KEYS[1], ARGV[1]) else redis.call('ZADD', KEYS[1], next, ARGV[1]) end
+elseif next > 0 and (not s or next < s) then
+  redis.call('ZADD', KEYS[1], next, ARGV[1])
+end
+return 1
+`)
+
 // lockScript takes a user's lock for lease ms.
 //
 //	KEYS[1] lock   ARGV: token, lease ms
