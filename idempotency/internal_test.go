@@ -4,7 +4,9 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -133,4 +135,44 @@ func TestCompleter_TakesNewestAttempt(t *testing.T) {
 	require.True(t, c.add(ctx, older))
 	require.True(t, c.add(ctx, newer))
 	require.Same(t, newer, c.take(ctx, b.Attempt.id.key))
+}
+
+// TestCompleter_ObserverPanicLeavesNoBusyRecord: an observer that panics
+// while a Begin reports the outcome of the completion it took (here, on
+// EventCompleted) goes up to the Begin's caller, and the record is not left
+// busy: a later Begin of the key does not wait for a try that is over.
+func TestCompleter_ObserverPanicLeavesNoBusyRecord(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	var boom atomic.Bool
+	s, err := New(t.Context(), &Options{Client: srv.Client(t), NoL1: true, OnEvent: func(e Event) {
+		if e.Kind == EventCompleted && boom.Load() {
+			panic("observer bug")
+		}
+	}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	ctx := t.Context()
+	b, err := s.Begin(ctx, "", "k", nil)
+	require.NoError(t, err)
+	enc, err := s.encodeResult(Result{Status: 201})
+	require.NoError(t, err)
+	// Queued without waking the completer (whose loop would record it, and
+	// panic on its own goroutine): only the Begin below tries it.
+	pc := &pendingCompletion{a: b.Attempt, enc: enc, res: &Result{Status: 201}, deadline: time.Now().Add(time.Hour), queued: true}
+	s.c.mu.Lock()
+	s.c.pending = append(s.c.pending, pc)
+	s.c.count++
+	s.c.waiting.Store(int64(s.c.count))
+	s.c.mu.Unlock()
+	boom.Store(true)
+	require.PanicsWithValue(t, "observer bug", func() { _, _ = s.Begin(ctx, "", "k", nil) })
+	s.c.mu.Lock()
+	busy := len(s.c.busy)
+	s.c.mu.Unlock()
+	require.Zero(t, busy)
+	boom.Store(false)
+	got, err := s.Begin(ctx, "", "k", nil)
+	require.NoError(t, err)
+	require.Equal(t, OutcomeCompleted, got.Outcome)
 }

@@ -104,11 +104,15 @@ type Options struct {
 	// you know it is noeviction, or for a disposable test server.
 	AllowEvictingRedis bool
 
-	// Observer receives what the store does. Default: NoopObserver.
+	// Observer receives what the store does. Default: NoopObserver. It is
+	// called synchronously, sometimes while a record's queued completion
+	// is being written: it must not call Begin for a key of its own event
+	// (that Begin would wait for the write it is part of).
 	Observer Observer
 
 	// OnEvent, if set, is called synchronously after Observer with every
-	// event. Tests use it to wait for background work without sleeping.
+	// event, under the same rule. Tests use it to wait for background work
+	// without sleeping.
 	OnEvent func(Event)
 }
 

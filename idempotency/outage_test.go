@@ -283,3 +283,31 @@ func TestOutage_BeginDuringCompleterRound(t *testing.T) {
 	require.Equal(t, idempotency.OutcomeCompleted, got.b.Outcome, "the retry of %s gets the replay, not the work again", got.key)
 	require.Equal(t, []byte(got.key), got.b.Result.Body)
 }
+
+// TestOutage_PendingCompletionNeverFailsOpen: a retry that finds this
+// instance's queued completion of its key and cannot record it (Redis
+// down) is refused, even on a FailOpen route: the request is done, and
+// running it again would book twice.
+func TestOutage_PendingCompletionNeverFailsOpen(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test; run without -short")
+	}
+	t.Parallel()
+	srv, rdb := startRedis(t)
+	s, _ := newStore(t, rdb, &idempotency.Options{NoL1: true})
+	var runs atomic.Int32
+	h := newMiddleware(t, s, &idempotency.RouteOptions{FailOpen: true}).Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		runs.Add(1)
+		w.WriteHeader(http.StatusCreated)
+	}))
+	b, err := s.Begin(t.Context(), "", "k", nil)
+	require.NoError(t, err)
+	srv.Kill()
+	require.ErrorIs(t, b.Attempt.Complete(t.Context(), idempotency.Result{Status: http.StatusCreated}), idempotency.ErrDeferred)
+	r := do(t, h, "POST", "/b", "k", nil)
+	require.Equal(t, http.StatusServiceUnavailable, r.status, "not run again: its result waits to be recorded")
+	require.Zero(t, runs.Load())
+	r = do(t, h, "POST", "/b", "other", nil)
+	require.Equal(t, http.StatusCreated, r.status, "another key fails open")
+	require.EqualValues(t, 1, runs.Load())
+}

@@ -192,12 +192,14 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 		// This instance finished the request and could not record it: record
 		// it now, before the request can be taken over and run again. If it
 		// still cannot, the request must not begin (it would take the
-		// request over and run it again): fail closed.
-		if err := s.completeOnce(ctx, pc); !s.c.settle(ctx, pc) {
+		// request over and run it again): fail closed, and not open either
+		// (errCompletionPending: the middleware's FailOpen would run it).
+		if err := s.recordTaken(ctx, pc); err != nil {
+			s.report(ctx, err)
 			if ctx.Err() == nil {
 				s.event(ctx, Event{Kind: EventUnavailable, Record: id.short, Err: err})
 			}
-			return Begun{}, err
+			return Begun{}, fmt.Errorf("%w: %w", errCompletionPending, err)
 		}
 	}
 	owner := newOwner()
@@ -406,6 +408,33 @@ func (s *Store) remember(key, fp string, res *Result, ttl time.Duration) {
 		return
 	}
 	s.l1.Set(key, &replay{fp: fp, res: res, expires: time.Now().Add(ttl).UnixNano()}, res.size()+int64(len(key)), ttl)
+}
+
+// errCompletionPending is wrapped by Begin's error when this instance holds
+// the record's result and could not record it yet: the request is done,
+// so it must not run again, even with FailOpen.
+var errCompletionPending = errors.New("idempotency: the request is done; its result is not recorded yet")
+
+// recordTaken tries to record pc, a completion Begin took, and returns
+// nil once it reached a final outcome (see completer.settle), or the try's
+// error. pc is settled whatever happens, even if an observer panics while
+// its outcome is reported: its record must not stay busy.
+func (s *Store) recordTaken(ctx context.Context, pc *pendingCompletion) (err error) {
+	settled := false
+	defer func() {
+		if !settled {
+			s.c.settle(ctx, pc)
+		}
+	}()
+	err = s.completeOnce(ctx, pc)
+	settled = true
+	if s.c.settle(ctx, pc) {
+		return nil
+	}
+	if err == nil { // not final, yet no error: cannot be, but fail closed
+		err = ErrUnavailable
+	}
+	return err
 }
 
 // allow asks the breaker whether a request may call Redis.
