@@ -18,6 +18,12 @@ var (
 	// the circuit breaker is open. The middleware answers 503: it fails
 	// closed.
 	ErrUnavailable = errors.New("idempotency: redis unavailable")
+	// ErrCompletionPending is wrapped, with ErrUnavailable or another cause,
+	// by the error of [Store.Begin] when this instance ran the key's
+	// request, its result waits to be recorded, and Begin could not record
+	// it now: the request is done and must not run again, not even with
+	// RouteOptions.FailOpen (the middleware answers 503).
+	ErrCompletionPending = errors.New("idempotency: the request is done; its result is not recorded yet")
 	// ErrMismatch is returned by [Store.Begin] when the key was first used
 	// with another request (another fingerprint). The middleware answers 422.
 	ErrMismatch = errors.New("idempotency: key reused with another request")

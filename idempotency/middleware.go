@@ -208,8 +208,8 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 		m.writeProblem(w, http.StatusInternalServerError, "Idempotency record unreadable",
 			"The record of this key cannot be read; the request was not run again.", 0)
 		return
-	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed), errors.Is(err, errCompletionPending):
-		if m.o.FailOpen && !errors.Is(err, errCompletionPending) {
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed), errors.Is(err, ErrCompletionPending):
+		if m.o.FailOpen && !errors.Is(err, ErrCompletionPending) {
 			m.s.event(r.Context(), Event{Kind: EventFailOpen, Err: err})
 			next.ServeHTTP(w, r)
 			return

@@ -164,7 +164,9 @@ type Begun struct {
 // neither replay nor block another's requests.
 //
 // Errors: ErrMismatch, ErrInvalidKey, ErrCorrupt, ErrClosed, and errors
-// wrapping ErrUnavailable (fail closed) or the context's error.
+// wrapping ErrUnavailable (fail closed) or the context's error. An error
+// that also wraps [ErrCompletionPending] means the request is done and its
+// result not recorded yet: never run it (do not fail open on it).
 func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte) (Begun, error) {
 	if s.closed.Load() {
 		return Begun{}, ErrClosed
@@ -193,13 +195,14 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 		// it now, before the request can be taken over and run again. If it
 		// still cannot, the request must not begin (it would take the
 		// request over and run it again): fail closed, and not open either
-		// (errCompletionPending: the middleware's FailOpen would run it).
+		// (ErrCompletionPending: the middleware's FailOpen would run it).
 		if err := s.recordTaken(ctx, pc); err != nil {
 			s.report(ctx, err)
-			if ctx.Err() == nil {
-				s.event(ctx, Event{Kind: EventUnavailable, Record: id.short, Err: err})
+			if ctx.Err() != nil {
+				return Begun{}, err // the caller gave up
 			}
-			return Begun{}, fmt.Errorf("%w: %w", errCompletionPending, err)
+			s.event(ctx, Event{Kind: EventUnavailable, Record: id.short, Err: err})
+			return Begun{}, fmt.Errorf("%w: %w", ErrCompletionPending, err)
 		}
 	}
 	owner := newOwner()
@@ -409,11 +412,6 @@ func (s *Store) remember(key, fp string, res *Result, ttl time.Duration) {
 	}
 	s.l1.Set(key, &replay{fp: fp, res: res, expires: time.Now().Add(ttl).UnixNano()}, res.size()+int64(len(key)), ttl)
 }
-
-// errCompletionPending is wrapped by Begin's error when this instance holds
-// the record's result and could not record it yet: the request is done,
-// so it must not run again, even with FailOpen.
-var errCompletionPending = errors.New("idempotency: the request is done; its result is not recorded yet")
 
 // recordTaken tries to record pc, a completion Begin took, and returns
 // nil once it reached a final outcome (see completer.settle), or the try's

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -117,10 +118,12 @@ func (c *Consumer) call(ctx context.Context, f func(ctx context.Context) error) 
 }
 
 // claim takes the due users of a shard; each now has the score claimed
-// (the claim's time + Lease) in the index.
-func (c *Consumer) claim(ctx context.Context, shard int) (users []string, claimed int64, err error) {
+// (the claim's time + Lease + a random fraction: see claimScript) in the
+// index.
+func (c *Consumer) claim(ctx context.Context, shard int) (users []string, claimed float64, err error) {
+	frac := float64(1+rand.IntN(4095)) / 4096 // exact in a double, and in its decimal form
 	err = c.call(ctx, func(ctx context.Context) error {
-		args := []any{c.o.Batch, c.o.Lease.Milliseconds()}
+		args := []any{c.o.Batch, c.o.Lease.Milliseconds(), strconv.FormatFloat(frac, 'f', -1, 64)}
 		if c.o.Now != nil {
 			args = append(args, c.o.Now().UnixMilli())
 		}
@@ -130,7 +133,7 @@ func (c *Consumer) claim(ctx context.Context, shard int) (users []string, claime
 		}
 		if len(v) == 2 {
 			now, _ := v[0].(int64)
-			claimed = now + c.o.Lease.Milliseconds()
+			claimed = float64(now+c.o.Lease.Milliseconds()) + frac // as the script adds them
 			us, _ := v[1].([]any)
 			for _, u := range us {
 				if s, ok := u.(string); ok {
@@ -145,7 +148,7 @@ func (c *Consumer) claim(ctx context.Context, shard int) (users []string, claime
 
 // work is one turn on one user (steps 2 to 4 of the type's doc), claimed
 // from shard with score claimed.
-func (c *Consumer) work(ctx context.Context, shard int, user string, claimed int64) error {
+func (c *Consumer) work(ctx context.Context, shard int, user string, claimed float64) error {
 	k := userKeys(c.q.o.Namespace, user)
 	token := randomID()
 	var now int64
@@ -387,7 +390,7 @@ func (c *Consumer) send(ctx context.Context, stream, user string, ch Channel, d 
 // either its index write came before ours (the score moved: ours keeps it
 // due), or after (it stands), or its stream write came before our read
 // (its entry was read). A failure leaves the user in the index.
-func (c *Consumer) release(ctx context.Context, shard int, user string, k keys, token string, claimed int64, remaining int, nextDue int64) error {
+func (c *Consumer) release(ctx context.Context, shard int, user string, k keys, token string, claimed float64, remaining int, nextDue int64) error {
 	ix := indexKey(c.q.o.Namespace, shard)
 	if remaining > 0 && nextDue == 0 {
 		nextDue = 1 // due at once
@@ -396,7 +399,7 @@ func (c *Consumer) release(ctx context.Context, shard int, user string, k keys, 
 		nextDue = 0
 	}
 	return c.call(ctx, func(ctx context.Context) error {
-		if err := releaseScript.Run(ctx, c.q.rdb, []string{ix}, user, claimed, nextDue).Err(); err != nil {
+		if err := releaseScript.Run(ctx, c.q.rdb, []string{ix}, user, strconv.FormatFloat(claimed, 'f', -1, 64), nextDue).Err(); err != nil {
 			return err
 		}
 		return unlockScript.Run(ctx, c.q.rdb, []string{k.lock, k.stream}, token, emptyStreamTTL.Milliseconds(), group, c.o.Name).Err()

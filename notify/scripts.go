@@ -34,19 +34,22 @@ return {1, id, due}
 
 // claimScript takes up to n users whose work is due from an index shard
 // and pushes their score lease ms ahead, so that no other consumer takes
-// them meanwhile and they come back if this one dies.
+// them meanwhile and they come back if this one dies. The score has a
+// fraction of its own (a random multiple of 1/4096 ms, exact in a double),
+// so that the releasing consumer can tell its claim from another's made in
+// the same millisecond (releaseScript).
 //
-//	KEYS[1] index shard   ARGV: n, lease ms[, now ms (ConsumerOptions.Now)]
+//	KEYS[1] index shard   ARGV: n, lease ms, fraction[, now ms (ConsumerOptions.Now)]
 //
-// Returns {now ms, {users...}}.
+// Returns {now ms, {users...}}: the score is now + lease + fraction.
 var claimScript = redis.NewScript(`
-local now = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
 if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local us = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-for _, u in ipairs(us) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), u) end
+for _, u in ipairs(us) do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]) + tonumber(ARGV[3]), u) end
 return {now, us}
 `)
 
