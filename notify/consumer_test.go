@@ -263,33 +263,25 @@ func TestConsumer_ProviderKeysNeverRepeat(t *testing.T) {
 	require.Equal(t, 1, streams)
 }
 
-// blockFirstEval is a go-redis hook that holds the first EVALSHA until
-// release is closed, then fails it (as a Redis that went away would).
-type blockFirstEval struct {
-	held    chan struct{}
-	release chan struct{}
-	once    sync.Once
-}
-
-func (h *blockFirstEval) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *blockFirstEval) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-func (h *blockFirstEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
+// blockFirstEval returns a go-redis hook that holds the first EVALSHA
+// (closing held) until release is closed, then fails it (as a Redis that
+// went away would).
+func blockFirstEval(held, release chan struct{}) redis.Hook {
+	var once sync.Once
+	return redistest.CommandHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
 		first := false
 		if cmd.Name() == "evalsha" {
-			h.once.Do(func() { first = true })
+			once.Do(func() { first = true })
 		}
 		if !first {
 			return next(ctx, cmd)
 		}
-		close(h.held)
-		<-h.release
+		close(held)
+		<-release
 		err := errors.New("connection reset (test)")
 		cmd.SetErr(err)
 		return err
-	}
+	})
 }
 
 // TestQueue_EnqueueRacingClose: an Enqueue whose write fails while Close
@@ -300,8 +292,8 @@ func TestQueue_EnqueueRacingClose(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
-	h := &blockFirstEval{held: make(chan struct{}), release: make(chan struct{})}
-	rdb.AddHook(h)
+	held, release := make(chan struct{}), make(chan struct{})
+	rdb.AddHook(blockFirstEval(held, release))
 	q := newQueue(t, rdb, notify.Options{})
 	type result struct {
 		r   notify.Receipt
@@ -312,9 +304,9 @@ func TestQueue_EnqueueRacingClose(t *testing.T) {
 		r, err := q.Enqueue(context.Background(), notify.Notification{User: "u", Channel: notify.Email, DedupKey: "k", Payload: []byte("x")})
 		done <- result{r, err}
 	}()
-	<-h.held
+	<-held
 	require.NoError(t, q.Close(t.Context()), "nothing buffered yet")
-	close(h.release)
+	close(release)
 	got := <-done
 	require.ErrorIs(t, got.err, notify.ErrClosed)
 	require.False(t, got.r.Buffered)
@@ -376,12 +368,8 @@ type releaseFault struct {
 	fired   atomic.Int32
 }
 
-func (h *releaseFault) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *releaseFault) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-func (h *releaseFault) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
+func (h *releaseFault) hook() redis.Hook {
+	return redistest.CommandHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
 		if !h.armed.Load() {
 			return next(ctx, cmd)
 		}
@@ -401,7 +389,7 @@ func (h *releaseFault) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 			return err
 		}
 		return next(ctx, cmd)
-	}
+	})
 }
 
 // TestConsumer_FailedReleaseStrandsNothing: a notification enqueued while
@@ -418,7 +406,7 @@ func TestConsumer_FailedReleaseStrandsNothing(t *testing.T) {
 		_, err := q.Enqueue(context.Background(), notify.Notification{User: "u", Channel: notify.Email, DedupKey: "2", Payload: []byte("2")})
 		assert.NoError(t, err)
 	}}
-	crdb.AddHook(h)
+	crdb.AddHook(h.hook())
 	cq := newQueue(t, crdb, notify.Options{Namespace: "strand", MaxItems: 1, Shards: 1})
 	clock := &fakeNow{t: time.Now().Add(time.Second)} // past the first notification's due time
 	rec := &notify.RecordingSender{}

@@ -356,22 +356,14 @@ func TestStore_Breaker(t *testing.T) {
 // resendOnce is a go-redis hook that runs the first command named name
 // twice, as go-redis does when a command's reply is lost (a connection
 // closed after Redis ran it): the caller sees only the second reply.
-type resendOnce struct {
-	name string
-	done atomic.Bool
-}
-
-func (h *resendOnce) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h *resendOnce) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-func (h *resendOnce) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if cmd.Name() == h.name && h.done.CompareAndSwap(false, true) {
+func resendOnce(name string) redis.Hook {
+	var done atomic.Bool
+	return redistest.CommandHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if cmd.Name() == name && done.CompareAndSwap(false, true) {
 			_ = next(ctx, cmd) // its reply is lost
 		}
 		return next(ctx, cmd)
-	}
+	})
 }
 
 // TestMint_ReplyLost: a Mint whose SET ran but whose reply was lost (the
@@ -380,7 +372,7 @@ func (h *resendOnce) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func TestMint_ReplyLost(t *testing.T) {
 	t.Parallel()
 	s, _, rdb, _ := newStore(t, nil)
-	rdb.AddHook(&resendOnce{name: "set"})
+	rdb.AddHook(resendOnce("set"))
 	tok, err := s.Mint(t.Context(), "verify-email", "user:1", time.Hour, []byte("d"))
 	require.NoError(t, err)
 	data, err := s.Consume(t.Context(), "verify-email", tok, "user:1")

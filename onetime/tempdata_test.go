@@ -127,7 +127,7 @@ func TestTempData_UpdateReplyLost(t *testing.T) {
 	}
 	_, err = d.Update(t.Context(), "id", step) // loads the script: the next run is one EVALSHA
 	require.NoError(t, err)
-	rdb.AddHook(&resendOnce{name: "evalsha"})
+	rdb.AddHook(resendOnce("evalsha"))
 	calls = 0
 	got, err := d.Update(t.Context(), "id", step)
 	require.NoError(t, err)
