@@ -199,7 +199,10 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 		if err := s.recordTaken(ctx, pc); err != nil {
 			s.report(ctx, err)
 			if ctx.Err() != nil {
-				return Begun{}, err // the caller gave up
+				// The caller gave up: its context's error alone (err may
+				// wrap ErrUnavailable, on which a FailOpen route would run
+				// the request).
+				return Begun{}, fmt.Errorf("idempotency: %w", context.Cause(ctx))
 			}
 			s.event(ctx, Event{Kind: EventUnavailable, Record: id.short, Err: err})
 			return Begun{}, fmt.Errorf("%w: %w", ErrCompletionPending, err)
