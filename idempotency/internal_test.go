@@ -81,15 +81,9 @@ func FuzzKeyFromHeader(f *testing.F) {
 // plays the loop (its goroutine is not started).
 func TestCompleter_SettleBackWakes(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	s, err := New(t.Context(), &Options{Client: srv.Client(t), NoL1: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
+	c, b := loopless(t)
 	ctx := t.Context()
-	b, err := s.Begin(ctx, "", "k", nil)
-	require.NoError(t, err)
 	key := b.Attempt.id.key
-	c := &completer{s: s, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}), busy: map[string]chan struct{}{}}
 	pc := &pendingCompletion{a: b.Attempt}
 	require.True(t, c.add(ctx, pc))
 	<-c.wake // the loop's round: it will find the queue empty
@@ -122,16 +116,10 @@ func TestCompleter_SettleBackWakes(t *testing.T) {
 // lost, after which the retry would begin while the newer one waits.
 func TestCompleter_TakesNewestAttempt(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Start(t)
-	s, err := New(t.Context(), &Options{Client: srv.Client(t), NoL1: true})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
+	c, b := loopless(t)
 	ctx := t.Context()
-	b, err := s.Begin(ctx, "", "k", nil)
-	require.NoError(t, err)
-	older := &pendingCompletion{a: &Attempt{s: s, id: b.Attempt.id, Fence: b.Attempt.Fence}}
-	newer := &pendingCompletion{a: &Attempt{s: s, id: b.Attempt.id, Fence: b.Attempt.Fence + 1}}
-	c := &completer{s: s, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}), busy: map[string]chan struct{}{}}
+	older := &pendingCompletion{a: &Attempt{s: c.s, id: b.Attempt.id, Fence: b.Attempt.Fence}}
+	newer := &pendingCompletion{a: &Attempt{s: c.s, id: b.Attempt.id, Fence: b.Attempt.Fence + 1}}
 	require.True(t, c.add(ctx, older))
 	require.True(t, c.add(ctx, newer))
 	require.Same(t, newer, c.take(ctx, b.Attempt.id.key))
@@ -175,4 +163,19 @@ func TestCompleter_ObserverPanicLeavesNoBusyRecord(t *testing.T) {
 	got, err := s.Begin(ctx, "", "k", nil)
 	require.NoError(t, err)
 	require.Equal(t, OutcomeCompleted, got.Outcome)
+}
+
+// loopless returns a completer of a new store (on a redis-server of its
+// own) whose loop is not started, so that a test plays it, and an attempt
+// begun on key "k".
+func loopless(t *testing.T) (*completer, Begun) {
+	t.Helper()
+	srv := redistest.Start(t)
+	s, err := New(t.Context(), &Options{Client: srv.Client(t), NoL1: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	b, err := s.Begin(t.Context(), "", "k", nil)
+	require.NoError(t, err)
+	c := &completer{s: s, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}), busy: map[string]chan struct{}{}}
+	return c, b
 }
