@@ -147,17 +147,17 @@ func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Deci
 			// probe: the next call probes at once.
 			l.br.Unused()
 			return Decision{}, fmt.Errorf("ratelimit: %s: %w", p.Name, ctx.Err())
-		case ctx.Err() != nil && time.Since(wall) < min(l.o.Timeout, timeoutEvidence):
+		case breaker.CallerLeft(ctx, time.Since(wall), l.o.Timeout):
 			// The caller's deadline (shorter than Timeout: the call's
 			// timeout, see callContext) ended too soon to say anything
-			// about Redis: the caller gets the outage decision, and the
-			// breaker hears nothing (a client's tiny budgets must not
-			// open it for everyone).
+			// about Redis (before half of Timeout): the caller gets the
+			// outage decision, and the breaker hears nothing (a client's
+			// short budgets must not open it for everyone).
 			l.br.Unused()
 			return l.outage(ctx, p, actor, n, ReasonRedisTimeout, err, dur), nil
 		}
 		// Redis did not answer in time (the caller's deadline counts once
-		// it gave Redis timeoutEvidence: a Redis that never answers within
+		// it gave Redis half of Timeout: a Redis that never answers within
 		// the callers' budgets must open the breaker and bring the outage
 		// mode, not fail every call at its deadline), or failed.
 		l.br.Failure()
@@ -191,11 +191,6 @@ func (l *Limiter) AllowN(ctx context.Context, policy, actor string, n int) (Deci
 	}
 	return d, nil
 }
-
-// timeoutEvidence is how long a call must have waited before a miss of
-// its caller's own deadline counts as Redis's failure (or Timeout, if
-// shorter): a healthy Redis answers well within it.
-const timeoutEvidence = 10 * time.Millisecond
 
 // maxActorBytes bounds an actor as the process keeps it (in the denial
 // cache and the local limiter, up to their entry limits): a longer one

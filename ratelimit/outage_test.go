@@ -2,6 +2,7 @@ package ratelimit_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -277,7 +278,7 @@ func TestLimiter_outage_shortCallerDeadlines(t *testing.T) {
 	t.Parallel()
 	srv, rdb := startRedis(t)
 	o := outageOptions(nil)
-	o.Timeout = time.Minute
+	o.Timeout = 80 * time.Millisecond // the callers' 50 ms are more than half of it
 	l := newLimiter(t, rdb, o, outagePolicies()...)
 	require.True(t, allow(t, l, "open", "a", 1).Allowed)
 	srv.Pause()
@@ -293,6 +294,35 @@ func TestLimiter_outage_shortCallerDeadlines(t *testing.T) {
 	st := l.Stats()
 	require.Equal(t, uint64(2), st.RedisTimeouts, "the breaker opens after two timeouts")
 	require.Equal(t, uint64(1), st.BreakerOpens)
+}
+
+// TestLimiter_outage_shortBudgetsOpenNothing: Redis stalls (paused here,
+// for as long as five calls take) for less than Timeout, and five callers
+// with budgets far under Timeout miss their deadlines: each gets the
+// outage decision, and the breaker every caller shares stays closed (with
+// the first rule, a miss counted once the call had waited 10 ms, and
+// these five opened it). A full-budget call then reaches Redis.
+func TestLimiter_outage_shortBudgetsOpenNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault test; run without -short")
+	}
+	t.Parallel()
+	srv, rdb := startRedis(t)
+	o := outageOptions(nil)
+	o.Timeout = time.Minute
+	l := newLimiter(t, rdb, o, outagePolicies()...)
+	require.True(t, allow(t, l, "closed", "a", 1).Allowed)
+	srv.Pause()
+	for i := range 5 {
+		ctx, cancel := context.WithTimeout(t.Context(), 15*time.Millisecond)
+		d, err := l.AllowN(ctx, "closed", fmt.Sprint("c", i), 1)
+		cancel()
+		require.NoError(t, err)
+		require.Equal(t, ratelimit.SourceFailClosed, d.Source)
+	}
+	srv.Resume()
+	require.Zero(t, l.Stats().BreakerOpens)
+	require.Equal(t, ratelimit.SourceRedis, allow(t, l, "closed", "z", 1).Source)
 }
 
 // TestLimiter_outage_cancelledProbe: the half-open breaker's probe is
@@ -329,7 +359,8 @@ func TestLimiter_outage_cancelledProbe(t *testing.T) {
 // already get their context's error without a call to Redis, and say
 // nothing about it: the breaker stays closed for everyone else. (A caller
 // deadline that ends during the call counts against the breaker only once
-// the call waited 10 ms: TestLimiter_outage_shortCallerDeadlines.)
+// the call waited half of Timeout: TestLimiter_outage_shortCallerDeadlines
+// and TestLimiter_outage_shortBudgetsOpenNothing.)
 func TestLimiter_expiredCallerContexts(t *testing.T) {
 	t.Parallel()
 	_, rdb := startRedis(t)

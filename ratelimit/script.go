@@ -148,9 +148,11 @@ local function counter_check(s)
     local b, c, p = v[3 * i - 2], v[3 * i - 1] or 0, v[3 * i] or 0
     local cur, prev = 0, 0
     -- A stored window later than Redis's clock (a failover to a node whose
-    -- clock is behind, an NTP step back) counts as the current one: read as
-    -- empty, it would admit up to another N.
-    if b and b >= bucket then cur, prev = c, p elseif b == bucket - 1 then prev = c end
+    -- clock is behind, an NTP step back) counts as the current one, and so
+    -- does the window before it that it stored (it is not earlier than the
+    -- current one either): read as empty or weighted as the previous
+    -- window, they would admit up to another N.
+    if b and b > bucket then cur = c + p elseif b == bucket then cur, prev = c, p elseif b == bucket - 1 then prev = c end
     s.bucket[i], s.cur[i], s.prev[i] = bucket, cur, prev
     local elapsed = now - bucket * per
     local est = prev * (per - elapsed) / per + cur
@@ -357,9 +359,9 @@ local v = redis.call('GET', KEYS[1])
 if v then
   local b, c, p = string.match(v, '^(%d+) (%d+) (%d+)')
   b = tonumber(b)
-  -- A stored window later than Redis's clock counts as the current one
-  -- (as decideScript's counter_check).
-  if b and b >= bucket then cur, prev = tonumber(c), tonumber(p) elseif b == bucket - 1 then prev = tonumber(c) end
+  -- A stored window later than Redis's clock counts as the current one,
+  -- with the window it stored before it (as decideScript's counter_check).
+  if b and b > bucket then cur = tonumber(c) + tonumber(p) elseif b == bucket then cur, prev = tonumber(c), tonumber(p) elseif b == bucket - 1 then prev = tonumber(c) end
 end
 local elapsed = now - bucket * per
 -- until_est: µs until the estimate with count c falls to target (as

@@ -3,6 +3,7 @@ package ratelimit_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -410,5 +411,41 @@ func TestLimiter_SlidingWindow_clockBack(t *testing.T) {
 		}
 		require.NoError(t, rdb.Set(ctx, keys[0], strings.Join(f, " "), time.Hour).Err())
 		require.False(t, allow(t, l, p, "a", 1).Allowed, "%s: the quota is used", p)
+	}
+}
+
+// TestLimiter_SlidingWindow_clockBackPrevious: the stored state is a
+// window ahead of Redis's clock with a count in the window it stored
+// before that (3 units late in one window, 1 early in the next; then the
+// clock steps back into the first). Both are in or after the current
+// window: 4 of 5 are used and one more call fits. Weighting the 3 as the
+// previous window's (they were, for the window the state names) admitted
+// about three more.
+func TestLimiter_SlidingWindow_clockBackPrevious(t *testing.T) {
+	t.Parallel()
+	_, rdb := startRedis(t)
+	one := ratelimit.Policy{Name: "one", Algorithm: ratelimit.SlidingWindow, Limits: []ratelimit.Limit{ratelimit.Per(5, time.Hour)}}
+	two := ratelimit.Policy{Name: "two", Algorithm: ratelimit.SlidingWindow, Limits: []ratelimit.Limit{ratelimit.Per(5, time.Hour), ratelimit.Per(500, 24*time.Hour)}}
+	l := newLimiter(t, rdb, &ratelimit.Options{NoDenialCache: true, Namespace: "backprev"}, one, two)
+	ctx := t.Context()
+	for _, p := range []string{"one", "two"} {
+		require.True(t, allow(t, l, p, "a", 1).Allowed, p)
+		keys, err := rdb.Keys(ctx, "backprev:*:"+p).Result()
+		require.NoError(t, err)
+		require.Len(t, keys, 1)
+		tm, err := rdb.Time(ctx).Result()
+		require.NoError(t, err)
+		v := fmt.Sprintf("%d 1 3", tm.UnixMicro()/time.Hour.Microseconds()+1)
+		if p == "two" {
+			v += fmt.Sprintf(" %d 4 0", tm.UnixMicro()/(24*time.Hour).Microseconds())
+		}
+		require.NoError(t, rdb.Set(ctx, keys[0], v, time.Hour).Err())
+		admitted := 0
+		for range 10 {
+			if allow(t, l, p, "a", 1).Allowed {
+				admitted++
+			}
+		}
+		require.Equal(t, 1, admitted, "%s: 4 of 5 are used", p)
 	}
 }

@@ -1,6 +1,7 @@
 package breaker_test
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -159,4 +160,29 @@ func TestState_String(t *testing.T) {
 	require.Equal(t, "open", breaker.Open.String())
 	require.Equal(t, "half_open", breaker.HalfOpen.String())
 	require.Equal(t, "unknown", breaker.State(9).String())
+}
+
+func TestCallerLeft(t *testing.T) {
+	live := context.Background()
+	cancelled, cancel := context.WithCancel(live)
+	cancel()
+	expired, cancel2 := context.WithDeadline(live, time.Unix(0, 0))
+	defer cancel2()
+	require.False(t, breaker.CallerLeft(live, time.Hour, time.Second), "a live caller: the failure is the service's")
+	require.True(t, breaker.CallerLeft(cancelled, time.Hour, time.Second), "a cancelled caller, however long it waited")
+	require.True(t, breaker.CallerLeft(expired, 499*time.Millisecond, time.Second), "a deadline that ended before half the timeout")
+	require.False(t, breaker.CallerLeft(expired, 500*time.Millisecond, time.Second), "a deadline after half the timeout counts")
+	require.True(t, breaker.CallerLeft(expired, breaker.Evidence-1, 15*time.Millisecond), "at least Evidence")
+	require.False(t, breaker.CallerLeft(expired, time.Millisecond, time.Millisecond), "at most the whole timeout")
+}
+
+func TestForget(t *testing.T) {
+	b, clk, _ := newBreaker(t, 1, time.Second)
+	b.Failure()
+	clk.advance(time.Second)
+	require.True(t, b.Allow(), "the probe")
+	require.False(t, b.Allow(), "one probe at a time")
+	breaker.Forget(b)
+	require.True(t, b.Allow(), "a forgotten probe lets the next go at once")
+	breaker.Forget(struct{}{}) // a breaker without Unused: nothing to do, no panic
 }
