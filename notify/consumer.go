@@ -33,10 +33,14 @@ import (
 //     acknowledges each sent digest (XACK and XDEL in one MULTI). An entry
 //     is acknowledged only after its digest was sent: delivery is at least
 //     once, and a digest sent again carries the same provider key.
-//  4. It scores the user in the index at its next due time (or removes
-//     it), then checks the stream for entries queued after its read and
-//     makes the user due at once if there are: no notification is stranded
-//     whatever the interleaving with enqueues.
+//  4. It counts the stream's entries (more than the turn left there: some
+//     came after its read, or a lost reply hid them, and the user is due
+//     at once), then scores the user in the index at its next due time, or
+//     removes it, only if its score is still the claim's; an enqueue's
+//     index write always moves the score, so a release never drops a user
+//     whose entry came after the count. No notification is stranded
+//     whatever the interleaving with enqueues. A consumer that finds the
+//     user locked by another gives its claim back (due after PollInterval).
 //
 // Why a lock and not only XAUTOCLAIM's idle time: a digest keeps entries
 // pending for up to MaxDelay on purpose, so an entry's idle time cannot
@@ -160,11 +164,21 @@ func (c *Consumer) work(ctx context.Context, shard int, user string, claimed flo
 	if err != nil {
 		return err
 	}
-	if now < 0 {
-		return nil // another consumer works on the user; the index brings it back
-	}
+	held := now < 0
 	if c.o.Now != nil {
 		now = c.o.Now().UnixMilli()
+	} else if held {
+		now = -now
+	}
+	if held {
+		// Another consumer works on the user. Our claim moved the user's
+		// score to now + Lease, and that consumer's release keeps a score
+		// it did not claim: without this, a notification that came during
+		// its turn would wait for our lease. The user comes back after
+		// PollInterval (one more turn if there is nothing to do).
+		return c.call(ctx, func(ctx context.Context) error {
+			return c.releaseIndex(ctx, shard, user, claimed, now+c.o.PollInterval.Milliseconds())
+		})
 	}
 	es, truncated, err := c.read(ctx, k.stream)
 	if err != nil {
@@ -386,22 +400,39 @@ func (c *Consumer) send(ctx context.Context, stream, user string, ch Channel, d 
 
 // release scores the user at its next due time (or removes it from the
 // index) unless something was enqueued since the claim (releaseScript),
-// then unlocks the user. An enqueue writes the stream, then the index:
-// either its index write came before ours (the score moved: ours keeps it
-// due), or after (it stands), or its stream write came before our read
-// (its entry was read). A failure leaves the user in the index.
+// then unlocks the user. First it counts the stream's entries: more than
+// the turn left there means entries it never saw (an XREADGROUP whose
+// reply was lost and which go-redis sent again: the first run gave this
+// consumer entries the resend does not return), and the user is due at
+// once. An enqueue writes the stream, then the index: its entry was
+// counted, or its index write came before ours (the score moved: ours
+// keeps it due), or after (it stands). A failure leaves the user in the
+// index.
 func (c *Consumer) release(ctx context.Context, shard int, user string, k keys, token string, claimed float64, remaining int, nextDue int64) error {
-	ix := indexKey(c.q.o.Namespace, shard)
-	if remaining > 0 && nextDue == 0 {
-		nextDue = 1 // due at once
-	}
-	if remaining == 0 {
-		nextDue = 0
-	}
 	return c.call(ctx, func(ctx context.Context) error {
-		if err := releaseScript.Run(ctx, c.q.rdb, []string{ix}, user, strconv.FormatFloat(claimed, 'f', -1, 64), nextDue).Err(); err != nil {
+		n, err := c.q.rdb.XLen(ctx, k.stream).Result()
+		if err != nil {
+			return err
+		}
+		if n > int64(remaining) {
+			remaining, nextDue = int(n), 0
+		}
+		if remaining > 0 && nextDue == 0 {
+			nextDue = 1 // due at once
+		}
+		if remaining == 0 {
+			nextDue = 0
+		}
+		if err := c.releaseIndex(ctx, shard, user, claimed, nextDue); err != nil {
 			return err
 		}
 		return unlockScript.Run(ctx, c.q.rdb, []string{k.lock, k.stream}, token, emptyStreamTTL.Milliseconds(), group, c.o.Name).Err()
 	})
+}
+
+// releaseIndex runs releaseScript: the user leaves the index (next 0) or
+// is due at next if its score is still the claim's, else it is due at the
+// earlier of its score and next.
+func (c *Consumer) releaseIndex(ctx context.Context, shard int, user string, claimed float64, next int64) error {
+	return releaseScript.Run(ctx, c.q.rdb, []string{indexKey(c.q.o.Namespace, shard)}, user, strconv.FormatFloat(claimed, 'f', -1, 64), next).Err()
 }

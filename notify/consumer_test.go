@@ -449,24 +449,155 @@ func (c *fakeNow) add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// TestQueue_RejectedIndexIsRetried: when the index shard's key (shared by
-// many users) holds another type, the notification is already on its
-// user's stream: the error is ErrUnavailable, not ErrRejected, so the
-// notification is buffered and indexed by a retry once the key is fixed,
-// not dropped as refused (its entry would never be delivered).
-func TestQueue_RejectedIndexIsRetried(t *testing.T) {
+// TestQueue_BadIndexShardRepaired: an index shard key that is not a sorted
+// set (written by something else) holds no user of ours: the index scripts
+// delete it and go on. Before, it failed every enqueue of the shard with
+// ErrUnavailable, buffered them, held every later notification of every
+// user behind them, and opened the breaker; a consumer's claim of the
+// shard failed too.
+func TestQueue_BadIndexShardRepaired(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
-	q := newQueue(t, rdb, notify.Options{Namespace: "ix", Shards: 1})
+	q := newQueue(t, rdb, notify.Options{Namespace: "ix", Shards: 1, MaxItems: 1})
 	ctx := t.Context()
 	require.NoError(t, rdb.Set(ctx, "ix:{ix0}:due", "not a sorted set", 0).Err())
 	r, err := q.Enqueue(ctx, notify.Notification{User: "u", Channel: notify.Email, Payload: []byte("x")})
 	require.NoError(t, err)
-	require.True(t, r.Buffered)
-	require.NoError(t, rdb.Del(ctx, "ix:{ix0}:due").Err())
-	require.NoError(t, q.Flush(ctx))
+	require.False(t, r.Buffered, "the enqueue's index write repairs the shard")
 	n, err := rdb.ZCard(ctx, "ix:{ix0}:due").Result()
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n, "the user is indexed")
+
+	require.NoError(t, rdb.Set(ctx, "ix:{ix0}:due", "not a sorted set", 0).Err())
+	rec := &notify.RecordingSender{}
+	c := newConsumer(t, q, notify.ConsumerOptions{Sender: rec})
+	users, err := c.RunOnce(ctx)
+	require.NoError(t, err, "a claim repairs the shard too")
+	require.Zero(t, users, "the bad key held no user")
+	_, err = q.Enqueue(ctx, notify.Notification{User: "u", Channel: notify.Email, Payload: []byte("y")})
+	require.NoError(t, err)
+	users, err = c.RunOnce(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, users)
+	require.Len(t, rec.Delivered(), 2, "the entry the bad key had hidden goes out with the new one (digests of one)")
+}
+
+// TestConsumer_ResentReadGroupStrandsNothing: an XREADGROUP whose reply is
+// lost and which go-redis sends again (the hook runs it once on another
+// connection: the command ran, its reply never came). The first run gave
+// the entry to this consumer; the resend returns nothing. The turn sees
+// nothing, and its release must not take the user out of the index: the
+// entry would wait, pending, until the user's next notification. The
+// release counts the stream's entries and makes the user due at once.
+func TestConsumer_ResentReadGroupStrandsNothing(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	side := srv.Client(t)
+	ctx := t.Context()
+	q := newQueue(t, rdb, notify.Options{Namespace: "rr", MaxItems: 1, Shards: 1})
+	crdb := srv.Client(t)
+	var armed, fired atomic.Bool
+	crdb.AddHook(redistest.CommandHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if armed.Load() && cmd.Name() == "xreadgroup" && !fired.Swap(true) {
+			_ = side.Do(ctx, cmd.Args()...).Err() // it runs; its reply is lost
+		}
+		return next(ctx, cmd) // go-redis's resend
+	}))
+	rec := &notify.RecordingSender{}
+	c := newConsumer(t, newQueue(t, crdb, notify.Options{Namespace: "rr", MaxItems: 1, Shards: 1}), notify.ConsumerOptions{Sender: rec})
+	_, err := q.Enqueue(ctx, notify.Notification{User: "u", Channel: notify.Email, DedupKey: "1", Payload: []byte("1")})
+	require.NoError(t, err)
+	armed.Store(true)
+	users, err := c.RunOnce(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, users)
+	require.True(t, fired.Load())
+	require.Empty(t, rec.Delivered(), "the turn saw nothing")
+	score, err := rdb.ZScore(ctx, "rr:{ix0}:due", "u").Result()
+	require.NoError(t, err, "the user stays in the index")
+	now, err := rdb.Time(ctx).Result()
+	require.NoError(t, err)
+	require.LessOrEqual(t, score, float64(now.UnixMilli()), "and is due at once")
+	users, err = c.RunOnce(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, users)
+	require.Len(t, rec.Delivered(), 1, "the next turn claims the pending entry and sends it")
+}
+
+// TestConsumer_LockedUserGivenBack: a consumer claims a user another
+// consumer is working on (a notification made the user due during that
+// turn, after the turn counted the stream) and cannot take its lock. Its
+// claim had moved the user's score to now + Lease, and the working
+// consumer's release keeps a score it did not claim: the new notification
+// waited for the lease (30 s by default). Now the claim is given back: the
+// user is due after PollInterval.
+func TestConsumer_LockedUserGivenBack(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	q := newQueue(t, rdb, notify.Options{Namespace: "lk", MaxItems: 1, Shards: 1})
+	enq := func(k string) {
+		_, err := q.Enqueue(ctx, notify.Notification{User: "u", Channel: notify.Email, DedupKey: k, Payload: []byte(k)})
+		require.NoError(t, err)
+	}
+	rec := &notify.RecordingSender{}
+	b := newConsumer(t, q, notify.ConsumerOptions{Sender: rec, Lease: time.Minute})
+	ardb := srv.Client(t)
+	var armed, fired atomic.Bool
+	ardb.AddHook(redistest.CommandHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if cmd.Name() == "evalsha" && armed.Swap(false) {
+			// a has sent its digest (and counted the stream) and is about
+			// to release the user: a notification comes, and b claims
+			// the user.
+			fired.Store(true)
+			enq("2")
+			users, err := b.RunOnce(ctx)
+			require.NoError(t, err)
+			require.Equal(t, 1, users)
+		}
+		return next(ctx, cmd)
+	}))
+	sendThenArm := notify.SenderFunc(func(ctx context.Context, m notify.Message) error {
+		err := rec.Send(ctx, m)
+		armed.Store(true) // the next script a runs is its release's
+		return err
+	})
+	a := newConsumer(t, newQueue(t, ardb, notify.Options{Namespace: "lk", MaxItems: 1, Shards: 1}), notify.ConsumerOptions{Sender: sendThenArm, Lease: time.Minute})
+	enq("1")
+	users, err := a.RunOnce(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, users)
+	require.True(t, fired.Load(), "the hook ran")
+	require.Len(t, rec.Delivered(), 1, "a sent the first")
+	score, err := rdb.ZScore(ctx, "lk:{ix0}:due", "u").Result()
+	require.NoError(t, err)
+	now, err := rdb.Time(ctx).Result()
+	require.NoError(t, err)
+	require.LessOrEqual(t, score, float64(now.UnixMilli())+5, "due after b's PollInterval (5 ms), not after its minute's lease")
+}
+
+// TestQueue_GoneCallersOpenNothing: callers whose contexts have ended
+// make no call and say nothing to the breaker (five of them opened it:
+// every later enqueue was buffered and consumers refused for the
+// cool-down). Their notifications are buffered, and the next caller's
+// enqueue writes them first.
+func TestQueue_GoneCallersOpenNothing(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	q := newQueue(t, rdb, notify.Options{Namespace: "gone", Shards: 1})
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	for i := range 5 {
+		r, err := q.Enqueue(gone, notify.Notification{User: fmt.Sprint("u", i), Channel: notify.Email, Payload: []byte("x")})
+		require.NoError(t, err)
+		require.True(t, r.Buffered)
+	}
+	r, err := q.Enqueue(t.Context(), notify.Notification{User: "healthy", Channel: notify.Email, Payload: []byte("x")})
+	require.NoError(t, err)
+	require.False(t, r.Buffered, "a caller on a healthy Redis is written, not buffered")
+	require.Zero(t, q.Buffered(), "the gone callers' notifications went first")
 }

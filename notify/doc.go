@@ -19,8 +19,9 @@
 // would see one user's notifications interleaved with thousands of
 // others', kept pending for the whole window. Why not SCAN: it does not
 // scale and is not ordered by due time. The index is written after the
-// stream (two slots, so two commands); a [Consumer] re-checks the stream
-// after it updates the index, so no interleaving strands a notification
+// stream (two slots, so two commands); a [Consumer] counts the stream's
+// entries before it updates the index, and updates it only if no enqueue
+// wrote it since its claim, so no interleaving strands a notification
 // (see [Consumer]).
 //
 // # Digests

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tiercache/tiercache/internal/breaker"
 	"github.com/tiercache/tiercache/internal/redisconf"
 )
 
@@ -259,21 +260,31 @@ func (q *Queue) call(ctx context.Context, f func(ctx context.Context) error) err
 	return callRedis(ctx, q.o.Breaker, q.o.Timeout, f)
 }
 
+// A caller whose context has ended gets ErrUnavailable without a call,
+// and a call its caller's context ended early (breaker.CallerLeft) says
+// nothing to the breaker: callers that give up must not open the breaker
+// every caller and consumer shares.
 func callRedis(ctx context.Context, b Breaker, timeout time.Duration, f func(ctx context.Context) error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))
+	}
 	if b != nil && !b.Allow() {
 		return fmt.Errorf("%w: breaker open", ErrUnavailable)
 	}
+	start := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	err := f(cctx)
 	cancel()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		if permanent(err) {
+		switch {
+		case permanent(err):
 			if b != nil {
 				b.Success() // Redis answered
 			}
 			return fmt.Errorf("%w: %w", ErrRejected, err)
-		}
-		if b != nil {
+		case breaker.CallerLeft(ctx, time.Since(start), timeout):
+			breaker.Forget(b)
+		case b != nil:
 			b.Failure()
 		}
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)

@@ -32,6 +32,16 @@ if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[8]) then due = now end
 return {1, id, due}
 `)
 
+// repairIndex is the start of every index script: a shard key that is
+// not a sorted set (written by something else) holds no user of ours, so
+// it is deleted and the index starts again from this write. Without it,
+// one bad key failed every enqueue of its shard, buffered them, and held
+// every later notification of every user behind them.
+const repairIndex = `
+local ty = redis.call('TYPE', KEYS[1])['ok']
+if ty ~= 'zset' and ty ~= 'none' then redis.call('DEL', KEYS[1]) end
+`
+
 // claimScript takes up to n users whose work is due from an index shard
 // and pushes their score lease ms ahead, so that no other consumer takes
 // them meanwhile and they come back if this one dies. The score has a
@@ -42,7 +52,7 @@ return {1, id, due}
 //	KEYS[1] index shard   ARGV: n, lease ms, fraction[, now ms (ConsumerOptions.Now)]
 //
 // Returns {now ms, {users...}}: the score is now + lease + fraction.
-var claimScript = redis.NewScript(`
+var claimScript = redis.NewScript(repairIndex + `
 local now = tonumber(ARGV[4])
 if not now then
   local t = redis.call('TIME')
@@ -59,7 +69,7 @@ return {now, us}
 // came since its claim (releaseScript).
 //
 //	KEYS[1] index shard   ARGV: user, due ms
-var indexScript = redis.NewScript(`
+var indexScript = redis.NewScript(repairIndex + `
 local due = tonumber(ARGV[2])
 local s = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
 if s and s <= due then due = s - 0.001 end
@@ -76,7 +86,7 @@ return 1
 // at its lease score (it comes back), never out of it with an entry unseen.
 //
 //	KEYS[1] index shard   ARGV: user, claimed score, next due ms (0: none)
-var releaseScript = redis.NewScript(`
+var releaseScript = redis.NewScript(repairIndex + `
 local s = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]))
 local next = tonumber(ARGV[3])
 if s == tonumber(ARGV[2]) then
@@ -91,11 +101,12 @@ return 1
 //
 //	KEYS[1] lock   ARGV: token, lease ms
 //
-// Returns now ms, or -1 if another consumer holds the lock.
+// Returns now ms, or -now ms if another consumer holds the lock.
 var lockScript = redis.NewScript(`
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return -1 end
 local t = redis.call('TIME')
-return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return -now end
+return now
 `)
 
 // unlockScript releases a user's lock if it is still this consumer's, and
