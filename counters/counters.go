@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tiercache/tiercache/internal/breaker"
 	"github.com/tiercache/tiercache/internal/primopts"
 	"github.com/tiercache/tiercache/internal/redisconf"
 )
@@ -369,17 +370,29 @@ const uniqueChunk = 1000
 // digits, near int64's end) is deleted first: a script is not rolled back,
 // so an INCRBY failing halfway would leave the earlier buckets incremented
 // without the marker, and every retry would add them again. A marker that
-// is not a number is read as none.
+// is not a number of at most 16 digits is read as none (Lua's tonumber
+// reads "inf" and "1e20" too).
+//
+// One instance numbers its batches upwards and sends one only once the one
+// before it is applied, so a marker equal to the batch's number means this
+// batch was applied (a retry after an unknown outcome) and a higher one is
+// never this instance's own doing: the script applies nothing and returns
+// the marker, and the client renumbers the batch above it. Skipped, such
+// batches were lost without an error until the marker expired.
 //
 //	KEYS[1] marker, KEYS[2..] counter buckets
 //	ARGV: seq, marker ttl ms, then per counter bucket: delta, ttl ms
 //
-// Returns 1 if applied, 0 if the marker had it.
+// Returns 1 if applied, 0 if the marker had it, the marker (a string) if
+// it is ahead of seq.
 var flushScript = redis.NewScript(`
 local seq = tonumber(ARGV[1])
 if redis.call('TYPE', KEYS[1]).ok ~= 'string' then redis.call('DEL', KEYS[1]) end
-local last = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-if last >= seq then return 0 end
+local m = redis.call('GET', KEYS[1])
+local last = 0
+if m and #m <= 16 and string.match(m, '^%d+$') then last = tonumber(m) end
+if last == seq then return 0 end
+if last > seq then return m end
 for i = 2, #KEYS do
   local t = redis.call('TYPE', KEYS[i]).ok
   if t ~= 'none' then
@@ -415,15 +428,34 @@ func (c *Counters) apply(ctx context.Context, name string, b *batch) error {
 			args = append(args, d, c.ttl(bk))
 		}
 		var res *redis.Cmd
-		err := c.write(ctx, name, keys[0], func(ctx context.Context, p redis.Pipeliner, noScript bool) {
-			if noScript {
-				res = flushScript.Eval(ctx, p, keys, args...)
-			} else {
-				res = flushScript.EvalSha(ctx, p, keys, args...)
+		for renumbered := false; ; renumbered = true {
+			args[0] = b.seq
+			err := c.write(ctx, name, keys[0], func(ctx context.Context, p redis.Pipeliner, noScript bool) {
+				if noScript {
+					res = flushScript.Eval(ctx, p, keys, args...)
+				} else {
+					res = flushScript.EvalSha(ctx, p, keys, args...)
+				}
+			}, func() error { return res.Err() })
+			if err != nil {
+				return err
 			}
-		}, func() error { return res.Err() })
-		if err != nil {
-			return err
+			marker, ahead := res.Val().(string)
+			if !ahead {
+				break
+			}
+			m, err := strconv.ParseUint(marker, 10, 64)
+			if err != nil || renumbered {
+				// Renumbered once and still behind: another live process
+				// writes under this Instance name. The batch stays.
+				return fmt.Errorf("%w: the flush marker of instance %q is at %s, ahead of batch %d (two processes share the Instance name?)", ErrUnavailable, c.o.Instance, marker, b.seq)
+			}
+			c.mu.Lock()
+			s := c.names[name]
+			s.seq = max(s.seq, m) + 1
+			b.seq = s.seq
+			c.mu.Unlock()
+			c.event(ctx, Event{Kind: EventRenumbered, Counter: name, Items: len(b.deltas)})
 		}
 		if applied, _ := res.Int64(); applied == 0 {
 			c.event(ctx, Event{Kind: EventReplayed, Counter: name, Items: len(b.deltas)})
@@ -501,17 +533,30 @@ func (c *Counters) write(ctx context.Context, name, key string, cmds func(ctx co
 // call runs f under the breaker and Timeout; every failure wraps
 // ErrUnavailable. A connection error makes a Cluster client re-read its
 // slot map.
+//
+// A caller whose context has ended gets ErrUnavailable without a call,
+// and a call its caller's context ended early (breaker.CallerLeft) says
+// nothing to the breaker: callers that give up must not open the breaker
+// every caller shares.
 func (c *Counters) call(ctx context.Context, f func(ctx context.Context) error) error {
 	b := c.o.Breaker
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(ctx))
+	}
 	if b != nil && !b.Allow() {
 		return fmt.Errorf("%w: breaker open", ErrUnavailable)
 	}
+	start := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	err := f(cctx)
 	cancel()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		c.topo.Failed(err)
-		if b != nil && !errors.Is(err, ErrNotReplicated) {
+		switch {
+		case errors.Is(err, ErrNotReplicated):
+		case breaker.CallerLeft(ctx, time.Since(start), c.o.Timeout):
+			breaker.Forget(b)
+		case b != nil:
 			b.Failure()
 		}
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)

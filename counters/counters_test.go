@@ -1,8 +1,10 @@
 package counters_test
 
 import (
+	"context"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -233,4 +235,61 @@ func TestCounters_RestartSameInstance(t *testing.T) {
 	sum, err := c.Sum(ctx, "visits", now.Add(-time.Hour), now.Add(time.Minute))
 	require.NoError(t, err)
 	require.EqualValues(t, 10, sum)
+}
+
+// TestCounters_MarkerAhead: the instance's marker is ahead of its batch
+// numbers: left by an earlier process of the same Instance name whose
+// clock was 10 s ahead (stepped back since), or junk that Lua's tonumber
+// reads as a number ("inf", "1e20"). Every batch was skipped as applied,
+// silently, until the marker expired (Retention + Bucket, never for junk
+// without a TTL). Now the first batch is renumbered above a marker ahead
+// (one EventRenumbered), junk is read as no marker, and every batch
+// counts.
+func TestCounters_MarkerAhead(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	for i, m := range []string{strconv.FormatInt(time.Now().Add(10*time.Second).UnixMicro(), 10), "inf", "1e20"} {
+		name := fmt.Sprint("visits", i)
+		require.NoError(t, rdb.Set(ctx, "counters:{"+name+"}:f:web-1", m, 0).Err())
+		obs := &countObserver{}
+		c, err := counters.New(&counters.Options{Client: rdb, Instance: "web-1", Timeout: 10 * time.Second, Observer: obs})
+		require.NoError(t, err)
+		for range 5 {
+			require.NoError(t, c.Add(name, 1))
+			require.NoError(t, c.Flush(ctx))
+		}
+		now := time.Now()
+		sum, err := c.Sum(ctx, name, now.Add(-time.Hour), now.Add(time.Minute))
+		require.NoError(t, err)
+		require.EqualValues(t, 5, sum, "marker %q", m)
+		require.Zero(t, obs.n(counters.EventReplayed), "marker %q: nothing skipped", m)
+		renumbered := int64(0)
+		if i == 0 {
+			renumbered = 1 // the junk markers are read as none
+		}
+		require.Equal(t, renumbered, obs.n(counters.EventRenumbered), "marker %q", m)
+	}
+}
+
+// TestCounters_GoneCallersOpenNothing: calls whose contexts have ended get
+// ErrUnavailable without reaching Redis and say nothing to the breaker
+// (five of them opened it, and every flush and query of every caller was
+// refused for the cool-down).
+func TestCounters_GoneCallersOpenNothing(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	c := newCounters(t, rdb, "web-1")
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	now := time.Now()
+	for range 5 {
+		_, err := c.Sum(gone, "visits", now.Add(-time.Hour), now)
+		require.ErrorIs(t, err, counters.ErrUnavailable)
+		require.ErrorIs(t, err, context.Canceled)
+	}
+	require.NoError(t, c.Add("visits", 1))
+	require.NoError(t, c.Flush(t.Context()), "the breaker is closed")
 }

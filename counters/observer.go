@@ -27,6 +27,12 @@ const (
 	// EventRefused: an increment was refused because Options.MaxPending
 	// cells were already waiting (ErrFull).
 	EventRefused
+	// EventRenumbered: a batch's number was below the instance's marker
+	// (a process restarted under the same Instance name with its clock
+	// behind the earlier one's, or two processes sharing the name): it was
+	// renumbered above the marker and applied, not skipped. Items counts
+	// its cells.
+	EventRenumbered
 )
 
 // String returns the kind's name in snake case.
@@ -40,6 +46,8 @@ func (k EventKind) String() string {
 		return "unavailable"
 	case EventRefused:
 		return "refused"
+	case EventRenumbered:
+		return "renumbered"
 	}
 	return "unknown"
 }
