@@ -138,8 +138,10 @@ func (a *Attempt) heartbeat(ctx context.Context, setPoint bool, point string) er
 // [ErrUnavailable]. A record lost with a Redis restart is written again,
 // completed (EventRecreated).
 //
-// ctx bounds the first try only; pass a context that outlives a cancelled
-// request (context.WithoutCancel) to record its result anyway.
+// ctx bounds the first try only: if it ends first (whether the script ran
+// or not), the result is queued as for an unreachable Redis, and the error
+// wraps ErrDeferred and the context's error. The request is done either
+// way: dropped, its result would let a retry run it again.
 func (a *Attempt) Complete(ctx context.Context, r Result) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -152,7 +154,7 @@ func (a *Attempt) Complete(ctx context.Context, r Result) error {
 	}
 	pc := &pendingCompletion{a: a, enc: enc, res: cloneResult(r)}
 	err = a.s.completeOnce(ctx, pc)
-	if errors.Is(err, ErrUnavailable) {
+	if errors.Is(err, ErrUnavailable) || err != nil && ctx.Err() != nil {
 		if a.s.c.add(ctx, pc) {
 			a.ended = true
 			return fmt.Errorf("%w: %w", ErrDeferred, err)

@@ -98,7 +98,11 @@ func (c *completer) nudge() {
 // take waits for it to end (or ctx) and looks again. Of two completions of
 // one record, it takes the newest attempt's (the older one can only find
 // its lease lost).
-func (c *completer) take(ctx context.Context, key string) *pendingCompletion {
+//
+// waited reports that take waited for another try of the record's
+// completion: that try may have recorded the request, so a Begin that then
+// cannot reach Redis must not fail open.
+func (c *completer) take(ctx context.Context, key string) (pc *pendingCompletion, waited bool) {
 	for c.waiting.Load() != 0 {
 		c.mu.Lock()
 		busy, trying := c.busy[key]
@@ -108,16 +112,31 @@ func (c *completer) take(ctx context.Context, key string) *pendingCompletion {
 				c.busy[key] = make(chan struct{})
 			}
 			c.mu.Unlock()
-			return pc
+			return pc, waited
 		}
 		c.mu.Unlock()
+		waited = true
 		select {
 		case <-busy:
 		case <-ctx.Done():
-			return nil
+			return nil, waited
 		}
 	}
-	return nil
+	return nil, waited
+}
+
+// holds reports whether a completion of the record key is queued or being
+// tried: this instance finished the request and has not recorded it.
+func (c *completer) holds(key string) bool {
+	if c.waiting.Load() == 0 {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, trying := c.busy[key]; trying {
+		return true
+	}
+	return slices.ContainsFunc(c.pending, func(pc *pendingCompletion) bool { return pc.a.id.key == key })
 }
 
 // removeNewestLocked removes from pending and returns the queued

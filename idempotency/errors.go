@@ -20,9 +20,10 @@ var (
 	ErrUnavailable = errors.New("idempotency: redis unavailable")
 	// ErrCompletionPending is wrapped, with ErrUnavailable or another cause,
 	// by the error of [Store.Begin] when this instance ran the key's
-	// request, its result waits to be recorded, and Begin could not record
-	// it now: the request is done and must not run again, not even with
-	// RouteOptions.FailOpen (the middleware answers 503).
+	// request, its result waits to be recorded (or was being recorded while
+	// Begin waited), and Begin could not reach Redis (the breaker refused,
+	// the call failed): the request may be done and must not run again, not
+	// even with RouteOptions.FailOpen (the middleware answers 503).
 	ErrCompletionPending = errors.New("idempotency: the request is done; its result is not recorded yet")
 	// ErrMismatch is returned by [Store.Begin] when the key was first used
 	// with another request (another fingerprint). The middleware answers 422.

@@ -87,11 +87,13 @@ func TestCompleter_SettleBackWakes(t *testing.T) {
 	pc := &pendingCompletion{a: b.Attempt}
 	require.True(t, c.add(ctx, pc))
 	<-c.wake // the loop's round: it will find the queue empty
-	require.Same(t, pc, c.take(ctx, key))
+	require.Same(t, pc, first(c.take(ctx, key)))
 	require.Contains(t, c.busy, key, "a second Begin of the record waits")
 	gone, cancel := context.WithCancel(ctx)
 	cancel()
-	require.Nil(t, c.take(gone, key), "a second Begin waits until its context ends")
+	got, waited := c.take(gone, key)
+	require.Nil(t, got, "a second Begin waits until its context ends")
+	require.True(t, waited)
 	require.False(t, c.settle(ctx, pc), "not recorded")
 	select {
 	case <-c.wake:
@@ -103,7 +105,7 @@ func TestCompleter_SettleBackWakes(t *testing.T) {
 	require.NotContains(t, c.busy, key)
 
 	// Only a completion that completeOnce released is final.
-	require.Same(t, pc, c.take(ctx, key))
+	require.Same(t, pc, first(c.take(ctx, key)))
 	c.releaseLocked(pc) // as completeOnce does on a final outcome (under c.mu; no other goroutine here)
 	require.True(t, c.settle(ctx, pc))
 	require.Zero(t, c.count)
@@ -122,7 +124,7 @@ func TestCompleter_TakesNewestAttempt(t *testing.T) {
 	newer := &pendingCompletion{a: &Attempt{s: c.s, id: b.Attempt.id, Fence: b.Attempt.Fence + 1}}
 	require.True(t, c.add(ctx, older))
 	require.True(t, c.add(ctx, newer))
-	require.Same(t, newer, c.take(ctx, b.Attempt.id.key))
+	require.Same(t, newer, first(c.take(ctx, b.Attempt.id.key)))
 }
 
 // TestCompleter_ObserverPanicLeavesNoBusyRecord: an observer that panics
@@ -179,3 +181,6 @@ func loopless(t *testing.T) (*completer, Begun) {
 	c := &completer{s: s, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}), busy: map[string]chan struct{}{}}
 	return c, b
 }
+
+// first returns a pair's first value.
+func first[A, B any](a A, _ B) A { return a }

@@ -28,7 +28,9 @@ type RouteOptions struct {
 	// FailOpen runs the handler without protection when Redis is
 	// unavailable (EventFailOpen). By default such a request is answered
 	// 503 with Retry-After: it fails closed, because running it unprotected
-	// could run it twice.
+	// could run it twice. Even with FailOpen, a request this instance holds
+	// the unrecorded result of (ErrCompletionPending) and any request once
+	// the Store is closed (its queued results were dropped) answer 503.
 	FailOpen bool
 
 	// Scope returns the scope of r's key: the authenticated user or API
@@ -209,7 +211,9 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 			"The record of this key cannot be read; the request was not run again.", 0)
 		return
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed), errors.Is(err, ErrCompletionPending):
-		if m.o.FailOpen && !errors.Is(err, ErrCompletionPending) {
+		// Never open on ErrClosed: Close dropped the queued completions,
+		// and a request whose result was among them would run again.
+		if m.o.FailOpen && !errors.Is(err, ErrCompletionPending) && !errors.Is(err, ErrClosed) {
 			m.s.event(r.Context(), Event{Kind: EventFailOpen, Err: err})
 			next.ServeHTTP(w, r)
 			return

@@ -126,6 +126,11 @@ func (f ObserverFunc) Event(ctx context.Context, e Event) { f(ctx, e) }
 
 // Breaker is a circuit breaker guarding the Redis calls of a [Store] or of
 // the onetime package. Implementations must be safe for concurrent use.
+//
+// A Breaker may also have a method Unused() (NewBreaker's has): a call
+// Allow let go that ended on its caller's context, saying nothing about
+// Redis, is reported there, so that a half-open breaker whose probe it was
+// lets the next call probe at once.
 type Breaker interface {
 	// Allow reports whether a call may go ahead now. A refused call fails
 	// with ErrUnavailable without reaching Redis.

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tiercache/tiercache/backends/ristretto"
+	"github.com/tiercache/tiercache/internal/breaker"
 	"github.com/tiercache/tiercache/internal/redisconf"
 )
 
@@ -187,16 +188,24 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 		}
 	}
 	if err := s.allow(); err != nil {
+		if s.c.holds(id.key) {
+			// The breaker refuses, and this instance holds the request's
+			// unrecorded completion: the request is done, and a FailOpen
+			// route must not run it again.
+			err = fmt.Errorf("%w: %w", ErrCompletionPending, err)
+		}
 		s.event(ctx, Event{Kind: EventUnavailable, Record: id.short, Err: err})
 		return Begun{}, err
 	}
-	if pc := s.c.take(ctx, id.key); pc != nil {
+	pc, waited := s.c.take(ctx, id.key)
+	if pc != nil {
 		// This instance finished the request and could not record it: record
 		// it now, before the request can be taken over and run again. If it
 		// still cannot, the request must not begin (it would take the
 		// request over and run it again): fail closed, and not open either
 		// (ErrCompletionPending: the middleware's FailOpen would run it).
-		if err := s.recordTaken(ctx, pc); err != nil {
+		recorded, err := s.recordTaken(ctx, pc)
+		if err != nil {
 			s.report(ctx, err)
 			if ctx.Err() != nil {
 				// The caller gave up: its context's error alone (err may
@@ -207,6 +216,17 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 			s.event(ctx, Event{Kind: EventUnavailable, Record: id.short, Err: err})
 			return Begun{}, fmt.Errorf("%w: %w", ErrCompletionPending, err)
 		}
+		if recorded {
+			// Recorded now: the request's result is known here, and the
+			// begin script's round trip (which could fail, and fail open)
+			// has nothing to add.
+			if pc.a.fp != fp {
+				s.event(ctx, Event{Kind: EventMismatch, Record: id.short})
+				return Begun{}, ErrMismatch
+			}
+			s.event(ctx, Event{Kind: EventReplayed, Record: id.short, Fence: pc.a.Fence})
+			return Begun{Outcome: OutcomeCompleted, Result: pc.res}, nil
+		}
 	}
 	owner := newOwner()
 	t0 := time.Now()
@@ -215,6 +235,12 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 	d := time.Since(t0)
 	if err != nil {
 		if ctx.Err() == nil { // not the caller's own cancellation
+			if waited || pc != nil || s.c.holds(id.key) {
+				// This instance tried the request's completion just now
+				// (recorded, or found another attempt's): it may be done,
+				// and a FailOpen route must not run it again.
+				err = fmt.Errorf("%w: %w", ErrCompletionPending, err)
+			}
 			s.event(ctx, Event{Kind: EventUnavailable, Record: id.short, Err: err, Duration: d})
 		}
 		return Begun{}, err
@@ -417,10 +443,11 @@ func (s *Store) remember(key, fp string, res *Result, ttl time.Duration) {
 }
 
 // recordTaken tries to record pc, a completion Begin took, and returns
-// nil once it reached a final outcome (see completer.settle), or the try's
+// nil once it reached a final outcome (see completer.settle), with
+// recorded set if that outcome is pc's result in Redis, or the try's
 // error. pc is settled whatever happens, even if an observer panics while
 // its outcome is reported: its record must not stay busy.
-func (s *Store) recordTaken(ctx context.Context, pc *pendingCompletion) (err error) {
+func (s *Store) recordTaken(ctx context.Context, pc *pendingCompletion) (recorded bool, err error) {
 	settled := false
 	defer func() {
 		if !settled {
@@ -430,12 +457,12 @@ func (s *Store) recordTaken(ctx context.Context, pc *pendingCompletion) (err err
 	err = s.completeOnce(ctx, pc)
 	settled = true
 	if s.c.settle(ctx, pc) {
-		return nil
+		return err == nil, nil
 	}
 	if err == nil { // not final, yet no error: cannot be, but fail closed
 		err = ErrUnavailable
 	}
-	return err
+	return false, err
 }
 
 // allow asks the breaker whether a request may call Redis.
@@ -458,7 +485,9 @@ func (s *Store) report(ctx context.Context, err error) {
 		}
 		s.c.nudge()
 	case ctx.Err() != nil:
-		// The caller gave up; that says nothing about Redis.
+		// The caller gave up; that says nothing about Redis. If the call
+		// was a half-open breaker's probe, the next call probes at once.
+		breaker.Forget(b)
 	case b != nil:
 		b.Failure()
 	}
