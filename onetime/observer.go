@@ -80,6 +80,11 @@ func (NoopObserver) Event(context.Context, Event) {}
 
 // Breaker is a circuit breaker guarding Redis calls (the same contract as
 // idempotency.Breaker). Implementations must be safe for concurrent use.
+//
+// A Breaker may also have a method Unused() (NewBreaker's has): a call
+// Allow let go that ended on its caller's context, saying nothing about
+// Redis, is reported there, so that a half-open breaker whose probe it was
+// lets the next call probe at once.
 type Breaker interface {
 	// Allow reports whether a call may go ahead now.
 	Allow() bool

@@ -394,3 +394,27 @@ func TestMint_EmptySubject(t *testing.T) {
 	_, err = s.BeginOAuth(t.Context(), "google", "", 0)
 	require.ErrorIs(t, err, onetime.ErrInvalidOptions)
 }
+
+// unusedBreaker is always closed and counts what it hears.
+type unusedBreaker struct{ failures, unused atomic.Int32 }
+
+func (b *unusedBreaker) Allow() bool { return true }
+func (b *unusedBreaker) Success()    {}
+func (b *unusedBreaker) Failure()    { b.failures.Add(1) }
+func (b *unusedBreaker) Unused()     { b.unused.Add(1) }
+
+// TestStore_CallerGoneFreesProbe: a call whose caller has left says so to
+// the breaker (Unused: if it was the half-open breaker's probe, the next
+// call probes at once), not nothing, which kept a half-open breaker
+// refusing every call for another cool-down.
+func TestStore_CallerGoneFreesProbe(t *testing.T) {
+	t.Parallel()
+	br := &unusedBreaker{}
+	s, _, _, _ := newStore(t, &onetime.Options{Breaker: br})
+	gone, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := s.Mint(gone, "reset", "user-1", time.Minute, nil)
+	require.ErrorIs(t, err, context.Canceled)
+	require.EqualValues(t, 1, br.unused.Load())
+	require.Zero(t, br.failures.Load())
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tiercache/tiercache/codec"
+	"github.com/tiercache/tiercache/internal/breaker"
 	"github.com/tiercache/tiercache/internal/redisconf"
 )
 
@@ -364,6 +365,9 @@ func guard(ctx context.Context, b Breaker, timeout time.Duration, f func(ctx con
 		return nil
 	}
 	if ctx.Err() != nil {
+		// The caller gave up; if the call was a half-open breaker's probe,
+		// the next call probes at once.
+		breaker.Forget(b)
 		return fmt.Errorf("onetime: %w", context.Cause(ctx))
 	}
 	if b != nil {

@@ -366,7 +366,10 @@ func (m *Manager) call(ctx context.Context, f func(context.Context) error) (t0, 
 		return t0, t1, err
 	}
 	if ctx.Err() != nil {
-		return t0, t1, err // the caller gave up: not Redis's failure
+		// The caller gave up: not Redis's failure. If the call was a
+		// half-open breaker's probe, the next call probes at once.
+		m.br.Unused()
+		return t0, t1, err
 	}
 	m.br.Failure()
 	if isTimeout(err) {
