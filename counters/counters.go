@@ -370,8 +370,9 @@ const uniqueChunk = 1000
 // digits, near int64's end) is deleted first: a script is not rolled back,
 // so an INCRBY failing halfway would leave the earlier buckets incremented
 // without the marker, and every retry would add them again. A marker that
-// is not a number of at most 16 digits is read as none (Lua's tonumber
-// reads "inf" and "1e20" too).
+// is not a number of at most 16 digits below 2^53 (where Lua's doubles
+// stop being exact) is read as none (Lua's tonumber reads "inf" and
+// "1e20" too).
 //
 // One instance numbers its batches upwards and sends one only once the one
 // before it is applied, so a marker equal to the batch's number means this
@@ -391,6 +392,7 @@ if redis.call('TYPE', KEYS[1]).ok ~= 'string' then redis.call('DEL', KEYS[1]) en
 local m = redis.call('GET', KEYS[1])
 local last = 0
 if m and #m <= 16 and string.match(m, '^%d+$') then last = tonumber(m) end
+if last >= 9007199254740992 then last = 0 end -- 2^53: past it, numbers are not exact
 if last == seq then return 0 end
 if last > seq then return m end
 for i = 2, #KEYS do
@@ -445,7 +447,7 @@ func (c *Counters) apply(ctx context.Context, name string, b *batch) error {
 				break
 			}
 			m, err := strconv.ParseUint(marker, 10, 64)
-			if err != nil || renumbered {
+			if err != nil || renumbered || m+1 >= 1<<53 {
 				// Renumbered once and still behind: another live process
 				// writes under this Instance name. The batch stays.
 				return fmt.Errorf("%w: the flush marker of instance %q is at %s, ahead of batch %d (two processes share the Instance name?)", ErrUnavailable, c.o.Instance, marker, b.seq)

@@ -154,7 +154,7 @@ func (a *Attempt) Complete(ctx context.Context, r Result) error {
 	}
 	pc := &pendingCompletion{a: a, enc: enc, res: cloneResult(r)}
 	err = a.s.completeOnce(ctx, pc)
-	if errors.Is(err, ErrUnavailable) || err != nil && ctx.Err() != nil {
+	if errors.Is(err, ErrUnavailable) || err != nil && ctx.Err() != nil && !errors.Is(err, ErrLeaseLost) && !errors.Is(err, ErrCorrupt) {
 		if a.s.c.add(ctx, pc) {
 			a.ended = true
 			return fmt.Errorf("%w: %w", ErrDeferred, err)

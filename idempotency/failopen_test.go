@@ -103,10 +103,10 @@ func TestOutage_RecordedThenBeginFails(t *testing.T) {
 
 // unusedBreaker is a breaker that is always closed and counts what it
 // hears.
-type unusedBreaker struct{ failures, unused atomic.Int32 }
+type unusedBreaker struct{ successes, failures, unused atomic.Int32 }
 
 func (b *unusedBreaker) Allow() bool { return true }
-func (b *unusedBreaker) Success()    {}
+func (b *unusedBreaker) Success()    { b.successes.Add(1) }
 func (b *unusedBreaker) Failure()    { b.failures.Add(1) }
 func (b *unusedBreaker) Unused()     { b.unused.Add(1) }
 
@@ -160,4 +160,36 @@ func TestMiddleware_ClosedStoreNeverFailsOpen(t *testing.T) {
 	require.NoError(t, s.Close())
 	require.Equal(t, http.StatusServiceUnavailable, do(t, h, "POST", "/b", "k", nil).status)
 	require.Zero(t, runs.Load())
+}
+
+// TestOutage_RecordedReplayReportsSuccess: a Begin that records this
+// instance's queued result and answers with it tells the breaker that
+// Redis answered. It said nothing: when that Begin was a half-open
+// breaker's probe (the likely first call after an outage: a client
+// retrying its own request), the breaker refused every call for another
+// cool-down.
+func TestOutage_RecordedReplayReportsSuccess(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	var failComplete atomic.Bool
+	failComplete.Store(true)
+	rdb.AddHook(redistest.CommandHook(func(ctx context.Context, cmd redis.Cmder, next redis.ProcessHook) error {
+		if failComplete.Load() && isScript(cmd, idempotency.CompleteScriptHash()) {
+			cmd.SetErr(errors.New("i/o timeout (injected)"))
+			return cmd.Err()
+		}
+		return next(ctx, cmd)
+	}))
+	br := &unusedBreaker{}
+	s, _ := newStore(t, rdb, &idempotency.Options{NoL1: true, Breaker: br})
+	b, err := s.Begin(t.Context(), "", "k", nil)
+	require.NoError(t, err)
+	require.ErrorIs(t, b.Attempt.Complete(t.Context(), idempotency.Result{Status: http.StatusCreated}), idempotency.ErrDeferred)
+	failComplete.Store(false)
+	before := br.successes.Load()
+	got, err := s.Begin(t.Context(), "", "k", nil)
+	require.NoError(t, err)
+	require.Equal(t, idempotency.OutcomeCompleted, got.Outcome)
+	require.Greater(t, br.successes.Load(), before, "the breaker heard that Redis answered")
 }

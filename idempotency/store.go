@@ -219,7 +219,9 @@ func (s *Store) Begin(ctx context.Context, scope, key string, fingerprint []byte
 		if recorded {
 			// Recorded now: the request's result is known here, and the
 			// begin script's round trip (which could fail, and fail open)
-			// has nothing to add.
+			// has nothing to add. Redis answered: the breaker hears it
+			// (this call may have been a half-open breaker's probe).
+			s.report(ctx, nil)
 			if pc.a.fp != fp {
 				s.event(ctx, Event{Kind: EventMismatch, Record: id.short})
 				return Begun{}, ErrMismatch

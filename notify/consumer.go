@@ -33,12 +33,12 @@ import (
 //     acknowledges each sent digest (XACK and XDEL in one MULTI). An entry
 //     is acknowledged only after its digest was sent: delivery is at least
 //     once, and a digest sent again carries the same provider key.
-//  4. It counts the stream's entries (more than the turn left there: some
-//     came after its read, or a lost reply hid them, and the user is due
-//     at once), then scores the user in the index at its next due time, or
+//  4. It counts the group's pending entries (more than the turn left
+//     pending: a lost reply hid some, and the user is due at once), then
+//     scores the user in the index at its next due time, or
 //     removes it, only if its score is still the claim's; an enqueue's
 //     index write always moves the score, so a release never drops a user
-//     whose entry came after the count. No notification is stranded
+//     whose entry came after its read. No notification is stranded
 //     whatever the interleaving with enqueues. A consumer that finds the
 //     user locked by another gives its claim back (due after PollInterval).
 //
@@ -164,21 +164,21 @@ func (c *Consumer) work(ctx context.Context, shard int, user string, claimed flo
 	if err != nil {
 		return err
 	}
-	held := now < 0
-	if c.o.Now != nil {
-		now = c.o.Now().UnixMilli()
-	} else if held {
-		now = -now
-	}
-	if held {
+	if now < 0 {
 		// Another consumer works on the user. Our claim moved the user's
 		// score to now + Lease, and that consumer's release keeps a score
 		// it did not claim: without this, a notification that came during
 		// its turn would wait for our lease. The user comes back after
-		// PollInterval (one more turn if there is nothing to do).
+		// PollInterval (one more turn if there is nothing to do), on the
+		// index's clock (the claim's time: on a Cluster the lock's node
+		// may have another).
+		next := int64(claimed) - c.o.Lease.Milliseconds() + c.o.PollInterval.Milliseconds()
 		return c.call(ctx, func(ctx context.Context) error {
-			return c.releaseIndex(ctx, shard, user, claimed, now+c.o.PollInterval.Milliseconds())
+			return c.releaseIndex(ctx, shard, user, claimed, next)
 		})
+	}
+	if c.o.Now != nil {
+		now = c.o.Now().UnixMilli()
 	}
 	es, truncated, err := c.read(ctx, k.stream)
 	if err != nil {
@@ -197,6 +197,7 @@ func (c *Consumer) work(ctx context.Context, shard int, user string, claimed flo
 		byCh[e.ch] = append(byCh[e.ch], e)
 	}
 	remaining := 0
+	progressed := false // a digest was sent (its entries are gone)
 	var nextDue int64
 	due := func(t int64) {
 		if t > 0 && (nextDue == 0 || t < nextDue) {
@@ -244,10 +245,18 @@ func (c *Consumer) work(ctx context.Context, shard int, user string, claimed flo
 				due(now + c.o.RetryDelay.Milliseconds())
 				break
 			}
+			progressed = true
 		}
 	}
 	if truncated {
-		due(now)
+		// More waits behind what was read. Due at once only if this turn
+		// removed some of it: the next read starts with the oldest pending
+		// entries, so after a turn that sent nothing (every digest held by
+		// quiet hours, failed, or waiting for its window) it would read the
+		// same ones and spin. Then the earliest of their times decides.
+		if progressed {
+			due(now)
+		}
 		remaining++
 	}
 	if err := c.release(ctx, shard, user, k, token, claimed, remaining, nextDue); err != nil {
@@ -400,22 +409,23 @@ func (c *Consumer) send(ctx context.Context, stream, user string, ch Channel, d 
 
 // release scores the user at its next due time (or removes it from the
 // index) unless something was enqueued since the claim (releaseScript),
-// then unlocks the user. First it counts the stream's entries: more than
-// the turn left there means entries it never saw (an XREADGROUP whose
-// reply was lost and which go-redis sent again: the first run gave this
-// consumer entries the resend does not return), and the user is due at
-// once. An enqueue writes the stream, then the index: its entry was
-// counted, or its index write came before ours (the score moved: ours
-// keeps it due), or after (it stands). A failure leaves the user in the
-// index.
+// then unlocks the user. First it counts the group's pending entries:
+// more than the turn left pending means entries delivered to this
+// consumer that it never saw (an XREADGROUP whose reply was lost and which
+// go-redis sent again: the first run gave this consumer entries the resend
+// does not return), and the user is due at once. (Entries enqueued since
+// the read are not pending: their own index writes schedule them. An
+// enqueue writes the stream, then the index: its index write came before
+// ours, and the score moved, so ours keeps it due; or after, and it
+// stands.) A failure leaves the user in the index.
 func (c *Consumer) release(ctx context.Context, shard int, user string, k keys, token string, claimed float64, remaining int, nextDue int64) error {
 	return c.call(ctx, func(ctx context.Context) error {
-		n, err := c.q.rdb.XLen(ctx, k.stream).Result()
-		if err != nil {
+		p, err := c.q.rdb.XPending(ctx, k.stream, group).Result()
+		if err != nil && !isNoGroup(err) {
 			return err
 		}
-		if n > int64(remaining) {
-			remaining, nextDue = int(n), 0
+		if p != nil && p.Count > int64(remaining) {
+			remaining, nextDue = int(p.Count), 0
 		}
 		if remaining > 0 && nextDue == 0 {
 			nextDue = 1 // due at once

@@ -601,3 +601,35 @@ func TestQueue_GoneCallersOpenNothing(t *testing.T) {
 	require.False(t, r.Buffered, "a caller on a healthy Redis is written, not buffered")
 	require.Zero(t, q.Buffered(), "the gone callers' notifications went first")
 }
+
+// TestConsumer_TruncatedTurnWaits: a turn reads a full batch (Batch 2 of 3
+// entries) and sends nothing (the provider fails). It was due again at
+// once because more waited behind the batch, read the same entries, and
+// called the failing provider in a loop; now it waits RetryDelay.
+func TestConsumer_TruncatedTurnWaits(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := t.Context()
+	q := newQueue(t, rdb, notify.Options{Namespace: "tr", MaxItems: 1, Shards: 1})
+	enqueueN(t, q, "u", notify.Email, 3)
+	var sends atomic.Int32
+	failing := notify.SenderFunc(func(context.Context, notify.Message) error {
+		sends.Add(1)
+		return errors.New("provider down")
+	})
+	c := newConsumer(t, q, notify.ConsumerOptions{Sender: failing, Batch: 2, RetryDelay: time.Hour})
+	users, err := c.RunOnce(ctx)
+	require.Error(t, err)
+	require.Equal(t, 1, users)
+	require.EqualValues(t, 1, sends.Load())
+	score, err := rdb.ZScore(ctx, "tr:{ix0}:due", "u").Result()
+	require.NoError(t, err)
+	now, err := rdb.Time(ctx).Result()
+	require.NoError(t, err)
+	require.Greater(t, score, float64(now.Add(30*time.Minute).UnixMilli()), "due after RetryDelay, not at once")
+	users, err = c.RunOnce(ctx)
+	require.NoError(t, err)
+	require.Zero(t, users)
+	require.EqualValues(t, 1, sends.Load(), "the failing provider is not called again")
+}

@@ -19,10 +19,10 @@
 // would see one user's notifications interleaved with thousands of
 // others', kept pending for the whole window. Why not SCAN: it does not
 // scale and is not ordered by due time. The index is written after the
-// stream (two slots, so two commands); a [Consumer] counts the stream's
-// entries before it updates the index, and updates it only if no enqueue
-// wrote it since its claim, so no interleaving strands a notification
-// (see [Consumer]).
+// stream (two slots, so two commands); a [Consumer] updates the index only if
+// no enqueue wrote it since its claim, and counts its pending entries
+// first (a lost reply can hide some), so no interleaving strands a
+// notification (see [Consumer]).
 //
 // # Digests
 //

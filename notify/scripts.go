@@ -101,11 +101,13 @@ return 1
 //
 //	KEYS[1] lock   ARGV: token, lease ms
 //
-// Returns now ms, or -now ms if another consumer holds the lock.
+// Returns now ms, or -now ms if another consumer holds the lock. A lock
+// that already holds this token is this call's own (go-redis resent the
+// script after a lost reply): it is taken.
 var lockScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return -now end
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and redis.call('GET', KEYS[1]) ~= ARGV[1] then return -now end
 return now
 `)
 
